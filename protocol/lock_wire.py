@@ -1,0 +1,398 @@
+"""The lock wire codec: binary frames between an edge agent and a keypad lock.
+
+Sans-IO, like h11: :class:`LockFrame` turns into bytes and back, :class:`FrameParser`
+takes whatever a serial line or a BLE characteristic delivered and yields whole frames,
+resynchronising after garbage.
+
+Frame layout (all integers big-endian)::
+
+    magic   2   0xD5 0x4E
+    length  2   length of body (BODY_FIXED + len(payload)), at most MAX_BODY
+    body        version 1 | type 1 | seq 2 | key_id 1 | counter 4 | payload n | mac 8
+    crc     2   CRC-16/CCITT-FALSE over length and body
+
+``key_id``, ``counter`` and ``mac`` are the room for authentication: ``key_id`` 0 means an
+unauthenticated frame with ``counter`` 0 and a zero MAC. Requests from the agent carry a
+``seq`` chosen by the agent; the lock answers with the same ``seq``. The lock's own events
+are numbered by the lock (``event seq``, inside the payload) and kept until acknowledged.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from protocol.errors import FrameError, LocalProtocolError
+from protocol.messages import LockEventKind
+
+MAGIC = b"\xd5\x4e"
+WIRE_VERSION = 1
+MAC_LEN = 8
+TAG_LEN = 16
+BODY_FIXED = 1 + 1 + 2 + 1 + 4 + MAC_LEN
+MAX_PAYLOAD = 1024
+MAX_BODY = BODY_FIXED + MAX_PAYLOAD
+HEADER_LEN = len(MAGIC) + 2
+CRC_LEN = 2
+NO_SLOT = 0xFF
+NO_GRANT = b"\x00" * 16
+ALL_SLOTS = 0xFF
+
+
+class FrameType(IntEnum):
+    # agent -> lock
+    GET_INFO = 0x01
+    SET_TIME = 0x02
+    SET_SLOT = 0x03
+    CLEAR_SLOT = 0x04
+    GET_EVENTS = 0x05
+    ACK_EVENTS = 0x06
+    GET_SLOTS = 0x07
+    # lock -> agent
+    ACK = 0x80
+    INFO = 0x81
+    EVENTS = 0x82
+    SLOTS = 0x83
+    NACK = 0x8F
+    WAKE = 0x90  # unsolicited: the keypad woke the lock, or it has new events
+
+
+class NackCode(IntEnum):
+    BAD_REQUEST = 1
+    NO_SUCH_SLOT = 2
+    CLOCK_NOT_SET = 3
+    AUTH_FAILED = 4
+    BUSY = 5
+
+
+EVENT_CODES: dict[LockEventKind, int] = {
+    LockEventKind.UNLOCKED: 1,
+    LockEventKind.DENIED_WRONG_PIN: 2,
+    LockEventKind.DENIED_OUTSIDE_WINDOW: 3,
+    LockEventKind.DENIED_LOCKED_OUT: 4,
+    LockEventKind.RELOCKED: 5,
+    LockEventKind.DOOR_OPENED: 6,
+    LockEventKind.DOOR_CLOSED: 7,
+    LockEventKind.DOOR_HELD_OPEN: 8,
+    LockEventKind.LOCKOUT_STARTED: 9,
+    LockEventKind.BATTERY: 10,
+    LockEventKind.CLOCK_SET: 11,
+    LockEventKind.JAM: 12,
+}
+EVENT_KINDS: dict[int, LockEventKind] = {code: kind for kind, code in EVENT_CODES.items()}
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), the common UART choice."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+@dataclass(frozen=True, slots=True)
+class LockFrame:
+    type: FrameType
+    seq: int
+    payload: bytes = b""
+    key_id: int = 0
+    counter: int = 0
+    mac: bytes = bytes(MAC_LEN)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seq <= 0xFFFF:
+            raise LocalProtocolError(f"seq {self.seq} does not fit in 16 bits")
+        if not 0 <= self.key_id <= 0xFF:
+            raise LocalProtocolError(f"key_id {self.key_id} does not fit in 8 bits")
+        if not 0 <= self.counter <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"counter {self.counter} does not fit in 32 bits")
+        if len(self.mac) != MAC_LEN:
+            raise LocalProtocolError(f"mac must be {MAC_LEN} bytes")
+        if len(self.payload) > MAX_PAYLOAD:
+            raise LocalProtocolError(f"payload of {len(self.payload)} bytes > {MAX_PAYLOAD}")
+
+    def signed_part(self) -> bytes:
+        """The bytes a MAC covers: everything in the body before the MAC."""
+        return (
+            struct.pack(">BBHBI", WIRE_VERSION, self.type, self.seq, self.key_id, self.counter)
+            + self.payload
+        )
+
+    def __bytes__(self) -> bytes:
+        body = self.signed_part() + self.mac
+        length = struct.pack(">H", len(body))
+        return MAGIC + length + body + struct.pack(">H", crc16(length + body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LockFrame:
+        """Decode exactly one frame; raise :class:`FrameError` saying what is wrong."""
+        if len(data) < HEADER_LEN + BODY_FIXED + CRC_LEN:
+            raise FrameError(f"frame of {len(data)} bytes is shorter than the minimum")
+        if data[:2] != MAGIC:
+            raise FrameError("frame does not start with the magic bytes")
+        (length,) = struct.unpack_from(">H", data, 2)
+        if length < BODY_FIXED or length > MAX_BODY:
+            raise FrameError(f"body length {length} out of range {BODY_FIXED}..{MAX_BODY}")
+        if len(data) != HEADER_LEN + length + CRC_LEN:
+            raise FrameError(f"frame is {len(data)} bytes, its header says {length + 6}")
+        body = data[HEADER_LEN : HEADER_LEN + length]
+        (crc,) = struct.unpack_from(">H", data, HEADER_LEN + length)
+        if crc != crc16(data[2 : HEADER_LEN + length]):
+            raise FrameError("CRC mismatch")
+        version, ftype, seq, key_id, counter = struct.unpack_from(">BBHBI", body, 0)
+        if version != WIRE_VERSION:
+            raise FrameError(f"wire version {version} is not {WIRE_VERSION}")
+        try:
+            frame_type = FrameType(ftype)
+        except ValueError:
+            raise FrameError(f"unknown frame type 0x{ftype:02x}") from None
+        return cls(
+            type=frame_type,
+            seq=seq,
+            payload=bytes(body[9:-MAC_LEN]),
+            key_id=key_id,
+            counter=counter,
+            mac=bytes(body[-MAC_LEN:]),
+        )
+
+
+@dataclass
+class FrameParser:
+    """Push parser: ``feed(data)`` returns the whole frames found so far.
+
+    After garbage, a truncated frame or a bad CRC it skips to the next magic and goes on;
+    ``dropped_bytes`` and ``bad_frames`` count what was thrown away.
+    """
+
+    dropped_bytes: int = 0
+    bad_frames: int = 0
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[LockFrame]:
+        self._buf += data
+        frames: list[LockFrame] = []
+        while True:
+            start = self._buf.find(MAGIC)
+            if start < 0:
+                # keep a trailing first magic byte: the second may be in the next chunk
+                keep = 1 if self._buf[-1:] == MAGIC[:1] else 0
+                self._drop(len(self._buf) - keep)
+                return frames
+            if start:
+                self._drop(start)
+            if len(self._buf) < HEADER_LEN:
+                return frames
+            (length,) = struct.unpack_from(">H", self._buf, 2)
+            if length < BODY_FIXED or length > MAX_BODY:
+                self.bad_frames += 1
+                self._drop(1)
+                continue
+            total = HEADER_LEN + length + CRC_LEN
+            if len(self._buf) < total:
+                return frames
+            try:
+                frames.append(LockFrame.from_bytes(bytes(self._buf[:total])))
+            except FrameError:
+                self.bad_frames += 1
+                self._drop(1)  # resync from the next magic inside this span
+                continue
+            del self._buf[:total]
+
+    def _drop(self, n: int) -> None:
+        if n > 0:
+            del self._buf[:n]
+            self.dropped_bytes += n
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+# ---------------------------------------------------------------- payloads
+
+
+def grant_bytes(grant_id: str | None) -> bytes:
+    """Grant ids are UUIDs; on the wire they take 16 bytes (zero for none)."""
+    return NO_GRANT if grant_id is None else uuid.UUID(grant_id).bytes
+
+
+def grant_str(raw: bytes) -> str | None:
+    return None if raw == NO_GRANT else str(uuid.UUID(bytes=raw))
+
+
+def _text(value: str, limit: int = 32) -> bytes:
+    # cut on a character boundary so the peer always receives valid UTF-8
+    raw = value.encode()[:limit].decode(errors="ignore").encode()
+    return struct.pack(">B", len(raw)) + raw
+
+
+def _read_text(payload: bytes, offset: int) -> tuple[str, int]:
+    if offset >= len(payload):
+        raise FrameError("payload ends inside a text field")
+    n = payload[offset]
+    end = offset + 1 + n
+    if end > len(payload):
+        raise FrameError("text field runs past the payload")
+    try:
+        return payload[offset + 1 : end].decode(), end
+    except UnicodeDecodeError:
+        raise FrameError("text field is not UTF-8") from None
+
+
+def _unpack(fmt: str, payload: bytes, what: str) -> tuple[int, ...]:
+    try:
+        return struct.unpack(fmt, payload)
+    except struct.error:
+        raise FrameError(f"{what} payload has {len(payload)} bytes") from None
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    model: str
+    firmware: str
+    slot_count: int
+    clock: int
+    event_head: int  # the seq of the newest event the lock holds (0 when none yet)
+    locked_out: bool
+    battery_pct: int
+    door_open: bool
+
+    def encode(self) -> bytes:
+        return (
+            _text(self.model)
+            + _text(self.firmware)
+            + struct.pack(
+                ">BIIBBB",
+                self.slot_count,
+                self.clock,
+                self.event_head,
+                self.locked_out,
+                self.battery_pct,
+                self.door_open,
+            )
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> LockInfo:
+        model, off = _read_text(payload, 0)
+        firmware, off = _read_text(payload, off)
+        slots, clock, head, out, batt, door = _unpack(">BIIBBB", payload[off:], "INFO")
+        return cls(model, firmware, slots, clock, head, bool(out), batt, bool(door))
+
+
+@dataclass(frozen=True, slots=True)
+class SlotEntry:
+    slot: int
+    start: int
+    end: int
+    grant_id: str | None
+    tag: bytes = bytes(TAG_LEN)  # never sent back by the lock (GET_SLOTS omits it)
+
+    def encode_set(self) -> bytes:
+        return (
+            struct.pack(">BII", self.slot, self.start, self.end)
+            + grant_bytes(self.grant_id)
+            + self.tag
+        )
+
+    @classmethod
+    def decode_set(cls, payload: bytes) -> SlotEntry:
+        if len(payload) != 9 + 16 + TAG_LEN:
+            raise FrameError(f"SET_SLOT payload has {len(payload)} bytes, not {9 + 16 + TAG_LEN}")
+        slot, start, end = struct.unpack_from(">BII", payload)
+        return cls(slot, start, end, grant_str(payload[9:25]), payload[25:41])
+
+
+SLOT_REPORT_LEN = 9 + 16
+
+
+def encode_slots(entries: list[SlotEntry]) -> bytes:
+    out = struct.pack(">B", len(entries))
+    for e in entries:
+        out += struct.pack(">BII", e.slot, e.start, e.end) + grant_bytes(e.grant_id)
+    return out
+
+
+def decode_slots(payload: bytes) -> list[SlotEntry]:
+    if not payload:
+        raise FrameError("SLOTS payload is empty")
+    count = payload[0]
+    if len(payload) != 1 + count * SLOT_REPORT_LEN:
+        raise FrameError(f"SLOTS payload has {len(payload)} bytes for {count} slots")
+    out = []
+    for i in range(count):
+        off = 1 + i * SLOT_REPORT_LEN
+        slot, start, end = struct.unpack_from(">BII", payload, off)
+        out.append(SlotEntry(slot, start, end, grant_str(payload[off + 9 : off + 25])))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WireEvent:
+    seq: int
+    ts: int
+    kind: LockEventKind
+    slot: int | None = None
+    grant_id: str | None = None
+    value: int = 0
+
+    def encode(self) -> bytes:
+        return struct.pack(
+            ">IIBBH",
+            self.seq,
+            self.ts,
+            EVENT_CODES[self.kind],
+            NO_SLOT if self.slot is None else self.slot,
+            self.value,
+        ) + grant_bytes(self.grant_id)
+
+
+EVENT_LEN = 12 + 16
+MAX_EVENTS_PER_FRAME = MAX_PAYLOAD // EVENT_LEN
+
+
+def encode_events(events: list[WireEvent]) -> bytes:
+    if len(events) > MAX_EVENTS_PER_FRAME:
+        raise LocalProtocolError(f"at most {MAX_EVENTS_PER_FRAME} events fit in one frame")
+    return struct.pack(">B", len(events)) + b"".join(e.encode() for e in events)
+
+
+def decode_events(payload: bytes) -> list[WireEvent]:
+    if not payload:
+        raise FrameError("EVENTS payload is empty")
+    count = payload[0]
+    if len(payload) != 1 + count * EVENT_LEN:
+        raise FrameError(f"EVENTS payload has {len(payload)} bytes for {count} events")
+    out = []
+    for i in range(count):
+        off = 1 + i * EVENT_LEN
+        seq, ts, code, slot, value = struct.unpack_from(">IIBBH", payload, off)
+        kind = EVENT_KINDS.get(code)
+        if kind is None:
+            raise FrameError(f"unknown event code {code}")
+        grant = grant_str(payload[off + 12 : off + 28])
+        out.append(WireEvent(seq, ts, kind, None if slot == NO_SLOT else slot, grant, value))
+    return out
+
+
+def encode_u32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+def decode_u32(payload: bytes, what: str) -> int:
+    return int(_unpack(">I", payload, what)[0])
+
+
+def encode_nack(code: NackCode, message: str) -> bytes:
+    return struct.pack(">B", code) + _text(message, 200)
+
+
+def decode_nack(payload: bytes) -> tuple[int, str]:
+    if not payload:
+        raise FrameError("NACK payload is empty")
+    message, _ = _read_text(payload, 1)
+    return payload[0], message

@@ -1,0 +1,196 @@
+"""The MQTT message envelope and the data of each message type (DESIGN.md, MQTT contract).
+
+Every payload is ``{"v": 1, "type": …, "id": …, "ts": …, "data": {…}}``. ``id`` is fixed
+where the message was born (a UUIDv7 made by the agent or the cloud); ``ts`` is UTC epoch
+seconds. JSON Schema for each model is exported by :func:`json_schemas`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.errors import MessageError
+from protocol.ids import SLUG_RE, uuid7
+
+PROTOCOL_VERSION = 1
+Slug = str  # validated with SLUG_PATTERN where it is a field
+SLUG_PATTERN = SLUG_RE.pattern
+HEX_TAG_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MessageType(StrEnum):
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    LOCK_EVENT = "lock_event"
+    ACCESS_SNAPSHOT = "access_snapshot"
+    ACCESS_APPLIED = "access_applied"
+
+
+class GatewayState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class StatusData(_Model):
+    """Birth (``online``) and last will (``offline``) of a gateway, retained."""
+
+    state: GatewayState
+    agent_version: str | None = None
+    locks: list[str] = Field(default_factory=list)
+
+
+class LockTelemetry(_Model):
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    reachable: bool
+    battery_pct: int | None = Field(default=None, ge=0, le=100)
+    clock_offset_s: float | None = None
+    door_open: bool | None = None
+    locked_out: bool | None = None
+
+
+class TelemetryData(_Model):
+    uptime_s: float = Field(ge=0)
+    outbox_depth: int = Field(ge=0)
+    frames_dropped: int = Field(ge=0)
+    time_trusted: bool
+    locks: list[LockTelemetry] = Field(default_factory=list)
+
+
+class LockEventKind(StrEnum):
+    """What a lock reports. The wire codes live in :mod:`protocol.lock_wire`."""
+
+    UNLOCKED = "unlocked"
+    DENIED_WRONG_PIN = "denied_wrong_pin"
+    DENIED_OUTSIDE_WINDOW = "denied_outside_window"
+    DENIED_LOCKED_OUT = "denied_locked_out"
+    RELOCKED = "relocked"
+    DOOR_OPENED = "door_opened"
+    DOOR_CLOSED = "door_closed"
+    DOOR_HELD_OPEN = "door_held_open"
+    LOCKOUT_STARTED = "lockout_started"
+    BATTERY = "battery"
+    CLOCK_SET = "clock_set"
+    JAM = "jam"
+
+
+class LockEventData(_Model):
+    """One event as the lock numbered it. ``(lock_id, seq)`` is its idempotency key."""
+
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    seq: int = Field(ge=0, lt=2**32)
+    lock_ts: int = Field(ge=0, lt=2**32, description="the lock's own clock, epoch seconds")
+    kind: LockEventKind
+    slot: int | None = Field(default=None, ge=0, le=254)
+    grant_id: str | None = None
+    value: int | None = None
+
+
+class AccessGrantEntry(_Model):
+    """One PIN window for one lock. The PIN itself never travels: ``tag`` is the keyed
+    hash the lock checks (:func:`protocol.pin.pin_tag`)."""
+
+    grant_id: str = Field(min_length=1, max_length=64)
+    tag: str = Field(pattern=HEX_TAG_PATTERN)
+    start: int = Field(ge=0, lt=2**32)
+    end: int = Field(ge=0, lt=2**32)
+
+
+class LockAccess(_Model):
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    grants: list[AccessGrantEntry] = Field(default_factory=list)
+
+
+class AccessSnapshotData(_Model):
+    """Desired access for every lock of a gateway, retained and versioned: a newer
+    ``version`` replaces an older one; an older one is ignored."""
+
+    version: int = Field(ge=1)
+    locks: list[LockAccess] = Field(default_factory=list)
+
+
+class AccessAppliedData(_Model):
+    """What one lock holds now: the snapshot version and the grants in its slots."""
+
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    version: int = Field(ge=0)
+    grant_ids: list[str] = Field(default_factory=list)
+    clock_offset_s: float | None = None
+
+
+DATA_MODELS: dict[MessageType, type[_Model]] = {
+    MessageType.STATUS: StatusData,
+    MessageType.TELEMETRY: TelemetryData,
+    MessageType.LOCK_EVENT: LockEventData,
+    MessageType.ACCESS_SNAPSHOT: AccessSnapshotData,
+    MessageType.ACCESS_APPLIED: AccessAppliedData,
+}
+
+
+class Envelope(_Model):
+    v: Literal[1] = 1
+    type: MessageType
+    id: str = Field(min_length=1, max_length=64)
+    ts: int = Field(ge=0)
+    data: dict[str, Any]
+
+
+def make(kind: MessageType, data: _Model, *, ts: float, message_id: str | None = None) -> bytes:
+    """Serialise ``data`` in an envelope, ready to publish."""
+    if not isinstance(data, DATA_MODELS[kind]):
+        raise TypeError(f"{kind.value} carries {DATA_MODELS[kind].__name__}, not {type(data)}")
+    env = Envelope(
+        type=kind,
+        id=message_id or uuid7(int(ts * 1000)),
+        ts=int(ts),
+        data=data.model_dump(mode="json"),
+    )
+    return env.model_dump_json().encode()
+
+
+def parse(payload: bytes | bytearray | str) -> tuple[Envelope, _Model]:
+    """Parse a payload into its envelope and typed data; raise :class:`MessageError`.
+
+    The error message names what was wrong but never echoes field values (a payload may
+    carry a PIN tag or a citizen's name).
+    """
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(
+            f"payload is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise MessageError("payload is not a JSON object")
+    if raw.get("v") != PROTOCOL_VERSION:
+        raise MessageError(f"unsupported protocol version (expected v={PROTOCOL_VERSION})")
+    try:
+        env = Envelope.model_validate(raw)
+        data = DATA_MODELS[env.type].model_validate(env.data)
+    except ValidationError as exc:
+        raise MessageError(f"invalid message: {_describe(exc)}") from None
+    return env, data
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field paths and reasons only; never the offending values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts[:5])
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of the envelope and of every message's data, for the docs."""
+    out: dict[str, Any] = {"envelope": Envelope.model_json_schema()}
+    for kind, model in DATA_MODELS.items():
+        out[kind.value] = model.model_json_schema()
+    return out

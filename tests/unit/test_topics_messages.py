@@ -1,0 +1,153 @@
+"""The MQTT contract: topics build and parse back; payloads validate and say what is wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import messages, topics
+from protocol.errors import MessageError, TopicError
+from protocol.messages import (
+    AccessGrantEntry,
+    AccessSnapshotData,
+    LockAccess,
+    LockEventData,
+    LockEventKind,
+    MessageType,
+)
+
+slugs = st.from_regex(r"[a-z0-9-]{1,40}", fullmatch=True)
+
+
+@given(
+    slugs,
+    slugs,
+    st.sampled_from(
+        [c for c in topics.Channel if c not in (topics.Channel.REQUEST, topics.Channel.RESPONSE)]
+    ),
+)
+def test_gateway_topics_round_trip(site: str, gw: str, channel: topics.Channel) -> None:
+    topic = topics.gateway_topic(site, gw, channel)
+    assert topics.parse(topic) == topics.GatewayTopic(site, gw, channel)
+
+
+def test_request_topics_carry_a_verb() -> None:
+    t = topics.request("gym-a", "gw-1", "force-sync")
+    assert t == "denen/v1/gym-a/gw-1/req/force-sync"
+    assert topics.parse(t).verb == "force-sync"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "denen/v2/a/b/events",
+        "denen/v1/A/b/events",
+        "denen/v1/a/b/nonsense",
+        "denen/v1/a/b/req",
+        "denen/v1/a/b/req/x/y",
+        "other/topic",
+        "denen/v1/" + "x" * 41 + "/b/events",
+    ],
+)
+def test_foreign_topics_are_refused(bad: str) -> None:
+    with pytest.raises(TopicError):
+        topics.parse(bad)
+
+
+def test_builders_refuse_non_slugs() -> None:
+    with pytest.raises(TopicError, match="slug"):
+        topics.events("Gym A", "gw")
+
+
+def test_cloud_subscribes_shared() -> None:
+    assert topics.cloud_subscription(topics.Channel.EVENTS) == "$share/cloud/denen/v1/+/+/events"
+
+
+def _event(seq: int = 7) -> LockEventData:
+    return LockEventData(
+        lock_id="lock-1", seq=seq, lock_ts=1_800_000_000, kind=LockEventKind.UNLOCKED, slot=3
+    )
+
+
+def test_message_round_trip() -> None:
+    raw = messages.make(MessageType.LOCK_EVENT, _event(), ts=1_800_000_000.5)
+    env, data = messages.parse(raw)
+    assert env.type is MessageType.LOCK_EVENT
+    assert env.ts == 1_800_000_000
+    assert data == _event()
+
+
+def test_message_ids_are_unique_and_time_ordered() -> None:
+    ids = [
+        messages.parse(messages.make(MessageType.LOCK_EVENT, _event(), ts=t))[0].id
+        for t in (1, 2, 3)
+    ]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"v": 2}', "version"),
+        (b'{"v": 1, "type": "lock_event", "id": "x", "ts": 1, "data": {"lock_id": "l"}}', "seq"),
+        (b'{"v": 1, "type": "bogus", "id": "x", "ts": 1, "data": {}}', "type"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_bad_payloads_say_what_is_wrong(payload: bytes, reason: str) -> None:
+    with pytest.raises(MessageError, match=reason):
+        messages.parse(payload)
+
+
+def test_errors_never_echo_values() -> None:
+    secret = "a" * 32
+    bad = {
+        "v": 1,
+        "type": "access_snapshot",
+        "id": "x",
+        "ts": 1,
+        "data": {
+            "version": 1,
+            "locks": [
+                {
+                    "lock_id": "l",
+                    "grants": [{"grant_id": "g", "tag": secret, "start": "x", "end": 2}],
+                }
+            ],
+        },
+    }
+    with pytest.raises(MessageError) as info:
+        messages.parse(json.dumps(bad))
+    assert secret not in str(info.value)
+
+
+@given(st.binary(max_size=500))
+def test_parse_raises_only_message_errors(raw: bytes) -> None:
+    with contextlib.suppress(MessageError):
+        messages.parse(raw)
+
+
+def test_snapshot_schema_is_exported() -> None:
+    schemas = messages.json_schemas()
+    assert {"envelope", "lock_event", "access_snapshot", "status"} <= set(schemas)
+    assert "tag" in json.dumps(schemas["access_snapshot"])
+
+
+def test_make_refuses_the_wrong_data_model() -> None:
+    snap = AccessSnapshotData(
+        version=1,
+        locks=[
+            LockAccess(
+                lock_id="l", grants=[AccessGrantEntry(grant_id="g", tag="0" * 32, start=1, end=2)]
+            )
+        ],
+    )
+    with pytest.raises(TypeError):
+        messages.make(MessageType.LOCK_EVENT, snap, ts=1)
