@@ -27,7 +27,7 @@ test-fast: setup
 	$(BIN)/pytest -q -x tests/unit
 
 demo: setup
-	$(BIN)/python -m cloud.demo
+	$(BIN)/denen demo --dir .demo --port 8000
 
 bench: setup
 	$(BIN)/python bench/ingest.py

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -47,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     steps = provision.add_subparsers(dest="step", metavar="STEP")
     for name, text in STEPS.items():
         steps.add_parser(name, help=text, description=text)
+    demo = groups.add_parser(
+        "demo",
+        help="run the whole stack on this machine (broker, cloud, a simulated gym)",
+        description="Run broker, cloud, a simulated keypad lock and its agent; Ctrl-C stops.",
+        epilog="example:\n  denen demo --dir .demo --port 8000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where state and logs go")
+    demo.add_argument("--port", type=int, default=8000, help="dashboard port on 127.0.0.1")
     return parser
 
 
@@ -63,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.group is None:
         parser.print_help()
         return 0
+    if args.group == "demo":
+        from provisioning.local_stack import run_demo  # noqa: PLC0415 - only the demo needs it
+
+        return run_demo(args.dir, args.port)
     if args.group == "provision":
         step = args.step
         if step is None:

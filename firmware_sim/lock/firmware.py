@@ -1,0 +1,336 @@
+"""The keypad lock's firmware as a sans-IO state machine.
+
+No I/O and no asyncio: keys, door movements and wire frames go in, events and frames come
+out, and time comes from an injected :class:`~protocol.clock.Clock`. The state rules live
+in :mod:`firmware_sim.lock.states`; the wire requests are answered by
+:mod:`firmware_sim.lock.requests`. A pty, a BLE peripheral or a test drives the same object.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from dataclasses import dataclass
+
+from firmware_sim.errors import UnknownKeyError
+from firmware_sim.lock.event_log import U16_MAX, EventLog
+from firmware_sim.lock.requests import answer
+from firmware_sim.lock.states import (
+    DoorLock,
+    Keypad,
+    KeypadTrigger,
+    Trigger,
+    next_keypad,
+    next_state,
+)
+from protocol.clock import Clock
+from protocol.lock_wire import (
+    FrameType,
+    LockFrame,
+    LockInfo,
+    SlotEntry,
+    encode_u32,
+)
+from protocol.messages import LockEventKind
+from protocol.pin import PIN_MAX_LEN, PIN_MIN_LEN, pin_tag
+
+KEYS = frozenset("0123456789*#")
+# An entry abandoned half-way is forgotten, so the next person does not inherit digits.
+ENTRY_TIMEOUT_S = 10.0
+# How long "OPEN" / "DENIED" stays on the display after an entry.
+FLASH_S = 3.0
+# slots reported by GET_SLOTS must fit in one frame: 1 + n * 25 <= 1024
+MAX_SLOTS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class LockView:
+    """What a person standing at the door sees (and what the control page shows)."""
+
+    locked: bool
+    door_open: bool
+    display: str
+    locked_out: bool
+    lockout_remaining_s: int
+    battery_pct: int
+    clock_set: bool
+    lock_time: int | None
+    slots_used: int
+    events_pending: int
+    events_dropped: int
+
+
+class LockFirmware:
+    """One keypad lock: PIN slots with time windows, lockout, auto-lock, door sensor.
+
+    Drive it with :meth:`press`, :meth:`open_door`, :meth:`close_door`, :meth:`receive`
+    and :meth:`tick`; collect unsolicited frames with :meth:`take_unsolicited`.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        pin_key: bytes,
+        *,
+        model: str = "denen-sim-lock",
+        firmware: str = "sim-0.1.0",
+        slot_count: int = 32,
+        auto_lock_s: float = 5,
+        lockout_after: int = 5,
+        lockout_s: float = 300,
+        event_buffer: int = 256,
+        battery_pct: int = 100,
+        door_held_open_s: float = 60,
+    ) -> None:
+        if not 1 <= slot_count <= MAX_SLOTS:
+            raise ValueError(f"slot_count must be 1..{MAX_SLOTS} to fit a SLOTS frame")
+        if event_buffer < 1:
+            raise ValueError("event_buffer must hold at least one event")
+        self.clock = clock
+        self.model = model
+        self.firmware = firmware
+        self.slot_count = slot_count
+        self.auto_lock_s = auto_lock_s
+        self.lockout_after = lockout_after
+        self.lockout_s = lockout_s
+        self.battery_pct = battery_pct
+        self.door_held_open_s = door_held_open_s
+        self.events = EventLog(event_buffer)
+        self.slots: dict[int, SlotEntry] = {}
+        self.state = DoorLock.LOCKED_CLOSED
+        self.keypad = Keypad.READY
+        self._pin_key = pin_key
+        self._clock_offset: float | None = None
+        self._entry = ""
+        self._last_key_at = 0.0
+        self._wrong_in_row = 0
+        self._lockout_until = 0.0
+        self._relock_at: float | None = None
+        self._door_opened_at: float | None = None
+        self._held_open_reported = False
+        self._flash = ""
+        self._flash_until = 0.0
+        self._wake_pending = False
+
+    # ------------------------------------------------------------------ time
+
+    def lock_time(self) -> int | None:
+        """The lock's own clock (UTC epoch seconds), ``None`` until SET_TIME."""
+        if self._clock_offset is None:
+            return None
+        return math.floor(self.clock.now() + self._clock_offset)
+
+    def set_time(self, epoch: int) -> None:
+        """Set the lock's clock, as a SET_TIME frame does; records a clock_set event."""
+        before = self.lock_time()
+        self._clock_offset = epoch - self.clock.now()
+        # value: size of the correction in seconds (0 on first set), capped to u16
+        adjustment = 0 if before is None else min(abs(epoch - before), U16_MAX)
+        self._record(LockEventKind.CLOCK_SET, value=adjustment)
+
+    # ---------------------------------------------------------------- keypad
+
+    def press(self, key: str) -> None:
+        """One key press: '0'-'9' add a digit, '*' clears, '#' enters the PIN."""
+        if key not in KEYS or len(key) != 1:
+            raise UnknownKeyError(key)
+        self.tick()
+        now = self.clock.now()
+        self._wake_pending = True  # the keypad wakes the lock, which tells the gateway
+        self._last_key_at = now
+        if key == "*":
+            self._entry = ""
+        elif key == "#":
+            digits, self._entry = self._entry, ""
+            if digits:  # a lone '#' is a stray press, not an attempt
+                self._enter(digits, now)
+        elif len(self._entry) <= PIN_MAX_LEN:  # one digit past the maximum marks "too long"
+            self._entry += key
+
+    def _enter(self, digits: str, now: float) -> None:
+        if self.keypad is Keypad.LOCKED_OUT:
+            self._deny(LockEventKind.DENIED_LOCKED_OUT, now)
+            return
+        if not PIN_MIN_LEN <= len(digits) <= PIN_MAX_LEN:
+            self._wrong_pin(now)
+            return
+        tag = pin_tag(self._pin_key, digits)
+        match: SlotEntry | None = None
+        for entry in self.slots.values():  # compare every slot: no early exit to time
+            if hmac.compare_digest(tag, entry.tag) and match is None:
+                match = entry
+        if match is None:
+            self._wrong_pin(now)
+            return
+        t = self.lock_time()
+        if t is None or not match.start <= t < match.end:
+            self._deny(LockEventKind.DENIED_OUTSIDE_WINDOW, now, match)
+            return
+        self._wrong_in_row = 0
+        self._go(Trigger.PIN_ACCEPTED)
+        self._relock_at = now + self.auto_lock_s
+        self._record(LockEventKind.UNLOCKED, slot=match.slot, grant_id=match.grant_id)
+        self._flash, self._flash_until = "OPEN", now + FLASH_S
+
+    def _deny(self, kind: LockEventKind, now: float, entry: SlotEntry | None = None) -> None:
+        slot = None if entry is None else entry.slot
+        grant_id = None if entry is None else entry.grant_id
+        self._record(kind, slot=slot, grant_id=grant_id)
+        self._flash, self._flash_until = "DENIED", now + FLASH_S
+
+    def _wrong_pin(self, now: float) -> None:
+        self._deny(LockEventKind.DENIED_WRONG_PIN, now)
+        self._wrong_in_row += 1
+        if self._wrong_in_row >= self.lockout_after:
+            self._keypad(KeypadTrigger.WRONG_PIN_LIMIT)
+            self._wrong_in_row = 0
+            self._lockout_until = now + self.lockout_s
+            self._record(LockEventKind.LOCKOUT_STARTED, value=math.ceil(self.lockout_s))
+
+    # ------------------------------------------------------------------ door
+
+    def open_door(self, *, from_inside: bool = False) -> bool:
+        """Open the door; from outside only when unlocked, from inside always (egress).
+
+        Returns False when the door did not open (locked from outside, or already open).
+        """
+        self.tick()
+        trigger = Trigger.OPEN_FROM_INSIDE if from_inside else Trigger.OPEN_FROM_OUTSIDE
+        if not self._go(trigger):
+            return False
+        self._door_opened_at = self.clock.now()
+        self._held_open_reported = False
+        self._record(LockEventKind.DOOR_OPENED)
+        return True
+
+    def close_door(self) -> bool:
+        """Close the door; an overdue auto-lock happens at once. False if already closed."""
+        self.tick()
+        if not self._go(Trigger.CLOSE):
+            return False
+        self._door_opened_at = None
+        self._record(LockEventKind.DOOR_CLOSED)
+        self.tick()
+        return True
+
+    # ---------------------------------------------------------------- timers
+
+    def tick(self) -> None:
+        """Run every timer that is due: lockout expiry, auto-lock, held-open, entry timeout."""
+        now = self.clock.now()
+        if self.keypad is Keypad.LOCKED_OUT and now >= self._lockout_until:
+            self._keypad(KeypadTrigger.LOCKOUT_EXPIRED)
+        # RELOCK_DUE is refused while the door is open: the timer stays due until it closes
+        if self._relock_at is not None and now >= self._relock_at and self._go(Trigger.RELOCK_DUE):
+            self._relock_at = None
+            self._record(LockEventKind.RELOCKED)
+        if (
+            self._door_opened_at is not None
+            and not self._held_open_reported
+            and now - self._door_opened_at >= self.door_held_open_s
+        ):
+            self._held_open_reported = True
+            self._record(LockEventKind.DOOR_HELD_OPEN)
+        if self._entry and now - self._last_key_at >= ENTRY_TIMEOUT_S:
+            self._entry = ""
+
+    # ----------------------------------------------------------------- other
+
+    def set_battery(self, pct: int) -> None:
+        """A new battery reading; records a battery event with the percentage."""
+        self.battery_pct = min(max(pct, 0), 100)
+        self._record(LockEventKind.BATTERY, value=self.battery_pct)
+
+    def info(self) -> LockInfo:
+        """What GET_INFO answers."""
+        return LockInfo(
+            model=self.model,
+            firmware=self.firmware,
+            slot_count=self.slot_count,
+            clock=self.lock_time() or 0,
+            event_head=self.events.head,
+            locked_out=self._locked_out(self.clock.now()),
+            battery_pct=self.battery_pct,
+            door_open=self.state.door_open,
+        )
+
+    def receive(self, frame: LockFrame) -> list[LockFrame]:
+        """Answer one request frame; bad input from the wire gives a NACK, never raises."""
+        self.tick()
+        return [answer(self, frame)]
+
+    def verify(self, frame: LockFrame) -> bool:
+        """Whether ``frame`` is authentic enough to act on.
+
+        Seam for lock frame authentication (a later issue): only key_id 0 (unauthenticated,
+        counter 0, zero MAC) exists so far, and it is accepted.
+        """
+        return frame.key_id == 0
+
+    def take_unsolicited(self) -> list[LockFrame]:
+        """The WAKE frame owed to the gateway (at most one, carrying the newest event seq)."""
+        if not self._wake_pending:
+            return []
+        self._wake_pending = False
+        return [LockFrame(FrameType.WAKE, 0, encode_u32(self.events.head))]
+
+    outbox = take_unsolicited
+
+    def view(self) -> LockView:
+        """What a person sees right now; reads the clock but changes nothing."""
+        now = self.clock.now()
+        locked_out = self._locked_out(now)
+        remaining = math.ceil(self._lockout_until - now) if locked_out else 0
+        if locked_out:
+            display = f"LOCKED OUT {remaining // 60}:{remaining % 60:02d}"
+        elif self._entry and now - self._last_key_at < ENTRY_TIMEOUT_S:
+            display = "*" * len(self._entry)
+        elif self._flash and now < self._flash_until:
+            display = self._flash
+        elif not self.state.locked:
+            display = "OPEN"
+        elif self._clock_offset is None:
+            display = "NO TIME"
+        else:
+            display = "ENTER PIN"
+        return LockView(
+            locked=self.state.locked,
+            door_open=self.state.door_open,
+            display=display,
+            locked_out=locked_out,
+            lockout_remaining_s=remaining,
+            battery_pct=self.battery_pct,
+            clock_set=self._clock_offset is not None,
+            lock_time=self.lock_time(),
+            slots_used=len(self.slots),
+            events_pending=self.events.pending,
+            events_dropped=self.events.dropped,
+        )
+
+    # --------------------------------------------------------------- helpers
+
+    def _locked_out(self, now: float) -> bool:
+        return self.keypad is Keypad.LOCKED_OUT and now < self._lockout_until
+
+    def _go(self, trigger: Trigger) -> bool:
+        new = next_state(self.state, trigger)
+        if new is None:
+            return False
+        self.state = new
+        return True
+
+    def _keypad(self, trigger: KeypadTrigger) -> None:
+        new = next_keypad(self.keypad, trigger)
+        if new is not None:
+            self.keypad = new
+
+    def _record(
+        self,
+        kind: LockEventKind,
+        *,
+        slot: int | None = None,
+        grant_id: str | None = None,
+        value: int = 0,
+    ) -> None:
+        self.events.append(kind, self.lock_time() or 0, slot=slot, grant_id=grant_id, value=value)
+        self._wake_pending = True

@@ -1,0 +1,130 @@
+"""How the lock answers each request frame from the gateway.
+
+Every answer carries the request's ``seq``. Anything the wire gets wrong (a payload of the
+wrong size, a slot that does not exist, a frame type the lock does not take) becomes a
+NACK with a message saying what was wrong; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from protocol.clock import is_trusted_time
+from protocol.errors import FrameError
+from protocol.lock_wire import (
+    ALL_SLOTS,
+    MAX_EVENTS_PER_FRAME,
+    FrameType,
+    LockFrame,
+    NackCode,
+    SlotEntry,
+    decode_u32,
+    encode_events,
+    encode_nack,
+    encode_slots,
+)
+
+if TYPE_CHECKING:
+    from firmware_sim.lock.firmware import LockFirmware
+
+
+class Nack(Exception):  # noqa: N818 - it is the frame's name, not an error about one
+    """Raised inside a handler to answer with a NACK."""
+
+    def __init__(self, code: NackCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+Reply = tuple[FrameType, bytes]
+
+
+def answer(fw: LockFirmware, frame: LockFrame) -> LockFrame:
+    """The one frame the lock sends back for ``frame``."""
+    try:
+        ftype, payload = _dispatch(fw, frame)
+    except Nack as nack:
+        ftype, payload = FrameType.NACK, encode_nack(nack.code, nack.message)
+    except FrameError as exc:
+        ftype, payload = FrameType.NACK, encode_nack(NackCode.BAD_REQUEST, str(exc))
+    return LockFrame(ftype, frame.seq, payload)
+
+
+def _dispatch(fw: LockFirmware, frame: LockFrame) -> Reply:
+    if not fw.verify(frame):
+        raise Nack(NackCode.AUTH_FAILED, f"key {frame.key_id} is not provisioned")
+    handler = HANDLERS.get(frame.type)
+    if handler is None:
+        raise Nack(NackCode.BAD_REQUEST, f"{frame.type.name} is not a request")
+    return handler(fw, frame.payload)
+
+
+def _no_payload(payload: bytes, what: str) -> None:
+    if payload:
+        raise Nack(NackCode.BAD_REQUEST, f"{what} takes no payload, got {len(payload)} bytes")
+
+
+def _get_info(fw: LockFirmware, payload: bytes) -> Reply:
+    _no_payload(payload, "GET_INFO")
+    return FrameType.INFO, fw.info().encode()
+
+
+def _set_time(fw: LockFirmware, payload: bytes) -> Reply:
+    epoch = decode_u32(payload, "SET_TIME")
+    if not is_trusted_time(epoch):
+        raise Nack(NackCode.BAD_REQUEST, f"time {epoch} is before 2024: not a trusted time")
+    fw.set_time(epoch)
+    return FrameType.ACK, b""
+
+
+def _set_slot(fw: LockFirmware, payload: bytes) -> Reply:
+    entry = SlotEntry.decode_set(payload)
+    if entry.slot >= fw.slot_count:
+        raise Nack(NackCode.NO_SUCH_SLOT, f"slot {entry.slot} >= slot count {fw.slot_count}")
+    if entry.end <= entry.start:
+        raise Nack(NackCode.BAD_REQUEST, f"slot {entry.slot}: window ends before it starts")
+    fw.slots[entry.slot] = entry
+    return FrameType.ACK, b""
+
+
+def _clear_slot(fw: LockFirmware, payload: bytes) -> Reply:
+    if len(payload) != 1:
+        raise Nack(NackCode.BAD_REQUEST, f"CLEAR_SLOT payload has {len(payload)} bytes, not 1")
+    slot = payload[0]
+    if slot == ALL_SLOTS:
+        fw.slots.clear()
+    elif slot >= fw.slot_count:
+        raise Nack(NackCode.NO_SUCH_SLOT, f"slot {slot} >= slot count {fw.slot_count}")
+    else:
+        fw.slots.pop(slot, None)
+    return FrameType.ACK, b""
+
+
+def _get_events(fw: LockFirmware, payload: bytes) -> Reply:
+    if len(payload) != 1:
+        raise Nack(NackCode.BAD_REQUEST, f"GET_EVENTS payload has {len(payload)} bytes, not 1")
+    events = fw.events.oldest(min(payload[0], MAX_EVENTS_PER_FRAME))
+    return FrameType.EVENTS, encode_events(events)
+
+
+def _ack_events(fw: LockFirmware, payload: bytes) -> Reply:
+    fw.events.ack(decode_u32(payload, "ACK_EVENTS"))
+    return FrameType.ACK, b""
+
+
+def _get_slots(fw: LockFirmware, payload: bytes) -> Reply:
+    _no_payload(payload, "GET_SLOTS")
+    return FrameType.SLOTS, encode_slots([fw.slots[s] for s in sorted(fw.slots)])
+
+
+HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
+    FrameType.GET_INFO: _get_info,
+    FrameType.SET_TIME: _set_time,
+    FrameType.SET_SLOT: _set_slot,
+    FrameType.CLEAR_SLOT: _clear_slot,
+    FrameType.GET_EVENTS: _get_events,
+    FrameType.ACK_EVENTS: _ack_events,
+    FrameType.GET_SLOTS: _get_slots,
+}

@@ -1,0 +1,277 @@
+"""The whole Denen stack on one machine, as separate processes: a private Mosquitto, the
+cloud, a simulated keypad lock on a pty and the site's edge agent.
+
+``make demo`` runs it in the foreground; the end-to-end tests start it in a temp dir and
+kill and restart its parts. It only starts processes through their command lines, so it
+knows no more of the cloud, the agent or the simulator than a technician would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from provisioning.broker import Mosquitto, free_port, wait_for_port
+
+SITE = "gym-a"
+GATEWAY = "gw-1"
+LOCK_ID = "gym-a-1"
+
+
+@dataclass
+class Service:
+    """One child process with its log file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - our own console entry points
+            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(sig)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to tidy up, like a pulled power plug."""
+        self.stop(signal.SIGKILL)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class LocalStack:
+    """Broker, cloud, one simulated lock and one agent, rooted in ``workdir``.
+
+    The first start seeds the cloud (a gym, its lock with a fresh PIN key, logins with
+    generated passwords) and remembers it in ``workdir/seed.json`` (mode 0600).
+    """
+
+    workdir: Path
+    http_port: int = 8000
+    sim_port: int = field(default_factory=free_port)
+    broker: Mosquitto | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+    seed: dict[str, object] = field(default_factory=dict)
+    auto_lock_s: int = 5
+
+    @property
+    def cloud_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def lock_link(self) -> Path:
+        return self.workdir / f"{LOCK_ID}.tty"
+
+    @property
+    def agent_state(self) -> Path:
+        return self.workdir / "agent"
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(extra or {})
+        return env
+
+    def _cloud_env(self) -> dict[str, str]:
+        assert self.broker is not None
+        return self._env(
+            {
+                "DENEN_CLOUD_DATABASE_URL": f"sqlite:///{self.workdir / 'cloud.db'}",
+                "DENEN_CLOUD_MQTT_HOST": self.broker.host,
+                "DENEN_CLOUD_MQTT_PORT": str(self.broker.port),
+                "DENEN_CLOUD_SECRET_KEY": self._secret(),
+                "DENEN_CLOUD_PUBLIC_URL": self.cloud_url,
+            }
+        )
+
+    def _secret(self) -> str:
+        path = self.workdir / "cloud-secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _python(self, module: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", module, *args]
+
+    def _seed(self) -> None:
+        path = self.workdir / "seed.json"
+        if not path.exists():
+            out = subprocess.run(  # noqa: S603 - our own console entry point
+                self._python(
+                    "cloud.main",
+                    "seed-demo",
+                    "--site",
+                    SITE,
+                    "--gateway",
+                    GATEWAY,
+                    "--lock",
+                    LOCK_ID,
+                    "--json",
+                ),
+                env=self._cloud_env(),
+                capture_output=True,
+                check=True,
+                text=True,
+            )
+            path.touch(0o600)
+            path.write_text(out.stdout)
+        self.seed = json.loads(path.read_text())
+        key_file = self.workdir / f"{LOCK_ID}.key"
+        if not key_file.exists():
+            key_file.touch(0o600)
+            key_file.write_text(str(self.seed["pin_key"]))
+
+    def _write_site_config(self) -> Path:
+        assert self.broker is not None
+        path = self.workdir / "site.toml"
+        path.write_text(
+            f'site = "{SITE}"\ngateway = "{GATEWAY}"\nstate_dir = "{self.agent_state}"\n\n'
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\n'
+            "reconnect_base_s = 0.2\nreconnect_cap_s = 2\n\n"
+            f'[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n\n'
+            "[sync]\nevent_poll_s = 5\n"
+        )
+        return path
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.agent_state.mkdir(exist_ok=True)
+        self.broker = Mosquitto(self.workdir / "broker", port=self._broker_port())
+        self.broker.start()
+        self._seed()
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.services["cloud"] = Service(
+            "cloud",
+            self._python(
+                "cloud.main", "serve", "--host", "127.0.0.1", "--port", str(self.http_port)
+            ),
+            self._cloud_env(),
+            logs / "cloud.log",
+        )
+        self.services["lock"] = Service(
+            "lock",
+            self._python(
+                "firmware_sim.main",
+                "lock",
+                "--id",
+                LOCK_ID,
+                "--pin-key-file",
+                str(self.workdir / f"{LOCK_ID}.key"),
+                "--link",
+                str(self.lock_link),
+                "--control-port",
+                str(self.sim_port),
+                "--auto-lock",
+                str(self.auto_lock_s),
+            ),
+            self._env(),
+            logs / "lock.log",
+        )
+        self.services["agent"] = Service(
+            "agent",
+            self._python("edge.main", "--config", str(self._write_site_config())),
+            self._env(),
+            logs / "agent.log",
+        )
+        self.services["cloud"].start()
+        self.services["lock"].start()
+        wait_for_port(self.http_port, timeout=60)
+        wait_for_port(self.sim_port, timeout=30)
+        self._wait_for_path(self.lock_link, 30)
+        self.services["agent"].start()
+
+    def _broker_port(self) -> int:
+        # keep the broker's port across restarts of the stack: the agent config names it
+        path = self.workdir / "broker-port"
+        if not path.exists():
+            path.write_text(str(free_port()))
+        return int(path.read_text())
+
+    @staticmethod
+    def _wait_for_path(path: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} did not appear within {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for name in ("agent", "lock", "cloud"):
+            if name in self.services:
+                self.services[name].stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_demo(workdir: Path, port: int = 8000) -> int:
+    """``make demo``: start everything, print where to go, run until Ctrl-C."""
+    stack = LocalStack(workdir.resolve(), http_port=port, sim_port=8100)
+    with stack:
+        users = stack.seed.get("users", {})
+        print(f"\nDenen demo is running (state in {stack.workdir})\n")
+        print(f"  dashboard     {stack.cloud_url}/")
+        print(f"  book a slot   {stack.cloud_url}/book")
+        print(f"  approve       {stack.cloud_url}/manage")
+        print(f"  mail outbox   {stack.cloud_url}/mail")
+        print(f"  lock keypad   {stack.sim_url}/locks/{LOCK_ID}")
+        print("\n  logins (generated for this install):")
+        if isinstance(users, dict):
+            for name, info in users.items():
+                if isinstance(info, dict):
+                    print(f"    {info.get('role', '?'):8} {name} / {info.get('password', '?')}")
+        print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while all(s.running() for s in stack.services.values()):
+                time.sleep(0.5)
+            for s in stack.services.values():
+                if not s.running():
+                    print(f"{s.name} stopped; its log ends:\n{s.log_text()[-2000:]}")
+                    return 1
+    return 0
