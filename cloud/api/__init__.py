@@ -1,0 +1,1 @@
+"""JSON API routers: parse, call a service, serialise."""

@@ -1,0 +1,38 @@
+"""What routes get injected: the services and the calling user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from cloud.auth import check_role, user_from_basic
+from cloud.db.models import Role
+from cloud.services import Services
+from cloud.services.views import UserView
+
+
+def services(request: Request) -> Services:
+    """The process's services (built in ``create_app``)."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def api_user(*roles: Role) -> Callable[[Request], UserView]:
+    """A dependency: the HTTP Basic user, who must hold one of ``roles``."""
+    wanted = frozenset(roles)
+
+    def dependency(request: Request) -> UserView:
+        users = services(request).users
+        return check_role(user_from_basic(users, request.headers.get("authorization")), wanted)
+
+    return dependency
+
+
+Manager = Annotated[UserView, Depends(api_user(Role.MANAGER))]
+Ops = Annotated[UserView, Depends(api_user(Role.OPS))]
+Staff = Annotated[UserView, Depends(api_user(Role.MANAGER, Role.OPS))]

@@ -1,0 +1,60 @@
+"""Operations: health, lock audit logs, the demo mail outbox."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.api.deps import Ops, ServicesDep, Staff
+from cloud.api.schemas import AuditOut, Health, MailOut
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(request: Request) -> JSONResponse:
+    """200 when the DB answers and (if enabled) MQTT is connected, else 503."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+        db = "ok"
+    except SQLAlchemyError as exc:
+        db = f"error: {type(exc).__name__}"
+    bridge = request.app.state.bridge
+    mqtt = "disabled" if bridge is None else ("connected" if bridge.connected else "disconnected")
+    ok = db == "ok" and mqtt != "disconnected"
+    body = Health(ok=ok, db=db, mqtt=mqtt)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/api/locks/{lock_id}/audit")
+def lock_audit(lock_id: str, svc: ServicesDep, _user: Staff, limit: int = 200) -> list[AuditOut]:
+    """A lock's events, newest first, with the reservation name behind each grant."""
+    svc.facilities.lock(lock_id)  # 404 for an unknown lock
+    return [
+        AuditOut(
+            lock_id=e.lock_id,
+            seq=e.seq,
+            lock_ts=e.lock_ts,
+            kind=e.kind,
+            grant_id=e.grant_id,
+            slot=e.slot,
+            value=e.value,
+            received_at=e.received_at,
+            who=e.reservation_name,
+        )
+        for e in svc.audit.events(lock_id, min(max(limit, 1), 1000))
+    ]
+
+
+@router.get("/api/mail")
+def mail(svc: ServicesDep, _user: Ops) -> list[MailOut]:
+    """The demo mail outbox, newest first (ops)."""
+    return [
+        MailOut(id=m.id, to=m.to, subject=m.subject, body=m.body, created_at=m.created_at)
+        for m in svc.mail.messages()
+    ]

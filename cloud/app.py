@@ -1,0 +1,96 @@
+"""The composition of the cloud's web process: ``create_app(settings, clock)``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from cloud.api import facilities, ops, reservations
+from cloud.auth import AuthError, SessionSigner
+from cloud.dashboard import routes as pages
+from cloud.db import make_engine, make_sessionmaker, migrate
+from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.mqtt_bridge import MqttBridge
+from cloud.services import AccessChangeRelay, build_services
+from cloud.settings import CloudSettings
+from protocol.clock import Clock, SystemClock
+from protocol.errors import DenenError
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidRequestError, 400),
+)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/healthz"))
+
+
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, AuthError):
+        return exc.status
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    code = _status_of(exc)
+    if not _is_api(request):
+        if isinstance(exc, AuthError):
+            return pages.auth_error_page(request, exc)
+        return pages.render(request, "error.html", status_code=code, error=str(exc))
+    headers = {"WWW-Authenticate": 'Basic realm="denen"'} if code == 401 else None
+    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    detail = "; ".join(parts) + "; fix these fields and send again (see /docs)"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
+    """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    relay = AccessChangeRelay()
+    services = build_services(sessions, clock, settings, relay)
+    bridge = MqttBridge(settings, services, clock) if settings.mqtt_enabled else None
+    if bridge is not None:
+        relay.attach(bridge.access_changed)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate, settings.database_url)
+        if bridge is not None:
+            await bridge.start()
+        try:
+            yield
+        finally:
+            if bridge is not None:
+                await bridge.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Denen cloud", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.services = services
+    app.state.bridge = bridge
+    app.state.signer = SessionSigner(settings.secret_key)
+    app.add_exception_handler(DenenError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for router in (ops.router, facilities.router, reservations.router, pages.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,21 @@
+"""The error root of the cloud service. Routes turn these into 4xx JSON answers."""
+
+from __future__ import annotations
+
+from protocol.errors import DenenError
+
+
+class CloudError(DenenError):
+    """Root of every error the cloud raises on purpose."""
+
+
+class NotFoundError(CloudError, LookupError):
+    """The thing asked for does not exist (or the caller may not know it exists)."""
+
+
+class InvalidRequestError(CloudError, ValueError):
+    """The caller asked for something the rules do not allow; the message says why."""
+
+
+class ConflictError(CloudError, ValueError):
+    """The request clashes with the current state (an overlap, a second approval)."""

@@ -1,0 +1,112 @@
+"""Access snapshots: what every lock of a gateway should hold, versioned per site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.db.models import AccessGrant, Facility, Lock, SiteAccessVersion
+from protocol.clock import Clock
+from protocol.messages import AccessGrantEntry, AccessSnapshotData, LockAccess
+from protocol.pin import pin_tag
+
+
+class AccessNotifier(Protocol):
+    """Told (from any thread) after a commit changed a gateway's access snapshot."""
+
+    def access_changed(self, site: str, gateway: str) -> None: ...
+
+
+class NullNotifier:
+    """For a cloud running without MQTT: the snapshot goes out at the next start-up."""
+
+    def access_changed(self, site: str, gateway: str) -> None:
+        """Do nothing."""
+
+
+class AccessChangeRelay:
+    """Fans ``access_changed`` out to listeners attached later (the MQTT bridge), so the
+    services can be built before the bridge that needs them."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def attach(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(site, gateway)`` on every change from now on."""
+        self._listeners.append(listener)
+
+    def access_changed(self, site: str, gateway: str) -> None:
+        """Tell every listener."""
+        for listener in self._listeners:
+            listener(site, gateway)
+
+
+def bump_version(session: Session, site: str, gateway: str, now: int) -> None:
+    """Raise the snapshot version of ``site``/``gateway`` by one (create it at 1)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SiteAccessVersion).values(site=site, gateway=gateway, version=1, updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site", "gateway"],
+        set_={"version": SiteAccessVersion.version + 1, "updated_at": now},
+    )
+    session.execute(stmt)
+
+
+class AccessService:
+    """Builds the access snapshot a gateway gets, from locks and unexpired grants."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def gateways(self) -> list[tuple[str, str]]:
+        """Every (site, gateway) that has a facility."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Facility.site, Facility.gateway).distinct().order_by(Facility.site)
+            )
+            return [(site, gw) for site, gw in rows]
+
+    def snapshot(self, site: str, gateway: str) -> AccessSnapshotData:
+        """The current snapshot for one gateway; grants whose window ended are left out."""
+        now = int(self._clock.now())
+        with self._sessions.begin() as session:
+            version = session.get(SiteAccessVersion, (site, gateway))
+            if version is None:
+                bump_version(session, site, gateway, now)
+                version = session.get(SiteAccessVersion, (site, gateway))
+                assert version is not None
+            locks = session.scalars(
+                select(Lock)
+                .join(Facility)
+                .where(Facility.site == site, Facility.gateway == gateway)
+                .order_by(Lock.lock_id)
+            ).all()
+            grants = session.scalars(
+                select(AccessGrant)
+                .where(
+                    AccessGrant.lock_id.in_([lock.id for lock in locks]),
+                    AccessGrant.window_end > now,
+                )
+                .order_by(AccessGrant.window_start, AccessGrant.id)
+            ).all()
+            by_lock: dict[int, list[AccessGrantEntry]] = {lock.id: [] for lock in locks}
+            keys = {lock.id: bytes.fromhex(lock.pin_key) for lock in locks}
+            for grant in grants:
+                by_lock[grant.lock_id].append(
+                    AccessGrantEntry(
+                        grant_id=grant.id,
+                        tag=pin_tag(keys[grant.lock_id], grant.pin).hex(),
+                        start=grant.window_start,
+                        end=grant.window_end,
+                    )
+                )
+            return AccessSnapshotData(
+                version=version.version,
+                locks=[LockAccess(lock_id=lock.lock_id, grants=by_lock[lock.id]) for lock in locks],
+            )

@@ -1,0 +1,56 @@
+"""Lock events into the audit log, idempotently: ``(lock_id, seq)`` is stored once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.db.models import LockEvent
+from protocol.clock import Clock
+from protocol.messages import LockEventData
+
+
+class EventService:
+    """Store lock events; a redelivered event is a no-op."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def ingest(self, event: LockEventData) -> bool:
+        """Store one event; False when it was stored before."""
+        return self.ingest_batch([event]) == 1
+
+    def ingest_batch(self, events: Sequence[LockEventData]) -> int:
+        """Store many events in one transaction; return how many were new."""
+        if not events:
+            return 0
+        now = int(self._clock.now())
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        for e in events:
+            rows.setdefault(
+                (e.lock_id, e.seq),
+                {
+                    "lock_id": e.lock_id,
+                    "seq": e.seq,
+                    "lock_ts": e.lock_ts,
+                    "kind": e.kind.value,
+                    "grant_id": e.grant_id,
+                    "slot": e.slot,
+                    "value": e.value,
+                    "received_at": now,
+                },
+            )
+        with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = (
+                insert(LockEvent)
+                .on_conflict_do_nothing(index_elements=["lock_id", "seq"])
+                .returning(LockEvent.id)
+            )
+            result = session.connection().execute(stmt, list(rows.values()))
+            return len(result.all())

@@ -1,0 +1,104 @@
+"""Users of the dashboard and API: scrypt-hashed passwords and a role."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.db.models import Role, User
+from cloud.errors import ConflictError, InvalidRequestError
+from cloud.services.views import UserView
+from protocol.clock import Clock
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
+MIN_PASSWORD_LEN = 12
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` with a fresh random salt."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_LEN
+    )
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches ``stored`` (constant-time comparison)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(
+        password.encode(),
+        salt=bytes.fromhex(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(digest) // 2,
+    )
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+def generate_password() -> str:
+    """A random password to hand to a new user once."""
+    return secrets.token_urlsafe(15)
+
+
+# verified against when the user does not exist, so both paths cost one scrypt
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class UserService:
+    """Create users and check their passwords."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def create(
+        self, username: str, role: Role, password: str | None = None
+    ) -> tuple[UserView, str]:
+        """Create a user; return it and its password (generated unless given)."""
+        username = username.strip()
+        if not username or len(username) > 64:
+            raise InvalidRequestError("a username has 1 to 64 characters")
+        password = password or generate_password()
+        if len(password) < MIN_PASSWORD_LEN:
+            raise InvalidRequestError(f"a password has at least {MIN_PASSWORD_LEN} characters")
+        user = User(
+            username=username,
+            password_hash=hash_password(password),
+            role=role,
+            created_at=int(self._clock.now()),
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(user)
+        except IntegrityError:
+            raise ConflictError(f"user {username!r} exists already; pick another name") from None
+        return UserView(user.id, user.username, user.role), password
+
+    def authenticate(self, username: str, password: str) -> UserView | None:
+        """The user when ``password`` is right, else None."""
+        with self._sessions() as session:
+            user = session.scalars(select(User).where(User.username == username)).first()
+        if user is None:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        if not verify_password(password, user.password_hash):
+            return None
+        return UserView(user.id, user.username, user.role)
+
+    def get(self, username: str) -> UserView | None:
+        """The user named ``username``, if any."""
+        with self._sessions() as session:
+            user = session.scalars(select(User).where(User.username == username)).first()
+            return None if user is None else UserView(user.id, user.username, user.role)

@@ -1,0 +1,54 @@
+"""Typed settings of the cloud service, read once in ``main`` and passed in."""
+
+from __future__ import annotations
+
+import secrets
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "placeholder"})
+MIN_SECRET_LEN = 32
+
+
+class CloudSettings(BaseSettings):
+    """Everything the cloud process needs; environment variables ``DENEN_CLOUD_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DENEN_CLOUD_", extra="forbid")
+
+    database_url: str = "sqlite:///./denen.db"
+    mqtt_enabled: bool = True
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_client_id: str = "denen-cloud-1"
+    mqtt_session_expiry_s: int = Field(default=3600, ge=0)
+    pin_margin_before_s: int = Field(default=900, ge=0)
+    pin_margin_after_s: int = Field(default=900, ge=0)
+    pin_length: int = Field(default=6, ge=4, le=12)
+    timezone: str = "Asia/Tokyo"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = Field(default="", repr=False)
+    dev: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> CloudSettings:
+        if self.dev:
+            if not self.secret_key:
+                # dev only: sessions simply do not survive a restart
+                self.secret_key = secrets.token_urlsafe(32)
+            return self
+        key = self.secret_key.strip()
+        if key.lower() in _PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LEN:
+            raise ValueError(
+                "DENEN_CLOUD_SECRET_KEY is empty, a placeholder or shorter than "
+                f"{MIN_SECRET_LEN} characters; set it to e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "(or set DENEN_CLOUD_DEV=1 for local development)"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The facilities' local time zone."""
+        return ZoneInfo(self.timezone)

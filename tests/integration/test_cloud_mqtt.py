@@ -1,0 +1,180 @@
+"""The MQTT bridge against a real Mosquitto: events in (once), snapshots out (retained)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cloud.app import create_app
+from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.mqtt_bridge import MqttBridge
+from cloud.settings import CloudSettings
+from protocol import topics
+from protocol.clock import ManualClock
+from protocol.messages import (
+    AccessSnapshotData,
+    LockEventData,
+    LockEventKind,
+    MessageType,
+    make,
+    parse,
+)
+from protocol.pin import pin_tag
+from tests.support.cloud import basic
+from tests.support.mosquitto import Mosquitto
+
+NOW = 1_799_971_200
+TEN = NOW + 3600
+
+
+@dataclass
+class Cloud:
+    app: FastAPI
+    http: httpx.AsyncClient
+    seed: DemoSeed
+    broker: Mosquitto
+
+    @property
+    def bridge(self) -> MqttBridge:
+        bridge: MqttBridge = self.app.state.bridge
+        return bridge
+
+    def staff(self) -> dict[str, str]:
+        return basic("manager", self.seed.manager.password)
+
+    def client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.broker.host, self.broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        )
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Cloud]:
+    settings = CloudSettings(
+        database_url=f"sqlite:///{tmp_path}/mqtt.db",
+        secret_key="s" * 40,
+        mqtt_host=mosquitto.host,
+        mqtt_port=mosquitto.port,
+        mqtt_client_id="cloud-test",
+    )
+    app = create_app(settings, clock=ManualClock(NOW))
+    # seed before start-up, so the start-up publishes the site's first snapshot
+    async with app.router.lifespan_context(app):
+        with app.state.sessions.begin() as session:
+            seed = seed_demo(session)
+        await app.state.bridge.publish_snapshot(seed.site, seed.gateway)
+        async with asyncio.timeout(10):
+            await app.state.bridge.wait_connected()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+            yield Cloud(app, http, seed, mosquitto)
+
+
+def _unlock(seq: int, grant_id: str | None = None) -> bytes:
+    data = LockEventData(
+        lock_id="gym-a-1",
+        seq=seq,
+        lock_ts=NOW + seq,
+        kind=LockEventKind.UNLOCKED,
+        grant_id=grant_id,
+    )
+    return make(MessageType.LOCK_EVENT, data, ts=NOW + seq)
+
+
+async def _eventually(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _audit_until(cloud: Cloud, count: int) -> list[dict[str, object]]:
+    async with asyncio.timeout(10):
+        while True:
+            r = await cloud.http.get("/api/locks/gym-a-1/audit", headers=cloud.staff())
+            rows: list[dict[str, object]] = r.json()
+            if len(rows) >= count:
+                return rows
+            await asyncio.sleep(0.05)
+
+
+async def test_event_published_twice_is_stored_once(cloud: Cloud) -> None:
+    events_topic = topics.events(cloud.seed.site, cloud.seed.gateway)
+    async with cloud.client() as client:
+        payload = _unlock(1)
+        await client.publish(events_topic, payload, qos=1)
+        await client.publish(events_topic, payload, qos=1)  # a redelivery
+        await client.publish(events_topic, _unlock(2), qos=1)
+    rows = await _audit_until(cloud, 2)
+    assert [row["seq"] for row in rows] == [2, 1]
+    await _eventually(lambda: cloud.bridge.stats.events_received >= 3)
+    assert len(await _audit_until(cloud, 2)) == 2
+
+
+async def test_garbage_is_counted_and_dropped_and_the_bridge_keeps_going(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    events_topic = topics.events(cloud.seed.site, cloud.seed.gateway)
+    secretish = b'{"v": 1, "type": "lock_event", "data": {"pin": "482913"}}'
+    with caplog.at_level(logging.WARNING, logger="cloud.mqtt_bridge"):
+        async with cloud.client() as client:
+            await client.publish(events_topic, b"\x00not json", qos=1)
+            await client.publish(events_topic, secretish, qos=1)
+            await client.publish(events_topic, _unlock(5), qos=1)
+        rows = await _audit_until(cloud, 1)
+    assert [row["seq"] for row in rows] == [5]
+    assert cloud.bridge.stats.malformed == 2
+    assert events_topic in caplog.text
+    assert "482913" not in caplog.text
+
+
+async def test_approval_publishes_a_retained_snapshot_a_fresh_subscriber_gets(
+    cloud: Cloud,
+) -> None:
+    body = {
+        "lock_id": "gym-a-1",
+        "name": "Taro",
+        "email": "t@x.jp",
+        "start": TEN,
+        "end": TEN + 3600,
+    }
+    rid = (await cloud.http.post("/api/reservations", json=body)).json()["id"]
+    await cloud.http.post(f"/api/reservations/{rid}/approve", headers=cloud.staff())
+    grant = cloud.app.state.services.reservations.get(rid).grant
+    assert grant is not None
+
+    access_topic = topics.access(cloud.seed.site, cloud.seed.gateway)
+    async with asyncio.timeout(10):
+        while True:  # the latest retained snapshot carries the grant
+            async with cloud.client() as fresh:
+                await fresh.subscribe(access_topic, qos=1)
+                message = await anext(aiter(fresh.messages))
+            assert message.retain
+            assert isinstance(message.payload, bytes)
+            envelope, snapshot = parse(message.payload)
+            assert isinstance(snapshot, AccessSnapshotData)
+            if snapshot.locks[0].grants:
+                break
+            await asyncio.sleep(0.05)
+    (entry,) = snapshot.locks[0].grants
+    assert entry.grant_id == grant.id
+    assert entry.tag == pin_tag(bytes.fromhex(cloud.seed.pin_key), grant.pin).hex()
+    assert envelope.type is MessageType.ACCESS_SNAPSHOT
+
+
+async def test_bridge_reconnects_after_a_broker_restart(cloud: Cloud) -> None:
+    await asyncio.to_thread(cloud.broker.restart)
+    await _eventually(lambda: cloud.bridge.stats.connects >= 2 and cloud.bridge.connected)
+    async with cloud.client() as client:
+        await client.publish(topics.events(cloud.seed.site, cloud.seed.gateway), _unlock(9), qos=1)
+    assert [row["seq"] for row in await _audit_until(cloud, 1)] == [9]
+    assert (await cloud.http.get("/healthz")).json()["mqtt"] == "connected"

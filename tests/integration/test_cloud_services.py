@@ -1,0 +1,179 @@
+"""Domain services against a real database, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.db import make_engine, make_sessionmaker, migrate
+from cloud.db.models import LockEvent, ReservationStatus
+from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.services import Services, build_services
+from cloud.settings import CloudSettings
+from protocol.clock import ManualClock
+from protocol.messages import LockEventData, LockEventKind
+from protocol.pin import is_trivial, pin_tag
+from tests.support.cloud import DB_KINDS, fresh_database
+
+# 2027-01-15 09:00 in Tokyo; bookings below are on that day
+NOW = 1_799_971_200
+HOUR = 3600
+TEN = NOW + HOUR  # 10:00 Tokyo
+
+
+@dataclass
+class World:
+    svc: Services
+    sessions: sessionmaker[Session]
+    clock: ManualClock
+    seed: DemoSeed
+    notified: list[tuple[str, str]]
+
+
+class Recorder:
+    def __init__(self, into: list[tuple[str, str]]) -> None:
+        self.into = into
+
+    def access_changed(self, site: str, gateway: str) -> None:
+        self.into.append((site, gateway))
+
+
+@pytest.fixture(params=DB_KINDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    with fresh_database(request.param, tmp_path) as url:
+        migrate(url)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        clock = ManualClock(NOW)
+        notified: list[tuple[str, str]] = []
+        svc = build_services(sessions, clock, CloudSettings(dev=True), Recorder(notified))
+        with sessions.begin() as session:
+            seed = seed_demo(session, clock=clock)
+        yield World(svc, sessions, clock, seed, notified)
+        engine.dispose()
+
+
+def book(w: World, start: int, end: int, name: str = "Taro Yamada") -> str:
+    return w.svc.reservations.create(
+        w.seed.lock_id, name, "taro@example.jp", start, end
+    ).reservation.id
+
+
+def test_booking_that_ends_before_it_starts_is_refused(world: World) -> None:
+    with pytest.raises(InvalidRequestError, match=r"must end after it starts.*pick a later end"):
+        book(world, TEN, TEN - HOUR)
+
+
+def test_booking_in_the_past_is_refused(world: World) -> None:
+    world.clock.advance(2 * HOUR)  # 11:00 now
+    with pytest.raises(InvalidRequestError, match="10:00\u201311:00 on 2027-01-15 is in the past"):
+        book(world, TEN, TEN + HOUR)
+
+
+def test_overlapping_booking_is_refused_with_the_slot_in_local_time(world: World) -> None:
+    first = book(world, TEN, TEN + HOUR)
+    with pytest.raises(ConflictError, match=r"overlaps a pending booking.*pick another time"):
+        book(world, TEN + 1800, TEN + 2 * HOUR)
+    world.svc.reservations.approve(first)
+    with pytest.raises(
+        ConflictError,
+        match="the slot 10:00\u201311:00 on 2027-01-15 overlaps an approved booking",
+    ):
+        book(world, TEN, TEN + HOUR, name="Hanako")
+    book(world, TEN + HOUR, TEN + 2 * HOUR)  # back to back is fine
+
+
+def test_unknown_lock(world: World) -> None:
+    with pytest.raises(NotFoundError, match="no lock 'nope'"):
+        world.svc.reservations.create("nope", "A", "a@example.jp", TEN, TEN + HOUR)
+
+
+def test_approve_issues_a_pin_with_margins_mails_it_and_notifies(world: World) -> None:
+    rid = book(world, TEN, TEN + HOUR)
+    world.notified.clear()
+    approved = world.svc.reservations.approve(rid)
+    grant = approved.grant
+    assert approved.status is ReservationStatus.APPROVED
+    assert grant is not None
+    assert len(grant.pin) == 6
+    assert grant.pin.isdigit()
+    assert not is_trivial(grant.pin)
+    assert (grant.window_start, grant.window_end) == (TEN - 900, TEN + HOUR + 900)
+    assert grant.pin not in repr(approved)
+    assert world.notified == [(world.seed.site, world.seed.gateway)]
+    mail = world.svc.mail.messages()[0]
+    assert mail.to == "taro@example.jp"
+    assert f"PIN: {grant.pin}" in mail.body
+    assert "Valid from 2027-01-15 09:45 to 2027-01-15 11:15 (Asia/Tokyo)" in mail.body
+    with pytest.raises(ConflictError, match="is approved; only a pending one can be approved"):
+        world.svc.reservations.approve(rid)
+
+
+def test_overlapping_windows_on_one_lock_get_different_pins(world: World) -> None:
+    # back-to-back bookings: their PIN windows overlap by the margins
+    pins = set()
+    for i in range(8):
+        rid = book(world, TEN + i * HOUR, TEN + (i + 1) * HOUR, name=f"citizen {i}")
+        grant = world.svc.reservations.approve(rid).grant
+        assert grant is not None
+        pins.add(grant.pin)
+    assert len(pins) == 8
+
+
+def test_snapshot_carries_tags_not_pins_and_grows_its_version(world: World) -> None:
+    before = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
+    assert [lock.lock_id for lock in before.locks] == [world.seed.lock_id]
+    assert before.locks[0].grants == []
+    grant = world.svc.reservations.approve(book(world, TEN, TEN + HOUR)).grant
+    assert grant is not None
+    after = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
+    assert after.version > before.version
+    (entry,) = after.locks[0].grants
+    assert entry.grant_id == grant.id
+    assert entry.tag == pin_tag(bytes.fromhex(world.seed.pin_key), grant.pin).hex()
+    assert grant.pin not in after.model_dump_json()
+    assert (entry.start, entry.end) == (grant.window_start, grant.window_end)
+    world.clock.set(grant.window_end)  # the window has ended: the grant drops out
+    assert world.svc.access.snapshot(world.seed.site, world.seed.gateway).locks[0].grants == []
+
+
+def _event(seq: int, grant_id: str | None = None) -> LockEventData:
+    kind = LockEventKind.UNLOCKED if grant_id else LockEventKind.RELOCKED
+    return LockEventData(
+        lock_id="gym-a-1", seq=seq, lock_ts=NOW + seq, kind=kind, grant_id=grant_id
+    )
+
+
+def _rows(w: World) -> int:
+    with w.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(LockEvent)) or 0)
+
+
+def test_ingest_is_idempotent(world: World) -> None:
+    assert world.svc.events.ingest(_event(1)) is True
+    assert world.svc.events.ingest(_event(1)) is False
+    assert _rows(world) == 1
+
+
+def test_batch_ingest_skips_what_is_known_and_duplicates_within_the_batch(world: World) -> None:
+    assert world.svc.events.ingest_batch([_event(i) for i in range(1, 301)]) == 300
+    batch = [_event(i) for i in range(290, 311)] + [_event(305), _event(305)]
+    assert world.svc.events.ingest_batch(batch) == 10
+    assert _rows(world) == 310
+
+
+def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:
+    grant = world.svc.reservations.approve(book(world, TEN, TEN + HOUR)).grant
+    assert grant is not None
+    world.svc.events.ingest_batch([_event(7, grant.id), _event(8), _event(7, grant.id)])
+    entries = world.svc.audit.events("gym-a-1")
+    assert [(e.seq, e.kind, e.reservation_name) for e in entries] == [
+        (8, "relocked", None),
+        (7, "unlocked", "Taro Yamada"),
+    ]

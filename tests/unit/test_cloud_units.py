@@ -1,0 +1,69 @@
+"""Pure parts of the cloud: settings rules, passwords, session cookies, local time."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+import pytest
+from pydantic import ValidationError
+
+from cloud.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
+from cloud.localtime import format_span, slot_from_form
+from cloud.services.users import hash_password, verify_password
+from cloud.settings import CloudSettings
+from tests.support.cloud import basic
+
+GOOD_SECRET = "k" * 40
+
+
+@pytest.mark.parametrize("secret", ["", "change-me", "secret", "short"])
+def test_settings_refuse_placeholder_secrets(secret: str) -> None:
+    with pytest.raises(ValidationError, match="DENEN_CLOUD_SECRET_KEY"):
+        CloudSettings(secret_key=secret)
+
+
+def test_settings_allow_an_empty_secret_in_dev_and_make_one_up() -> None:
+    settings = CloudSettings(dev=True)
+    assert len(settings.secret_key) >= 32
+    assert settings.secret_key not in repr(settings)
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENEN_CLOUD_SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("DENEN_CLOUD_MQTT_PORT", "1999")
+    settings = CloudSettings()
+    assert settings.mqtt_port == 1999
+    assert settings.pin_margin_before_s == 900
+    assert settings.timezone == "Asia/Tokyo"
+
+
+def test_password_hash_round_trip_and_salt() -> None:
+    first, second = hash_password("correct horse"), hash_password("correct horse")
+    assert first != second  # salted
+    assert verify_password("correct horse", first)
+    assert not verify_password("wrong horse", first)
+    assert not verify_password("correct horse", "garbage")
+
+
+def test_session_cookie_signed_and_expiring() -> None:
+    signer = SessionSigner(GOOD_SECRET)
+    cookie = signer.issue("hanako", now=1_000)
+    assert signer.username(cookie, now=1_001) == "hanako"
+    assert signer.username(cookie, now=1_000 + SESSION_MAX_AGE_S + 1) is None
+    forged = cookie.replace(cookie.split(".")[0], "YWRtaW4")  # "admin"
+    assert signer.username(forged, now=1_001) is None
+    assert SessionSigner("other" * 10).username(cookie, now=1_001) is None
+
+
+def test_basic_credentials() -> None:
+    assert basic_credentials(basic("a", "b:c")["Authorization"]) == ("a", "b:c")
+    assert basic_credentials("Basic !!!") is None
+    assert basic_credentials(None) is None
+
+
+def test_booking_form_is_read_in_tokyo_time() -> None:
+    zone = CloudSettings(dev=True).zone
+    start, end = slot_from_form(date(2027, 1, 15), time(10, 0), 1.5, zone)
+    assert start == 1_799_974_800  # 2027-01-15T01:00:00Z
+    assert end - start == 5400
+    assert format_span(start, end, zone) == "10:00\u201311:30 on 2027-01-15"
