@@ -1,0 +1,137 @@
+"""The edge agent: one MQTT link, one coordinator per lock, telemetry — one TaskGroup.
+
+``Agent`` is an async context manager: entering opens the store and the outbox, ``run()``
+serves until ``stop()``, leaving closes them. ``main`` builds it (composition root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from edge.config import SiteConfig
+from edge.devices.lock_coordinator import LockCoordinator
+from edge.errors import OutboxError
+from edge.mqtt_link import MqttLink
+from edge.outbox import Outbox
+from edge.store import Store
+from protocol import messages, topics
+from protocol.clock import Clock, is_trusted_time
+from protocol.messages import AccessSnapshotData, MessageType, TelemetryData
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0  # time the link gets to say offline before it is cancelled
+
+
+class AccessService:
+    """Keeps the newest snapshot and tells each lock's coordinator to load it."""
+
+    def __init__(self, store: Store, coordinators: list[LockCoordinator]) -> None:
+        self.store = store
+        self.coordinators = coordinators
+
+    def apply(self, snapshot: AccessSnapshotData) -> None:
+        """Store ``snapshot`` if newer and re-sync every lock; an older one is ignored."""
+        if not self.store.save_snapshot(snapshot):
+            log.info(
+                "access snapshot v%d is not newer than the stored one; ignored", snapshot.version
+            )
+            return
+        log.info("access snapshot v%d stored (%d locks)", snapshot.version, len(snapshot.locks))
+        for coordinator in self.coordinators:
+            coordinator.request_sync()
+
+
+class Agent:
+    """The site gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        store: Store,
+        outbox: Outbox,
+        link: MqttLink,
+        coordinators: list[LockCoordinator],
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.outbox = outbox
+        self.link = link
+        self.coordinators = {c.lock_id: c for c in coordinators}
+        self.clock = clock
+        self._stopping = asyncio.Event()
+        self._started_at = 0.0
+
+    async def __aenter__(self) -> Agent:
+        self.store.open()
+        try:
+            self.outbox.open(now=self.clock.now())
+        except BaseException:
+            self.store.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.outbox.close()
+        self.store.close()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to publish ``offline``, disconnect and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve the site until ``stop()``."""
+        self._started_at = asyncio.get_running_loop().time()
+        async with asyncio.TaskGroup() as tg:
+            link = tg.create_task(self.link.run(), name="mqtt-link")
+            others = [
+                tg.create_task(c.run(), name=f"lock-{c.lock_id}")
+                for c in self.coordinators.values()
+            ]
+            others.append(tg.create_task(self._telemetry_loop(), name="telemetry"))
+            await self._stopping.wait()
+            for task in others:
+                task.cancel()
+            self.link.stop()
+            try:
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await asyncio.shield(link)
+            except TimeoutError:
+                log.warning("MQTT link did not close within %.0f s; cancelling", STOP_GRACE_S)
+                link.cancel()
+
+    # ------------------------------------------------------------ telemetry
+
+    def telemetry(self) -> TelemetryData:
+        """The agent's health now."""
+        uptime = asyncio.get_running_loop().time() - self._started_at
+        return TelemetryData(
+            uptime_s=max(uptime, 0.0),
+            outbox_depth=self._outbox_depth(),
+            frames_dropped=sum(c.stats.frames_dropped for c in self.coordinators.values()),
+            time_trusted=is_trusted_time(self.clock.now()),
+            locks=[c.telemetry() for c in self.coordinators.values()],
+        )
+
+    def _outbox_depth(self) -> int:
+        try:
+            return self.outbox.depth()
+        except OutboxError as exc:
+            log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
+            return 0
+
+    async def _telemetry_loop(self) -> None:
+        topic = topics.telemetry(self.config.site, self.config.gateway)
+        while True:
+            await asyncio.sleep(self.config.telemetry.interval_s)
+            payload = messages.make(MessageType.TELEMETRY, self.telemetry(), ts=self.clock.now())
+            await self.link.publish_now(topic, payload, qos=0)

@@ -1,0 +1,61 @@
+"""The error root of the edge agent.
+
+Each error also inherits the stdlib category it belongs to, so a caller that only knows
+``OSError`` or ``ValueError`` still catches it. Third-party exceptions (pyserial, sqlite3,
+aiomqtt) are translated at the boundary and chained.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import DenenError
+
+
+class EdgeError(DenenError):
+    """Root of every error raised by the edge agent."""
+
+
+class ConfigError(EdgeError, ValueError):
+    """The site config file is missing, unreadable or invalid; the message says where."""
+
+
+class UnsupportedTransport(EdgeError, ValueError):  # noqa: N818 - domain names from the design
+    """A transport spec names a transport this agent cannot drive (yet)."""
+
+
+class LockUnreachable(EdgeError, ConnectionError):  # noqa: N818 - domain names from the design
+    """A lock did not answer: not ready, retry later."""
+
+    def __init__(self, lock_id: str, address: str, reason: str = "") -> None:
+        self.lock_id = lock_id
+        self.address = address
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"lock {lock_id} did not answer on {address}{detail}: "
+            "check the cable and `denen provision doctor`"
+        )
+
+
+class LockRejected(EdgeError):  # noqa: N818 - domain names from the design
+    """The lock answered a request with NACK (the lock says *we* sent something wrong)."""
+
+    def __init__(self, lock_id: str, request: str, code: int, message: str) -> None:
+        self.lock_id = lock_id
+        self.request = request
+        self.code = code
+        super().__init__(f"lock {lock_id} refused {request}: code {code}: {message}")
+
+
+class LockSyncMismatch(EdgeError):  # noqa: N818 - domain names from the design
+    """After loading slots the lock reports something other than what was loaded."""
+
+
+class OutboxError(EdgeError, OSError):
+    """The outbox could not store or delete a row (disk full, I/O error).
+
+    Nothing is lost: the failed transaction is rolled back and the caller keeps its data
+    (a lock keeps unacknowledged events; a row not deleted is published again).
+    """
+
+
+class StoreError(EdgeError, OSError):
+    """The local state store could not read or write."""

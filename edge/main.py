@@ -1,0 +1,106 @@
+"""``denen-agent --config site.toml``: the composition root of the edge agent.
+
+Builds settings → store and outbox → transports → coordinators → MQTT link → agent, and
+runs until SIGTERM or SIGINT, logging to stderr. On a clean stop the agent publishes its
+retained ``offline`` status before disconnecting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import signal
+import sys
+from importlib import metadata
+
+from edge.agent import AccessService, Agent
+from edge.config import SiteConfig, load_config
+from edge.devices.lock_coordinator import LockCoordinator
+from edge.errors import ConfigError, EdgeError
+from edge.mqtt_link import MqttLink
+from edge.outbox import Outbox
+from edge.store import Store
+from edge.transports import open_transport
+from protocol.clock import Clock, SystemClock
+
+log = logging.getLogger("edge")
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("denen")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_agent(config: SiteConfig, clock: Clock) -> Agent:
+    """Wire every part of the agent from the config; opens nothing yet."""
+    store = Store(config.state_dir / "state.sqlite3")
+    outbox = Outbox(config.state_dir / "outbox.sqlite3")
+    coordinators = [
+        LockCoordinator(
+            lock.id,
+            site=config.site,
+            gateway=config.gateway,
+            connect=functools.partial(open_transport, lock.spec, lock_id=lock.id),
+            store=store,
+            outbox=outbox,
+            clock=clock,
+            sync=config.sync,
+            link=config.lock_link,
+        )
+        for lock in config.locks
+    ]
+    access = AccessService(store, coordinators)
+    link = MqttLink(
+        config, outbox=outbox, clock=clock, on_snapshot=access.apply, agent_version=_version()
+    )
+    return Agent(
+        config, store=store, outbox=outbox, link=link, coordinators=coordinators, clock=clock
+    )
+
+
+async def serve(config: SiteConfig, clock: Clock) -> None:
+    """Run the agent until SIGTERM or SIGINT."""
+    agent = build_agent(config, clock)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    try:
+        async with agent:
+            await agent.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point ``denen-agent``."""
+    parser = argparse.ArgumentParser(prog="denen-agent", description="Denen site gateway agent")
+    parser.add_argument("--config", required=True, help="path to the site TOML file")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
+        return 2
+    try:
+        asyncio.run(serve(config, SystemClock()))
+    except EdgeError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

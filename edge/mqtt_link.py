@@ -1,0 +1,221 @@
+"""The gateway's MQTT 5 session: birth and will, the access subscription, the outbox pump.
+
+One persistent session per gateway (client id ``{site}-{gateway}``, ``clean_start=False``
+with a session expiry) so the broker queues access updates while the site is offline.
+Reconnects use capped exponential backoff with full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.backoff import Backoff
+from edge.config import SiteConfig
+from edge.errors import OutboxError, StoreError
+from edge.outbox import Outbox, OutboxRow
+from protocol import messages, topics
+from protocol.clock import Clock
+from protocol.errors import MessageError
+from protocol.messages import AccessSnapshotData, GatewayState, MessageType, StatusData
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH = 50  # rows in flight at once; paho sends them in order
+OFFLINE_TIMEOUT_S = 5.0
+OUTBOX_RETRY_S = 1.0
+SnapshotHandler = Callable[[AccessSnapshotData], None]
+
+
+class MqttLink:
+    """Owns the broker connection; ``run()`` until ``stop()``; thin: parse, hand over."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        outbox: Outbox,
+        clock: Clock,
+        on_snapshot: SnapshotHandler,
+        agent_version: str | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.clock = clock
+        self.on_snapshot = on_snapshot
+        self.agent_version = agent_version
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._stopping = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+
+    # ------------------------------------------------------------ public
+
+    def stop(self) -> None:
+        """Publish ``offline``, disconnect cleanly and make ``run()`` return."""
+        self._stopping.set()
+
+    async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0) -> bool:
+        """Publish without the outbox (telemetry); ``False`` when not connected."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with backoff until ``stop()``."""
+        mqtt = self.config.mqtt
+        backoff = Backoff(mqtt.reconnect_base_s, mqtt.reconnect_cap_s)
+        while not self._stopping.is_set():
+            try:
+                async with self._make_client() as client:
+                    backoff.reset()
+                    await self._session(client)
+            except* aiomqtt.MqttError as group:
+                delay = backoff.next_delay()
+                level = logging.WARNING if backoff.attempt == 1 else logging.DEBUG
+                log.log(
+                    level,
+                    "MQTT broker %s:%d: %s; reconnecting in %.1f s",
+                    mqtt.host,
+                    mqtt.port,
+                    group.exceptions[0],
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+            finally:
+                self._client = None
+                self.connected.clear()
+
+    # ------------------------------------------------------------ session
+
+    def _status(self, state: GatewayState) -> bytes:
+        data = StatusData(
+            state=state,
+            agent_version=self.agent_version,
+            locks=[lock.id for lock in self.config.locks],
+        )
+        return messages.make(MessageType.STATUS, data, ts=self.clock.now())
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self.config
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: no hints
+        props.SessionExpiryInterval = cfg.mqtt.session_expiry_s
+        will = aiomqtt.Will(
+            topics.status(cfg.site, cfg.gateway),
+            self._status(GatewayState.OFFLINE),
+            qos=1,
+            retain=True,
+        )
+        return aiomqtt.Client(
+            cfg.mqtt.host,
+            cfg.mqtt.port,
+            identifier=cfg.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            keepalive=cfg.mqtt.keepalive,
+            will=will,
+            tls_context=self._tls_context(),
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.mqtt.tls
+        if tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(tls.ca))
+        if tls.cert is not None:
+            ctx.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
+        return ctx
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        cfg = self.config
+        status_topic = topics.status(cfg.site, cfg.gateway)
+        await client.publish(status_topic, self._status(GatewayState.ONLINE), qos=1, retain=True)
+        await client.subscribe(topics.access(cfg.site, cfg.gateway), qos=1)
+        self._client = client
+        self.connections += 1
+        self.connected.set()
+        log.info(
+            "agent %s/%s ready (broker %s:%d)", cfg.site, cfg.gateway, cfg.mqtt.host, cfg.mqtt.port
+        )
+        async with asyncio.TaskGroup() as tg:
+            receiver = tg.create_task(self._receive(client), name="mqtt-receive")
+            publisher = tg.create_task(self._publish_outbox(client), name="outbox-publisher")
+            await self._stopping.wait()
+            receiver.cancel()
+            publisher.cancel()
+        # a clean DISCONNECT suppresses the will, so say offline ourselves first
+        self.connected.clear()
+        await client.publish(
+            status_topic,
+            self._status(GatewayState.OFFLINE),
+            qos=1,
+            retain=True,
+            timeout=OFFLINE_TIMEOUT_S,
+        )
+        log.info("agent %s/%s offline (clean stop)", cfg.site, cfg.gateway)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        access_topic = topics.access(self.config.site, self.config.gateway)
+        async for message in client.messages:
+            if str(message.topic) != access_topic:
+                log.debug("ignoring a message on an unexpected topic")
+                continue
+            self._handle_access(message.payload)
+
+    def _handle_access(self, payload: object) -> None:
+        if not isinstance(payload, bytes | bytearray) or not payload:
+            return  # an empty retained message clears the topic; nothing to apply
+        try:
+            _, data = messages.parse(payload)
+        except MessageError as exc:
+            # the reason names fields only; the payload may hold PIN tags
+            log.warning("ignoring a malformed access snapshot: %s", exc)
+            return
+        if not isinstance(data, AccessSnapshotData):
+            log.warning("ignoring a %s message on the access topic", type(data).__name__)
+            return
+        try:
+            self.on_snapshot(data)
+        except StoreError as exc:
+            log.error("could not store access snapshot v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
+
+    async def _publish_outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            self.outbox.wakeup.clear()  # before peek, so a row added meanwhile is not missed
+            try:
+                rows = self.outbox.peek(PUBLISH_BATCH)
+            except OutboxError as exc:
+                log.error("%s; retrying", exc)  # noqa: TRY400 - expected failure, no traceback
+                rows = []
+            if not rows:
+                await self.outbox.wakeup.wait()
+                continue
+            async with asyncio.TaskGroup() as tg:
+                sent = [tg.create_task(self._publish_row(client, row)) for row in rows]
+            if not all(task.result() for task in sent):
+                await asyncio.sleep(OUTBOX_RETRY_S)  # do not spin re-sending on a broken disk
+
+    async def _publish_row(self, client: aiomqtt.Client, row: OutboxRow) -> bool:
+        # aiomqtt 2.5 returns from a QoS 1 publish once the broker's PUBACK arrived
+        await client.publish(row.topic, row.payload, qos=row.qos)
+        try:
+            self.outbox.remove(row.id, now=self.clock.now())
+        except OutboxError as exc:
+            log.error("%s; the message will be sent again", exc)  # noqa: TRY400 - expected failure, no traceback
+            return False
+        return True

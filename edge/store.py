@@ -1,0 +1,127 @@
+"""The agent's local state in SQLite: the latest access snapshot and what each lock holds.
+
+WAL with ``synchronous=FULL``: a snapshot the agent said it stored survives a power cut,
+so a site with no internet keeps loading its locks from what it last received.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import StoreError
+from protocol.messages import AccessSnapshotData, LockAccess
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS applied (
+    lock_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    grant_ids TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+"""
+
+
+def connect_durable(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode whose every commit is fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per call
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedState:
+    lock_id: str
+    version: int
+    grant_ids: list[str]
+    applied_at: float
+
+
+class Store:
+    """Snapshot and per-lock applied state. ``open()`` before use, ``close()`` after."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Open (and create) the database."""
+        try:
+            self._conn = connect_durable(self.path)
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the state store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the state store is not open")
+        return self._conn
+
+    def save_snapshot(self, snapshot: AccessSnapshotData) -> bool:
+        """Keep ``snapshot`` if it is newer than the stored one; return whether it was."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT version FROM snapshot WHERE id = 1").fetchone()
+                if row is not None and row[0] >= snapshot.version:
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO snapshot (id, version, body) VALUES (1, ?, ?)",
+                    (snapshot.version, snapshot.model_dump_json()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the access snapshot: {exc}") from exc
+        return True
+
+    def snapshot(self) -> AccessSnapshotData | None:
+        """The stored snapshot, or ``None`` before the first one arrived."""
+        row = self._db.execute("SELECT body FROM snapshot WHERE id = 1").fetchone()
+        return None if row is None else AccessSnapshotData.model_validate_json(row[0])
+
+    def lock_access(self, lock_id: str) -> tuple[int, LockAccess] | None:
+        """The stored snapshot's version and this lock's part (empty when not listed)."""
+        snap = self.snapshot()
+        if snap is None:
+            return None
+        for lock in snap.locks:
+            if lock.lock_id == lock_id:
+                return snap.version, lock
+        return snap.version, LockAccess(lock_id=lock_id)
+
+    def set_applied(self, lock_id: str, version: int, grant_ids: list[str], at: float) -> None:
+        """Record what a lock holds after a confirmed sync."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO applied (lock_id, version, grant_ids, applied_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (lock_id, version, json.dumps(grant_ids), at),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the state of lock {lock_id}: {exc}") from exc
+
+    def applied(self, lock_id: str) -> AppliedState | None:
+        """What a lock held after its last confirmed sync."""
+        row = self._db.execute(
+            "SELECT version, grant_ids, applied_at FROM applied WHERE lock_id = ?", (lock_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return AppliedState(lock_id, int(row[0]), list(json.loads(row[1])), float(row[2]))

@@ -1,0 +1,97 @@
+"""Site config: a good file loads; a bad one says which field and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import SITE_TOML_EXAMPLE, load_config
+from edge.errors import ConfigError
+from edge.transports import TransportKind
+
+MINIMAL = """
+site = "gym-a"
+gateway = "gw-1"
+state_dir = "/tmp/denen"
+[mqtt]
+host = "127.0.0.1"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SITE_TOML_EXAMPLE))
+    assert config.client_id == "gym-a-gw-1"
+    assert config.locks[0].spec.kind is TransportKind.SERIAL
+    assert config.locks[0].spec.address == "/dev/ttyUSB0"
+    assert config.mqtt.tls is not None
+    assert config.sync.full_sync_interval_s == 43200
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.mqtt.port == 1883
+    assert config.mqtt.session_expiry_s == 7 * 24 * 3600
+    assert config.locks == []
+    assert config.sync.event_poll_s == 30
+
+
+def test_pty_is_driven_like_serial(tmp_path: Path) -> None:
+    text = MINIMAL + '[[locks]]\nid = "l1"\ntransport = "pty:/dev/pts/3"\n'
+    assert load_config(write(tmp_path, text)).locks[0].spec.kind is TransportKind.PTY
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "why"),
+    [
+        ('[[locks]]\nid = "l1"\ntransport = "usb:/dev/x"\n', "locks[0].transport", "unknown"),
+        ('[[locks]]\nid = "l1"\ntransport = "/dev/ttyUSB0"\n', "locks[0].transport", "kind:"),
+        ('[[locks]]\nid = "l1"\ntransport = "serial:ttyUSB0"\n', "locks[0].transport", "absolute"),
+        (
+            '[[locks]]\nid = "l1"\ntransport = "ble:AA:BB:CC:DD:EE:FF"\n',
+            "locks[0].transport",
+            "not supported yet",
+        ),
+        ('[[locks]]\nid = "Lock 1"\ntransport = "serial:/dev/x"\n', "locks[0].id", "pattern"),
+        (
+            '[[locks]]\nid = "a"\ntransport = "serial:/dev/x"\n'
+            '[[locks]]\nid = "a"\ntransport = "serial:/dev/y"\n',
+            "locks",
+            "twice",
+        ),
+        ("[sync]\nevent_poll_s = 0\n", "sync.event_poll_s", "greater than 0"),
+        ("[sync]\nevent_pol_s = 5\n", "sync.event_pol_s", "Extra inputs"),
+    ],
+)
+def test_errors_name_the_field(tmp_path: Path, extra: str, where: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + extra))
+    assert f"site.toml: {where}: " in str(info.value)
+    assert why in str(info.value)
+
+
+def test_missing_mqtt_section(tmp_path: Path) -> None:
+    text = 'site = "gym-a"\ngateway = "gw-1"\nstate_dir = "/tmp/x"\n'
+    with pytest.raises(ConfigError, match=r"site.toml: mqtt: Field required"):
+        load_config(write(tmp_path, text))
+
+
+def test_bad_slug_in_site(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"site.toml: site: "):
+        load_config(write(tmp_path, MINIMAL.replace("gym-a", "Gym A")))
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "site = "))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
