@@ -133,7 +133,12 @@ class MqttBridge:
             try:
                 async with self._client() as client:
                     for channel in SUBSCRIPTIONS:
-                        await client.subscribe(topics.cloud_subscription(channel), qos=1)
+                        await client.subscribe(
+                            topics.cloud_subscription(
+                                channel, shared=self._settings.mqtt_shared_subscription
+                            ),
+                            qos=1,
+                        )
                     self.stats.connects += 1
                     attempt = 0
                     self._connected.set()

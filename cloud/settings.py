@@ -22,7 +22,13 @@ class CloudSettings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_client_id: str = "denen-cloud-1"
-    mqtt_session_expiry_s: int = Field(default=3600, ge=0)
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # One worker: a plain subscription in a persistent session, which Mosquitto 2.0 keeps
+    # across a broker restart. Several workers: a shared subscription splits the load, but
+    # Mosquitto 2.0 drops an offline member's shared subscription when it restarts, so
+    # events published before the workers reconnect are lost (use a broker that persists
+    # shared sessions, such as EMQX, for that setup).
+    mqtt_shared_subscription: bool = False
     pin_margin_before_s: int = Field(default=900, ge=0)
     pin_margin_after_s: int = Field(default=900, ge=0)
     pin_length: int = Field(default=6, ge=4, le=12)

@@ -141,7 +141,6 @@ class LocalStack:
                     GATEWAY,
                     "--lock",
                     LOCK_ID,
-                    "--json",
                 ),
                 env=self._cloud_env(),
                 capture_output=True,
