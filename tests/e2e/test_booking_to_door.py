@@ -62,7 +62,8 @@ class Walkthrough:
         )
         assert status.status_code == 200, status.text
         pin = status.json()["pin"]
-        assert pin and pin.isdigit()
+        assert pin
+        assert pin.isdigit()
         return str(pin)
 
     def lock_view(self) -> dict[str, Any]:
