@@ -138,6 +138,14 @@ def test_a_booking_opens_the_door_once_and_only_inside_its_window(stack: LocalSt
         assert page.text.count("unlocked") == 1
         assert "sato" in page.text
         assert pin not in page.text
+
+        # no PIN in any log of any part (cloud, agent, lock, broker)
+        logs = [*stack.workdir.glob("logs/*.log"), *stack.workdir.glob("broker/*.log")]
+        assert logs
+        for log in logs:
+            text = log.read_text(errors="replace")
+            assert pin not in text, f"the PIN appears in {log.name}"
+            assert tomorrow_pin not in text, f"a PIN appears in {log.name}"
     finally:
         w.close()
 
