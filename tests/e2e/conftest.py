@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.broker import free_port
 from provisioning.local_stack import LocalStack
+from tests.support.stack import running_stack
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    running = LocalStack(tmp_path / "stack", http_port=free_port(), sim_port=free_port())
-    with running:
+    with running_stack(tmp_path / "stack") as running:
         yield running
-    # show what each part said when a test failed
-    for service in running.services.values():
-        print(f"--- {service.name} log ---\n{service.log_text()[-3000:]}")
