@@ -10,11 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from cloud.api import facilities, ops, reservations
+from cloud.api import enrollment, facilities, ops, reservations
 from cloud.auth import AuthError, SessionSigner
 from cloud.dashboard import routes as pages
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    RefusedError,
+    UnavailableError,
+)
 from cloud.mqtt_bridge import MqttBridge
 from cloud.services import AccessChangeRelay, build_services
 from cloud.settings import CloudSettings
@@ -25,6 +31,8 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidRequestError, 400),
+    (RefusedError, 403),
+    (UnavailableError, 503),
 )
 
 
@@ -91,6 +99,12 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     app.state.signer = SessionSigner(settings.secret_key)
     app.add_exception_handler(DenenError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for router in (ops.router, facilities.router, reservations.router, pages.router):
+    for router in (
+        ops.router,
+        facilities.router,
+        reservations.router,
+        enrollment.router,
+        pages.router,
+    ):
         app.include_router(router)
     return app

@@ -19,3 +19,11 @@ class InvalidRequestError(CloudError, ValueError):
 
 class ConflictError(CloudError, ValueError):
     """The request clashes with the current state (an overlap, a second approval)."""
+
+
+class RefusedError(CloudError, PermissionError):
+    """A one-time credential (an enrollment token) that is unknown, used or expired."""
+
+
+class UnavailableError(CloudError, RuntimeError):
+    """A feature this deployment has not configured; the message names the setting."""

@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("--facility", type=int, required=True)
     lock.add_argument("--name", default="")
     lock.add_argument("--pin-key", default=None, help="64 hex digits; generated if left out")
+    token = sub.add_parser(
+        "create-enrollment-token",
+        help="a one-time token (24 h) for `denen provision enroll` on a site's Pi",
+    )
+    token.add_argument("--site", required=True)
+    token.add_argument("--gateway", required=True)
+    token.add_argument("--by", default="cli", help="who asked for it (kept with the token)")
+    sub.add_parser("write-crl", help="write a fresh CRL to DENEN_CLOUD_CRL_PATH (monthly)")
     seed = sub.add_parser("seed-demo", help="facility + lock + manager/ops users; prints JSON")
     seed.add_argument("--site", default="gym-a")
     seed.add_argument("--gateway", default="gw-1")
@@ -74,6 +82,18 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
                 args.facility, args.lock_id, args.name, args.pin_key
             )
             return f"lock {lock.lock_id} registered; pin_key (pair the lock with it): {key}"
+        if args.command == "create-enrollment-token":
+            issued = svc.enrollment.create_token(args.site, args.gateway, args.by)
+            return json.dumps(
+                {
+                    "token": issued.token,
+                    "site": issued.site,
+                    "gateway": issued.gateway,
+                    "expires_at": issued.expires_at,
+                }
+            )
+        if args.command == "write-crl":
+            return f"CRL written to {svc.enrollment.write_crl()}; send the broker SIGHUP"
         with sessions.begin() as session:
             seed = seed_demo(
                 session,

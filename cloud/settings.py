@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
@@ -29,6 +30,20 @@ class CloudSettings(BaseSettings):
     # events published before the workers reconnect are lost (use a broker that persists
     # shared sessions, such as EMQX, for that setup).
     mqtt_shared_subscription: bool = False
+    # Mutual TLS to the broker (files from `denen provision ca init`: ca.crt, cloud.crt/.key)
+    mqtt_tls_ca: Path | None = None
+    mqtt_tls_cert: Path | None = None
+    mqtt_tls_key: Path | None = None
+    # Enrollment: the cloud holds the issuing CA (see cloud/services/enrollment.py)
+    ca_cert_path: Path | None = None
+    ca_key_path: Path | None = None
+    crl_path: Path | None = None
+    broker_acl_path: Path | None = None
+    broker_pid_file: Path | None = None
+    enroll_mqtt_host: str | None = None  # what gateways dial; defaults to mqtt_host
+    enroll_mqtt_port: int = Field(default=8883, ge=1, le=65535)
+    enrollment_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+    gateway_cert_days: int = Field(default=365, ge=1, le=3650)
     pin_margin_before_s: int = Field(default=900, ge=0)
     pin_margin_after_s: int = Field(default=900, ge=0)
     pin_length: int = Field(default=6, ge=4, le=12)
@@ -51,6 +66,20 @@ class CloudSettings(BaseSettings):
                 f"{MIN_SECRET_LEN} characters; set it to e.g. the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
                 "(or set DENEN_CLOUD_DEV=1 for local development)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> CloudSettings:
+        if (self.mqtt_tls_cert is None) != (self.mqtt_tls_key is None):
+            raise ValueError(
+                "set both DENEN_CLOUD_MQTT_TLS_CERT and DENEN_CLOUD_MQTT_TLS_KEY, or neither"
+            )
+        if self.mqtt_tls_cert is not None and self.mqtt_tls_ca is None:
+            raise ValueError("DENEN_CLOUD_MQTT_TLS_CERT needs DENEN_CLOUD_MQTT_TLS_CA too")
+        if (self.ca_cert_path is None) != (self.ca_key_path is None):
+            raise ValueError(
+                "set both DENEN_CLOUD_CA_CERT_PATH and DENEN_CLOUD_CA_KEY_PATH, or neither"
             )
         return self
 

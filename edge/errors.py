@@ -8,6 +8,7 @@ aiomqtt) are translated at the boundary and chained.
 from __future__ import annotations
 
 from protocol.errors import DenenError
+from protocol.lock_wire import NackCode
 
 
 class EdgeError(DenenError):
@@ -35,6 +36,17 @@ class LockUnreachable(EdgeError, ConnectionError):  # noqa: N818 - domain names 
         )
 
 
+class LockNotPaired(EdgeError, LookupError):  # noqa: N818 - domain names from the design
+    """No key for this lock in the agent's key store: it is not driven until it is paired."""
+
+    def __init__(self, lock_id: str, address: str) -> None:
+        self.lock_id = lock_id
+        super().__init__(
+            f"lock {lock_id} is not paired: run "
+            f"`denen provision lock pair --serial {address} --id {lock_id}` at the door"
+        )
+
+
 class LockRejected(EdgeError):  # noqa: N818 - domain names from the design
     """The lock answered a request with NACK (the lock says *we* sent something wrong)."""
 
@@ -42,7 +54,17 @@ class LockRejected(EdgeError):  # noqa: N818 - domain names from the design
         self.lock_id = lock_id
         self.request = request
         self.code = code
-        super().__init__(f"lock {lock_id} refused {request}: code {code}: {message}")
+        hint = ""
+        if code in (NackCode.AUTH_FAILED, NackCode.NOT_PAIRED):
+            hint = (
+                ": the lock does not know our key (reset, or paired elsewhere); pair it again "
+                f"with `denen provision lock pair --serial … --id {lock_id}`"
+            )
+        super().__init__(f"lock {lock_id} refused {request}: code {code}: {message}{hint}")
+
+
+class KeyStoreError(EdgeError, OSError):
+    """A lock key file that cannot be read or written, or is not safe to use."""
 
 
 class LockSyncMismatch(EdgeError):  # noqa: N818 - domain names from the design

@@ -19,6 +19,7 @@ from edge.agent import AccessService, Agent
 from edge.config import SiteConfig, load_config
 from edge.devices.lock_coordinator import LockCoordinator
 from edge.errors import ConfigError, EdgeError
+from edge.lock_keys import LockKeyStore
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 from edge.store import Store
@@ -39,12 +40,15 @@ def build_agent(config: SiteConfig, clock: Clock) -> Agent:
     """Wire every part of the agent from the config; opens nothing yet."""
     store = Store(config.state_dir / "state.sqlite3")
     outbox = Outbox(config.state_dir / "outbox.sqlite3")
+    keys = LockKeyStore(config.state_dir)
     coordinators = [
         LockCoordinator(
             lock.id,
             site=config.site,
             gateway=config.gateway,
             connect=functools.partial(open_transport, lock.spec, lock_id=lock.id),
+            address=lock.spec.address,
+            keys=keys,
             store=store,
             outbox=outbox,
             clock=clock,

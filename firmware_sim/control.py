@@ -35,6 +35,8 @@ class ControlledLock(Protocol):
 
     def view(self) -> LockView: ...
 
+    def pair_button(self) -> LockView: ...
+
 
 class KeysIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +63,9 @@ class ViewOut(BaseModel):
     slots_used: int
     events_pending: int
     events_dropped: int
+    paired: bool
+    pairing_open_s: int
+    auth_failures: int
 
 
 class DoorOut(BaseModel):
@@ -124,5 +129,11 @@ def create_app(locks: Iterable[ControlledLock]) -> FastAPI:
         lock = find(lock_id)
         moved = lock.door(open_=body.open, from_inside=body.from_inside)
         return DoorOut(moved=moved, view=_view_out(lock, lock.view()))
+
+    @app.post("/api/locks/{lock_id}/pair-button")
+    async def press_pair_button(lock_id: str) -> ViewOut:
+        """Press the pairing button: the lock takes one PAIR in the next 60 seconds."""
+        lock = find(lock_id)
+        return _view_out(lock, lock.pair_button())
 
     return app

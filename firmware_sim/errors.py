@@ -15,7 +15,3 @@ class UnknownKeyError(SimulatorError, ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(f"the keypad has no key {key!r}; it has 0-9, * and #")
         self.key = key
-
-
-class PinKeyError(SimulatorError, ValueError):
-    """A lock PIN key that is missing, not hex, or too short."""

@@ -1,8 +1,13 @@
 """``denen-sim``: host simulated devices on ptys with their control page.
 
-    denen-sim lock --id lock-1 --pin-key-file key.hex [--link /tmp/lock-1] \\
+    denen-sim lock --id lock-1 [--state-file lock-1.json] [--link /tmp/lock-1] \\
         [--control-host 127.0.0.1 --control-port 8100] [--auto-lock 5]
-    denen-sim lock --lock lock-1:key1.hex:/tmp/lock-1 --lock lock-2:key2.hex
+    denen-sim lock --lock lock-1:/tmp/lock-1 --lock lock-2 --state-dir .sim
+
+A lock starts unpaired, like one fresh from the factory: press its pairing button on the
+control page (or ``POST /api/locks/{id}/pair-button``) and run ``denen provision lock
+pair``. With a state file (``--state-file``, or ``--state-dir`` for every lock) it keeps
+its keys and counters there and comes back paired after a restart.
 
 The composition root: settings from the command line → firmware → pty hosts → control
 app → uvicorn. Prints one line per lock once everything listens, then serves until
@@ -25,47 +30,29 @@ from pathlib import Path
 import uvicorn
 
 from firmware_sim.control import create_app
-from firmware_sim.errors import PinKeyError, SimulatorError
+from firmware_sim.errors import SimulatorError
 from firmware_sim.lock.firmware import LockFirmware
 from firmware_sim.lock.pty_host import LockPtyHost
+from firmware_sim.lock.state_file import load_pairing
 from protocol.clock import SystemClock
 from protocol.ids import SLUG_RE
 
 log = logging.getLogger("firmware_sim")
 
-MIN_PIN_KEY_BYTES = 16
-
 
 @dataclass(frozen=True, slots=True)
 class LockSpec:
     lock_id: str
-    pin_key_file: Path
     link: Path | None = None
+    state_file: Path | None = None
 
 
 def parse_lock_spec(spec: str) -> LockSpec:
-    """``ID:KEYFILE[:LINK]`` → :class:`LockSpec`."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise argparse.ArgumentTypeError(f"{spec!r} is not ID:KEYFILE[:LINK]")
-    if not SLUG_RE.fullmatch(parts[0]):
-        raise argparse.ArgumentTypeError(f"lock id {parts[0]!r} is not a slug [a-z0-9-]")
-    return LockSpec(parts[0], Path(parts[1]), Path(parts[2]) if len(parts) == 3 else None)
-
-
-def load_pin_key(path: Path) -> bytes:
-    """The lock's PIN key from a file holding it as hex text."""
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise PinKeyError(f"cannot read the PIN key file {path}: {exc.strerror}") from exc
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise PinKeyError(f"{path} does not hold a hex PIN key") from None
-    if len(key) < MIN_PIN_KEY_BYTES:
-        raise PinKeyError(f"the PIN key in {path} has {len(key)} bytes; use at least 16")
-    return key
+    """``ID[:LINK]`` → :class:`LockSpec`."""
+    lock_id, _, link = spec.partition(":")
+    if not SLUG_RE.fullmatch(lock_id):
+        raise argparse.ArgumentTypeError(f"lock id {lock_id!r} is not a slug [a-z0-9-]")
+    return LockSpec(lock_id, Path(link) if link else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,16 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     devices = parser.add_subparsers(dest="device", required=True)
     lock = devices.add_parser("lock", help="keypad locks on ptys, with a control page")
-    lock.add_argument("--id", dest="lock_id", help="lock id (a slug), with --pin-key-file")
-    lock.add_argument("--pin-key-file", type=Path, help="file holding the PIN key as hex")
+    lock.add_argument("--id", dest="lock_id", help="lock id (a slug)")
     lock.add_argument("--link", type=Path, help="symlink to create to the pty (a stable path)")
+    lock.add_argument(
+        "--state-file", type=Path, help="where the --id lock keeps its keys and counters"
+    )
+    lock.add_argument(
+        "--state-dir", type=Path, help="where every lock keeps its state (ID.json); optional"
+    )
     lock.add_argument(
         "--lock",
         dest="locks",
         action="append",
         type=parse_lock_spec,
         default=[],
-        metavar="ID:KEYFILE[:LINK]",
+        metavar="ID[:LINK]",
         help="another lock; repeat for several",
     )
     lock.add_argument("--control-host", default="127.0.0.1")
@@ -96,16 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
 def lock_specs(args: argparse.Namespace) -> list[LockSpec]:
     """Every lock the command line names; raises SimulatorError when that is none or bad."""
     specs: list[LockSpec] = list(args.locks)
-    if args.lock_id or args.pin_key_file:
-        if not (args.lock_id and args.pin_key_file):
-            raise SimulatorError("--id and --pin-key-file go together")
+    if args.lock_id:
         if not SLUG_RE.fullmatch(args.lock_id):
             raise SimulatorError(f"lock id {args.lock_id!r} is not a slug [a-z0-9-]")
-        specs.insert(0, LockSpec(args.lock_id, args.pin_key_file, args.link))
+        specs.insert(0, LockSpec(args.lock_id, args.link, args.state_file))
+    elif args.link or args.state_file:
+        raise SimulatorError("--link and --state-file belong to --id ID")
     if not specs:
-        raise SimulatorError("name a lock: --id ID --pin-key-file FILE, or --lock ID:KEYFILE")
+        raise SimulatorError("name a lock: --id ID, or --lock ID[:LINK]")
     if len({s.lock_id for s in specs}) != len(specs):
         raise SimulatorError("two locks have the same id")
+    if args.state_dir is not None:
+        specs = [
+            s if s.state_file else LockSpec(s.lock_id, s.link, args.state_dir / f"{s.lock_id}.json")
+            for s in specs
+        ]
     return specs
 
 
@@ -123,8 +120,13 @@ async def serve_locks(specs: Sequence[LockSpec], args: argparse.Namespace) -> No
     hosts = [
         LockPtyHost(
             s.lock_id,
-            LockFirmware(clock, load_pin_key(s.pin_key_file), auto_lock_s=args.auto_lock),
+            LockFirmware(
+                clock,
+                None if s.state_file is None else load_pairing(s.state_file),
+                auto_lock_s=args.auto_lock,
+            ),
             link=s.link,
+            state_file=s.state_file,
         )
         for s in specs
     ]
@@ -159,7 +161,8 @@ async def _announce(server: uvicorn.Server, hosts: Sequence[LockPtyHost], host: 
     for lock in hosts:
         link = f" (link {lock.link})" if lock.link else ""
         url = f"http://{host}:{port}/locks/{lock.lock_id}"
-        sys.stdout.write(f"lock {lock.lock_id} on {lock.path}{link}, control {url}\n")
+        paired = "paired" if lock.firmware.pairing.paired else "unpaired"
+        sys.stdout.write(f"lock {lock.lock_id} on {lock.path}{link}, {paired}, control {url}\n")
     sys.stdout.flush()
 
 

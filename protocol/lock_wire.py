@@ -1,8 +1,7 @@
 """The lock wire codec: binary frames between an edge agent and a keypad lock.
 
-Sans-IO, like h11: :class:`LockFrame` turns into bytes and back, :class:`FrameParser`
-takes whatever a serial line or a BLE characteristic delivered and yields whole frames,
-resynchronising after garbage.
+Sans-IO, like h11: :class:`LockFrame` turns into bytes and back; :class:`FrameParser` takes
+what a serial line or BLE delivered and yields whole frames, resynchronising after garbage.
 
 Frame layout (all integers big-endian)::
 
@@ -11,10 +10,8 @@ Frame layout (all integers big-endian)::
     body        version 1 | type 1 | seq 2 | key_id 1 | counter 4 | payload n | mac 8
     crc     2   CRC-16/CCITT-FALSE over length and body
 
-``key_id``, ``counter`` and ``mac`` are the room for authentication: ``key_id`` 0 means an
-unauthenticated frame with ``counter`` 0 and a zero MAC. Requests from the agent carry a
-``seq`` chosen by the agent; the lock answers with the same ``seq``. The lock's own events
-are numbered by the lock (``event seq``, inside the payload) and kept until acknowledged.
+``key_id``, ``counter`` and ``mac`` authenticate it (:mod:`protocol.lock_auth`); ``key_id`` 0
+is unauthenticated (counter 0, zero MAC). A reply carries its request's ``seq``.
 """
 
 from __future__ import annotations
@@ -50,6 +47,7 @@ class FrameType(IntEnum):
     GET_EVENTS = 0x05
     ACK_EVENTS = 0x06
     GET_SLOTS = 0x07
+    PAIR = 0x08  # keys in clear: only inside the lock's pairing-button window
     # lock -> agent
     ACK = 0x80
     INFO = 0x81
@@ -65,6 +63,8 @@ class NackCode(IntEnum):
     CLOCK_NOT_SET = 3
     AUTH_FAILED = 4
     BUSY = 5
+    NOT_PAIRING = 6  # PAIR outside the window: press the pairing button on the lock
+    NOT_PAIRED = 7  # the lock has no link key yet: pair it first
 
 
 EVENT_CODES: dict[LockEventKind, int] = {
@@ -212,9 +212,6 @@ class FrameParser:
         return len(self._buf)
 
 
-# ---------------------------------------------------------------- payloads
-
-
 def grant_bytes(grant_id: str | None) -> bytes:
     """Grant ids are UUIDs; on the wire they take 16 bytes (zero for none)."""
     return NO_GRANT if grant_id is None else uuid.UUID(grant_id).bytes
@@ -260,19 +257,21 @@ class LockInfo:
     locked_out: bool
     battery_pct: int
     door_open: bool
+    paired: bool = False  # a trailing byte; an INFO without it comes from an unpaired lock
 
     def encode(self) -> bytes:
         return (
             _text(self.model)
             + _text(self.firmware)
             + struct.pack(
-                ">BIIBBB",
+                ">BIIBBBB",
                 self.slot_count,
                 self.clock,
                 self.event_head,
                 self.locked_out,
                 self.battery_pct,
                 self.door_open,
+                self.paired,
             )
         )
 
@@ -280,8 +279,10 @@ class LockInfo:
     def decode(cls, payload: bytes) -> LockInfo:
         model, off = _read_text(payload, 0)
         firmware, off = _read_text(payload, off)
-        slots, clock, head, out, batt, door = _unpack(">BIIBBB", payload[off:], "INFO")
-        return cls(model, firmware, slots, clock, head, bool(out), batt, bool(door))
+        fmt = ">BIIBBBB" if len(payload) - off == 13 else ">BIIBBB"  # older: no paired byte
+        fields = _unpack(fmt, payload[off:], "INFO")
+        slots, clock, head, out, batt, door, paired = (*fields, 0)[:7]
+        return cls(model, firmware, slots, clock, head, bool(out), batt, bool(door), bool(paired))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,8 @@ def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> 
 @dataclass
 class Mosquitto:
     """One broker process. ``extra_config`` is appended to a plain anonymous listener
-    unless ``config`` replaces the whole file."""
+    unless ``config`` replaces the whole file (e.g. the TLS config rendered by
+    :func:`provisioning.broker_config.render_config` for ``port``)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
@@ -65,7 +66,7 @@ class Mosquitto:
         text = (
             "user root\n"
             f"log_dest file {self.log_path}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{body}\n{self.extra_config}\n"
         )
         path = self.directory / "mosquitto.conf"
@@ -99,6 +100,24 @@ class Mosquitto:
         if self.process.stderr:
             self.process.stderr.close()
         self.process = None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the ACL and the CRL (new TLS handshakes) without dropping anyone."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError("mosquitto is not running; start() it first")
+        mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the reload is done once it says so
+            with contextlib.suppress(OSError), self.log_path.open("rb") as fh:
+                fh.seek(mark)
+                if b"Reloading config" in fh.read():
+                    # logged when the reload starts; a SIGHUP that arrives before it ends
+                    # is lost (2.0.11 clears its flag afterwards), so give it time to end
+                    time.sleep(0.2)
+                    return
+            time.sleep(0.02)
+        raise TimeoutError(f"mosquitto did not log a reload; see {self.log_path}")
 
     def restart(self) -> None:
         self.stop()

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from provisioning import lock_cli, security_cli
+
 EPILOG = """\
 examples:
-  denen provision ca init --out /etc/denen/ca
-  denen provision enroll --token ENROLL-TOKEN
-  denen provision lock pair --serial /dev/ttyUSB0
+  denen provision ca init --out /etc/denen/ca --broker-host mqtt.example.city
+  denen provision broker-config --out deploy/mosquitto-prod --ca-dir /etc/denen/ca
+  denen provision enroll --token ENROLL-TOKEN --cloud https://denen.example.city
+  denen provision lock pair --serial /dev/ttyUSB0 --id gym-a-1 --config site.toml
   denen provision doctor
 """
 
@@ -46,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.set_defaults(print_group_help=provision.print_help)
     steps = provision.add_subparsers(dest="step", metavar="STEP")
+    security_cli.add_steps(steps)
+    lock_cli.add_lock_parser(steps)
     for name, text in STEPS.items():
-        steps.add_parser(name, help=text, description=text)
+        if name not in security_cli.STEPS and name != "lock":
+            steps.add_parser(name, help=text, description=text)
     demo = groups.add_parser(
         "demo",
         help="run the whole stack on this machine (broker, cloud, a simulated gym)",
@@ -82,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if step is None:
             args.print_group_help()
             return 0
+        if step in security_cli.STEPS:
+            return security_cli.run(args)
+        if step == "lock":
+            return lock_cli.run_lock_command(args)
         print(
             f"denen provision {step}: not available in this release yet; "
             "see the README's technician section for the manual steps.",

@@ -3,7 +3,9 @@ cloud, a simulated keypad lock on a pty and the site's edge agent.
 
 ``make demo`` runs it in the foreground; the end-to-end tests start it in a temp dir and
 kill and restart its parts. It only starts processes through their command lines, so it
-knows no more of the cloud, the agent or the simulator than a technician would.
+knows no more of the cloud, the agent or the simulator than a technician would: the lock
+starts unpaired, the stack presses its pairing button (the simulator's control API),
+pairs it with ``denen provision lock pair`` and registers its PIN key with the cloud.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -73,8 +76,10 @@ class Service:
 class LocalStack:
     """Broker, cloud, one simulated lock and one agent, rooted in ``workdir``.
 
-    The first start seeds the cloud (a gym, its lock with a fresh PIN key, logins with
-    generated passwords) and remembers it in ``workdir/seed.json`` (mode 0600).
+    The first start pairs the lock (the agent's key store gets its link key, the simulator
+    keeps its keys in ``lock-state.json``), seeds the cloud with the lock's PIN key (a gym,
+    its lock, logins with generated passwords) and remembers it in ``workdir/seed.json``
+    (mode 0600).
     """
 
     workdir: Path
@@ -128,9 +133,48 @@ class LocalStack:
     def _python(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
 
+    @property
+    def lock_state(self) -> Path:
+        return self.workdir / "lock-state.json"
+
+    def _pair_lock(self) -> None:
+        """Press the simulated lock's pairing button and pair it, as a technician would."""
+        key_file = self.agent_state / "locks" / f"{LOCK_ID}.key.json"
+        if key_file.exists() and self.lock_state.exists():
+            return  # paired on an earlier start; both sides kept their keys
+        button = f"{self.sim_url}/api/locks/{LOCK_ID}/pair-button"
+        request = urllib.request.Request(button, method="POST")  # noqa: S310 - our own http URL
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            answer.read()
+        paired = subprocess.run(  # noqa: S603 - our own console entry point
+            self._python(
+                "provisioning.cli",
+                "provision",
+                "lock",
+                "pair",
+                "--serial",
+                str(self.lock_link),
+                "--id",
+                LOCK_ID,
+                "--state-dir",
+                str(self.agent_state),
+                "--skip-keypad-test",
+                "--wait",
+                "20",
+            ),
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if paired.returncode != 0:
+            raise RuntimeError(f"pairing the simulated lock failed: {paired.stderr.strip()}")
+
     def _seed(self) -> None:
         path = self.workdir / "seed.json"
         if not path.exists():
+            cloud_file = self.agent_state / "locks" / f"{LOCK_ID}.cloud.json"
+            pin_key = json.loads(cloud_file.read_text())["pin_key"]
             out = subprocess.run(  # noqa: S603 - our own console entry point
                 self._python(
                     "cloud.main",
@@ -141,6 +185,8 @@ class LocalStack:
                     GATEWAY,
                     "--lock",
                     LOCK_ID,
+                    "--pin-key",
+                    pin_key,
                 ),
                 env=self._cloud_env(),
                 capture_output=True,
@@ -150,10 +196,6 @@ class LocalStack:
             path.touch(0o600)
             path.write_text(out.stdout)
         self.seed = json.loads(path.read_text())
-        key_file = self.workdir / f"{LOCK_ID}.key"
-        if not key_file.exists():
-            key_file.touch(0o600)
-            key_file.write_text(str(self.seed["pin_key"]))
 
     def _write_site_config(self) -> Path:
         assert self.broker is not None
@@ -172,7 +214,6 @@ class LocalStack:
         self.agent_state.mkdir(exist_ok=True)
         self.broker = Mosquitto(self.workdir / "broker", port=self._broker_port())
         self.broker.start()
-        self._seed()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         self.services["cloud"] = Service(
@@ -190,8 +231,8 @@ class LocalStack:
                 "lock",
                 "--id",
                 LOCK_ID,
-                "--pin-key-file",
-                str(self.workdir / f"{LOCK_ID}.key"),
+                "--state-file",
+                str(self.lock_state),
                 "--link",
                 str(self.lock_link),
                 "--control-port",
@@ -208,11 +249,13 @@ class LocalStack:
             self._env(),
             logs / "agent.log",
         )
-        self.services["cloud"].start()
         self.services["lock"].start()
-        wait_for_port(self.http_port, timeout=60)
         wait_for_port(self.sim_port, timeout=30)
         self._wait_for_path(self.lock_link, 30)
+        self._pair_lock()
+        self._seed()
+        self.services["cloud"].start()
+        wait_for_port(self.http_port, timeout=60)
         self.services["agent"].start()
 
     def _broker_port(self) -> int:

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from cloud.api.deps import services
 from cloud.api.reservations import citizen_status, reservation_out
 from cloud.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
+from cloud.dashboard.labels import event_label
 from cloud.db.models import ReservationStatus, Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.localtime import format_local, slot_from_form
@@ -22,6 +23,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.filters["event_label"] = event_label
 router = APIRouter(include_in_schema=False)
 
 FormStr = Annotated[str, Form()]

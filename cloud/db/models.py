@@ -176,3 +176,33 @@ class MailMessage(Base):
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class EnrollmentToken(Base):
+    """A one-time token city ops hand to a technician; only its SHA-256 is stored."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(String(40))
+    gateway: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class GatewayCertificate(Base):
+    """A client certificate the cloud issued to a gateway (serial as hex: up to 159 bits)."""
+
+    __tablename__ = "gateway_certificates"
+    __table_args__ = (Index("ix_gateway_certificates_site_gateway", "site", "gateway"),)
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site: Mapped[str] = mapped_column(String(40))
+    gateway: Mapped[str] = mapped_column(String(40))
+    common_name: Mapped[str] = mapped_column(String(100))
+    not_after: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)

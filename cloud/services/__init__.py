@@ -13,6 +13,7 @@ from cloud.services.access import (
     NullNotifier,
 )
 from cloud.services.audit import AuditService
+from cloud.services.enrollment import EnrollmentService
 from cloud.services.events import EventService
 from cloud.services.facilities import FacilityService
 from cloud.services.gateways import GatewayService
@@ -29,6 +30,7 @@ class Services:
 
     access: AccessService
     audit: AuditService
+    enrollment: EnrollmentService
     events: EventService
     facilities: FacilityService
     gateways: GatewayService
@@ -48,6 +50,7 @@ def build_services(
     return Services(
         access=AccessService(sessions, clock),
         audit=AuditService(sessions),
+        enrollment=EnrollmentService(sessions, clock, settings),
         events=EventService(sessions, clock),
         facilities=FacilityService(sessions, clock, notify),
         gateways=GatewayService(sessions, clock),

@@ -209,11 +209,13 @@ class ReservationService:
                 r.email,
                 f"Your PIN for {r.lock.name}",
                 f"Dear {r.citizen_name},\n\nyour booking of {r.lock.name} ({r.facility.name}) "
-                f"for {format_span(r.starts_at, r.ends_at, zone)} is approved.\n\n"
+                f"for {format_span(r.starts_at, r.ends_at, zone)} ({self._settings.timezone}) "
+                "is approved.\n\n"
                 f"PIN: {pin}\n"
                 f"Valid from {format_local(window.start, zone)} to "
                 f"{format_local(window.end, zone)} ({self._settings.timezone}).\n"
-                "Type the PIN on the keypad; the door locks itself again.\n",
+                "Type the PIN and # on the keypad; the door locks itself again.\n\n"
+                f"Your booking: {self.status_url(r.id, r.access_token)}\n",
                 now,
             )
             view = _view(r)

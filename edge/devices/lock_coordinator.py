@@ -3,6 +3,11 @@
 The lock wire is request/response by ``seq`` plus unsolicited WAKE frames. Events go into
 the outbox (committed, fsynced) *before* the lock is told ACK_EVENTS, so a crash between
 the two makes the lock send them again and the outbox's dedupe key drops the copy.
+
+Every request is sealed with the lock's link key from the key store and every answer is
+checked (MAC, counter, bound to its request) before it counts; a forged or replayed frame
+is dropped and counted. A lock without a key in the store is not driven: the coordinator
+says how to pair it and looks for the key again later.
 """
 
 from __future__ import annotations
@@ -11,11 +16,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from edge.backoff import Backoff
 from edge.config import LockLinkConfig, SyncConfig
-from edge.errors import LockRejected, LockSyncMismatch, LockUnreachable, OutboxError, StoreError
+from edge.devices.lock_channel import LinkStats, LockChannel
+from edge.errors import (
+    KeyStoreError,
+    LockNotPaired,
+    LockRejected,
+    LockSyncMismatch,
+    LockUnreachable,
+    OutboxError,
+    StoreError,
+)
+from edge.lock_keys import AgentLink, LockKeyStore
 from edge.outbox import Outbox
 from edge.store import Store
 from edge.sync_policy import plan_slots
@@ -24,17 +38,15 @@ from protocol import messages, topics
 from protocol.clock import Clock, is_trusted_time
 from protocol.errors import FrameError
 from protocol.ids import uuid7
+from protocol.lock_auth import CounterExhaustedError
 from protocol.lock_wire import (
     ALL_SLOTS,
     MAX_EVENTS_PER_FRAME,
-    FrameParser,
     FrameType,
     LockFrame,
     LockInfo,
-    NackCode,
     WireEvent,
     decode_events,
-    decode_nack,
     decode_slots,
     encode_u32,
 )
@@ -48,20 +60,6 @@ MAX_EVENT_ROUNDS = 64  # GET_EVENTS rounds per drain, so a chatty lock cannot st
 Connector = Callable[[], Awaitable[LockTransport]]
 
 
-@dataclass
-class LinkStats:
-    """What went wrong on the line, summed over every connection to this lock."""
-
-    dropped_bytes: int = 0
-    bad_frames: int = 0
-    unmatched_frames: int = 0
-    timeouts: int = 0
-
-    @property
-    def frames_dropped(self) -> int:
-        return self.bad_frames + self.unmatched_frames
-
-
 class LockCoordinator:
     """Keeps one lock connected, loaded with the stored snapshot, and drained of events."""
 
@@ -72,6 +70,8 @@ class LockCoordinator:
         site: str,
         gateway: str,
         connect: Connector,
+        address: str,
+        keys: LockKeyStore,
         store: Store,
         outbox: Outbox,
         clock: Clock,
@@ -82,6 +82,8 @@ class LockCoordinator:
         self.site = site
         self.gateway = gateway
         self._connect = connect
+        self.address = address
+        self.keys = keys
         self.store = store
         self.outbox = outbox
         self.clock = clock
@@ -91,12 +93,12 @@ class LockCoordinator:
         self.info: LockInfo | None = None
         self.clock_offset_s: float | None = None
         self.reachable = False
+        self.paired: bool | None = None  # None until the key store was looked at
         self.applied_version: int | None = None
         self.synced = asyncio.Event()  # set after each confirmed sync (tests and readiness)
         self._wakeup = asyncio.Event()
         self._sync_due = True
-        self._pending: dict[int, asyncio.Future[LockFrame]] = {}
-        self._seq = 0
+        self._channel: LockChannel | None = None
 
     # ------------------------------------------------------------ public
 
@@ -122,12 +124,13 @@ class LockCoordinator:
         backoff = Backoff(self.link_config.reconnect_base_s, self.link_config.reconnect_cap_s)
         while True:
             try:
+                link = self._load_link()
                 transport = await self._connect()
-            except LockUnreachable as exc:
+            except (LockUnreachable, LockNotPaired, KeyStoreError) as exc:
                 self._log_down(exc, backoff)
             else:
                 try:
-                    await self._session(transport, backoff)
+                    await self._session(transport, link, backoff)
                 except* (
                     LockUnreachable,
                     LockRejected,
@@ -135,64 +138,48 @@ class LockCoordinator:
                     FrameError,
                     StoreError,
                     OutboxError,
+                    KeyStoreError,
+                    CounterExhaustedError,
                 ) as group:
                     self._log_down(group.exceptions[0], backoff)
                 finally:
                     self.reachable = False
-                    self._fail_pending()
+                    if self._channel is not None:
+                        self._channel.fail_pending()
                     await transport.close()
             await asyncio.sleep(backoff.next_delay())
 
     # ------------------------------------------------------------ session
+
+    def _load_link(self) -> AgentLink:
+        # read again at every connection: the technician may have (re)paired meanwhile
+        record = self.keys.load(self.lock_id)
+        self.paired = record is not None
+        if record is None:
+            raise LockNotPaired(self.lock_id, self.address)
+        return self.keys.link(record)
 
     def _log_down(self, exc: BaseException, backoff: Backoff) -> None:
         # the first failure is a warning; repeats while the lock stays away are quieter
         level = logging.WARNING if backoff.attempt == 0 else logging.DEBUG
         log.log(level, "%s; retrying", exc)
 
-    async def _session(self, transport: LockTransport, backoff: Backoff) -> None:
-        parser = FrameParser()
+    async def _session(self, transport: LockTransport, link: AgentLink, backoff: Backoff) -> None:
+        self._channel = LockChannel(
+            self.lock_id,
+            transport,
+            link=link,
+            stats=self.stats,
+            timeout_s=self.link_config.request_timeout_s,
+            retries=self.link_config.retries,
+            on_wake=self._wakeup.set,  # every pass of the work loop drains events
+        )
         async with asyncio.TaskGroup() as tg:
-            reader = tg.create_task(self._read(transport, parser), name=f"lock-{self.lock_id}-rx")
+            reader = tg.create_task(self._channel.run_reader(), name=f"lock-{self.lock_id}-rx")
             try:
                 await self._work(transport, backoff)
             finally:
                 reader.cancel()
-
-    async def _read(self, transport: LockTransport, parser: FrameParser) -> None:
-        dropped, bad = 0, 0
-        while True:
-            data = await transport.receive()
-            frames = parser.feed(data)
-            if parser.dropped_bytes != dropped or parser.bad_frames != bad:
-                self.stats.dropped_bytes += parser.dropped_bytes - dropped
-                self.stats.bad_frames += parser.bad_frames - bad
-                dropped, bad = parser.dropped_bytes, parser.bad_frames
-                log.warning(
-                    "lock %s: skipped garbage on the line (%d bytes, %d bad frames so far)",
-                    self.lock_id,
-                    self.stats.dropped_bytes,
-                    self.stats.bad_frames,
-                )
-            for frame in frames:
-                self._dispatch(frame)
-
-    def _dispatch(self, frame: LockFrame) -> None:
-        if frame.type is FrameType.WAKE:
-            self._wakeup.set()  # every pass of the work loop drains events
-            return
-        fut = self._pending.get(frame.seq)
-        if fut is None or fut.done():
-            # a late answer to a request we already gave up on, or a confused peer
-            self.stats.unmatched_frames += 1
-            log.debug("lock %s: unmatched %s seq %d", self.lock_id, frame.type.name, frame.seq)
-            return
-        fut.set_result(frame)
-
-    def _fail_pending(self) -> None:
-        for fut in self._pending.values():
-            fut.cancel()
-        self._pending.clear()
 
     async def _work(self, transport: LockTransport, backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()
@@ -227,45 +214,13 @@ class LockCoordinator:
 
     # ------------------------------------------------------------ requests
 
-    def _next_seq(self) -> int:
-        self._seq = self._seq % 0xFFFF + 1  # 1..65535; 0 is left to unsolicited frames
-        return self._seq
-
     async def _request(
         self, transport: LockTransport, ftype: FrameType, payload: bytes, expect: FrameType
     ) -> LockFrame:
-        """Send a request and wait for the reply with its ``seq``, retrying on silence.
-
-        Every request the agent makes is idempotent, so a retry after a lost reply is safe;
-        each try takes a fresh ``seq`` so a late reply cannot answer the wrong question.
-        """
-        loop = asyncio.get_running_loop()
-        for _ in range(self.link_config.retries):
-            seq = self._next_seq()
-            fut: asyncio.Future[LockFrame] = loop.create_future()
-            self._pending[seq] = fut
-            try:
-                await transport.send(bytes(LockFrame(ftype, seq, payload)))
-                async with asyncio.timeout(self.link_config.request_timeout_s):
-                    reply = await fut
-            except TimeoutError:
-                self.stats.timeouts += 1
-                continue
-            finally:
-                self._pending.pop(seq, None)
-            if reply.type is FrameType.NACK:
-                code, message = decode_nack(reply.payload)
-                if code == NackCode.BUSY:
-                    continue
-                raise LockRejected(self.lock_id, ftype.name, code, message)
-            if reply.type is not expect:
-                raise FrameError(f"lock answered {ftype.name} with {reply.type.name}")
-            return reply
-        raise LockUnreachable(
-            self.lock_id,
-            transport.address,
-            f"no answer to {ftype.name} after {self.link_config.retries} tries",
-        )
+        """One authenticated request over this session's channel (see LockChannel)."""
+        if self._channel is None or self._channel.transport is not transport:
+            raise LockUnreachable(self.lock_id, transport.address, "no session")
+        return await self._channel.request(ftype, payload, expect)
 
     async def _refresh_info(self, transport: LockTransport) -> LockInfo:
         reply = await self._request(transport, FrameType.GET_INFO, b"", FrameType.INFO)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from firmware_sim.errors import UnknownKeyError
 from firmware_sim.lock.event_log import U16_MAX, EventLog
+from firmware_sim.lock.pairing import LockPairing, PairingRecord
 from firmware_sim.lock.requests import answer
 from firmware_sim.lock.states import (
     DoorLock,
@@ -58,19 +59,23 @@ class LockView:
     slots_used: int
     events_pending: int
     events_dropped: int
+    paired: bool
+    pairing_open_s: int  # seconds left in the pairing-button window, 0 when closed
+    auth_failures: int  # frames refused: unauthenticated, forged, replayed, PAIR too late
 
 
 class LockFirmware:
     """One keypad lock: PIN slots with time windows, lockout, auto-lock, door sensor.
 
     Drive it with :meth:`press`, :meth:`open_door`, :meth:`close_door`, :meth:`receive`
-    and :meth:`tick`; collect unsolicited frames with :meth:`take_unsolicited`.
+    and :meth:`tick`; collect unsolicited frames with :meth:`take_unsolicited`. It starts
+    unpaired (no keys) unless given the :class:`PairingRecord` it persisted earlier.
     """
 
     def __init__(
         self,
         clock: Clock,
-        pin_key: bytes,
+        paired: PairingRecord | None = None,
         *,
         model: str = "denen-sim-lock",
         firmware: str = "sim-0.1.0",
@@ -99,7 +104,7 @@ class LockFirmware:
         self.slots: dict[int, SlotEntry] = {}
         self.state = DoorLock.LOCKED_CLOSED
         self.keypad = Keypad.READY
-        self._pin_key = pin_key
+        self.pairing = LockPairing(clock, paired)
         self._clock_offset: float | None = None
         self._entry = ""
         self._last_key_at = 0.0
@@ -154,7 +159,11 @@ class LockFirmware:
         if not PIN_MIN_LEN <= len(digits) <= PIN_MAX_LEN:
             self._wrong_pin(now)
             return
-        tag = pin_tag(self._pin_key, digits)
+        pin_key = self.pairing.pin_key
+        if pin_key is None:  # never paired: no PIN can be right
+            self._wrong_pin(now)
+            return
+        tag = pin_tag(pin_key, digits)
         match: SlotEntry | None = None
         for entry in self.slots.values():  # compare every slot: no early exit to time
             if hmac.compare_digest(tag, entry.tag) and match is None:
@@ -252,27 +261,24 @@ class LockFirmware:
             locked_out=self._locked_out(self.clock.now()),
             battery_pct=self.battery_pct,
             door_open=self.state.door_open,
+            paired=self.pairing.paired,
         )
+
+    def press_pair_button(self) -> None:
+        """The pairing button on the lock: one PAIR is accepted in the next 60 s."""
+        self.pairing.press_button()
 
     def receive(self, frame: LockFrame) -> list[LockFrame]:
         """Answer one request frame; bad input from the wire gives a NACK, never raises."""
         self.tick()
         return [answer(self, frame)]
 
-    def verify(self, frame: LockFrame) -> bool:
-        """Whether ``frame`` is authentic enough to act on.
-
-        Seam for lock frame authentication (a later issue): only key_id 0 (unauthenticated,
-        counter 0, zero MAC) exists so far, and it is accepted.
-        """
-        return frame.key_id == 0
-
     def take_unsolicited(self) -> list[LockFrame]:
         """The WAKE frame owed to the gateway (at most one, carrying the newest event seq)."""
         if not self._wake_pending:
             return []
         self._wake_pending = False
-        return [LockFrame(FrameType.WAKE, 0, encode_u32(self.events.head))]
+        return [self.pairing.seal(LockFrame(FrameType.WAKE, 0, encode_u32(self.events.head)))]
 
     outbox = take_unsolicited
 
@@ -289,6 +295,8 @@ class LockFirmware:
             display = self._flash
         elif not self.state.locked:
             display = "OPEN"
+        elif self.pairing.window_remaining() > 0:
+            display = "PAIRING"
         elif self._clock_offset is None:
             display = "NO TIME"
         else:
@@ -305,6 +313,9 @@ class LockFirmware:
             slots_used=len(self.slots),
             events_pending=self.events.pending,
             events_dropped=self.events.dropped,
+            paired=self.pairing.paired,
+            pairing_open_s=math.ceil(self.pairing.window_remaining()),
+            auth_failures=self.pairing.auth_failures,
         )
 
     # --------------------------------------------------------------- helpers

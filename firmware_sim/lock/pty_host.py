@@ -3,6 +3,8 @@
 The host only moves bytes: what the agent writes to the slave side (``/dev/pts/N``) is
 read from the master fd, fed to :class:`~protocol.lock_wire.FrameParser`, and each frame's
 answer plus any unsolicited WAKE is written back. A periodic tick runs the lock's timers.
+With a ``state_file`` the host writes the lock's pairing record there whenever the
+firmware says it is due (keys and counters: what a real lock keeps in flash).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from types import TracebackType
 
 from firmware_sim.errors import SimulatorError, UnknownKeyError
 from firmware_sim.lock.firmware import KEYS, LockFirmware, LockView
+from firmware_sim.lock.state_file import save_pairing
 from protocol.lock_wire import FrameParser, LockFrame
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,12 @@ class LockPtyHost:
         *,
         link: Path | None = None,
         tick_s: float = 0.2,
+        state_file: Path | None = None,
     ) -> None:
         self.lock_id = lock_id
         self.firmware = firmware
         self.link = link
+        self.state_file = state_file
         self.tick_s = tick_s
         self.parser = FrameParser()
         self.bytes_lost = 0  # output dropped because nobody read it
@@ -147,12 +152,28 @@ class LockPtyHost:
         """What the lock shows now."""
         return self.firmware.view()
 
+    def pair_button(self) -> LockView:
+        """Press the pairing button: the lock takes one PAIR in the next 60 s."""
+        self.firmware.press_pair_button()
+        return self.firmware.view()
+
     # ---------------------------------------------------------------- bytes
 
     def flush(self) -> None:
         """Send the WAKE the firmware owes the agent, if any."""
-        for frame in self.firmware.take_unsolicited():
+        frames = self.firmware.take_unsolicited()
+        self._persist()
+        for frame in frames:
             self._send(frame)
+
+    def _persist(self) -> None:
+        # before the frames go out: a counter on the wire is never one the file lacks
+        pairing = self.firmware.pairing
+        if pairing.persist_due:
+            pairing.persist_due = False
+            record = pairing.record()
+            if self.state_file is not None and record is not None:
+                save_pairing(self.state_file, record)
 
     def _on_readable(self) -> None:
         assert self._master is not None
@@ -165,7 +186,9 @@ class LockPtyHost:
                 return
             raise
         for frame in self.parser.feed(data):
-            for reply in self.firmware.receive(frame):
+            replies = self.firmware.receive(frame)
+            self._persist()
+            for reply in replies:
                 self._send(reply)
         self.flush()
 

@@ -3,6 +3,14 @@
 Every answer carries the request's ``seq``. Anything the wire gets wrong (a payload of the
 wrong size, a slot that does not exist, a frame type the lock does not take) becomes a
 NACK with a message saying what was wrong; nothing here raises on bad input.
+
+Authentication comes first (:mod:`firmware_sim.lock.pairing`): an unauthenticated frame
+gets only GET_INFO answered (so a technician's doctor can read model, firmware and
+whether the lock is paired) and PAIR inside the button window; an authenticated one must
+pass its MAC and counter check. The answer to an accepted request is sealed with the link
+key and bound to the request's counter. A refusal is an *unauthenticated* NACK: the lock
+cannot seal an answer to someone without the key, and the NACK tells the sender nothing
+it did not know (its frame had no effect); its message names no key, MAC or counter.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from protocol.clock import is_trusted_time
 from protocol.errors import FrameError
+from protocol.lock_auth import KEY_ID_NONE, AuthError, PairRequest
 from protocol.lock_wire import (
     ALL_SLOTS,
     MAX_EVENTS_PER_FRAME,
@@ -41,24 +50,70 @@ class Nack(Exception):  # noqa: N818 - it is the frame's name, not an error abou
 Reply = tuple[FrameType, bytes]
 
 
+PAIR_HINT = "press the pairing button on the lock, then pair within 60 s"
+NOT_PAIRED_HINT = "the lock is not paired: run `denen provision lock pair` at the door"
+
+
 def answer(fw: LockFirmware, frame: LockFrame) -> LockFrame:
     """The one frame the lock sends back for ``frame``."""
+    if frame.type is FrameType.PAIR:
+        return _pair(fw, frame)
+    if frame.key_id == KEY_ID_NONE:
+        if frame.type is FrameType.GET_INFO:
+            return _plain(fw, frame)
+        fw.pairing.refuse()
+        if not fw.pairing.paired:
+            return _nack(frame, NackCode.NOT_PAIRED, NOT_PAIRED_HINT)
+        return _nack(frame, NackCode.AUTH_FAILED, "frame is not authenticated")
     try:
-        ftype, payload = _dispatch(fw, frame)
-    except Nack as nack:
-        ftype, payload = FrameType.NACK, encode_nack(nack.code, nack.message)
-    except FrameError as exc:
-        ftype, payload = FrameType.NACK, encode_nack(NackCode.BAD_REQUEST, str(exc))
+        fw.pairing.check(frame)
+    except AuthError as exc:
+        code = NackCode.AUTH_FAILED if fw.pairing.paired else NackCode.NOT_PAIRED
+        return _nack(frame, code, exc.reason)
+    ftype, payload = _handle(fw, frame)
+    return fw.pairing.seal(LockFrame(ftype, frame.seq, payload), bound=frame.counter)
+
+
+def _nack(frame: LockFrame, code: NackCode, message: str) -> LockFrame:
+    return LockFrame(FrameType.NACK, frame.seq, encode_nack(code, message))
+
+
+def _plain(fw: LockFirmware, frame: LockFrame) -> LockFrame:
+    ftype, payload = _handle(fw, frame)
     return LockFrame(ftype, frame.seq, payload)
 
 
-def _dispatch(fw: LockFirmware, frame: LockFrame) -> Reply:
-    if not fw.verify(frame):
-        raise Nack(NackCode.AUTH_FAILED, f"key {frame.key_id} is not provisioned")
+def _handle(fw: LockFirmware, frame: LockFrame) -> Reply:
     handler = HANDLERS.get(frame.type)
     if handler is None:
-        raise Nack(NackCode.BAD_REQUEST, f"{frame.type.name} is not a request")
-    return handler(fw, frame.payload)
+        return FrameType.NACK, encode_nack(
+            NackCode.BAD_REQUEST, f"{frame.type.name} is not a request"
+        )
+    try:
+        return handler(fw, frame.payload)
+    except Nack as nack:
+        return FrameType.NACK, encode_nack(nack.code, nack.message)
+    except FrameError as exc:
+        return FrameType.NACK, encode_nack(NackCode.BAD_REQUEST, str(exc))
+
+
+def _pair(fw: LockFirmware, frame: LockFrame) -> LockFrame:
+    """PAIR: keys in clear, so only inside the window opened by the button on the lock."""
+    if fw.pairing.window_remaining() <= 0:
+        fw.pairing.refuse()
+        return _nack(frame, NackCode.NOT_PAIRING, f"pairing is closed: {PAIR_HINT}")
+    if frame.key_id != KEY_ID_NONE:
+        return _nack(frame, NackCode.BAD_REQUEST, "PAIR travels unauthenticated (key 0)")
+    try:
+        request = PairRequest.decode(frame.payload)
+    except FrameError as exc:
+        return _nack(frame, NackCode.BAD_REQUEST, str(exc))
+    if not is_trusted_time(request.time):
+        return _nack(frame, NackCode.BAD_REQUEST, "PAIR time is before 2024: not trusted")
+    fw.pairing.pair(request)
+    fw.slots.clear()  # their tags were made with the old PIN key
+    fw.set_time(request.time)
+    return fw.pairing.seal(LockFrame(FrameType.ACK, frame.seq))
 
 
 def _no_payload(payload: bytes, what: str) -> None:

@@ -45,9 +45,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module. Not per session: Playwright's sync API keeps an
+    event loop running on the main thread while it is open, which pytest-asyncio's tests
+    collected after this module cannot share."""
     home = tmp_path_factory.mktemp("chromium")
     with pytest.MonkeyPatch.context() as env:
         # set before the Playwright driver starts: it and Chromium inherit them

@@ -135,7 +135,8 @@ def test_a_booking_opens_the_door_once_and_only_inside_its_window(stack: LocalSt
         assert login.status_code == 200
         page = w.cloud.get(f"/locks/{LOCK_ID}")
         assert page.status_code == 200
-        assert page.text.count("unlocked") == 1
+        assert page.text.count('data-kind="unlocked"') == 1
+        assert "Unlocked with PIN" in page.text
         assert "sato" in page.text
         assert pin not in page.text
 

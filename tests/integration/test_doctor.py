@@ -26,7 +26,7 @@ def _config(state: Path, port: int, lock_path: str) -> SiteConfig:
 
 
 async def test_a_healthy_site_passes(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    firmware = LockFirmware(SystemClock(), os.urandom(32), battery_pct=87)
+    firmware = LockFirmware(SystemClock(), battery_pct=87)
     async with LockPtyHost("gym-a-1", firmware) as host:
         config = _config(tmp_path, mosquitto.port, host.path)
         findings = {f.check: f for f in await run_checks(config, SystemClock())}

@@ -1,8 +1,8 @@
 """The edge agent against a real Mosquitto and a lock on a real pty.
 
 The lock here is a tiny test-only peer speaking ``protocol.lock_wire`` on the master side
-of a pty (to be replaced by ``firmware_sim`` once it lands); the agent opens the slave
-path with pyserial-asyncio-fast exactly as it opens ``/dev/ttyUSB0`` on a Pi.
+of a pty, authenticated with the link key the agent's key store holds (``paired()``); the
+agent opens the slave path with pyserial-asyncio-fast exactly as it opens ``/dev/ttyUSB0``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from paho.mqtt.properties import Properties
 from edge.agent import Agent
 from edge.config import SiteConfig, parse_config
 from edge.errors import LockUnreachable
+from edge.lock_keys import LockKeyRecord, LockKeyStore
 from edge.main import build_agent
 from edge.transports import open_transport
 from protocol import messages, topics
 from protocol.clock import SystemClock
+from protocol.lock_auth import AuthError, Direction, LinkAuth
 from protocol.lock_wire import (
     FrameParser,
     FrameType,
@@ -53,6 +55,12 @@ from tests.support.mosquitto import Mosquitto
 
 SITE, GW, LOCK = "gym-a", "gw-1", "gym-a-1"
 TAG = "5a" * 16
+LINK_KEY = bytes.fromhex("c3" * 32)
+
+
+def paired(state_dir: Path) -> None:
+    """Put the peer's link key into the agent's key store, as pairing would."""
+    LockKeyStore(state_dir).save(LockKeyRecord(LOCK, LINK_KEY, 0, int(time.time())))
 
 
 class LockPeer:
@@ -63,6 +71,8 @@ class LockPeer:
         self.slots: dict[int, SlotEntry] = {}
         self.events: list[WireEvent] = []
         self.received: list[FrameType] = []
+        self.refused = 0
+        self.link = LinkAuth(LINK_KEY, Direction.TO_AGENT)
         self.acks: list[int] = []
         self.clock_base: float | None = None  # None: clock never set
         self.lose_next_ack = False
@@ -90,7 +100,7 @@ class LockPeer:
         return event
 
     def wake(self) -> None:
-        os.write(self.master, bytes(LockFrame(FrameType.WAKE, 0)))
+        os.write(self.master, bytes(self.link.seal(LockFrame(FrameType.WAKE, 0))))
 
     def write_raw(self, data: bytes) -> None:
         os.write(self.master, data)
@@ -115,9 +125,15 @@ class LockPeer:
         except (BlockingIOError, OSError):
             return
         for frame in self._parser.feed(data):
+            try:
+                self.link.check(frame)
+            except AuthError:
+                self.refused += 1
+                continue
             self.received.append(frame.type)
             reply = self._answer(frame)
-            os.write(self.master, bytes(LockFrame(reply[0], frame.seq, reply[1])))
+            sealed = self.link.seal(LockFrame(reply[0], frame.seq, reply[1]), bound=frame.counter)
+            os.write(self.master, bytes(sealed))
         self._changed.set()
 
     def _clock(self) -> int:
@@ -156,8 +172,10 @@ class LockPeer:
 
 
 def site_config(
-    tmp_path: Path, broker: Mosquitto, lock_path: str, telemetry_s: float = 60
+    tmp_path: Path, broker: Mosquitto, lock_path: str, telemetry_s: float = 60, *, pair: bool = True
 ) -> SiteConfig:
+    if pair:
+        paired(tmp_path / "state")
     return parse_config(
         {
             "site": SITE,

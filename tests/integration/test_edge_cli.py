@@ -13,7 +13,7 @@ import pytest
 
 from protocol import messages, topics
 from protocol.messages import GatewayState, StatusData
-from tests.integration.test_edge_agent import GW, LOCK, SITE, LockPeer, within
+from tests.integration.test_edge_agent import GW, LOCK, SITE, LockPeer, paired, within
 from tests.support.mosquitto import Mosquitto
 
 READY = f"agent {SITE}/{GW} ready"
@@ -27,6 +27,7 @@ async def peer() -> AsyncIterator[LockPeer]:
 
 
 def write_config(tmp_path: Path, broker: Mosquitto, lock_path: str) -> Path:
+    paired(tmp_path / "state")
     path = tmp_path / "site.toml"
     path.write_text(
         f'site = "{SITE}"\ngateway = "{GW}"\nstate_dir = "{tmp_path / "state"}"\n'

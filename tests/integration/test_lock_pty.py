@@ -6,7 +6,16 @@ import asyncio
 import os
 from pathlib import Path
 
-from protocol.lock_wire import FrameType, LockFrame, LockInfo, decode_u32
+from protocol.lock_wire import (
+    FrameParser,
+    FrameType,
+    LockFrame,
+    LockInfo,
+    NackCode,
+    decode_nack,
+    decode_u32,
+    encode_u32,
+)
 from protocol.messages import LockEventKind as K
 from tests.integration.test_lock_pty_support import (
     GRANT,
@@ -59,7 +68,7 @@ async def test_garbage_between_frames_is_skipped_and_counted() -> None:
 
 async def test_a_frame_split_across_writes_is_answered() -> None:
     async with hosted_lock() as (host, _), serial_client(host.path) as client:
-        raw = bytes(LockFrame(FrameType.GET_SLOTS, 9))
+        raw = bytes(client.link.seal(LockFrame(FrameType.GET_SLOTS, 9)))
         client.writer.write(raw[:5])
         await client.writer.drain()
         await asyncio.sleep(0.05)
@@ -104,6 +113,47 @@ async def test_agent_reconnecting_finds_the_lock_still_answering() -> None:
     async with hosted_lock() as (host, _):
         async with serial_client(host.path) as client:
             await client.load_pin("482913")
-        async with serial_client(host.path) as client:
-            reply = await client.request(FrameType.GET_INFO)
+        async with serial_client(host.path, link=client.link) as again:
+            reply = await again.request(FrameType.GET_INFO)
             assert LockInfo.decode(reply.payload).clock == T0
+        # an agent that forgot its counter is refused: that is why the agent persists it
+        async with serial_client(host.path) as forgetful:
+            reply = await forgetful.request(FrameType.GET_INFO)
+            assert decode_nack(reply.payload)[0] == NackCode.AUTH_FAILED
+
+
+# ------------------------------------------------------------------ who may command the lock
+
+
+async def test_an_attacker_without_the_key_cannot_command_the_lock_but_the_agent_can() -> None:
+    async with hosted_lock() as (host, _), serial_client(host.path) as agent:
+        await agent.load_pin("482913")
+        attacker = [
+            LockFrame(FrameType.CLEAR_SLOT, 100, b"\xff"),  # no key at all
+            LockFrame(FrameType.CLEAR_SLOT, 101, b"\xff", key_id=1, counter=10**6),  # made-up MAC
+            LockFrame(FrameType.SET_TIME, 102, encode_u32(T0 + 86400)),
+        ]
+        for frame in attacker:
+            code, _ = decode_nack((await agent.send(frame)).payload)
+            assert code == NackCode.AUTH_FAILED
+        assert host.view().slots_used == 1
+        assert host.view().lock_time == T0
+        assert host.view().auth_failures == len(attacker)
+        # the agent, with the key, still can
+        assert (await agent.request(FrameType.CLEAR_SLOT, b"\xff")).type is FrameType.ACK
+        assert host.view().slots_used == 0
+
+
+async def test_a_captured_agent_frame_replayed_on_the_line_is_refused() -> None:
+    async with hosted_lock() as (host, _), serial_client(host.path) as agent:
+        await agent.load_pin("482913")
+        set_slot_bytes = agent.sent[-1]  # the SET_SLOT just sent, as an eavesdropper saw it
+        assert (await agent.request(FrameType.CLEAR_SLOT, b"\x00")).type is FrameType.ACK
+        (captured,) = FrameParser().feed(set_slot_bytes)
+        reply = await agent.send_raw(set_slot_bytes, captured.seq)
+        code, message = decode_nack(reply.payload)
+        assert code == NackCode.AUTH_FAILED
+        assert "replay" in message
+        assert host.view().slots_used == 0
+        assert host.view().auth_failures == 1
+        assert host.press("482913#").display == "DENIED"

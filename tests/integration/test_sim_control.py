@@ -14,12 +14,14 @@ import pytest
 import uvicorn
 
 from firmware_sim.control import create_app
+from firmware_sim.lock.pairing import PairingRecord
 from firmware_sim.lock.pty_host import LockPtyHost
+from firmware_sim.lock.state_file import save_pairing
 from protocol.lock_wire import FrameType, LockInfo
 from protocol.messages import LockEventKind as K
 from tests.integration.test_lock_pty_support import (
     GRANT,
-    PIN_KEY,
+    SECRETS,
     hosted_lock,
     serial_client,
 )
@@ -119,8 +121,8 @@ async def test_pages_carry_the_keypad_and_test_ids(control: httpx.AsyncClient) -
 
 
 async def test_cli_hosts_a_lock_until_sigterm(tmp_path: Path) -> None:
-    key_file = tmp_path / "lock-1.key"
-    key_file.write_text(PIN_KEY.hex() + "\n")
+    state_file = tmp_path / "lock-1.json"
+    save_pairing(state_file, PairingRecord(SECRETS))
     link = tmp_path / "lock-1"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -128,7 +130,7 @@ async def test_cli_hosts_a_lock_until_sigterm(tmp_path: Path) -> None:
         "from firmware_sim.main import main; raise SystemExit(main())",
         "lock",
         "--id=lock-1",
-        f"--pin-key-file={key_file}",
+        f"--state-file={state_file}",
         f"--link={link}",
         "--control-port=0",
         stdout=asyncio.subprocess.PIPE,
@@ -138,7 +140,7 @@ async def test_cli_hosts_a_lock_until_sigterm(tmp_path: Path) -> None:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         assert line.startswith("lock lock-1 on /dev/pts/")
-        assert f"(link {link})" in line
+        assert f"(link {link}), paired," in line
         url = line.rsplit("control ", 1)[1].strip()
         assert os.readlink(link) in line
         async with httpx.AsyncClient() as http:
@@ -155,20 +157,34 @@ async def test_cli_hosts_a_lock_until_sigterm(tmp_path: Path) -> None:
     assert b"0000" not in stderr  # typed digits never reach the log
 
 
-async def test_cli_refuses_a_key_file_that_is_not_hex(tmp_path: Path) -> None:
-    key_file = tmp_path / "bad.key"
-    key_file.write_text("not hex at all")
+async def test_cli_refuses_a_state_file_that_is_not_one(tmp_path: Path) -> None:
+    state_file = tmp_path / "bad.json"
+    state_file.write_text("not json at all")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "from firmware_sim.main import main; raise SystemExit(main())",
         "lock",
         "--id=lock-1",
-        f"--pin-key-file={key_file}",
+        f"--state-file={state_file}",
         "--control-port=0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 2
-    assert b"does not hold a hex PIN key" in stderr
+    assert b"is not a lock state file" in stderr
+    assert b"pair the lock again" in stderr
+
+
+async def test_the_pairing_button_opens_a_window_shown_in_the_view(
+    lock_host: LockPtyHost, control: httpx.AsyncClient
+) -> None:
+    before = (await control.get("/api/locks/gym-a-1")).json()
+    assert (before["paired"], before["pairing_open_s"], before["auth_failures"]) == (True, 0, 0)
+    view = (await control.post("/api/locks/gym-a-1/pair-button")).json()
+    assert view["pairing_open_s"] == 60
+    assert view["display"] == "PAIRING"
+    page = await control.get("/locks/gym-a-1")
+    assert 'data-testid="pair-button"' in page.text
+    assert "pairing open 60 s" in page.text

@@ -5,10 +5,13 @@ Named test_* only because this layer owns the test_lock_firmware* files.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from firmware_sim.lock import LockFirmware
+from firmware_sim.lock.pairing import PairingRecord
 from protocol.clock import ManualClock
+from protocol.lock_auth import KEY_ID_LINK, Direction, LinkAuth, LockSecrets
 from protocol.lock_wire import (
     FrameType,
     LockFrame,
@@ -22,20 +25,46 @@ from protocol.messages import LockEventKind
 from protocol.pin import pin_tag
 
 PIN_KEY = bytes(range(32))
+SECRETS = LockSecrets(bytes([7]) * 32, PIN_KEY, bytes([9]) * 32)
 T0 = 1_800_000_000  # the ManualClock's default start
 GRANT = "0190f1d2-8a3b-7c4d-9e5f-0123456789ab"
 
+# the agent's end of each lock's link, so that request() speaks like a paired agent
+_AGENTS: weakref.WeakKeyDictionary[LockFirmware, LinkAuth] = weakref.WeakKeyDictionary()
 
-def make_lock(**kwargs: Any) -> tuple[LockFirmware, ManualClock]:
+
+def make_lock(*, paired: bool = True, **kwargs: Any) -> tuple[LockFirmware, ManualClock]:
+    """A lock on a ManualClock at T0; paired with SECRETS unless ``paired=False``."""
     clock = ManualClock(T0)
-    return LockFirmware(clock, PIN_KEY, **kwargs), clock
+    fw = LockFirmware(clock, PairingRecord(SECRETS) if paired else None, **kwargs)
+    _AGENTS[fw] = LinkAuth(SECRETS.link_key, Direction.TO_LOCK)
+    return fw, clock
+
+
+def agent_of(fw: LockFirmware) -> LinkAuth:
+    return _AGENTS[fw]
+
+
+def send(fw: LockFirmware, frame: LockFrame) -> LockFrame:
+    """Hand ``frame`` to the lock as is; its one answer."""
+    replies = fw.receive(frame)
+    assert len(replies) == 1
+    assert replies[0].seq == frame.seq
+    return replies[0]
+
+
+def sealed(fw: LockFirmware, ftype: FrameType, payload: bytes = b"", seq: int = 7) -> LockFrame:
+    """A request sealed by the lock's agent (not sent)."""
+    return agent_of(fw).seal(LockFrame(ftype, seq, payload))
 
 
 def request(fw: LockFirmware, ftype: FrameType, payload: bytes = b"", seq: int = 7) -> LockFrame:
-    replies = fw.receive(LockFrame(ftype, seq, payload))
-    assert len(replies) == 1
-    assert replies[0].seq == seq
-    return replies[0]
+    """An authenticated request; its answer, checked as the agent checks it."""
+    frame = sealed(fw, ftype, payload, seq)
+    reply = send(fw, frame)
+    if reply.key_id == KEY_ID_LINK:
+        agent_of(fw).check(reply, bound=frame.counter)
+    return reply
 
 
 def nack_of(reply: LockFrame) -> tuple[int, str]:

@@ -1,0 +1,166 @@
+"""The identity steps of ``denen provision``: ``ca init``, ``broker-config``, ``enroll``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from protocol.errors import DenenError
+from provisioning import broker_config, enroll, pki
+
+STEPS = ("ca", "broker-config", "enroll")
+RAW = argparse.RawDescriptionHelpFormatter
+
+CA_EPILOG = """\
+example:
+  denen provision ca init --out /etc/denen/ca --broker-host mqtt.example.city \\
+      --broker-ip 203.0.113.10
+
+writes ca.crt/ca.key, server.crt/server.key (the broker), cloud.crt/cloud.key (the
+cloud's MQTT identity, CN "cloud") and an empty crl.pem; keys are 0600, the dir 0700.
+localhost and 127.0.0.1 are always in the broker certificate unless --no-loopback.
+"""
+
+BROKER_EPILOG = """\
+example:
+  denen provision broker-config --out deploy/mosquitto-prod --ca-dir /etc/denen/ca \\
+      --paths-as /mosquitto/config --gateway gym-a/gw-1
+
+writes mosquitto.conf (TLS 8883, client certificates required, CN = username, CRL,
+no anonymous access, persistence, a 12-hour backlog), acl, and copies of ca.crt,
+server.crt, server.key and crl.pem. The cloud keeps acl and crl.pem up to date as
+gateways are enrolled and revoked; the broker reads them again on SIGHUP.
+"""
+
+ENROLL_EPILOG = """\
+example:
+  denen provision enroll --token denen-enroll-XXXX --cloud https://denen.example.city \\
+      --out /etc/denen --state-dir /var/lib/denen-agent
+
+city operations make the token (dashboard, POST /api/enrollment-tokens or
+`denen-cloud create-enrollment-token --site gym-a --gateway gw-1`); it works once,
+within 24 hours. Pass --token - to read it from stdin (keeps it out of shell history).
+"""
+
+
+def add_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ca``, ``broker-config`` and ``enroll`` steps to ``denen provision``."""
+    ca = steps.add_parser(
+        "ca",
+        help="create the deployment's certificate authority and the broker's certificate",
+        description="The deployment's certificate authority.",
+        epilog=CA_EPILOG,
+        formatter_class=RAW,
+    )
+    ca_cmds = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
+    init = ca_cmds.add_parser(
+        "init",
+        help="create the CA, the broker certificate and the cloud's client certificate",
+        description="Create the CA, the broker certificate and the cloud's client certificate.",
+        epilog=CA_EPILOG,
+        formatter_class=RAW,
+    )
+    init.add_argument("--out", type=Path, required=True, help="CA directory (made 0700)")
+    init.add_argument("--broker-host", action="append", default=[], help="DNS name; repeatable")
+    init.add_argument("--broker-ip", action="append", default=[], help="IP address; repeatable")
+    init.add_argument("--no-loopback", action="store_true", help="leave out localhost/127.0.0.1")
+    init.add_argument("--days", type=int, default=pki.DEFAULT_CA_DAYS, help="CA validity")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+    ca.set_defaults(print_step_help=ca.print_help)
+
+    bc = steps.add_parser(
+        "broker-config",
+        help="write the production Mosquitto config, ACL and TLS files",
+        description="Write the production Mosquitto config, ACL and TLS files.",
+        epilog=BROKER_EPILOG,
+        formatter_class=RAW,
+    )
+    bc.add_argument("--out", type=Path, required=True, help="directory the broker reads")
+    bc.add_argument("--ca-dir", type=Path, required=True, help="from `denen provision ca init`")
+    bc.add_argument("--port", type=int, default=broker_config.TLS_PORT)
+    bc.add_argument("--bind", default="0.0.0.0", help="listen address")  # noqa: S104
+    bc.add_argument("--paths-as", type=Path, help="where the broker sees --out (container)")
+    bc.add_argument("--data-dir", type=Path, help="persistence directory as the broker sees it")
+    bc.add_argument("--gateway", action="append", default=[], help="SITE/GW already enrolled")
+    bc.add_argument("--max-queued", type=int, help="max_queued_messages (default: 12 h)")
+
+    en = steps.add_parser(
+        "enroll",
+        help="enroll this Pi with a one-time token from city operations",
+        description="Enroll this Pi: make its key, get its certificate, write site.toml.",
+        epilog=ENROLL_EPILOG,
+        formatter_class=RAW,
+    )
+    en.add_argument("--token", required=True, help="the one-time token, or - for stdin")
+    en.add_argument("--cloud", required=True, help="the cloud's URL, e.g. https://denen.city")
+    en.add_argument("--out", type=Path, default=Path("/etc/denen"), help="config directory")
+    en.add_argument("--state-dir", type=Path, default=enroll.DEFAULT_STATE_DIR)
+    en.add_argument("--force", action="store_true", help="enroll again over an old identity")
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - the CLI talks to the technician
+
+
+def _gateways(values: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        site, sep, gateway = value.partition("/")
+        if not sep:
+            raise pki.PkiError(f"--gateway {value!r}: write it as SITE/GW, e.g. gym-a/gw-1")
+        out.append((site, gateway))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of :data:`STEPS`; errors are one line on stderr and exit status 1."""
+    try:
+        return _run(args)
+    except (DenenError, OSError) as exc:
+        print(f"denen provision {args.step}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.step == "ca":
+        if args.ca_command is None:
+            args.print_step_help()
+            return 0
+        files = pki.init_ca(
+            args.out,
+            broker_hosts=args.broker_host,
+            broker_ips=args.broker_ip,
+            include_loopback=not args.no_loopback,
+            days=args.days,
+            force=args.force,
+            progress=_progress,
+        )
+        _progress(
+            f"done. Give the cloud {files.ca_cert} and {files.ca_key} "
+            "(DENEN_CLOUD_CA_CERT_PATH / _KEY_PATH) and its MQTT identity "
+            f"{files.cloud_cert}, {files.cloud_key}; next: `denen provision broker-config`."
+        )
+        return 0
+    if args.step == "broker-config":
+        written = broker_config.write_broker_dir(
+            args.out,
+            pki.CaFiles(args.ca_dir),
+            gateways=_gateways(args.gateway),
+            port=args.port,
+            bind_address=args.bind,
+            paths_as=args.paths_as,
+            data_dir=args.data_dir,
+            max_queued_messages=args.max_queued,
+        )
+        _progress(f"wrote {written.config}, {written.acl} and the broker's TLS files")
+        return 0
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105
+    done = enroll.enroll(
+        token, args.cloud, args.out, state_dir=args.state_dir, force=args.force, progress=_progress
+    )
+    _progress(
+        f"enrolled as {done.site}/{done.gateway} (broker {done.mqtt_host}:{done.mqtt_port}); "
+        f"config in {done.site_toml}. Next: `denen provision lock pair`."
+    )
+    return 0

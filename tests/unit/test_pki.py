@@ -1,0 +1,112 @@
+"""`denen provision ca init` and `broker-config`: files, modes, names, refusals."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from protocol import certs
+from protocol.acl import render_acl
+from provisioning import pki
+from provisioning.broker_config import backlog_messages
+from provisioning.cli import main as denen
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_ca_init_writes_keys_0600_in_a_0700_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ca"
+    args = ["provision", "ca", "init", "--out", str(out), "--broker-host", "mqtt.example.city"]
+    assert denen([*args, "--broker-ip", "203.0.113.10"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/4]" in printed
+    assert "[4/4]" in printed
+    assert "PRIVATE KEY" not in printed
+    files = pki.CaFiles(out)
+    assert mode(out) == 0o700
+    for key in (files.ca_key, files.server_key, files.cloud_key):
+        assert mode(key) == 0o600, key
+    for public in (files.ca_cert, files.server_cert, files.cloud_cert, files.crl):
+        assert mode(public) == 0o644, public
+
+    ca = pki.load_ca(files)
+    server = certs.load_cert(files.server_cert.read_bytes())
+    server.verify_directly_issued_by(ca.cert)
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["mqtt.example.city", "localhost"]
+    assert sans.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("203.0.113.10"),
+        ipaddress.ip_address("127.0.0.1"),
+    ]
+    cloud = certs.load_cert(files.cloud_cert.read_bytes())
+    assert certs.common_name(cloud.subject) == "cloud"
+    crl = x509.load_pem_x509_crl(files.crl.read_bytes())
+    assert len(crl) == 0
+
+
+def test_ca_init_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ca"
+    assert denen(["provision", "ca", "init", "--out", str(out)]) == 0
+    first = (out / "ca.crt").read_bytes()
+    assert denen(["provision", "ca", "init", "--out", str(out)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (out / "ca.crt").read_bytes() == first
+    assert denen(["provision", "ca", "init", "--out", str(out), "--force"]) == 0
+    assert (out / "ca.crt").read_bytes() != first
+
+
+def test_no_loopback_and_a_bad_ip_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(pki.PkiError, match="needs a name"):
+        pki.init_ca(tmp_path / "a", include_loopback=False)
+    with pytest.raises(pki.PkiError, match="not an IP address"):
+        pki.init_ca(tmp_path / "b", broker_ips=["mqtt.example.city"])
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for step in (["ca", "init"], ["enroll"], ["broker-config"]):
+        with pytest.raises(SystemExit):
+            denen(["provision", *step, "--help"])
+        assert "example:" in capsys.readouterr().out
+
+
+def test_broker_config_is_mutual_tls_with_a_crl_and_an_acl(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    assert denen(["provision", "ca", "init", "--out", str(ca)]) == 0
+    out = tmp_path / "prod"
+    args = ["provision", "broker-config", "--out", str(out), "--ca-dir", str(ca)]
+    assert denen([*args, "--paths-as", "/mosquitto/config", "--gateway", "gym-a/gw-1"]) == 0
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    for line in (
+        "listener 8883 0.0.0.0",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "allow_anonymous false",
+        "persistence true",
+        "crlfile /mosquitto/config/crl.pem",
+        "acl_file /mosquitto/config/acl",
+        f"max_queued_messages {backlog_messages()}",
+    ):
+        assert line in conf
+    assert (out / "acl").read_text() == render_acl([("gym-a", "gw-1")])
+    assert mode(out / "server.key") == 0o600
+    assert denen([*args, "--gateway", "gym-a"]) == 1
+
+
+def test_acl_confines_each_gateway_to_its_subtree() -> None:
+    acl = render_acl([("gym-b", "gw-2"), ("gym-a", "gw-1")])
+    assert acl.index("user cloud") < acl.index("user gym-a.gw-1") < acl.index("user gym-b.gw-2")
+    assert "topic readwrite denen/v1/gym-b/gw-2/#" in acl
+    assert acl.count("topic read denen/v1/broadcast/#") == 2
+    assert "pattern" not in acl
+    with pytest.raises(certs.CertificateError):
+        render_acl([("gym/a", "gw-1")])
