@@ -1,7 +1,7 @@
 """``denen``: the technician's command line.
 
-The sub-command groups exist now; the provisioning steps (CA, enrollment, lock pairing,
-doctor) are filled in by the provisioning-and-security work and print their help until then.
+``denen provision`` installs a site one step at a time (CA, broker config, enrollment,
+lock pairing, doctor); ``denen demo`` runs the whole stack on this machine.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from provisioning import lock_cli, security_cli
+from provisioning import doctor_cli, lock_cli, security_cli
 
 EPILOG = """\
 examples:
@@ -20,15 +20,8 @@ examples:
   denen provision broker-config --out deploy/mosquitto-prod --ca-dir /etc/denen/ca
   denen provision enroll --token ENROLL-TOKEN --cloud https://denen.example.city
   denen provision lock pair --serial /dev/ttyUSB0 --id gym-a-1 --config site.toml
-  denen provision doctor
+  denen provision doctor --config /etc/denen/site.toml
 """
-
-STEPS = {
-    "ca": "create the deployment's certificate authority and the broker's certificate",
-    "enroll": "enroll this Pi with a one-time token from city operations",
-    "lock": "pair a lock over serial or BLE: give it its key and set its clock",
-    "doctor": "check clock, broker, certificates, devices and disk, and say what to fix",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     steps = provision.add_subparsers(dest="step", metavar="STEP")
     security_cli.add_steps(steps)
     lock_cli.add_lock_parser(steps)
-    for name, text in STEPS.items():
-        if name not in security_cli.STEPS and name != "lock":
-            steps.add_parser(name, help=text, description=text)
+    doctor_cli.add_doctor_parser(steps)
     demo = groups.add_parser(
         "demo",
         help="run the whole stack on this machine (broker, cloud, a simulated gym)",
@@ -92,12 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return security_cli.run(args)
         if step == "lock":
             return lock_cli.run_lock_command(args)
-        print(
-            f"denen provision {step}: not available in this release yet; "
-            "see the README's technician section for the manual steps.",
-            file=sys.stderr,
-        )
-        return 2
+        if step == "doctor":
+            return doctor_cli.run_doctor(args)
     return 0
 
 

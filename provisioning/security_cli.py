@@ -100,7 +100,7 @@ def add_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _progress(message: str) -> None:
-    print(message, flush=True)  # noqa: T201 - the CLI talks to the technician
+    print(message, flush=True)
 
 
 def _gateways(values: list[str]) -> list[tuple[str, str]]:
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (DenenError, OSError) as exc:
-        print(f"denen provision {args.step}: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"denen provision {args.step}: {exc}", file=sys.stderr)
         return 1
 
 
