@@ -44,6 +44,9 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     config: str | None = None
     extra_config: str = ""
+    # where to write the broker's pid, for whoever sends it SIGHUP after an ACL or CRL
+    # change (the cloud's ``broker_pid_file``); rewritten at every start
+    pid_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,6 +83,8 @@ class Mosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        if self.pid_file is not None:
+            self.pid_file.write_text(f"{self.process.pid}\n")
         try:
             wait_for_port(self.port)
         except TimeoutError:

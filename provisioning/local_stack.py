@@ -2,10 +2,17 @@
 cloud, a simulated keypad lock on a pty and the site's edge agent.
 
 ``make demo`` runs it in the foreground; the end-to-end tests start it in a temp dir and
-kill and restart its parts. It only starts processes through their command lines, so it
-knows no more of the cloud, the agent or the simulator than a technician would: the lock
-starts unpaired, the stack presses its pairing button (the simulator's control API),
-pairs it with ``denen provision lock pair`` and registers its PIN key with the cloud.
+kill and restart its parts. It installs the site the way the README's technician section
+does, through the same command lines, so the demo and the tests run the production
+security setup:
+
+1. ``denen provision ca init``: the deployment's CA, the broker's and the cloud's
+   certificates;
+2. ``denen provision broker-config``: Mosquitto with mutual TLS and the per-gateway ACL;
+3. ``denen provision lock pair``: the lock starts unpaired; the stack presses its pairing
+   button (the simulator's control API) and pairs it; its PIN key goes to the cloud;
+4. ``denen-cloud create-enrollment-token`` + ``denen provision enroll``: the agent gets its
+   own certificate, and the cloud adds it to the broker's ACL and reloads the broker.
 """
 
 from __future__ import annotations
@@ -111,17 +118,140 @@ class LocalStack:
         env.update(extra or {})
         return env
 
+    @property
+    def ca_dir(self) -> Path:
+        return self.workdir / "ca"
+
+    @property
+    def broker_conf(self) -> Path:
+        """What ``denen provision broker-config`` wrote: config, ACL, CRL, TLS files."""
+        return self.workdir / "broker" / "conf"
+
+    @property
+    def agent_etc(self) -> Path:
+        """The Pi's /etc/denen: certificate, key and site.toml from enrollment."""
+        return self.workdir / "etc"
+
+    @property
+    def site_config(self) -> Path:
+        return self.agent_etc / "site.toml"
+
     def _cloud_env(self) -> dict[str, str]:
         assert self.broker is not None
+        ca = self.ca_dir
         return self._env(
             {
                 "DENEN_CLOUD_DATABASE_URL": f"sqlite:///{self.workdir / 'cloud.db'}",
                 "DENEN_CLOUD_MQTT_HOST": self.broker.host,
                 "DENEN_CLOUD_MQTT_PORT": str(self.broker.port),
+                "DENEN_CLOUD_MQTT_TLS_CA": str(ca / "ca.crt"),
+                "DENEN_CLOUD_MQTT_TLS_CERT": str(ca / "cloud.crt"),
+                "DENEN_CLOUD_MQTT_TLS_KEY": str(ca / "cloud.key"),
+                "DENEN_CLOUD_CA_CERT_PATH": str(ca / "ca.crt"),
+                "DENEN_CLOUD_CA_KEY_PATH": str(ca / "ca.key"),
+                "DENEN_CLOUD_CRL_PATH": str(self.broker_conf / "crl.pem"),
+                "DENEN_CLOUD_BROKER_ACL_PATH": str(self.broker_conf / "acl"),
+                "DENEN_CLOUD_BROKER_PID_FILE": str(self.workdir / "broker" / "mosquitto.pid"),
+                "DENEN_CLOUD_ENROLL_MQTT_HOST": self.broker.host,
+                "DENEN_CLOUD_ENROLL_MQTT_PORT": str(self.broker.port),
                 "DENEN_CLOUD_SECRET_KEY": self._secret(),
                 "DENEN_CLOUD_PUBLIC_URL": self.cloud_url,
             }
         )
+
+    def _run(self, what: str, argv: list[str], env: dict[str, str], stdin: str = "") -> str:
+        """Run one installation step; raise with its own error message when it fails."""
+        done = subprocess.run(  # noqa: S603 - our own console entry points
+            argv, env=env, input=stdin, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{what} failed: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def _denen(self, *args: str) -> list[str]:
+        return self._python("provisioning.cli", *args)
+
+    def _make_ca(self) -> None:
+        if (self.ca_dir / "ca.crt").exists():
+            return
+        self._run(
+            "denen provision ca init",
+            self._denen("provision", "ca", "init", "--out", str(self.ca_dir)),
+            self._env(),
+        )
+
+    def _start_broker(self) -> None:
+        port = self._broker_port()
+        if not (self.broker_conf / "mosquitto.conf").exists():
+            self._run(
+                "denen provision broker-config",
+                self._denen(
+                    "provision",
+                    "broker-config",
+                    "--out",
+                    str(self.broker_conf),
+                    "--ca-dir",
+                    str(self.ca_dir),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--max-queued",
+                    "100000",
+                ),
+                self._env(),
+            )
+        self.broker = Mosquitto(
+            self.workdir / "broker",
+            port=port,
+            config=(self.broker_conf / "mosquitto.conf").read_text(),
+            pid_file=self.workdir / "broker" / "mosquitto.pid",
+        )
+        self.broker.start()
+
+    def _enroll_agent(self) -> None:
+        """What city ops and the technician do for a new Pi: a one-time token, then
+        ``denen provision enroll`` on the Pi, then the paired lock goes into site.toml."""
+        if self.site_config.exists():
+            return
+        issued = json.loads(
+            self._run(
+                "denen-cloud create-enrollment-token",
+                self._python(
+                    "cloud.main",
+                    "create-enrollment-token",
+                    "--site",
+                    SITE,
+                    "--gateway",
+                    GATEWAY,
+                    "--by",
+                    "demo",
+                ),
+                self._cloud_env(),
+            )
+        )
+        self._run(
+            "denen provision enroll",
+            self._denen(
+                "provision",
+                "enroll",
+                "--token",
+                "-",
+                "--cloud",
+                self.cloud_url,
+                "--out",
+                str(self.agent_etc),
+                "--state-dir",
+                str(self.agent_state),
+            ),
+            self._env(),
+            stdin=str(issued["token"]),
+        )
+        with self.site_config.open("a") as toml:
+            toml.write(
+                f'\n[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n'
+                "\n[sync]\nevent_poll_s = 5\n"
+            )
 
     def _secret(self) -> str:
         path = self.workdir / "cloud-secret"
@@ -197,23 +327,11 @@ class LocalStack:
             path.write_text(out.stdout)
         self.seed = json.loads(path.read_text())
 
-    def _write_site_config(self) -> Path:
-        assert self.broker is not None
-        path = self.workdir / "site.toml"
-        path.write_text(
-            f'site = "{SITE}"\ngateway = "{GATEWAY}"\nstate_dir = "{self.agent_state}"\n\n'
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\n'
-            "reconnect_base_s = 0.2\nreconnect_cap_s = 2\n\n"
-            f'[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n\n'
-            "[sync]\nevent_poll_s = 5\n"
-        )
-        return path
-
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.agent_state.mkdir(exist_ok=True)
-        self.broker = Mosquitto(self.workdir / "broker", port=self._broker_port())
-        self.broker.start()
+        self._make_ca()
+        self._start_broker()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         self.services["cloud"] = Service(
@@ -245,7 +363,7 @@ class LocalStack:
         )
         self.services["agent"] = Service(
             "agent",
-            self._python("edge.main", "--config", str(self._write_site_config())),
+            self._python("edge.main", "--config", str(self.site_config)),
             self._env(),
             logs / "agent.log",
         )
@@ -256,6 +374,7 @@ class LocalStack:
         self._seed()
         self.services["cloud"].start()
         wait_for_port(self.http_port, timeout=60)
+        self._enroll_agent()
         self.services["agent"].start()
 
     def _broker_port(self) -> int:
