@@ -19,6 +19,7 @@ from cloud.errors import (
     InvalidRequestError,
     NotFoundError,
     RefusedError,
+    TooManyAttemptsError,
     UnavailableError,
 )
 from cloud.mqtt_bridge import MqttBridge
@@ -33,6 +34,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidRequestError, 400),
     (RefusedError, 403),
     (UnavailableError, 503),
+    (TooManyAttemptsError, 429),
 )
 
 

@@ -27,3 +27,7 @@ class RefusedError(CloudError, PermissionError):
 
 class UnavailableError(CloudError, RuntimeError):
     """A feature this deployment has not configured; the message names the setting."""
+
+
+class TooManyAttemptsError(CloudError, PermissionError):
+    """Too many wrong passwords for one user name in a row: wait, then try again."""

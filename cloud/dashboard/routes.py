@@ -16,7 +16,7 @@ from cloud.api.reservations import citizen_status, reservation_out
 from cloud.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
 from cloud.dashboard.labels import event_label
 from cloud.db.models import ReservationStatus, Role
-from cloud.errors import CloudError, InvalidRequestError
+from cloud.errors import CloudError, InvalidRequestError, TooManyAttemptsError
 from cloud.localtime import format_local, slot_from_form
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
@@ -79,7 +79,10 @@ def login(
     next: FormStr = "/",
 ) -> Response:
     """Check the password, set the session cookie, go on to ``next``."""
-    user = services(request).users.authenticate(username, password)
+    try:
+        user = services(request).users.authenticate(username, password)
+    except TooManyAttemptsError as exc:
+        return render(request, "login.html", status_code=429, next=_safe_next(next), error=str(exc))
     if user is None:
         return render(
             request,

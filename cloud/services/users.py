@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db.models import Role, User
-from cloud.errors import ConflictError, InvalidRequestError
+from cloud.errors import ConflictError, InvalidRequestError, TooManyAttemptsError
 from cloud.services.views import UserView
 from protocol.clock import Clock
 
@@ -56,12 +57,20 @@ def generate_password() -> str:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
+# Like the keypad: five wrong passwords in a row for one user name lock it for five
+# minutes, so guessing a password over the network is impractical (EN 303 645, 5.1-5).
+LOGIN_ATTEMPTS = 5
+LOGIN_LOCKOUT_S = 300
+
+
 class UserService:
     """Create users and check their passwords."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
+        # per process: with N workers an attacker gets N times the attempts, still few
+        self._failures: dict[str, tuple[int, float]] = {}
 
     def create(
         self, username: str, role: Role, password: str | None = None
@@ -87,15 +96,28 @@ class UserService:
         return UserView(user.id, user.username, user.role), password
 
     def authenticate(self, username: str, password: str) -> UserView | None:
-        """The user when ``password`` is right, else None."""
+        """The user when ``password`` is right, else None; raises
+        :class:`TooManyAttemptsError` while the user name is locked after wrong passwords."""
+        now = self._clock.now()
+        failures, locked_until = self._failures.get(username, (0, 0.0))
+        if now < locked_until:
+            minutes = max(1, math.ceil((locked_until - now) / 60))
+            raise TooManyAttemptsError(
+                f"too many wrong passwords for {username!r}; try again in {minutes} minute(s)"
+            )
         with self._sessions() as session:
             user = session.scalars(select(User).where(User.username == username)).first()
         if user is None:
             verify_password(password, _DUMMY_HASH)
-            return None
-        if not verify_password(password, user.password_hash):
-            return None
-        return UserView(user.id, user.username, user.role)
+        elif verify_password(password, user.password_hash):
+            self._failures.pop(username, None)
+            return UserView(user.id, user.username, user.role)
+        failures += 1
+        if failures >= LOGIN_ATTEMPTS:
+            self._failures[username] = (0, now + LOGIN_LOCKOUT_S)
+        else:
+            self._failures[username] = (failures, 0.0)
+        return None
 
     def get(self, username: str) -> UserView | None:
         """The user named ``username``, if any."""

@@ -221,3 +221,26 @@ async def test_booking_form_shows_rule_errors(api: Api) -> None:
     )
     assert r.status_code == 400
     assert "is in the past" in r.text
+
+
+async def test_five_wrong_passwords_lock_the_user_name_for_five_minutes(api: Api) -> None:
+    wrong = basic("manager", "not-the-password")
+    for _ in range(5):
+        r = await api.http.get("/api/reservations", headers=wrong)
+        assert r.status_code == 401
+    # now even the right password is refused, with what to do
+    r = await api.http.get("/api/reservations", headers=api.as_user("manager"))
+    assert r.status_code == 429
+    assert "try again in 5 minute" in r.json()["detail"]
+    # the login page says the same, and other users are not affected
+    page = await api.http.post(
+        "/login", data={"username": "manager", "password": api.seed.manager.password}
+    )
+    assert page.status_code == 429
+    assert "too many wrong passwords" in page.text
+    r = await api.http.get("/api/mail", headers=api.as_user("ops"))
+    assert r.status_code == 200
+    clock: ManualClock = api.app.state.clock
+    clock.advance(301)
+    r = await api.http.get("/api/reservations", headers=api.as_user("manager"))
+    assert r.status_code == 200
