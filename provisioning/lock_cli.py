@@ -70,11 +70,14 @@ def run_lock_command(args: argparse.Namespace) -> int:
     from provisioning.pairing import PairingError, PairingOptions, pair_lock  # noqa: PLC0415
 
     state_dir = args.state_dir
-    if state_dir is None and args.config is not None:
+    known_locks: set[str] = set()
+    if args.config is not None:
         try:
-            state_dir = load_config(args.config).state_dir
+            config = load_config(args.config)
         except ConfigError as exc:
             return _fail(str(exc))
+        state_dir = state_dir or config.state_dir
+        known_locks = {lock.id for lock in config.locks}
     if state_dir is None:
         return _fail("say where the agent keeps its state: --config site.toml or --state-dir")
     options = PairingOptions(button_wait_s=args.wait, keypad_test=not args.skip_keypad_test)
@@ -91,12 +94,21 @@ def run_lock_command(args: argparse.Namespace) -> int:
     except PairingError as exc:
         return _fail(str(exc))
     sys.stdout.write(f"lock {result.lock_id} is paired; the agent's key is in {result.key_path}\n")
+    if args.config is not None and args.lock_id not in known_locks:
+        add_lock_to_site(Path(args.config), args.lock_id, f"serial:{args.serial}")
+        sys.stdout.write(f"added lock {args.lock_id} to {args.config}; restart the agent\n")
     sys.stdout.write(
         f"register it with the cloud: {result.cloud_path} holds its pin_key, for\n"
         f"  denen-cloud add-lock {result.lock_id} --facility FACILITY_ID --pin-key PIN_KEY\n"
         "and its offline_secret; hand the file over safely and delete it here afterwards\n"
     )
     return 0
+
+
+def add_lock_to_site(config: Path, lock_id: str, transport: str) -> None:
+    """Append the lock to the site's TOML (a new ``[[locks]]`` table, valid anywhere)."""
+    with config.open("a") as toml:
+        toml.write(f'\n[[locks]]\nid = "{lock_id}"\ntransport = "{transport}"\n')
 
 
 def _fail(message: str) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import load_config
 from edge.lock_keys import LockKeyStore
 from firmware_sim.lock import LockFirmware
 from firmware_sim.lock.pty_host import LockPtyHost
@@ -133,3 +134,37 @@ async def test_ble_and_missing_state_dir_say_what_to_do(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "--config site.toml or --state-dir" in err.decode()
+
+
+async def test_pairing_with_a_site_config_adds_the_lock_to_it(
+    tmp_path: Path, fresh_lock: LockPtyHost
+) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'site = "gym-a"\ngateway = "gw-1"\nstate_dir = "{tmp_path / "state"}"\n\n'
+        '[mqtt]\nhost = "127.0.0.1"\n\n[sync]\nevent_poll_s = 5\n'
+    )
+    fresh_lock.pair_button()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
+        "--serial", fresh_lock.path, "--id", LOCK, "--config", str(site), "--skip-keypad-test",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert f"added lock {LOCK} to {site}" in out.decode()
+    config = load_config(site)
+    assert [(lock.id, lock.transport) for lock in config.locks] == [
+        (LOCK, f"serial:{fresh_lock.path}")
+    ]
+    assert LockKeyStore(tmp_path / "state").load(LOCK) is not None
+    # pairing it again (new keys) does not add it twice
+    fresh_lock.pair_button()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
+        "--serial", fresh_lock.path, "--id", LOCK, "--config", str(site), "--skip-keypad-test",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert len(load_config(site).locks) == 1
