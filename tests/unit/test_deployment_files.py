@@ -80,3 +80,14 @@ def test_mounted_files_exist_and_the_site_config_loads(resolved: dict[str, Any])
     assert (Path(build["context"]) / build["dockerfile"]).exists()
     config = load_config(ROOT / "deploy/sites/gym-a.toml")
     assert config.mqtt.host == "mosquitto"
+
+
+def test_the_agent_unit_runs_our_agent_with_the_enrolled_config() -> None:
+    unit = (ROOT / "deploy/systemd/denen-agent.service").read_text()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert Path(exec_start.split("=", 1)[1].split()[0]).name in scripts
+    assert "--config /etc/denen/site.toml" in exec_start
+    # the key store must stay private and writable
+    assert "StateDirectoryMode=0700" in unit
+    assert "ReadWritePaths=/var/lib/denen-agent" in unit
