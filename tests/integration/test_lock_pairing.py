@@ -141,30 +141,25 @@ async def test_pairing_with_a_site_config_adds_the_lock_to_it(
 ) -> None:
     site = tmp_path / "site.toml"
     site.write_text(
-        f'site = "gym-a"\ngateway = "gw-1"\nstate_dir = "{tmp_path / "state"}"\n\n'
+        f'site = "gym-a"\ngateway = "gw-1"\nstate_dir = "{tmp_path}"\n\n'
         '[mqtt]\nhost = "127.0.0.1"\n\n[sync]\nevent_poll_s = 5\n'
     )
-    fresh_lock.pair_button()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
-        "--serial", fresh_lock.path, "--id", LOCK, "--config", str(site), "--skip-keypad-test",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert f"added lock {LOCK} to {site}" in out.decode()
+    out = await _pair_with_config(fresh_lock, site)
+    assert f"added lock {LOCK} to {site}" in out
     config = load_config(site)
     assert [(lock.id, lock.transport) for lock in config.locks] == [
         (LOCK, f"serial:{fresh_lock.path}")
     ]
-    assert LockKeyStore(tmp_path / "state").load(LOCK) is not None
+    assert LockKeyStore(tmp_path).load(LOCK) is not None
     # pairing it again (new keys) does not add it twice
-    fresh_lock.pair_button()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
-        "--serial", fresh_lock.path, "--id", LOCK, "--config", str(site), "--skip-keypad-test",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
+    await _pair_with_config(fresh_lock, site)
     assert len(load_config(site).locks) == 1
+
+
+async def _pair_with_config(lock: LockPtyHost, site: Path) -> str:
+    """Press the button and pair with ``--config``; the command's output."""
+    lock.pair_button()
+    proc = await start_pairing(site.parent, lock.path, "--config", str(site), "--skip-keypad-test")
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
