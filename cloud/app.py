@@ -10,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from cloud.api import enrollment, facilities, ops, reservations
+from cloud.api import enrollment, facilities, facility_rules, ops, reservations
 from cloud.auth import AuthError, SessionSigner
+from cloud.dashboard import booking as booking_pages
+from cloud.dashboard import facility_admin as facility_pages
+from cloud.dashboard import manage as manage_pages
 from cloud.dashboard import routes as pages
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import (
@@ -104,9 +107,13 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     for router in (
         ops.router,
         facilities.router,
+        facility_rules.router,
         reservations.router,
         enrollment.router,
         pages.router,
+        booking_pages.router,
+        manage_pages.router,
+        facility_pages.router,
     ):
         app.include_router(router)
     return app

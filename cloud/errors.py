@@ -21,6 +21,10 @@ class ConflictError(CloudError, ValueError):
     """The request clashes with the current state (an overlap, a second approval)."""
 
 
+class IdempotencyKeyReusedError(ConflictError):
+    """An Idempotency-Key came again with a different booking."""
+
+
 class RefusedError(CloudError, PermissionError):
     """A one-time credential (an enrollment token) that is unknown, used or expired."""
 

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("--facility", type=int, required=True)
     lock.add_argument("--name", default="")
     lock.add_argument("--pin-key", default=None, help="64 hex digits; generated if left out")
+    lock.add_argument(
+        "--room", type=int, default=None, help="the room whose own door it is (default: entrance)"
+    )
     token = sub.add_parser(
         "create-enrollment-token",
         help="a one-time token (24 h) for `denen provision enroll` on a site's Pi",
@@ -46,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--gateway", required=True)
     token.add_argument("--by", default="cli", help="who asked for it (kept with the token)")
     sub.add_parser("write-crl", help="write a fresh CRL to DENEN_CLOUD_CRL_PATH (monthly)")
-    seed = sub.add_parser("seed-demo", help="facility + lock + manager/ops users; prints JSON")
+    room = sub.add_parser("add-room", help="add a bookable room (court, hall) to a facility")
+    room.add_argument("name")
+    room.add_argument("--facility", type=int, required=True)
+    room.add_argument("--capacity", type=int, default=None, help="the largest group")
+    seed = sub.add_parser(
+        "seed-demo", help="facility + room + lock + manager/ops users; prints JSON"
+    )
     seed.add_argument("--site", default="gym-a")
     seed.add_argument("--gateway", default="gw-1")
     seed.add_argument("--lock", default="gym-a-1")
@@ -77,9 +86,12 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
         if args.command == "add-facility":
             facility = svc.facilities.create_facility(args.name, args.site, args.gateway)
             return f"facility {facility.id}: {facility.name} ({facility.site}/{facility.gateway})"
+        if args.command == "add-room":
+            added = svc.facilities.add_room(args.facility, args.name, args.capacity)
+            return f"room {added.id}: {added.name} (facility {added.facility_id})"
         if args.command == "add-lock":
             lock, key = svc.facilities.add_lock(
-                args.facility, args.lock_id, args.name, args.pin_key
+                args.facility, args.lock_id, args.name, args.pin_key, args.room
             )
             return f"lock {lock.lock_id} registered; pin_key (pair the lock with it): {key}"
         if args.command == "create-enrollment-token":
@@ -108,6 +120,7 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
                 "site": seed.site,
                 "gateway": seed.gateway,
                 "lock_id": seed.lock_id,
+                "room_id": seed.room_id,
                 "pin_key": seed.pin_key,
                 "users": {
                     u.username: {"role": u.role.value, "password": u.password}

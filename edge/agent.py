@@ -1,4 +1,5 @@
-"""The edge agent: one MQTT link, one coordinator per lock, telemetry — one TaskGroup.
+"""The edge agent: one MQTT link, one coordinator per lock, telemetry — one TaskGroup —
+and the scheduler of each lock's periodic full sync.
 
 ``Agent`` is an async context manager: entering opens the store and the outbox, ``run()``
 serves until ``stop()``, leaving closes them. ``main`` builds it (composition root).
@@ -16,6 +17,7 @@ from edge.errors import OutboxError
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 from edge.store import Store
+from edge.sync_schedule import SyncSchedule
 from protocol import messages, topics
 from protocol.clock import Clock, is_trusted_time
 from protocol.messages import AccessSnapshotData, MessageType, TelemetryData
@@ -26,14 +28,15 @@ STOP_GRACE_S = 10.0  # time the link gets to say offline before it is cancelled
 
 
 class AccessService:
-    """Keeps the newest snapshot and tells each lock's coordinator to load it."""
+    """Keeps the newest snapshot and lets each lock's coordinator decide when to load it
+    (at once, or at its next sync: see :meth:`LockCoordinator.snapshot_stored`)."""
 
     def __init__(self, store: Store, coordinators: list[LockCoordinator]) -> None:
         self.store = store
         self.coordinators = coordinators
 
     def apply(self, snapshot: AccessSnapshotData) -> None:
-        """Store ``snapshot`` if newer and re-sync every lock; an older one is ignored."""
+        """Store ``snapshot`` if newer and tell every lock; an older one is ignored."""
         if not self.store.save_snapshot(snapshot):
             log.info(
                 "access snapshot v%d is not newer than the stored one; ignored", snapshot.version
@@ -41,7 +44,7 @@ class AccessService:
             return
         log.info("access snapshot v%d stored (%d locks)", snapshot.version, len(snapshot.locks))
         for coordinator in self.coordinators:
-            coordinator.request_sync()
+            coordinator.snapshot_stored()
 
 
 class Agent:
@@ -55,6 +58,7 @@ class Agent:
         outbox: Outbox,
         link: MqttLink,
         coordinators: list[LockCoordinator],
+        schedule: SyncSchedule,
         clock: Clock,
     ) -> None:
         self.config = config
@@ -62,6 +66,7 @@ class Agent:
         self.outbox = outbox
         self.link = link
         self.coordinators = {c.lock_id: c for c in coordinators}
+        self.schedule = schedule
         self.clock = clock
         self._stopping = asyncio.Event()
         self._started_at = 0.0
@@ -91,6 +96,15 @@ class Agent:
     async def run(self) -> None:
         """Serve the site until ``stop()``."""
         self._started_at = asyncio.get_running_loop().time()
+        for coordinator in self.coordinators.values():
+            self.schedule.add(coordinator.lock_id, coordinator.scheduled_sync)
+        self.schedule.start()
+        try:
+            await self._serve()
+        finally:
+            self.schedule.stop()
+
+    async def _serve(self) -> None:
         async with asyncio.TaskGroup() as tg:
             link = tg.create_task(self.link.run(), name="mqtt-link")
             others = [

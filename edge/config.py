@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.errors import ConfigError
 from edge.transports.spec import TransportKind, TransportSpec, parse_spec
+from protocol.lock_gatt import is_ble_address
 from protocol.messages import SLUG_PATTERN
 
 SITE_TOML_EXAMPLE = """\
@@ -37,8 +38,22 @@ key = "/etc/denen/gw-1.key"
 id = "gym-a-1"
 transport = "serial:/dev/ttyUSB0"
 
+[[locks]]
+id = "gym-a-2"
+transport = "ble:F0:F0:F0:F0:F0:02"   # its address: `denen provision lock scan`
+
+[ble]                          # the radio every ble: lock goes through
+hci = "bleak"                  # BlueZ on the Pi; or a bumble HCI transport spec:
+                               #   "usb:0" (a USB dongle), "tcp-client:127.0.0.1:9100"
+                               #   (`denen-sim ble-hub --port 9100`, CI and the demo)
+# own_address = "C2:11:22:33:44:55"  # bumble only; default: a random static address
+                               #   made once and kept in state_dir/ble/ with the bonds
+connect_timeout_s = 10
+
 [sync]
 full_sync_interval_s = 43200   # 12 hours
+jitter_s = 900                 # each scheduled sync up to 15 min late: no fleet stampede
+awake_s = 10                   # a lock stays listening this long after a sync or a wake
 event_poll_s = 30              # fallback when a WAKE frame is missed
 
 [lock_link]
@@ -82,9 +97,7 @@ class LockConfig(_Section):
     @field_validator("transport")
     @classmethod
     def _check_transport(cls, value: str) -> str:
-        spec = parse_spec(value)
-        if spec.kind is TransportKind.BLE:
-            raise ValueError("ble transport is not supported yet; use serial:/dev/…")
+        parse_spec(value)
         return value
 
     @property
@@ -92,8 +105,40 @@ class LockConfig(_Section):
         return parse_spec(self.transport)
 
 
+class BleConfig(_Section):
+    """The gateway's BLE radio: ``hci = "bleak"`` (BlueZ) or a bumble transport spec."""
+
+    hci: str = Field(default="bleak", min_length=1)
+    own_address: str | None = None
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("hci")
+    @classmethod
+    def _check_hci(cls, value: str) -> str:
+        if value != "bleak" and ":" not in value:
+            raise ValueError(
+                f'{value!r} is neither "bleak" nor a bumble transport spec '
+                'such as "usb:0" or "tcp-client:127.0.0.1:9100"'
+            )
+        return value
+
+    @field_validator("own_address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None and not is_ble_address(value):
+            raise ValueError(f"own_address {value!r} is not AA:BB:CC:DD:EE:FF")
+        return value
+
+
 class SyncConfig(_Section):
+    """When locks are loaded: see :mod:`edge.sync_policy` and :mod:`edge.sync_schedule`."""
+
     full_sync_interval_s: float = Field(default=43200, gt=0)
+    # random delay added to each scheduled sync, so a city's locks do not sync at once
+    jitter_s: float = Field(default=900, ge=0)
+    # after a sync or a keypad wake the lock keeps its radio on this long; a change that
+    # arrives meanwhile is loaded at once, since it costs no extra wake
+    awake_s: float = Field(default=10, ge=0)
     event_poll_s: float = Field(default=30, gt=0)
 
 
@@ -118,6 +163,7 @@ class SiteConfig(_Section):
     locks: list[LockConfig] = Field(default_factory=list)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     lock_link: LockLinkConfig = Field(default_factory=LockLinkConfig)
+    ble: BleConfig = Field(default_factory=BleConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("locks")
@@ -129,6 +175,11 @@ class SiteConfig(_Section):
                 raise ValueError(f"lock id {lock.id!r} appears twice")
             seen.add(lock.id)
         return locks
+
+    @property
+    def has_ble_locks(self) -> bool:
+        """Whether any lock is on BLE (the radio is opened only then)."""
+        return any(lock.spec.kind is TransportKind.BLE for lock in self.locks)
 
     @property
     def client_id(self) -> str:

@@ -26,14 +26,18 @@ class UnsupportedTransport(EdgeError, ValueError):  # noqa: N818 - domain names 
 class LockUnreachable(EdgeError, ConnectionError):  # noqa: N818 - domain names from the design
     """A lock did not answer: not ready, retry later."""
 
-    def __init__(self, lock_id: str, address: str, reason: str = "") -> None:
+    def __init__(
+        self,
+        lock_id: str,
+        address: str,
+        reason: str = "",
+        *,
+        hint: str = "check the cable and `denen provision doctor`",
+    ) -> None:
         self.lock_id = lock_id
         self.address = address
         detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"lock {lock_id} did not answer on {address}{detail}: "
-            "check the cable and `denen provision doctor`"
-        )
+        super().__init__(f"lock {lock_id} did not answer on {address}{detail}: {hint}")
 
 
 class LockNotPaired(EdgeError, LookupError):  # noqa: N818 - domain names from the design
@@ -41,9 +45,11 @@ class LockNotPaired(EdgeError, LookupError):  # noqa: N818 - domain names from t
 
     def __init__(self, lock_id: str, address: str) -> None:
         self.lock_id = lock_id
+        # a BLE lock's address is AA:BB:CC:DD:EE:FF, a serial one a device path
+        where = f"--serial {address}" if address.startswith("/") else f"--ble {address}"
         super().__init__(
             f"lock {lock_id} is not paired: run "
-            f"`denen provision lock pair --serial {address} --id {lock_id}` at the door"
+            f"`denen provision lock pair {where} --id {lock_id}` at the door"
         )
 
 

@@ -23,7 +23,8 @@ from edge.lock_keys import LockKeyStore
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 from edge.store import Store
-from edge.transports import open_transport
+from edge.sync_schedule import SyncSchedule
+from edge.transports import BleCentral, open_central, open_transport
 from protocol.clock import Clock, SystemClock
 
 log = logging.getLogger("edge")
@@ -36,17 +37,30 @@ def _version() -> str | None:
         return None
 
 
-def build_agent(config: SiteConfig, clock: Clock) -> Agent:
+def build_radio(config: SiteConfig) -> BleCentral | None:
+    """The gateway's BLE radio when a lock is on BLE; it opens at the first connect."""
+    if not config.has_ble_locks:
+        return None
+    return open_central(
+        config.ble.hci,
+        state_dir=config.state_dir,
+        own_address=config.ble.own_address,
+        connect_timeout_s=config.ble.connect_timeout_s,
+    )
+
+
+def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None) -> Agent:
     """Wire every part of the agent from the config; opens nothing yet."""
     store = Store(config.state_dir / "state.sqlite3")
     outbox = Outbox(config.state_dir / "outbox.sqlite3")
     keys = LockKeyStore(config.state_dir)
+    schedule = SyncSchedule(config.sync, clock)
     coordinators = [
         LockCoordinator(
             lock.id,
             site=config.site,
             gateway=config.gateway,
-            connect=functools.partial(open_transport, lock.spec, lock_id=lock.id),
+            connect=functools.partial(open_transport, lock.spec, lock_id=lock.id, ble=ble),
             address=lock.spec.address,
             keys=keys,
             store=store,
@@ -54,6 +68,7 @@ def build_agent(config: SiteConfig, clock: Clock) -> Agent:
             clock=clock,
             sync=config.sync,
             link=config.lock_link,
+            next_sync_at=functools.partial(schedule.next_sync_at, lock.id),
         )
         for lock in config.locks
     ]
@@ -62,13 +77,20 @@ def build_agent(config: SiteConfig, clock: Clock) -> Agent:
         config, outbox=outbox, clock=clock, on_snapshot=access.apply, agent_version=_version()
     )
     return Agent(
-        config, store=store, outbox=outbox, link=link, coordinators=coordinators, clock=clock
+        config,
+        store=store,
+        outbox=outbox,
+        link=link,
+        coordinators=coordinators,
+        schedule=schedule,
+        clock=clock,
     )
 
 
 async def serve(config: SiteConfig, clock: Clock) -> None:
     """Run the agent until SIGTERM or SIGINT."""
-    agent = build_agent(config, clock)
+    radio = build_radio(config)
+    agent = build_agent(config, clock, radio)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
@@ -78,6 +100,8 @@ async def serve(config: SiteConfig, clock: Clock) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if radio is not None:
+            await radio.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,9 @@
 """The agent's local state in SQLite: the latest access snapshot and what each lock holds.
 
+``lock_slots`` keeps, per lock and slot, what the agent last wrote and confirmed: grant,
+window, PIN tag (the lock never reports tags back) and when it was loaded. The sync policy
+diffs against it, and ``access/applied`` reports "on the lock since" from it.
+
 WAL with ``synchronous=FULL``: a snapshot the agent said it stored survives a power cut,
 so a site with no internet keeps loading its locks from what it last received.
 """
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import StoreError
+from edge.sync_policy import HeldSlot
 from protocol.messages import AccessSnapshotData, LockAccess
 
 _SCHEMA = """
@@ -25,6 +30,16 @@ CREATE TABLE IF NOT EXISTS applied (
     version INTEGER NOT NULL,
     grant_ids TEXT NOT NULL,
     applied_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lock_slots (
+    lock_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    grant_id TEXT,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    tag BLOB NOT NULL,
+    loaded_at INTEGER,
+    PRIMARY KEY (lock_id, slot)
 );
 """
 
@@ -125,3 +140,50 @@ class Store:
         if row is None:
             return None
         return AppliedState(lock_id, int(row[0]), list(json.loads(row[1])), float(row[2]))
+
+    def record_sync(self, lock_id: str, version: int, slots: list[HeldSlot], at: float) -> None:
+        """Record, in one transaction, the version and exact slots a lock holds after a
+        confirmed sync."""
+        grant_ids = [h.grant_id for h in slots if h.grant_id is not None]
+        rows = [
+            (lock_id, h.slot, h.grant_id, h.start, h.end, h.tag or b"", h.loaded_at) for h in slots
+        ]
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO applied (lock_id, version, grant_ids, applied_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (lock_id, version, json.dumps(grant_ids), at),
+                )
+                self._db.execute("DELETE FROM lock_slots WHERE lock_id = ?", (lock_id,))
+                self._db.executemany(
+                    "INSERT INTO lock_slots"
+                    ' (lock_id, slot, grant_id, start, "end", tag, loaded_at)'
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the slots of lock {lock_id}: {exc}") from exc
+
+    def held_slots(self, lock_id: str) -> list[HeldSlot]:
+        """The slots of ``lock_id`` as of its last confirmed sync, by slot number."""
+        try:
+            rows = self._db.execute(
+                'SELECT slot, grant_id, start, "end", tag, loaded_at FROM lock_slots'
+                " WHERE lock_id = ? ORDER BY slot",
+                (lock_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the slots of lock {lock_id}: {exc}") from exc
+        return [
+            HeldSlot(
+                int(slot),
+                grant_id,
+                int(start),
+                int(end),
+                bytes(tag) or None,
+                None if loaded_at is None else int(loaded_at),
+            )
+            for slot, grant_id, start, end, tag, loaded_at in rows
+        ]

@@ -4,6 +4,14 @@
         [--control-host 127.0.0.1 --control-port 8100] [--auto-lock 5]
     denen-sim lock --lock lock-1:/tmp/lock-1 --lock lock-2 --state-dir .sim
 
+    denen-sim ble-hub --port 9100
+    denen-sim lock --id gym-a-2 --ble-hci tcp-client:127.0.0.1:9100 \\
+        --ble-address F0:F0:F0:F0:F0:02 [--state-file gym-a-2.json]
+
+With ``--ble-hci`` the ``--id`` lock is a BLE GATT peripheral (bumble) instead of a pty:
+the hub is the shared virtual air, and the agent reaches the lock through it with
+``[ble] hci = "tcp-client:127.0.0.1:9100"``. Its BLE pairing passkey shows on its display.
+
 A lock starts unpaired, like one fresh from the factory: press its pairing button on the
 control page (or ``POST /api/locks/{id}/pair-button``) and run ``denen provision lock
 pair``. With a state file (``--state-file``, or ``--state-dir`` for every lock) it keeps
@@ -29,13 +37,16 @@ from pathlib import Path
 
 import uvicorn
 
+from firmware_sim.ble_hub import BleHub
 from firmware_sim.control import create_app
 from firmware_sim.errors import SimulatorError
+from firmware_sim.lock.ble_host import LockBleHost, bond_file_for
 from firmware_sim.lock.firmware import LockFirmware
 from firmware_sim.lock.pty_host import LockPtyHost
 from firmware_sim.lock.state_file import load_pairing
 from protocol.clock import SystemClock
 from protocol.ids import SLUG_RE
+from protocol.lock_gatt import is_ble_address
 
 log = logging.getLogger("firmware_sim")
 
@@ -45,6 +56,7 @@ class LockSpec:
     lock_id: str
     link: Path | None = None
     state_file: Path | None = None
+    ble_address: str | None = None  # with --ble-hci: a BLE peripheral, not a pty
 
 
 def parse_lock_spec(spec: str) -> LockSpec:
@@ -82,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--control-host", default="127.0.0.1")
     lock.add_argument("--control-port", type=int, default=8100, help="0 picks a free port")
     lock.add_argument("--auto-lock", type=float, default=5.0, help="seconds until it relocks")
+    lock.add_argument(
+        "--ble-hci",
+        metavar="SPEC",
+        help="host the --id lock on BLE through this bumble HCI transport "
+        "(e.g. tcp-client:127.0.0.1:9100, a `denen-sim ble-hub`)",
+    )
+    lock.add_argument(
+        "--ble-address",
+        default="F0:F0:F0:F0:F0:01",
+        metavar="AA:BB:CC:DD:EE:FF",
+        help="the BLE lock's random static address (default F0:F0:F0:F0:F0:01)",
+    )
+    hub = devices.add_parser("ble-hub", help="a virtual BLE radio that BLE devices share")
+    hub.add_argument("--host", default="127.0.0.1")
+    hub.add_argument("--port", type=int, default=9100, help="TCP port for HCI clients")
     return parser
 
 
@@ -91,16 +118,21 @@ def lock_specs(args: argparse.Namespace) -> list[LockSpec]:
     if args.lock_id:
         if not SLUG_RE.fullmatch(args.lock_id):
             raise SimulatorError(f"lock id {args.lock_id!r} is not a slug [a-z0-9-]")
-        specs.insert(0, LockSpec(args.lock_id, args.link, args.state_file))
-    elif args.link or args.state_file:
-        raise SimulatorError("--link and --state-file belong to --id ID")
+        if args.ble_hci and not is_ble_address(args.ble_address):
+            raise SimulatorError(f"--ble-address {args.ble_address!r} is not AA:BB:CC:DD:EE:FF")
+        ble_address = args.ble_address if args.ble_hci else None
+        specs.insert(0, LockSpec(args.lock_id, args.link, args.state_file, ble_address))
+    elif args.link or args.state_file or args.ble_hci:
+        raise SimulatorError("--link, --state-file and --ble-hci belong to --id ID")
     if not specs:
         raise SimulatorError("name a lock: --id ID, or --lock ID[:LINK]")
     if len({s.lock_id for s in specs}) != len(specs):
         raise SimulatorError("two locks have the same id")
     if args.state_dir is not None:
         specs = [
-            s if s.state_file else LockSpec(s.lock_id, s.link, args.state_dir / f"{s.lock_id}.json")
+            s
+            if s.state_file
+            else LockSpec(s.lock_id, s.link, args.state_dir / f"{s.lock_id}.json", s.ble_address)
             for s in specs
         ]
     return specs
@@ -117,19 +149,26 @@ class _Server(uvicorn.Server):
 async def serve_locks(specs: Sequence[LockSpec], args: argparse.Namespace) -> None:
     """Host the locks and the control app until a signal asks to stop."""
     clock = SystemClock()
-    hosts = [
-        LockPtyHost(
-            s.lock_id,
-            LockFirmware(
-                clock,
-                None if s.state_file is None else load_pairing(s.state_file),
-                auto_lock_s=args.auto_lock,
-            ),
-            link=s.link,
-            state_file=s.state_file,
+    hosts: list[LockPtyHost | LockBleHost] = []
+    for s in specs:
+        firmware = LockFirmware(
+            clock,
+            None if s.state_file is None else load_pairing(s.state_file),
+            auto_lock_s=args.auto_lock,
         )
-        for s in specs
-    ]
+        if s.ble_address is not None:
+            hosts.append(
+                LockBleHost(
+                    s.lock_id,
+                    firmware,
+                    hci=args.ble_hci,
+                    address=s.ble_address,
+                    state_file=s.state_file,
+                    bond_file=bond_file_for(s.state_file),
+                )
+            )
+        else:
+            hosts.append(LockPtyHost(s.lock_id, firmware, link=s.link, state_file=s.state_file))
     config = uvicorn.Config(
         create_app(hosts),
         host=args.control_host,
@@ -150,7 +189,21 @@ async def serve_locks(specs: Sequence[LockSpec], args: argparse.Namespace) -> No
     log.info("simulator stopped")
 
 
-async def _announce(server: uvicorn.Server, hosts: Sequence[LockPtyHost], host: str) -> None:
+async def serve_hub(args: argparse.Namespace) -> None:
+    """Run the virtual BLE air until a signal asks to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with BleHub(args.port, args.host) as hub:
+        sys.stdout.write(f"ble-hub on {hub.spec}\n")
+        sys.stdout.flush()
+        await stop.wait()
+
+
+async def _announce(
+    server: uvicorn.Server, hosts: Sequence[LockPtyHost | LockBleHost], host: str
+) -> None:
     # the line tells a script (or a test) where everything is, so print it only once
     # the control port really listens
     while not server.started:
@@ -159,7 +212,7 @@ async def _announce(server: uvicorn.Server, hosts: Sequence[LockPtyHost], host: 
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     for lock in hosts:
-        link = f" (link {lock.link})" if lock.link else ""
+        link = f" (link {lock.link})" if isinstance(lock, LockPtyHost) and lock.link else ""
         url = f"http://{host}:{port}/locks/{lock.lock_id}"
         paired = "paired" if lock.firmware.pairing.paired else "unpaired"
         sys.stdout.write(f"lock {lock.lock_id} on {lock.path}{link}, {paired}, control {url}\n")
@@ -173,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        specs = lock_specs(args)
-        asyncio.run(serve_locks(specs, args))
+        if args.device == "ble-hub":
+            asyncio.run(serve_hub(args))
+        else:
+            asyncio.run(serve_locks(lock_specs(args), args))
     except SimulatorError as exc:
         log.error("%s", exc)  # noqa: TRY400 - a user error: the message says it all
         return 2

@@ -6,7 +6,8 @@ never derived from a public identifier such as a MAC address or serial number:
 * ``link_key`` authenticates every frame between the agent and the lock (``key_id`` 1);
 * ``pin_key`` is what the lock checks PIN tags with (:func:`protocol.pin.pin_tag`); the
   cloud needs it to compute tags, the agent does not keep it;
-* ``offline_secret`` is for offline PINs (a later issue); the lock and the cloud hold it.
+* ``offline_secret`` lets the lock verify offline PINs by itself
+  (:mod:`protocol.offline_pin`); the lock and the cloud hold it.
 
 **Frames.** ``mac = HMAC-SHA256(link_key, direction || bound || signed_part)[:8]`` where
 ``direction`` is one byte (agent→lock or lock→agent), ``signed_part`` is everything in the
@@ -25,7 +26,7 @@ again (:class:`CounterExhaustedError`); four billion frames are decades of syncs
 **Pairing (the trust root).** ``PAIR`` carries the three keys and the time *in clear*, so
 it is accepted only in the 60 s after someone pressed the pairing button on the lock, and
 it is meant for a serial cable at the door: whoever can press the button can already
-reach the lock's insides. Over BLE (a later issue) PAIR must only ever travel on an
+reach the lock's insides. Over BLE PAIR must only ever travel on an
 LE Secure Connections link (ECDH, numeric comparison or passkey), never Just Works or
 legacy pairing, or a radio eavesdropper learns every key. The lock answers an accepted
 PAIR with an ACK sealed with the new link key, so the technician's tool knows the keys

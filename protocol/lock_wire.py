@@ -12,6 +12,9 @@ Frame layout (all integers big-endian)::
 
 ``key_id``, ``counter`` and ``mac`` authenticate it (:mod:`protocol.lock_auth`); ``key_id`` 0
 is unauthenticated (counter 0, zero MAC). A reply carries its request's ``seq``.
+
+``REVOKE_OFFLINE`` replaces the lock's list of cancelled offline PINs
+(:mod:`protocol.offline_pin`): the whole list each time, so resending it is harmless.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from enum import IntEnum
 
 from protocol.errors import FrameError, LocalProtocolError
 from protocol.messages import LockEventKind
+from protocol.offline_pin import OfflinePinError, OfflinePinId
 
 MAGIC = b"\xd5\x4e"
 WIRE_VERSION = 1
@@ -48,6 +52,7 @@ class FrameType(IntEnum):
     ACK_EVENTS = 0x06
     GET_SLOTS = 0x07
     PAIR = 0x08  # keys in clear: only inside the lock's pairing-button window
+    REVOKE_OFFLINE = 0x09  # the whole list of cancelled offline PINs, replacing the last
     # lock -> agent
     ACK = 0x80
     INFO = 0x81
@@ -65,6 +70,9 @@ class NackCode(IntEnum):
     BUSY = 5
     NOT_PAIRING = 6  # PAIR outside the window: press the pairing button on the lock
     NOT_PAIRED = 7  # the lock has no link key yet: pair it first
+    # more live revocations than the lock holds: it refuses every offline PIN until a
+    # list that fits arrives (fail secure: it cannot tell a cancelled code from a good one)
+    REVOCATIONS_FULL = 8
 
 
 EVENT_CODES: dict[LockEventKind, int] = {
@@ -80,6 +88,7 @@ EVENT_CODES: dict[LockEventKind, int] = {
     LockEventKind.BATTERY: 10,
     LockEventKind.CLOCK_SET: 11,
     LockEventKind.JAM: 12,
+    LockEventKind.DENIED_REVOKED: 13,
 }
 EVENT_KINDS: dict[int, LockEventKind] = {code: kind for kind, code in EVENT_CODES.items()}
 
@@ -377,6 +386,35 @@ def decode_events(payload: bytes) -> list[WireEvent]:
             raise FrameError(f"unknown event code {code}")
         grant = grant_str(payload[off + 12 : off + 28])
         out.append(WireEvent(seq, ts, kind, None if slot == NO_SLOT else slot, grant, value))
+    return out
+
+
+REVOCATION_LEN = 6  # start_hour u32 | hours u8 | nonce u8
+MAX_REVOCATIONS_PER_FRAME = (MAX_PAYLOAD - 1) // REVOCATION_LEN
+
+
+def encode_revocations(revoked: list[OfflinePinId]) -> bytes:
+    """REVOKE_OFFLINE payload: count u8, then each code's id (its expiry follows from it)."""
+    if len(revoked) > MAX_REVOCATIONS_PER_FRAME:
+        raise LocalProtocolError(f"at most {MAX_REVOCATIONS_PER_FRAME} revocations fit a frame")
+    return struct.pack(">B", len(revoked)) + b"".join(
+        struct.pack(">IBB", r.start_hour, r.hours, r.nonce) for r in revoked
+    )
+
+
+def decode_revocations(payload: bytes) -> list[OfflinePinId]:
+    if not payload:
+        raise FrameError("REVOKE_OFFLINE payload is empty")
+    count = payload[0]
+    if len(payload) != 1 + count * REVOCATION_LEN:
+        raise FrameError(f"REVOKE_OFFLINE payload has {len(payload)} bytes for {count} codes")
+    out = []
+    for i in range(count):
+        fields = struct.unpack_from(">IBB", payload, 1 + i * REVOCATION_LEN)
+        try:
+            out.append(OfflinePinId(*fields))
+        except OfflinePinError as exc:
+            raise FrameError(f"revocation {i}: {exc}") from None
     return out
 
 

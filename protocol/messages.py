@@ -54,6 +54,13 @@ class LockTelemetry(_Model):
     clock_offset_s: float | None = None
     door_open: bool | None = None
     locked_out: bool | None = None
+    clock_drift_s: float | None = Field(
+        default=None,
+        description="the lock's clock minus the agent's, measured at the last sync before "
+        "the agent corrected it (positive: the lock runs ahead)",
+    )
+    last_sync_at: int | None = Field(default=None, ge=0, description="last confirmed sync")
+    next_sync_at: int | None = Field(default=None, ge=0, description="next scheduled sync")
 
 
 class TelemetryData(_Model):
@@ -79,6 +86,8 @@ class LockEventKind(StrEnum):
     BATTERY = "battery"
     CLOCK_SET = "clock_set"
     JAM = "jam"
+    # a genuine offline PIN on the lock's revocation list (cancelled); value: its short id
+    DENIED_REVOKED = "denied_revoked"
 
 
 class LockEventData(_Model):
@@ -116,13 +125,38 @@ class AccessSnapshotData(_Model):
     locks: list[LockAccess] = Field(default_factory=list)
 
 
+class SyncReason(StrEnum):
+    """Why the agent synced a lock (reported in ``access/applied``)."""
+
+    CONNECT = "connect"  # the agent (re)connected to the lock
+    SCHEDULED = "scheduled"  # the periodic full sync
+    KEYPAD = "keypad"  # the keypad woke the lock and it held an outdated snapshot
+    CHANGE = "change"  # a new, changed or cancelled window needed the lock before its sync
+
+
 class AccessAppliedData(_Model):
     """What one lock holds now: the snapshot version and the grants in its slots."""
 
     lock_id: str = Field(pattern=SLUG_PATTERN)
     version: int = Field(ge=0)
     grant_ids: list[str] = Field(default_factory=list)
-    clock_offset_s: float | None = None
+    clock_offset_s: float | None = Field(
+        default=None,
+        description="the lock's clock minus the agent's, measured during this sync before "
+        "any correction (positive: the lock runs ahead); null when the lock had no time",
+    )
+    loaded_at: dict[str, int] = Field(
+        default_factory=dict,
+        description="per grant id in grant_ids: when its PIN was loaded (epoch seconds)",
+    )
+    deferred: list[str] = Field(
+        default_factory=list,
+        description="grants in the snapshot that wait for a free slot on this lock",
+    )
+    clock_set: bool | None = Field(
+        default=None, description="whether the agent set the lock's clock during this sync"
+    )
+    reason: SyncReason | None = None
 
 
 DATA_MODELS: dict[MessageType, type[_Model]] = {

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from protocol.errors import DenenError
 
 PIN_MIN_LEN = 4
-PIN_MAX_LEN = 12
+# Offline PINs are exactly 12 digits (protocol.offline_pin): the keypad tells the two
+# kinds apart by length, so a slot PIN stops at 10 and 11 digits is never valid.
+PIN_MAX_LEN = 10
 TAG_LEN = 16
 
 

@@ -9,16 +9,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol.clock import SystemClock
 from protocol.ids import SLUG_RE
 
+if TYPE_CHECKING:
+    from provisioning.pairing import PairingResult
+
 PAIR_EPILOG = """\
-example (at the door, the lock's service port on the Pi's USB serial adapter):
+examples (at the door, the lock's service port on the Pi's USB serial adapter, or BLE):
   denen provision lock pair --serial /dev/ttyUSB0 --id gym-a-1 --config /etc/denen/site.toml
+  denen provision lock scan --config /etc/denen/site.toml
+  denen provision lock pair --ble F0:F0:F0:F0:F0:02 --id gym-a-2 --config /etc/denen/site.toml
 
 Press the pairing button on the lock when asked; type the test PIN it shows on the keypad.
+Over BLE, first type the 6-digit code the lock shows on its display (LE Secure
+Connections). The radio is [ble] hci in the site config ("bleak" when there is none), or
+--hci, e.g. --hci tcp-client:127.0.0.1:9100 for the simulator's `denen-sim ble-hub`.
 The link key goes to STATE_DIR/locks/ID.key.json (read by the agent); the PIN key and
 offline secret to STATE_DIR/locks/ID.cloud.json, for `denen-cloud add-lock`.
 """
@@ -44,10 +54,15 @@ def add_lock_parser(steps: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     where = pair.add_mutually_exclusive_group(required=True)
     where.add_argument("--serial", metavar="DEVICE", help="serial device, e.g. /dev/ttyUSB0")
-    where.add_argument("--ble", metavar="AA:BB:CC:DD:EE:FF", help="BLE address (not yet)")
+    where.add_argument(
+        "--ble",
+        metavar="AA:BB:CC:DD:EE:FF",
+        nargs="?",
+        const="",
+        help="BLE address; without one, list the Denen locks nearby",
+    )
     pair.add_argument("--id", dest="lock_id", required=True, help="lock id, e.g. gym-a-1")
-    pair.add_argument("--config", type=Path, help="the site TOML (its state_dir is used)")
-    pair.add_argument("--state-dir", type=Path, help="the agent's state directory")
+    _add_site_options(pair)
     pair.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the button")
     pair.add_argument(
         "--skip-keypad-test",
@@ -55,22 +70,39 @@ def add_lock_parser(steps: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="only check the authenticated link; do not ask for the test PIN on the keypad",
     )
 
+    scan = actions.add_parser(
+        "scan",
+        help="list the Denen locks advertising nearby over BLE (name, address, RSSI)",
+        description="Listen for Denen locks over BLE and list them, strongest first.",
+        epilog=PAIR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_site_options(scan)
+    scan.add_argument("--timeout", type=float, default=5.0, help="seconds to listen")
+
+
+def _add_site_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="the site TOML (its state_dir is used)")
+    parser.add_argument("--state-dir", type=Path, help="the agent's state directory")
+    parser.add_argument(
+        "--hci",
+        help='BLE radio: "bleak" or a bumble transport spec (default: [ble] hci of --config)',
+    )
+
 
 def run_lock_command(args: argparse.Namespace) -> int:
     """``denen provision lock …``; returns the exit code."""
-    if args.action != "pair":
+    if args.action not in ("pair", "scan"):
         args.print_step_help()
         return 0
-    if not SLUG_RE.fullmatch(args.lock_id):
+    if args.action == "pair" and not SLUG_RE.fullmatch(args.lock_id):
         return _fail(f"lock id {args.lock_id!r} is not a slug [a-z0-9-], e.g. gym-a-1")
-    if args.ble:
-        return _fail("BLE pairing arrives with the BLE transport; pair over --serial for now")
     from edge.config import load_config  # noqa: PLC0415 - needs the edge extras
     from edge.errors import ConfigError  # noqa: PLC0415
-    from provisioning.pairing import PairingError, PairingOptions, pair_lock  # noqa: PLC0415
 
     state_dir = args.state_dir
     known_locks: set[str] = set()
+    hci, own_address = args.hci, None
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -78,30 +110,100 @@ def run_lock_command(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         state_dir = state_dir or config.state_dir
         known_locks = {lock.id for lock in config.locks}
+        hci, own_address = hci or config.ble.hci, config.ble.own_address
+    radio = RadioChoice(hci or "bleak", state_dir, own_address)
+    if args.action == "scan" or args.ble == "":
+        return asyncio.run(
+            _scan(radio, getattr(args, "timeout", 5.0), pairing=args.action == "pair")
+        )
     if state_dir is None:
         return _fail("say where the agent keeps its state: --config site.toml or --state-dir")
-    options = PairingOptions(button_wait_s=args.wait, keypad_test=not args.skip_keypad_test)
+    spec = f"ble:{args.ble}" if args.ble else f"serial:{args.serial}"
     try:
-        result = asyncio.run(
-            pair_lock(
-                args.lock_id,
-                f"serial:{args.serial}",
-                state_dir=state_dir,
-                clock=SystemClock(),
-                options=options,
-            )
-        )
-    except PairingError as exc:
+        result = asyncio.run(_pair(args, spec, radio if args.ble else None, state_dir))
+    except _PairingFailedError as exc:
         return _fail(str(exc))
     sys.stdout.write(f"lock {result.lock_id} is paired; the agent's key is in {result.key_path}\n")
     if args.config is not None and args.lock_id not in known_locks:
-        add_lock_to_site(Path(args.config), args.lock_id, f"serial:{args.serial}")
+        add_lock_to_site(Path(args.config), args.lock_id, spec)
         sys.stdout.write(f"added lock {args.lock_id} to {args.config}; restart the agent\n")
     sys.stdout.write(
         f"register it with the cloud: {result.cloud_path} holds its pin_key, for\n"
         f"  denen-cloud add-lock {result.lock_id} --facility FACILITY_ID --pin-key PIN_KEY\n"
         "and its offline_secret; hand the file over safely and delete it here afterwards\n"
     )
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class RadioChoice:
+    """Which BLE radio to open, from --hci or the site config."""
+
+    hci: str
+    state_dir: Path | None
+    own_address: str | None
+
+
+class _PairingFailedError(Exception):
+    """Pairing ended with a message for the technician."""
+
+
+async def _pair(
+    args: argparse.Namespace, spec: str, radio: RadioChoice | None, state_dir: Path
+) -> PairingResult:
+    from edge.errors import EdgeError  # noqa: PLC0415 - needs the edge extras
+    from edge.transports import open_central  # noqa: PLC0415
+    from provisioning.pairing import PairingError, PairingOptions, pair_lock  # noqa: PLC0415
+
+    options = PairingOptions(button_wait_s=args.wait, keypad_test=not args.skip_keypad_test)
+    try:
+        central = (
+            None
+            if radio is None
+            else open_central(radio.hci, state_dir=state_dir, own_address=radio.own_address)
+        )
+    except EdgeError as exc:
+        raise _PairingFailedError(str(exc)) from exc
+    try:
+        return await pair_lock(
+            args.lock_id,
+            spec,
+            state_dir=state_dir,
+            clock=SystemClock(),
+            options=options,
+            ble=central,
+        )
+    except PairingError as exc:
+        raise _PairingFailedError(str(exc)) from exc
+    finally:
+        if central is not None:
+            await central.close()
+
+
+async def _scan(radio: RadioChoice, timeout_s: float, *, pairing: bool) -> int:
+    from edge.errors import EdgeError  # noqa: PLC0415 - needs the edge extras
+    from edge.transports import open_central  # noqa: PLC0415
+
+    try:
+        central = open_central(radio.hci, state_dir=radio.state_dir, own_address=radio.own_address)
+    except EdgeError as exc:
+        return _fail(str(exc))
+    try:
+        sys.stdout.write(f"scanning for Denen locks on {central.radio} for {timeout_s:.0f} s ...\n")
+        sys.stdout.flush()
+        found = await central.scan(timeout_s)
+    except EdgeError as exc:
+        return _fail(str(exc))
+    finally:
+        await central.close()
+    for advert in found:
+        rssi = "?" if advert.rssi is None else f"{advert.rssi} dBm"
+        sys.stdout.write(f"  {advert.name or '(no name)':<30} {advert.address}  RSSI {rssi}\n")
+    if not found:
+        return _fail("no Denen lock heard: wake the lock (press a key) and scan again")
+    if pairing:
+        sys.stdout.write("pair one: run again with --ble ADDRESS --id LOCK_ID\n")
+        return 1
     return 0
 
 
@@ -112,5 +214,5 @@ def add_lock_to_site(config: Path, lock_id: str, transport: str) -> None:
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"denen provision lock pair: {message}\n")
+    sys.stderr.write(f"denen provision lock: {message}\n")
     return 1

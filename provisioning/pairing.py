@@ -1,4 +1,4 @@
-"""``denen provision lock pair``: pair a keypad lock at the door, over a serial cable.
+"""``denen provision lock pair``: pair a keypad lock at the door, over a serial cable or BLE.
 
 Steps: read the lock (GET_INFO, unauthenticated), make three random keys, wait for the
 technician to press the pairing button while offering PAIR (keys and time) every second,
@@ -7,6 +7,10 @@ link: read the lock again (paired, clock set), load a one-off test PIN into the 
 let the technician type it (the lock's UNLOCKED event for that slot proves the keypad, the
 PIN check and the bolt), and clear the slot. The link key goes to the agent's key store;
 the PIN key and the offline secret go to a 0600 file for the cloud's ``add-lock``.
+
+Over BLE the link is encrypted with LE Secure Connections before anything is sent: the
+lock shows a 6-digit passkey on its display and the technician types it
+(:attr:`PairingOptions.passkey`); the bond lets the agent reconnect later without it.
 
 Provisioning may use the agent's transports and its key store (the file format the agent
 reads): :mod:`edge.transports`, :mod:`edge.lock_keys` and the request channel.
@@ -27,10 +31,12 @@ from pathlib import Path
 from edge.devices.lock_channel import LinkStats, LockChannel
 from edge.errors import EdgeError, LockRejected
 from edge.lock_keys import LockKeyRecord, LockKeyStore
-from edge.transports import open_transport
+from edge.transports import BleCentral, open_transport
+from edge.transports.ble import PasskeyPrompt
 from protocol.clock import Clock, is_trusted_time
 from protocol.errors import DenenError, ProtocolError
 from protocol.lock_auth import KEY_ID_LINK, LockSecrets, PairRequest
+from protocol.lock_gatt import PASSKEY_DIGITS
 from protocol.lock_wire import (
     FrameType,
     LockInfo,
@@ -74,12 +80,29 @@ class PairingOptions:
     keypad_test: bool = True
     request_timeout_s: float = 1.0
     say: Callable[[str], None] = _say
+    passkey: PasskeyPrompt = field(default_factory=lambda: ask_passkey)
+
+
+async def ask_passkey() -> int:
+    """Ask the technician for the BLE passkey the lock shows on its display."""
+    prompt = "type the 6-digit code the lock shows on its display: "
+    text = (await asyncio.to_thread(input, prompt)).strip()  # stdin blocks: not on the loop
+    if len(text) != PASSKEY_DIGITS or not text.isdigit():
+        raise PairingError("the BLE code has 6 digits, as the lock's display shows")
+    return int(text)
 
 
 async def pair_lock(
-    lock_id: str, spec: str, *, state_dir: Path, clock: Clock, options: PairingOptions
+    lock_id: str,
+    spec: str,
+    *,
+    state_dir: Path,
+    clock: Clock,
+    options: PairingOptions,
+    ble: BleCentral | None = None,
 ) -> PairingResult:
-    """Pair the lock on ``spec`` (``serial:/dev/ttyUSB0``) as ``lock_id``; see the module."""
+    """Pair the lock on ``spec`` (``serial:/dev/ttyUSB0``, ``ble:AA:…`` through ``ble``) as
+    ``lock_id``; see the module."""
     now = clock.now()
     if not is_trusted_time(now):
         when = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -90,7 +113,9 @@ async def pair_lock(
         )
     store = LockKeyStore(state_dir)
     try:
-        transport = await open_transport(spec, lock_id=lock_id)
+        transport = await open_transport(
+            spec, lock_id=lock_id, ble=ble, passkey=_announced(options)
+        )
     except EdgeError as exc:
         raise PairingError(str(exc)) from exc
     channel = LockChannel(
@@ -112,6 +137,14 @@ async def pair_lock(
         with contextlib.suppress(asyncio.CancelledError, EdgeError):
             await reader
         await transport.close()
+
+
+def _announced(options: PairingOptions) -> PasskeyPrompt:
+    async def prompt() -> int:
+        options.say("BLE: the lock shows a 6-digit code on its display (LE Secure Connections)")
+        return await options.passkey()
+
+    return prompt
 
 
 async def _pair(

@@ -1,15 +1,24 @@
-"""Bookings: citizens create and follow them; managers list and approve them."""
+"""Bookings: citizens create, follow and cancel them; managers list, approve, reject,
+cancel them and record counter payments."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from cloud.api.deps import Manager, ServicesDep
-from cloud.api.schemas import CitizenStatus, ReservationCreated, ReservationIn, ReservationOut
-from cloud.db.models import ReservationStatus
+from cloud.api.deps import Manager, ServicesDep, api_user
+from cloud.api.schemas import (
+    CancelIn,
+    CitizenStatus,
+    ReservationCreated,
+    ReservationIn,
+    ReservationOut,
+)
+from cloud.db.models import ReservationStatus, Role
 from cloud.localtime import format_local
+from cloud.services.reservations import BookingRequest
 from cloud.services.views import ReservationView
 from cloud.settings import CloudSettings
 
@@ -33,15 +42,23 @@ def reservation_out(r: ReservationView, settings: CloudSettings) -> ReservationO
         status=r.status,
         facility_id=r.facility_id,
         facility=r.facility_name,
-        lock_id=r.lock_id,
-        lock=r.lock_name,
+        room_id=r.room_id,
+        room=r.room_name,
         name=r.citizen_name,
         email=r.email,
+        group_size=r.group_size,
+        purpose=r.purpose,
         start=r.starts_at,
         end=r.ends_at,
         start_local=format_local(r.starts_at, zone),
         end_local=format_local(r.ends_at, zone),
         created_at=r.created_at,
+        fee_yen=r.fee_yen,
+        payment_method=r.payment_method,
+        payment_state=r.payment_state,
+        decided_by=r.decided_by,
+        cancelled_by=r.cancelled_by,
+        cancel_reason=r.cancel_reason,
     )
 
 
@@ -52,13 +69,18 @@ def citizen_status(r: ReservationView, settings: CloudSettings) -> CitizenStatus
         id=r.id,
         status=r.status,
         facility=r.facility_name,
-        lock=r.lock_name,
+        room=r.room_name,
         name=r.citizen_name,
+        group_size=r.group_size,
         start=r.starts_at,
         end=r.ends_at,
         start_local=format_local(r.starts_at, zone),
         end_local=format_local(r.ends_at, zone),
         timezone=settings.timezone,
+        fee_yen=r.fee_yen,
+        payment_state=r.payment_state,
+        payment_instructions=r.payment_instructions,
+        cancel_reason=r.cancel_reason,
     )
     if r.grant is not None and r.status is ReservationStatus.APPROVED:
         g = r.grant
@@ -74,18 +96,44 @@ def citizen_status(r: ReservationView, settings: CloudSettings) -> CitizenStatus
     return out
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-def create_reservation(body: ReservationIn, svc: ServicesDep) -> ReservationCreated:
-    """Book a lock (public). Keep ``status_url``: it shows the PIN once approved."""
-    new = svc.reservations.create(
-        body.lock_id, body.name, body.email, _epoch(body.start), _epoch(body.end)
+def booking_request(body: ReservationIn, idempotency_key: str | None) -> BookingRequest:
+    """The service's request from the API body."""
+    return BookingRequest(
+        citizen_name=body.name,
+        email=body.email,
+        starts_at=_epoch(body.start),
+        ends_at=_epoch(body.end),
+        room_id=body.room_id,
+        lock_id=body.lock_id,
+        group_size=body.group_size,
+        purpose=body.purpose,
+        idempotency_key=idempotency_key,
     )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_reservation(
+    body: ReservationIn,
+    svc: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> ReservationCreated:
+    """Book a room (public). Keep ``status_url``: it shows the PIN once approved. Send an
+    ``Idempotency-Key`` header (a fresh UUID per booking) to make a retry safe: the same
+    key again answers with the first booking and ``Idempotent-Replayed: true``."""
+    new = svc.reservations.create(booking_request(body, idempotency_key))
     r = new.reservation
+    if new.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return ReservationCreated(
         id=r.id,
         status=r.status,
         access_token=new.access_token,
         status_url=svc.reservations.status_url(r.id, new.access_token),
+        fee_yen=r.fee_yen,
+        payment_state=r.payment_state,
+        payment_instructions=r.payment_instructions,
+        decided_by=r.decided_by,
     )
 
 
@@ -95,10 +143,11 @@ def list_reservations(
     svc: ServicesDep,
     _user: Manager,
     status: ReservationStatus | None = Query(default=None),  # noqa: B008 - FastAPI idiom
+    facility_id: int | None = None,
 ) -> list[ReservationOut]:
-    """Reservations, optionally of one status (manager)."""
+    """Reservations, optionally of one status or facility (manager)."""
     settings = _settings(request)
-    return [reservation_out(r, settings) for r in svc.reservations.list(status)]
+    return [reservation_out(r, settings) for r in svc.reservations.list(status, facility_id)]
 
 
 @router.get("/{reservation_id}")
@@ -111,15 +160,40 @@ def get_reservation(
 
 @router.post("/{reservation_id}/approve")
 def approve(
-    reservation_id: str, request: Request, svc: ServicesDep, _user: Manager
+    reservation_id: str, request: Request, svc: ServicesDep, user: Manager
 ) -> ReservationOut:
     """Approve a pending booking: issues the PIN, mails it, publishes the snapshot."""
-    return reservation_out(svc.reservations.approve(reservation_id), _settings(request))
+    view = svc.approvals.approve(reservation_id, by=user.username)
+    return reservation_out(view, _settings(request))
 
 
 @router.post("/{reservation_id}/reject")
 def reject(
-    reservation_id: str, request: Request, svc: ServicesDep, _user: Manager
+    reservation_id: str, request: Request, svc: ServicesDep, user: Manager
 ) -> ReservationOut:
     """Reject a pending booking (manager)."""
-    return reservation_out(svc.reservations.reject(reservation_id), _settings(request))
+    view = svc.approvals.reject(reservation_id, by=user.username)
+    return reservation_out(view, _settings(request))
+
+
+@router.post("/{reservation_id}/cancel")
+def cancel(
+    reservation_id: str, body: CancelIn, request: Request, svc: ServicesDep
+) -> ReservationOut:
+    """Cancel with a reason: the citizen with ``token`` (before the start), or a manager
+    with HTTP Basic (before the end). Revokes the PIN and refunds a paid fee."""
+    if body.token is not None:
+        view = svc.cancellations.by_citizen(reservation_id, body.token, body.reason)
+    else:
+        user = api_user(Role.MANAGER)(request)
+        view = svc.cancellations.by_manager(reservation_id, user.username, body.reason)
+    return reservation_out(view, _settings(request))
+
+
+@router.post("/{reservation_id}/payment/paid")
+def mark_paid(
+    reservation_id: str, request: Request, svc: ServicesDep, user: Manager
+) -> ReservationOut:
+    """The fee was paid at the counter: unpaid → paid (manager)."""
+    view = svc.payments.mark_paid(reservation_id, by=f"manager:{user.username}")
+    return reservation_out(view, _settings(request))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud.db.models import ReservationStatus
+from cloud.db.models import PaymentState, ReservationStatus
 from protocol.messages import SLUG_PATTERN
 
 
@@ -22,12 +24,29 @@ class LockIn(_In):
     lock_id: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(default="", max_length=200)
     pin_key: str | None = Field(default=None, description="64 hex digits; generated if left out")
+    room_id: int | None = Field(
+        default=None, description="the room whose own door this is; leave out for an entrance"
+    )
 
 
 class LockOut(BaseModel):
     lock_id: str
     name: str
     facility_id: int
+    room_id: int | None = Field(description="null: an entrance lock every room's PIN opens")
+
+
+class RoomIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    capacity: int | None = Field(default=None, ge=1, description="the largest group")
+
+
+class RoomOut(BaseModel):
+    id: int
+    facility_id: int
+    name: str
+    capacity: int | None
+    locks: list[str] = Field(description="the locks a PIN for this room opens")
 
 
 class LockCreated(LockOut):
@@ -40,12 +59,90 @@ class FacilityOut(BaseModel):
     site: str
     gateway: str
     locks: list[LockOut]
+    rooms: list[RoomOut]
+
+
+class OpeningHoursIO(_In):
+    weekday: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    opens: str = Field(description="HH:MM local time", examples=["09:00"])
+    closes: str = Field(description="HH:MM local time, up to 24:00", examples=["21:00"])
+
+
+class HoursIn(_In):
+    hours: list[OpeningHoursIO] = Field(description="a weekday left out is closed")
+
+
+class ClosedDayIO(_In):
+    day: date
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RulesIn(_In):
+    hourly_fee_yen: int = Field(ge=0)
+    min_booking_minutes: int = Field(ge=1)
+    max_booking_minutes: int = Field(ge=1)
+    lead_time_minutes: int = Field(ge=0, description="how long before the start one may book")
+    horizon_days: int = Field(ge=1, description="how many days ahead bookings open")
+    off_peak_from: str | None = Field(
+        default=None, description="HH:MM; Mon-Fri bookings inside off-peak hours auto-approve"
+    )
+    off_peak_until: str | None = None
+
+
+class RulesOut(RulesIn):
+    facility_id: int
+    payment_method: str
+    hours: list[OpeningHoursIO]
+    closed_days: list[ClosedDayIO]
+
+
+class GroupIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=320)
+
+
+class GroupOut(GroupIn):
+    id: int
+    facility_id: int
+
+
+class SlotOut(BaseModel):
+    start: int
+    end: int
+    start_local: str
+    end_local: str
+    state: str = Field(description="free, taken or unavailable")
+    reason: str = ""
+
+
+class RoomDayOut(BaseModel):
+    room_id: int
+    room: str
+    slots: list[SlotOut]
+
+
+class AvailabilityOut(BaseModel):
+    facility_id: int
+    date: date
+    timezone: str
+    open: bool
+    opens_local: str | None
+    closes_local: str | None
+    closed_reason: str
+    rooms: list[RoomDayOut]
 
 
 class ReservationIn(_In):
-    lock_id: str = Field(pattern=SLUG_PATTERN)
+    room_id: int | None = Field(default=None, description="the room to book")
+    lock_id: str | None = Field(
+        default=None,
+        pattern=SLUG_PATTERN,
+        description="instead of room_id: a lock that serves exactly one room",
+    )
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=320)
+    group_size: int = Field(default=1, ge=1, le=1000)
+    purpose: str = Field(default="", max_length=500)
     start: int | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
     end: int | AwareDatetime
 
@@ -55,6 +152,17 @@ class ReservationCreated(BaseModel):
     status: ReservationStatus
     access_token: str
     status_url: str
+    fee_yen: int
+    payment_state: PaymentState
+    payment_instructions: str
+    decided_by: str | None = Field(description="set when an auto-approval rule approved it")
+
+
+class CancelIn(_In):
+    reason: str = Field(min_length=1, max_length=500)
+    token: str | None = Field(
+        default=None, description="the citizen's status-link token; managers use HTTP Basic"
+    )
 
 
 class ReservationOut(BaseModel):
@@ -62,28 +170,41 @@ class ReservationOut(BaseModel):
     status: ReservationStatus
     facility_id: int
     facility: str
-    lock_id: str
-    lock: str
+    room_id: int
+    room: str
     name: str
     email: str
+    group_size: int
+    purpose: str
     start: int
     end: int
     start_local: str
     end_local: str
     created_at: int
+    fee_yen: int
+    payment_method: str
+    payment_state: PaymentState
+    decided_by: str | None
+    cancelled_by: str | None
+    cancel_reason: str | None
 
 
 class CitizenStatus(BaseModel):
     id: str
     status: ReservationStatus
     facility: str
-    lock: str
+    room: str
     name: str
+    group_size: int
     start: int
     end: int
     start_local: str
     end_local: str
     timezone: str
+    fee_yen: int
+    payment_state: PaymentState
+    payment_instructions: str
+    cancel_reason: str | None = None
     pin: str | None = None
     window_start: int | None = None
     window_end: int | None = None

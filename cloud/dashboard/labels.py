@@ -9,6 +9,7 @@ EVENT_LABELS: dict[str, str] = {
     LockEventKind.DENIED_WRONG_PIN: "Denied: wrong PIN",
     LockEventKind.DENIED_OUTSIDE_WINDOW: "Denied: outside the booked hours",
     LockEventKind.DENIED_LOCKED_OUT: "Denied: keypad locked out",
+    LockEventKind.DENIED_REVOKED: "Denied: cancelled offline PIN",
     LockEventKind.RELOCKED: "Relocked",
     LockEventKind.DOOR_OPENED: "Door opened",
     LockEventKind.DOOR_CLOSED: "Door closed",

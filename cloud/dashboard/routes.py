@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -12,12 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from cloud.api.deps import services
-from cloud.api.reservations import citizen_status, reservation_out
 from cloud.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
 from cloud.dashboard.labels import event_label
-from cloud.db.models import ReservationStatus, Role
-from cloud.errors import CloudError, InvalidRequestError, TooManyAttemptsError
-from cloud.localtime import format_local, slot_from_form
+from cloud.db.models import Role
+from cloud.errors import TooManyAttemptsError
+from cloud.localtime import format_local
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -29,7 +27,8 @@ router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form()]
 
 
-def _settings(request: Request) -> CloudSettings:
+def settings_of(request: Request) -> CloudSettings:
+    """The process's settings."""
     settings: CloudSettings = request.app.state.settings
     return settings
 
@@ -42,14 +41,15 @@ def page_user(request: Request) -> UserView | None:
     return None if username is None else services(request).users.get(username)
 
 
-def _require(request: Request, *roles: Role) -> UserView:
+def require(request: Request, *roles: Role) -> UserView:
+    """The logged-in user, who must hold one of ``roles``."""
     return check_role(page_user(request), frozenset(roles))
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render ``name`` with the logged-in user and the time zone in the context."""
     context.setdefault("user", page_user(request))
-    context.setdefault("timezone", _settings(request).timezone)
+    context.setdefault("timezone", settings_of(request).timezone)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
@@ -100,7 +100,7 @@ def login(
         max_age=SESSION_MAX_AGE_S,
         httponly=True,
         samesite="lax",
-        secure=_settings(request).public_url.startswith("https://"),
+        secure=settings_of(request).public_url.startswith("https://"),
     )
     return response
 
@@ -115,98 +115,15 @@ def logout() -> Response:
 
 @router.get("/")
 def index(request: Request) -> HTMLResponse:
-    """Facilities and their locks."""
+    """Facilities, their rooms and locks."""
     return render(request, "index.html", facilities=services(request).facilities.facilities())
-
-
-@router.get("/book")
-def book_page(request: Request, lock_id: str = "") -> HTMLResponse:
-    """The citizen's booking form."""
-    form = {"lock_id": lock_id, "name": "", "email": "", "day": "", "start": "", "hours": "1"}
-    return render(
-        request, "book.html", facilities=services(request).facilities.facilities(), form=form
-    )
-
-
-@router.post("/book")
-def book(
-    request: Request,
-    *,
-    lock_id: FormStr,
-    name: FormStr,
-    email: FormStr,
-    day: FormStr,
-    start: FormStr,
-    hours: FormStr,
-) -> Response:
-    """Make the booking and go to its status page; on a rule broken, show the form again."""
-    svc = services(request)
-    form = {"lock_id": lock_id, "name": name, "email": email, "day": day, "start": start}
-    form["hours"] = hours
-    try:
-        try:
-            begin, end = slot_from_form(
-                date.fromisoformat(day),
-                time.fromisoformat(start),
-                float(hours),
-                _settings(request).zone,
-            )
-        except ValueError:
-            raise InvalidRequestError(
-                "please give a date, a start time and a duration in hours"
-            ) from None
-        new = svc.reservations.create(lock_id, name, email, begin, end)
-    except CloudError as exc:
-        return render(
-            request,
-            "book.html",
-            status_code=400,
-            facilities=svc.facilities.facilities(),
-            form=form,
-            error=str(exc),
-        )
-    target = f"/r/{new.reservation.id}?token={quote(new.access_token)}"
-    return RedirectResponse(target, status_code=303)
-
-
-@router.get("/r/{reservation_id}")
-def status_page(request: Request, reservation_id: str, token: str = "") -> HTMLResponse:
-    """The citizen's status: waiting, or the PIN and its window in local time."""
-    view = services(request).reservations.for_citizen(reservation_id, token)
-    return render(request, "status.html", r=citizen_status(view, _settings(request)))
-
-
-@router.get("/manage")
-def manage(request: Request, flash: str = "") -> HTMLResponse:
-    """Pending bookings with Approve / Reject buttons (manager)."""
-    user = _require(request, Role.MANAGER)
-    pending = services(request).reservations.list(ReservationStatus.PENDING)
-    settings = _settings(request)
-    rows = [reservation_out(r, settings) for r in pending]
-    return render(request, "manage.html", user=user, pending=rows, flash=flash)
-
-
-@router.post("/manage/{reservation_id}/{action}")
-def decide(request: Request, reservation_id: str, action: str) -> Response:
-    """Approve or reject one booking, then back to the list."""
-    _require(request, Role.MANAGER)
-    reservations = services(request).reservations
-    if action == "approve":
-        r = reservations.approve(reservation_id)
-        flash = f"Approved: {r.citizen_name}, the PIN was sent"
-    elif action == "reject":
-        r = reservations.reject(reservation_id)
-        flash = f"Rejected: {r.citizen_name}"
-    else:
-        return render(request, "error.html", status_code=404, error=f"no action {action!r}")
-    return RedirectResponse(f"/manage?flash={quote(flash)}", status_code=303)
 
 
 @router.get("/locks/{lock_id}")
 def lock_page(request: Request, lock_id: str) -> HTMLResponse:
     """A lock's audit log: each event once, newest first (manager or ops)."""
-    user = _require(request, Role.MANAGER, Role.OPS)
-    svc, zone = services(request), _settings(request).zone
+    user = require(request, Role.MANAGER, Role.OPS)
+    svc, zone = services(request), settings_of(request).zone
     lock = svc.facilities.lock(lock_id)
     events = [
         {
@@ -223,8 +140,8 @@ def lock_page(request: Request, lock_id: str) -> HTMLResponse:
 @router.get("/mail")
 def mail_page(request: Request) -> HTMLResponse:
     """The demo mail outbox (ops)."""
-    user = _require(request, Role.OPS)
-    zone = _settings(request).zone
+    user = require(request, Role.OPS)
+    zone = settings_of(request).zone
     mails = [
         {
             "id": m.id,

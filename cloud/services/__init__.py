@@ -12,12 +12,17 @@ from cloud.services.access import (
     AccessService,
     NullNotifier,
 )
+from cloud.services.approvals import ApprovalService
 from cloud.services.audit import AuditService
+from cloud.services.availability import AvailabilityService
+from cloud.services.cancellations import CancellationService
 from cloud.services.enrollment import EnrollmentService
 from cloud.services.events import EventService
 from cloud.services.facilities import FacilityService
+from cloud.services.facility_rules import FacilityRulesService
 from cloud.services.gateways import GatewayService
 from cloud.services.mail import MailOutbox
+from cloud.services.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.services.reservations import ReservationService
 from cloud.services.users import UserService
 from cloud.settings import CloudSettings
@@ -29,12 +34,17 @@ class Services:
     """Every service of one cloud process, built once by :func:`build_services`."""
 
     access: AccessService
+    approvals: ApprovalService
     audit: AuditService
+    availability: AvailabilityService
+    cancellations: CancellationService
     enrollment: EnrollmentService
     events: EventService
     facilities: FacilityService
+    facility_rules: FacilityRulesService
     gateways: GatewayService
     mail: MailOutbox
+    payments: PaymentService
     reservations: ReservationService
     users: UserService
 
@@ -47,15 +57,24 @@ def build_services(
 ) -> Services:
     """Wire the services to one session factory, clock and notifier."""
     notify = notifier or NullNotifier()
+    # the one payment provider today; a card provider is added to this mapping later
+    counter = CounterPayment()
+    providers: dict[str, PaymentProvider] = {counter.method: counter}
+    booking = (sessions, clock, settings, notify, providers)
     return Services(
         access=AccessService(sessions, clock),
+        approvals=ApprovalService(*booking),
         audit=AuditService(sessions),
+        availability=AvailabilityService(sessions, clock, settings),
+        cancellations=CancellationService(*booking),
         enrollment=EnrollmentService(sessions, clock, settings),
         events=EventService(sessions, clock),
         facilities=FacilityService(sessions, clock, notify),
+        facility_rules=FacilityRulesService(sessions),
         gateways=GatewayService(sessions, clock),
         mail=MailOutbox(sessions),
-        reservations=ReservationService(sessions, clock, settings, notify),
+        payments=PaymentService(sessions, clock, providers),
+        reservations=ReservationService(*booking),
         users=UserService(sessions, clock),
     )
 

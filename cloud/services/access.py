@@ -9,7 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.models import AccessGrant, Facility, Lock, SiteAccessVersion
+from cloud.db.models import (
+    AccessGrant,
+    Facility,
+    Lock,
+    Reservation,
+    ReservationStatus,
+    SiteAccessVersion,
+)
 from protocol.clock import Clock
 from protocol.messages import AccessGrantEntry, AccessSnapshotData, LockAccess
 from protocol.pin import pin_tag
@@ -87,25 +94,32 @@ class AccessService:
                 .where(Facility.site == site, Facility.gateway == gateway)
                 .order_by(Lock.lock_id)
             ).all()
-            grants = session.scalars(
-                select(AccessGrant)
+            # a grant opens the entrance locks of its facility and its room's own locks
+            rows = session.execute(
+                select(AccessGrant, Reservation.facility_id, Reservation.room_id)
+                .join(Reservation, Reservation.id == AccessGrant.reservation_id)
                 .where(
-                    AccessGrant.lock_id.in_([lock.id for lock in locks]),
+                    Reservation.facility_id.in_({lock.facility_id for lock in locks}),
+                    Reservation.status == ReservationStatus.APPROVED,
+                    AccessGrant.revoked_at.is_(None),
                     AccessGrant.window_end > now,
                 )
                 .order_by(AccessGrant.window_start, AccessGrant.id)
             ).all()
             by_lock: dict[int, list[AccessGrantEntry]] = {lock.id: [] for lock in locks}
             keys = {lock.id: bytes.fromhex(lock.pin_key) for lock in locks}
-            for grant in grants:
-                by_lock[grant.lock_id].append(
-                    AccessGrantEntry(
-                        grant_id=grant.id,
-                        tag=pin_tag(keys[grant.lock_id], grant.pin).hex(),
-                        start=grant.window_start,
-                        end=grant.window_end,
+            for grant, facility_id, room_id in rows:
+                for lock in locks:
+                    if lock.facility_id != facility_id or lock.room_id not in (None, room_id):
+                        continue
+                    by_lock[lock.id].append(
+                        AccessGrantEntry(
+                            grant_id=grant.id,
+                            tag=pin_tag(keys[lock.id], grant.pin).hex(),
+                            start=grant.window_start,
+                            end=grant.window_end,
+                        )
                     )
-                )
             return AccessSnapshotData(
                 version=version.version,
                 locks=[LockAccess(lock_id=lock.lock_id, grants=by_lock[lock.id]) for lock in locks],

@@ -1,4 +1,10 @@
-"""Facilities (a school gym) and their locks."""
+"""Facilities (a school gym), their rooms and their locks.
+
+A room is what a citizen books (the hall, a court). A lock either belongs to the whole
+facility (``room_id`` None: the entrance every visitor passes, so every room's PIN opens
+it) or to one room (a room with its own keypad door). That is how a school gym is built:
+courts inside one hall share the entrance door, a separate room may have its own.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,26 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from cloud.db.models import Facility, Lock
+from cloud.db.models import Facility, Lock, OpeningHours, Room
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.services.access import AccessNotifier, bump_version
-from cloud.services.views import FacilityView, LockView
+from cloud.services.views import FacilityView, LockView, RoomView
 from protocol.clock import Clock
 from protocol.ids import is_slug
 
 PIN_KEY_BYTES = 32
+# a new facility is open 09:00-21:00 every day until a manager says otherwise
+DEFAULT_HOURS = (9 * 60, 21 * 60)
+_WITH_ROOMS = (selectinload(Facility.locks), selectinload(Facility.rooms))
 
 
 def _lock_view(lock: Lock) -> LockView:
-    return LockView(lock.lock_id, lock.name, lock.facility_id)
+    return LockView(lock.lock_id, lock.name, lock.facility_id, lock.room_id)
+
+
+def _room_view(room: Room, locks: list[Lock]) -> RoomView:
+    served = tuple(x.lock_id for x in locks if x.room_id in (None, room.id))
+    return RoomView(room.id, room.facility_id, room.name, room.capacity, served)
 
 
 def _facility_view(facility: Facility) -> FacilityView:
@@ -29,6 +43,7 @@ def _facility_view(facility: Facility) -> FacilityView:
         facility.site,
         facility.gateway,
         tuple(_lock_view(lock) for lock in facility.locks),
+        tuple(_room_view(room, facility.locks) for room in facility.rooms),
     )
 
 
@@ -64,15 +79,51 @@ class FacilityService:
             facility = Facility(name=name.strip(), site=site, gateway=gateway)
             session.add(facility)
             session.flush()
+            opens, closes = DEFAULT_HOURS
+            session.add_all(
+                OpeningHours(
+                    facility_id=facility.id, weekday=d, opens_minute=opens, closes_minute=closes
+                )
+                for d in range(7)
+            )
             bump_version(session, site, gateway, int(self._clock.now()))
             view = FacilityView(facility.id, facility.name, site, gateway)
         self._notifier.access_changed(site, gateway)
         return view
 
+    def add_room(self, facility_id: int, name: str, capacity: int | None = None) -> RoomView:
+        """Add a bookable room (a court, the hall); ``capacity``: the largest group."""
+        name = name.strip()
+        if not name:
+            raise InvalidRequestError("a room needs a name (e.g. 'Main hall', 'Court A')")
+        if capacity is not None and capacity < 1:
+            raise InvalidRequestError("a room's capacity is at least 1 (or leave it out)")
+        try:
+            with self._sessions.begin() as session:
+                facility = session.get(Facility, facility_id, options=_WITH_ROOMS)
+                if facility is None:
+                    raise NotFoundError(
+                        f"no facility {facility_id}; list them with GET /api/facilities"
+                    )
+                room = Room(facility_id=facility_id, name=name, capacity=capacity)
+                session.add(room)
+                session.flush()
+                return _room_view(room, facility.locks)
+        except IntegrityError:
+            raise ConflictError(
+                f"facility {facility_id} has a room called {name!r} already; pick another name"
+            ) from None
+
     def add_lock(
-        self, facility_id: int, lock_id: str, name: str, pin_key: str | None = None
+        self,
+        facility_id: int,
+        lock_id: str,
+        name: str,
+        pin_key: str | None = None,
+        room_id: int | None = None,
     ) -> tuple[LockView, str]:
-        """Register a lock; return it and its PIN key (hex, generated unless given)."""
+        """Register a lock; return it and its PIN key (hex, generated unless given).
+        ``room_id`` None: an entrance lock every room's PIN opens."""
         _check_slug("lock id", lock_id)
         key = pin_key.lower() if pin_key else secrets.token_hex(PIN_KEY_BYTES)
         if not _is_key_hex(key):
@@ -86,8 +137,19 @@ class FacilityService:
                     raise NotFoundError(
                         f"no facility {facility_id}; list them with GET /api/facilities"
                     )
+                if room_id is not None:
+                    room = session.get(Room, room_id)
+                    if room is None or room.facility_id != facility.id:
+                        raise NotFoundError(
+                            f"facility {facility_id} has no room {room_id}; leave room_id out "
+                            "for an entrance lock"
+                        )
                 lock = Lock(
-                    lock_id=lock_id, facility_id=facility.id, name=name or lock_id, pin_key=key
+                    lock_id=lock_id,
+                    facility_id=facility.id,
+                    room_id=room_id,
+                    name=name or lock_id,
+                    pin_key=key,
                 )
                 session.add(lock)
                 session.flush()
@@ -102,14 +164,14 @@ class FacilityService:
         """Every facility with its locks."""
         with self._sessions() as session:
             rows = session.scalars(
-                select(Facility).options(selectinload(Facility.locks)).order_by(Facility.id)
+                select(Facility).options(*_WITH_ROOMS).order_by(Facility.id)
             ).all()
             return [_facility_view(f) for f in rows]
 
     def facility(self, facility_id: int) -> FacilityView:
         """One facility with its locks."""
         with self._sessions() as session:
-            facility = session.get(Facility, facility_id, options=[selectinload(Facility.locks)])
+            facility = session.get(Facility, facility_id, options=_WITH_ROOMS)
             if facility is None:
                 raise NotFoundError(
                     f"no facility {facility_id}; list them with GET /api/facilities"

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
-from cloud.db.models import ReservationStatus, Role
+from cloud.db.models import PaymentState, ReservationStatus, Role
 
 
 @dataclass(frozen=True, slots=True)
 class LockView:
+    """A lock; ``room_id`` None: an entrance door every room's PIN opens."""
+
     lock_id: str
     name: str
     facility_id: int
+    room_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomView:
+    """A bookable unit of a facility, with the locks its PIN opens."""
+
+    id: int
+    facility_id: int
+    name: str
+    capacity: int | None
+    lock_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +36,68 @@ class FacilityView:
     site: str
     gateway: str
     locks: tuple[LockView, ...] = ()
+    rooms: tuple[RoomView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHoursView:
+    weekday: int
+    opens_minute: int
+    closes_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class RulesView:
+    """A facility's booking rules as a manager edits them."""
+
+    facility_id: int
+    hourly_fee_yen: int
+    min_booking_minutes: int
+    max_booking_minutes: int
+    lead_time_minutes: int
+    horizon_days: int
+    off_peak_from_minute: int | None
+    off_peak_until_minute: int | None
+    payment_method: str
+    hours: tuple[OpeningHoursView, ...] = ()
+    closed_days: tuple[tuple[date, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    id: int
+    facility_id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of one day: ``free``, ``taken`` or ``unavailable`` (with why)."""
+
+    start: int
+    end: int
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDay:
+    room_id: int
+    room_name: str
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityDay:
+    """One local day of a facility: open or not, and each room's segments."""
+
+    facility_id: int
+    day: date
+    opens_at: int | None
+    closes_at: int | None
+    closed_reason: str
+    rooms: tuple[RoomDay, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +115,27 @@ class ReservationView:
     id: str
     facility_id: int
     facility_name: str
-    lock_id: str
-    lock_name: str
+    room_id: int
+    room_name: str
     citizen_name: str
     email: str
+    group_size: int
+    purpose: str
     starts_at: int
     ends_at: int
     status: ReservationStatus
     created_at: int
+    fee_yen: int
+    payment_method: str
+    payment_state: PaymentState
+    payment_instructions: str = ""
+    decided_by: str | None = None
+    decided_at: int | None = None
+    cancelled_by: str | None = None
+    cancelled_at: int | None = None
+    cancel_reason: str | None = None
+    paid_at: int | None = None
+    refunded_at: int | None = None
     grant: GrantView | None = None
 
 
@@ -55,6 +145,7 @@ class NewReservation:
 
     reservation: ReservationView
     access_token: str = field(repr=False)
+    replayed: bool = False  # the same Idempotency-Key came again: the first booking
 
 
 @dataclass(frozen=True, slots=True)

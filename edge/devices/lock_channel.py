@@ -99,9 +99,16 @@ class LockChannel:
                 self._dispatch(frame)
 
     def fail_pending(self) -> None:
-        """Cancel every request still waiting (the line is gone)."""
+        """Fail every request still waiting with :class:`LockUnreachable` (the line is gone).
+
+        Not ``cancel()``: a scheduled sync running in its own task would see a
+        ``CancelledError`` it did not ask for.
+        """
         for _, fut in self._pending.values():
-            fut.cancel()
+            if not fut.done():
+                fut.set_exception(
+                    LockUnreachable(self.lock_id, self.transport.address, "connection lost")
+                )
         self._pending.clear()
 
     def _dispatch(self, frame: LockFrame) -> None:

@@ -1,8 +1,15 @@
-"""One coordinator per lock: owns its transport, availability, slot sync and event pull.
+"""One coordinator per lock: owns its transport, availability, when to sync, event pull.
 
-The lock wire is request/response by ``seq`` plus unsolicited WAKE frames. Events go into
-the outbox (committed, fsynced) *before* the lock is told ACK_EVENTS, so a crash between
-the two makes the lock send them again and the outbox's dedupe key drops the copy.
+When a lock is synced (the sync itself is :class:`~edge.devices.slot_loader.SlotLoader`):
+at every connection; at its scheduled full sync (:mod:`edge.sync_schedule` calls
+:meth:`LockCoordinator.scheduled_sync`); when its keypad wakes it and it holds something
+other than the stored snapshot says; and at once when a new snapshot changes a window
+that opens (or a cancelled one still open) before that next scheduled sync
+(:func:`edge.sync_policy.immediate_load_reason`). Anything else waits for the next sync,
+because waking a battery lock costs battery.
+
+The lock wire is request/response by ``seq`` plus unsolicited WAKE frames; every pass of
+the work loop drains the lock's events (:mod:`edge.devices.lock_events`).
 
 Every request is sealed with the lock's link key from the key store and every answer is
 checked (MAC, counter, bound to its request) before it counts; a forged or replayed frame
@@ -14,12 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from edge.backoff import Backoff
 from edge.config import LockLinkConfig, SyncConfig
 from edge.devices.lock_channel import LinkStats, LockChannel
+from edge.devices.lock_events import EventDrain
+from edge.devices.slot_loader import SlotLoader, SyncResult
 from edge.errors import (
     KeyStoreError,
     LockNotPaired,
@@ -32,32 +43,44 @@ from edge.errors import (
 from edge.lock_keys import AgentLink, LockKeyStore
 from edge.outbox import Outbox
 from edge.store import Store
-from edge.sync_policy import plan_slots
+from edge.sync_policy import LockState, immediate_load_reason, plan_load
 from edge.transports.base import LockTransport
-from protocol import messages, topics
-from protocol.clock import Clock, is_trusted_time
+from protocol.clock import Clock
 from protocol.errors import FrameError
-from protocol.ids import uuid7
 from protocol.lock_auth import CounterExhaustedError
 from protocol.lock_wire import (
-    ALL_SLOTS,
-    MAX_EVENTS_PER_FRAME,
     FrameType,
     LockFrame,
     LockInfo,
-    WireEvent,
-    decode_events,
-    decode_slots,
-    encode_u32,
 )
-from protocol.messages import AccessAppliedData, LockEventData, LockTelemetry, MessageType
+from protocol.messages import LockTelemetry, SyncReason
 
 log = logging.getLogger(__name__)
 
-CLOCK_TOLERANCE_S = 2.0  # below this a lock's clock is left alone (each SET_TIME is an event)
-MAX_EVENT_ROUNDS = 64  # GET_EVENTS rounds per drain, so a chatty lock cannot starve syncs
 
 Connector = Callable[[], Awaitable[LockTransport]]
+NextSync = Callable[[], float | None]
+# what goes wrong with one lock; the coordinator logs it and tries again later
+LOCK_ERRORS = (
+    LockUnreachable,
+    LockRejected,
+    LockSyncMismatch,
+    FrameError,
+    StoreError,
+    OutboxError,
+    KeyStoreError,
+    CounterExhaustedError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadDecision:
+    """What the coordinator decided when a new snapshot was stored."""
+
+    at: float
+    version: int | None
+    reason: str | None  # why the lock is loaded at once; None: it waits for its next sync
+    next_sync_at: float | None
 
 
 class LockCoordinator:
@@ -77,6 +100,7 @@ class LockCoordinator:
         clock: Clock,
         sync: SyncConfig,
         link: LockLinkConfig,
+        next_sync_at: NextSync,
     ) -> None:
         self.lock_id = lock_id
         self.site = site
@@ -89,27 +113,84 @@ class LockCoordinator:
         self.clock = clock
         self.sync_config = sync
         self.link_config = link
+        self.next_sync_at = next_sync_at
+        self.loader = SlotLoader(
+            lock_id, site=site, gateway=gateway, store=store, outbox=outbox, clock=clock
+        )
+        self.events = EventDrain(lock_id, site=site, gateway=gateway, outbox=outbox, clock=clock)
         self.stats = LinkStats()
         self.info: LockInfo | None = None
         self.clock_offset_s: float | None = None
         self.reachable = False
         self.paired: bool | None = None  # None until the key store was looked at
         self.applied_version: int | None = None
-        self.synced = asyncio.Event()  # set after each confirmed sync (tests and readiness)
+        self.synced = asyncio.Event()  # set after the first confirmed sync (readiness)
+        self.sync_count = 0
+        self.wakes = 0  # WAKE frames handled: keypad use or new events
+        self.last_sync: SyncResult | None = None
+        self.last_decision: LoadDecision | None = None
         self._wakeup = asyncio.Event()
-        self._sync_due = True
+        self._sync_due: SyncReason | None = SyncReason.CONNECT
+        self._woken = False
+        self._awake_until: float | None = None
+        self._io = asyncio.Lock()  # one exchange sequence with the lock at a time
         self._channel: LockChannel | None = None
+        self._transport: LockTransport | None = None
 
     # ------------------------------------------------------------ public
 
-    def request_sync(self) -> None:
+    def request_sync(self, reason: SyncReason = SyncReason.CHANGE) -> None:
         """Load the lock from the stored snapshot as soon as it is connected."""
-        self._sync_due = True
+        self._sync_due = reason
         self._wakeup.set()
+
+    def snapshot_stored(self) -> LoadDecision:
+        """A newer snapshot was stored: load the lock now if it cannot wait for its next
+        scheduled sync (see :func:`edge.sync_policy.immediate_load_reason`)."""
+        now = self.clock.now()
+        next_sync = self.next_sync_at()
+        try:
+            version, reason = self._immediate_load_reason(now, next_sync)
+        except StoreError as exc:
+            # cannot tell what changed: loading is the side that cannot miss a door
+            version, reason = None, f"the stored state is unreadable ({exc})"
+        self.last_decision = LoadDecision(now, version, reason, next_sync)
+        if reason is not None:
+            log.info("lock %s: loading at once: %s", self.lock_id, reason)
+            self.request_sync(SyncReason.CHANGE)
+        elif self.reachable:
+            log.info(
+                "lock %s: snapshot v%s waits for the lock's next sync in %.0f s",
+                self.lock_id,
+                version,
+                (next_sync or now) - now,
+            )
+        return self.last_decision
+
+    async def scheduled_sync(self) -> None:
+        """The periodic full sync (the scheduler's job); a lock that is away now is
+        synced in full when it reconnects."""
+        transport = self._transport
+        if transport is None or not self.reachable:
+            log.info("lock %s: scheduled sync skipped: not connected", self.lock_id)
+            return
+        try:
+            async with self._io:
+                await self._sync(transport, SyncReason.SCHEDULED)
+        except LOCK_ERRORS as exc:
+            log.warning("lock %s: scheduled sync failed: %s; retrying", self.lock_id, exc)
+            self.request_sync(SyncReason.SCHEDULED)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing owed to the lock: no sync due, no wake unhandled, no exchange running."""
+        return self._sync_due is None and not self._woken and not self._io.locked()
 
     def telemetry(self) -> LockTelemetry:
         """The lock's health as last seen."""
         info = self.info if self.reachable else None
+        last = self.last_sync
+        next_sync = self.next_sync_at()
         return LockTelemetry(
             lock_id=self.lock_id,
             reachable=self.reachable,
@@ -117,6 +198,9 @@ class LockCoordinator:
             clock_offset_s=self.clock_offset_s,
             door_open=None if info is None else info.door_open,
             locked_out=None if info is None else info.locked_out,
+            clock_drift_s=None if last is None else last.drift_s,
+            last_sync_at=None if last is None else int(last.at),
+            next_sync_at=None if next_sync is None else int(next_sync),
         )
 
     async def run(self) -> None:
@@ -131,19 +215,11 @@ class LockCoordinator:
             else:
                 try:
                     await self._session(transport, link, backoff)
-                except* (
-                    LockUnreachable,
-                    LockRejected,
-                    LockSyncMismatch,
-                    FrameError,
-                    StoreError,
-                    OutboxError,
-                    KeyStoreError,
-                    CounterExhaustedError,
-                ) as group:
+                except* LOCK_ERRORS as group:
                     self._log_down(group.exceptions[0], backoff)
                 finally:
                     self.reachable = False
+                    self._transport = None
                     if self._channel is not None:
                         self._channel.fail_pending()
                     await transport.close()
@@ -172,7 +248,7 @@ class LockCoordinator:
             stats=self.stats,
             timeout_s=self.link_config.request_timeout_s,
             retries=self.link_config.retries,
-            on_wake=self._wakeup.set,  # every pass of the work loop drains events
+            on_wake=self._on_wake,
         )
         async with asyncio.TaskGroup() as tg:
             reader = tg.create_task(self._channel.run_reader(), name=f"lock-{self.lock_id}-rx")
@@ -181,10 +257,15 @@ class LockCoordinator:
             finally:
                 reader.cancel()
 
+    def _on_wake(self) -> None:
+        # a WAKE: the keypad was used or the lock has events; it listens for a while now
+        self._woken = True
+        self._wakeup.set()
+
     async def _work(self, transport: LockTransport, backoff: Backoff) -> None:
-        loop = asyncio.get_running_loop()
         info = await self._refresh_info(transport)
         self.reachable = True
+        self._transport = transport
         backoff.reset()
         log.info(
             "lock %s: connected on %s (%s, firmware %s, %d slots)",
@@ -194,23 +275,30 @@ class LockCoordinator:
             info.firmware,
             info.slot_count,
         )
-        await self._set_time(transport)
-        self._sync_due = True  # a reconnected lock may have been swapped or reset
-        next_full_sync = loop.time()
+        self._sync_due = SyncReason.CONNECT  # a reconnected lock may have been swapped or reset
         while True:
-            if self._sync_due or loop.time() >= next_full_sync:
-                self._sync_due = False
-                next_full_sync = loop.time() + self.sync_config.full_sync_interval_s
-                await self._sync(transport)
-            else:
-                await self._refresh_info(transport)  # poll keeps battery and door fresh
-            await self._drain_events(transport)
-            timeout = min(self.sync_config.event_poll_s, max(next_full_sync - loop.time(), 0))
+            async with self._io:
+                await self._pass(transport)
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(self.sync_config.event_poll_s):
                     await self._wakeup.wait()
             self._wakeup.clear()
+
+    async def _pass(self, transport: LockTransport) -> None:
+        """One round with the lock: sync if one is due, then drain its events."""
+        woken, self._woken = self._woken, False
+        if woken:
+            self.wakes += 1
+            self._awake_until = self.clock.now() + self.sync_config.awake_s
+        reason, self._sync_due = self._sync_due, None
+        if reason is None and woken and self._differs():
+            reason = SyncReason.KEYPAD
+        if reason is not None:
+            await self._sync(transport, reason)
+        elif not woken:
+            await self._refresh_info(transport)  # the fallback poll keeps battery and door fresh
+        await self.events.drain(functools.partial(self._request, transport))
 
     # ------------------------------------------------------------ requests
 
@@ -228,113 +316,42 @@ class LockCoordinator:
         self.clock_offset_s = self.info.clock - self.clock.now()
         return self.info
 
-    async def _set_time(self, transport: LockTransport) -> None:
-        now = self.clock.now()
-        if not is_trusted_time(now):
-            # a Pi without RTC or NTP would push 1970 into every lock and break all windows
-            log.warning("agent clock is not trusted; not setting the time of lock %s", self.lock_id)
-            return
-        if self.clock_offset_s is not None and abs(self.clock_offset_s) < CLOCK_TOLERANCE_S:
-            return
-        await self._request(transport, FrameType.SET_TIME, encode_u32(int(now)), FrameType.ACK)
-        log.info("lock %s: clock was %.0f s off; set it", self.lock_id, self.clock_offset_s or 0)
-        await self._refresh_info(transport)
-
     # ------------------------------------------------------------ sync
 
-    async def _sync(self, transport: LockTransport) -> None:
+    def _immediate_load_reason(
+        self, now: float, next_sync: float | None
+    ) -> tuple[int | None, str | None]:
         stored = self.store.lock_access(self.lock_id)
-        if stored is None:
-            log.info("lock %s: no access snapshot yet; leaving its slots alone", self.lock_id)
-            return
+        if stored is None or self.info is None:
+            return None, None  # nothing to load, or never connected: it syncs on connect
         version, access = stored
-        info = await self._refresh_info(transport)
-        plan = plan_slots(access.grants, now=self.clock.now(), slot_count=info.slot_count)
-        if plan.invalid:
-            log.warning(
-                "lock %s: %d grants with non-UUID ids skipped", self.lock_id, len(plan.invalid)
-            )
-        await self._request(transport, FrameType.CLEAR_SLOT, bytes([ALL_SLOTS]), FrameType.ACK)
-        for entry in plan.entries:
-            await self._request(transport, FrameType.SET_SLOT, entry.encode_set(), FrameType.ACK)
-        reply = await self._request(transport, FrameType.GET_SLOTS, b"", FrameType.SLOTS)
-        held = {
-            (e.slot, e.start, e.end, e.grant_id)
-            for e in decode_slots(reply.payload)
-            if e.grant_id is not None
-        }
-        wanted = {(e.slot, e.start, e.end, e.grant_id) for e in plan.entries}
-        if held != wanted:
-            raise LockSyncMismatch(
-                f"lock {self.lock_id} holds {len(held)} slots after loading {len(wanted)}"
-            )
+        held = self.store.held_slots(self.lock_id)
+        plan = plan_load(access.grants, held, now=now, slot_count=self.info.slot_count)
+        state = LockState(reachable=self.reachable, awake_until=self._awake_until)
+        return version, immediate_load_reason(plan, state, next_sync, now)
+
+    def _differs(self) -> bool:
+        """Whether the lock holds something other than the stored snapshot says."""
+        stored = self.store.lock_access(self.lock_id)
+        if stored is None or self.info is None:
+            return False
+        version, access = stored
+        applied = self.store.applied(self.lock_id)
+        if applied is None or applied.version != version:
+            return True
+        held = self.store.held_slots(self.lock_id)
         now = self.clock.now()
-        self.store.set_applied(self.lock_id, version, plan.grant_ids, now)
-        self.applied_version = version
-        log.info(
-            "lock %s: loaded snapshot v%d (%d slots, %d ended, %d waiting for a slot)",
-            self.lock_id,
-            version,
-            len(plan.entries),
-            len(plan.ended),
-            len(plan.deferred),
-        )
-        data = AccessAppliedData(
-            lock_id=self.lock_id,
-            version=version,
-            grant_ids=plan.grant_ids,
-            clock_offset_s=self.clock_offset_s,
-        )
-        msg_id = uuid7(int(now * 1000))
-        try:
-            self.outbox.add(
-                topics.access_applied(self.site, self.gateway),
-                messages.make(MessageType.ACCESS_APPLIED, data, ts=now, message_id=msg_id),
-                f"applied:{self.lock_id}:{msg_id}",
-                now=now,
-            )
-        except OutboxError as exc:
-            log.error("lock %s: could not queue the applied report: %s", self.lock_id, exc)  # noqa: TRY400 - expected failure, no traceback
-        self.synced.set()
+        return not plan_load(access.grants, held, now=now, slot_count=self.info.slot_count).is_noop
 
-    # ------------------------------------------------------------ events
-
-    async def _drain_events(self, transport: LockTransport) -> None:
-        for _ in range(MAX_EVENT_ROUNDS):
-            reply = await self._request(
-                transport, FrameType.GET_EVENTS, bytes([MAX_EVENTS_PER_FRAME]), FrameType.EVENTS
-            )
-            events = decode_events(reply.payload)
-            if not events:
-                return
-            try:
-                for event in events:
-                    self._queue_event(event)
-            except (OutboxError, StoreError) as exc:
-                # not acknowledged: the lock keeps the events and we try again next poll
-                log.error(  # noqa: TRY400 - expected failure, no traceback
-                    "lock %s: could not store events, not acknowledging: %s", self.lock_id, exc
-                )
-                return
-            last = max(e.seq for e in events)
-            await self._request(transport, FrameType.ACK_EVENTS, encode_u32(last), FrameType.ACK)
-
-    def _queue_event(self, event: WireEvent) -> None:
-        now = self.clock.now()
-        data = LockEventData(
-            lock_id=self.lock_id,
-            seq=event.seq,
-            lock_ts=event.ts,
-            kind=event.kind,
-            slot=event.slot,
-            grant_id=event.grant_id,
-            value=event.value,
-        )
-        stored = self.outbox.add(
-            topics.events(self.site, self.gateway),
-            messages.make(MessageType.LOCK_EVENT, data, ts=now),
-            f"event:{self.lock_id}:{event.seq}",
-            now=now,
-        )
-        if stored:
-            log.info("lock %s: event %d %s queued", self.lock_id, event.seq, event.kind.value)
+    async def _sync(self, transport: LockTransport, reason: SyncReason) -> None:
+        self._awake_until = self.clock.now() + self.sync_config.awake_s
+        result = await self.loader.sync(functools.partial(self._request, transport), reason)
+        self.info = result.info
+        # the clock was just set: the lock is as close to ours as it can count
+        self.clock_offset_s = 0.0 if result.clock_set else result.drift_s
+        self._awake_until = result.at + self.sync_config.awake_s
+        self.last_sync = result
+        self.sync_count += 1
+        if result.version is not None:
+            self.applied_version = result.version
+            self.synced.set()

@@ -4,6 +4,10 @@ No I/O and no asyncio: keys, door movements and wire frames go in, events and fr
 out, and time comes from an injected :class:`~protocol.clock.Clock`. The state rules live
 in :mod:`firmware_sim.lock.states`; the wire requests are answered by
 :mod:`firmware_sim.lock.requests`. A pty, a BLE peripheral or a test drives the same object.
+
+The keypad takes two kinds of code, told apart by length: a slot PIN (4..10 digits) the
+gateway loaded with its window, and an offline PIN (exactly 12 digits,
+:mod:`protocol.offline_pin`) that the lock checks with its offline secret and own clock.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from firmware_sim.errors import UnknownKeyError
 from firmware_sim.lock.event_log import U16_MAX, EventLog
 from firmware_sim.lock.pairing import LockPairing, PairingRecord
 from firmware_sim.lock.requests import answer
+from firmware_sim.lock.revocations import DEFAULT_CAPACITY, OfflineRevocations
 from firmware_sim.lock.states import (
     DoorLock,
     Keypad,
@@ -33,6 +38,7 @@ from protocol.lock_wire import (
     encode_u32,
 )
 from protocol.messages import LockEventKind
+from protocol.offline_pin import OFFLINE_PIN_LEN, OfflinePinStatus, verify_offline_pin
 from protocol.pin import PIN_MAX_LEN, PIN_MIN_LEN, pin_tag
 
 KEYS = frozenset("0123456789*#")
@@ -42,6 +48,8 @@ ENTRY_TIMEOUT_S = 10.0
 FLASH_S = 3.0
 # slots reported by GET_SLOTS must fit in one frame: 1 + n * 25 <= 1024
 MAX_SLOTS = 40
+# The entry keeps one digit past the longest code, so that "too long" stays wrong.
+KEYPAD_MAX_DIGITS = max(PIN_MAX_LEN, OFFLINE_PIN_LEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,7 @@ class LockFirmware:
         event_buffer: int = 256,
         battery_pct: int = 100,
         door_held_open_s: float = 60,
+        revocation_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         if not 1 <= slot_count <= MAX_SLOTS:
             raise ValueError(f"slot_count must be 1..{MAX_SLOTS} to fit a SLOTS frame")
@@ -102,6 +111,7 @@ class LockFirmware:
         self.door_held_open_s = door_held_open_s
         self.events = EventLog(event_buffer)
         self.slots: dict[int, SlotEntry] = {}
+        self.revocations = OfflineRevocations(revocation_capacity)
         self.state = DoorLock.LOCKED_CLOSED
         self.keypad = Keypad.READY
         self.pairing = LockPairing(clock, paired)
@@ -149,12 +159,15 @@ class LockFirmware:
             digits, self._entry = self._entry, ""
             if digits:  # a lone '#' is a stray press, not an attempt
                 self._enter(digits, now)
-        elif len(self._entry) <= PIN_MAX_LEN:  # one digit past the maximum marks "too long"
+        elif len(self._entry) <= KEYPAD_MAX_DIGITS:  # one digit past the maximum: "too long"
             self._entry += key
 
     def _enter(self, digits: str, now: float) -> None:
         if self.keypad is Keypad.LOCKED_OUT:
             self._deny(LockEventKind.DENIED_LOCKED_OUT, now)
+            return
+        if len(digits) == OFFLINE_PIN_LEN:
+            self._enter_offline(digits, now)
             return
         if not PIN_MIN_LEN <= len(digits) <= PIN_MAX_LEN:
             self._wrong_pin(now)
@@ -175,16 +188,52 @@ class LockFirmware:
         if t is None or not match.start <= t < match.end:
             self._deny(LockEventKind.DENIED_OUTSIDE_WINDOW, now, match)
             return
+        self._unlock(now, slot=match.slot, grant_id=match.grant_id)
+
+    def _enter_offline(self, digits: str, now: float) -> None:
+        """An offline PIN: checked with the offline secret against the lock's own clock.
+
+        Events carry the code's short id in ``value`` (never the code) and no slot or
+        grant: the cloud maps the short id back to the grant it issued the code for.
+        """
+        secret = self.pairing.offline_secret
+        if secret is None:  # never paired: no code can be right
+            self._wrong_pin(now)
+            return
+        t = self.lock_time()
+        if t is None:
+            # without a clock no window can hold "now"; not counted as a guess, since
+            # nothing opens, and a citizen with a good code is not locked out for it
+            self._deny(LockEventKind.DENIED_OUTSIDE_WINDOW, now)
+            return
+        check = verify_offline_pin(secret, digits, t)
+        if check.id is None:
+            self._wrong_pin(now)
+            return
+        # a genuine code from here on: refusals do not count towards lockout (no guess)
+        short_id = check.id.short_id
+        if self.revocations.refuses(check.id):
+            self._deny(LockEventKind.DENIED_REVOKED, now, value=short_id)
+        elif check.status is OfflinePinStatus.OUTSIDE_WINDOW:
+            self._deny(LockEventKind.DENIED_OUTSIDE_WINDOW, now, value=short_id)
+        else:
+            self._unlock(now, value=short_id)
+
+    def _unlock(
+        self, now: float, *, slot: int | None = None, grant_id: str | None = None, value: int = 0
+    ) -> None:
         self._wrong_in_row = 0
         self._go(Trigger.PIN_ACCEPTED)
         self._relock_at = now + self.auto_lock_s
-        self._record(LockEventKind.UNLOCKED, slot=match.slot, grant_id=match.grant_id)
+        self._record(LockEventKind.UNLOCKED, slot=slot, grant_id=grant_id, value=value)
         self._flash, self._flash_until = "OPEN", now + FLASH_S
 
-    def _deny(self, kind: LockEventKind, now: float, entry: SlotEntry | None = None) -> None:
+    def _deny(
+        self, kind: LockEventKind, now: float, entry: SlotEntry | None = None, *, value: int = 0
+    ) -> None:
         slot = None if entry is None else entry.slot
         grant_id = None if entry is None else entry.grant_id
-        self._record(kind, slot=slot, grant_id=grant_id)
+        self._record(kind, slot=slot, grant_id=grant_id, value=value)
         self._flash, self._flash_until = "DENIED", now + FLASH_S
 
     def _wrong_pin(self, now: float) -> None:
@@ -242,6 +291,9 @@ class LockFirmware:
             self._record(LockEventKind.DOOR_HELD_OPEN)
         if self._entry and now - self._last_key_at >= ENTRY_TIMEOUT_S:
             self._entry = ""
+        t = self.lock_time()
+        if t is not None:
+            self.revocations.prune(t)
 
     # ----------------------------------------------------------------- other
 

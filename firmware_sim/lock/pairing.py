@@ -93,6 +93,11 @@ class LockPairing:
         """The key PIN tags are checked with; ``None`` before pairing (no PIN opens)."""
         return None if self._keys is None else self._keys.pin_key
 
+    @property
+    def offline_secret(self) -> bytes | None:
+        """The key offline PINs are checked with; ``None`` before pairing."""
+        return None if self._keys is None else self._keys.offline_secret
+
     def press_button(self) -> None:
         """Someone at the door pressed the pairing button: open the window."""
         self._window_until = self.clock.now() + PAIRING_WINDOW_S

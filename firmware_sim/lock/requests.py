@@ -28,6 +28,7 @@ from protocol.lock_wire import (
     LockFrame,
     NackCode,
     SlotEntry,
+    decode_revocations,
     decode_u32,
     encode_events,
     encode_nack,
@@ -112,6 +113,7 @@ def _pair(fw: LockFirmware, frame: LockFrame) -> LockFrame:
         return _nack(frame, NackCode.BAD_REQUEST, "PAIR time is before 2024: not trusted")
     fw.pairing.pair(request)
     fw.slots.clear()  # their tags were made with the old PIN key
+    fw.revocations.clear()  # the new offline secret already voids every old offline PIN
     fw.set_time(request.time)
     return fw.pairing.seal(LockFrame(FrameType.ACK, frame.seq))
 
@@ -174,6 +176,18 @@ def _get_slots(fw: LockFirmware, payload: bytes) -> Reply:
     return FrameType.SLOTS, encode_slots([fw.slots[s] for s in sorted(fw.slots)])
 
 
+def _revoke_offline(fw: LockFirmware, payload: bytes) -> Reply:
+    """The whole revocation list, replacing the last one; expired entries are dropped."""
+    revoked = decode_revocations(payload)
+    if not fw.revocations.replace(revoked, fw.lock_time()):
+        raise Nack(
+            NackCode.REVOCATIONS_FULL,
+            f"more than {fw.revocations.capacity} live revocations: offline PINs are "
+            "refused until a list that fits arrives",
+        )
+    return FrameType.ACK, b""
+
+
 HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
     FrameType.GET_INFO: _get_info,
     FrameType.SET_TIME: _set_time,
@@ -182,4 +196,5 @@ HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
     FrameType.GET_EVENTS: _get_events,
     FrameType.ACK_EVENTS: _ack_events,
     FrameType.GET_SLOTS: _get_slots,
+    FrameType.REVOKE_OFFLINE: _revoke_offline,
 }

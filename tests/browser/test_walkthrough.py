@@ -93,7 +93,7 @@ def test_a_citizen_books_a_manager_approves_and_the_pin_opens_the_door(
     expect(citizen.get_by_text(f"Start time ({TIMEZONE})")).to_be_visible()
     start = (datetime.now(TOKYO) + timedelta(minutes=10)).replace(second=0, microsecond=0)
     end = start + timedelta(hours=1)
-    citizen.get_by_test_id("book-lock").select_option(LOCK_ID)
+    citizen.get_by_test_id("book-room").select_option(str(stack.seed["room_id"]))
     citizen.get_by_test_id("book-name").fill(name)
     citizen.get_by_test_id("book-email").fill(email)
     citizen.get_by_test_id("book-date").fill(start.strftime("%Y-%m-%d"))

@@ -107,7 +107,13 @@ async def test_errors_are_json_with_a_hint(api: Api) -> None:
     await _book(api)
     r = await api.http.post(
         "/api/reservations",
-        json={"lock_id": "gym-a-1", "name": "H", "email": "h@x.jp", "start": TEN, "end": TEN + 60},
+        json={
+            "lock_id": "gym-a-1",
+            "name": "H",
+            "email": "h@x.jp",
+            "start": TEN,
+            "end": TEN + 1800,
+        },
     )
     assert r.status_code == 409
     assert "pick another time" in r.json()["detail"]
@@ -173,7 +179,7 @@ async def test_pages_login_manage_approve_and_audit(api: Api) -> None:
     r = await api.http.post(
         "/book",
         data={
-            "lock_id": "gym-a-1",
+            "room_id": str(api.seed.room_id),
             "name": "Hanako",
             "email": "h@example.jp",
             "day": "2027-01-15",
@@ -211,7 +217,7 @@ async def test_booking_form_shows_rule_errors(api: Api) -> None:
     r = await api.http.post(
         "/book",
         data={
-            "lock_id": "gym-a-1",
+            "room_id": str(api.seed.room_id),
             "name": "Hanako",
             "email": "h@example.jp",
             "day": "2027-01-14",

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from cloud.db import Base, make_engine, migrate
+from cloud.db import Base, make_engine, make_sessionmaker, migrate
+from cloud.db.migrate import alembic_config
+from cloud.services import build_services
+from cloud.settings import CloudSettings
+from protocol.clock import ManualClock
 from tests.support.cloud import DB_KINDS, fresh_database
 
 
@@ -28,3 +33,68 @@ def test_upgrade_head_matches_the_models(kind: str, tmp_path: Path) -> None:
             engine.dispose()
     assert set(Base.metadata.tables) <= tables
     assert "alembic_version" in tables
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_0003_gives_each_lock_a_room_and_keeps_bookings_and_grants(
+    kind: str, tmp_path: Path
+) -> None:
+    with fresh_database(kind, tmp_path) as url:
+        command.upgrade(alembic_config(url), "0002")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO facilities (id, name, site, gateway) "
+                        "VALUES (1, 'Gym', 'g', 'gw')"
+                    )
+                )
+                for i, lock in ((1, "door-1"), (2, "door-2")):
+                    conn.execute(
+                        text(
+                            "INSERT INTO locks (id, lock_id, facility_id, name, pin_key) "
+                            "VALUES (:i, :lock, 1, 'Door', :key)"
+                        ),
+                        {"i": i, "lock": lock, "key": "ab" * 32},
+                    )
+                conn.execute(
+                    text(
+                        "INSERT INTO reservations (id, facility_id, lock_id, citizen_name, email, "
+                        "starts_at, ends_at, status, access_token, created_at) VALUES "
+                        "('r1', 1, 2, 'Taro', 't@x.jp', 2000, 3000, 'approved', 'tok', 1)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO access_grants (id, reservation_id, lock_id, pin, "
+                        "window_start, window_end, created_at) "
+                        "VALUES ('g1', 'r1', 2, '482913', 1000, 4000, 1)"
+                    )
+                )
+            migrate(url)
+            with engine.connect() as conn:
+                rooms = conn.execute(text("SELECT id, name FROM rooms ORDER BY id")).all()
+                locks = {
+                    str(lock): int(room)
+                    for lock, room in conn.execute(text("SELECT lock_id, room_id FROM locks"))
+                }
+                room_of_r1 = conn.execute(text("SELECT room_id FROM reservations")).scalar_one()
+                hours = conn.execute(text("SELECT count(*) FROM opening_hours")).scalar_one()
+                payment = conn.execute(text("SELECT payment_state FROM reservations")).scalar_one()
+        finally:
+            engine.dispose()
+        # same-named locks get distinct rooms; the booking stays on its lock's room
+        assert [name for _, name in rooms] == ["Door", "Door (door-2)"]
+        assert room_of_r1 == locks["door-2"] != locks["door-1"]
+        assert (hours, payment) == (7, "unpaid")
+        engine = make_engine(url)
+        try:
+            svc = build_services(
+                make_sessionmaker(engine), ManualClock(1500), CloudSettings(dev=True)
+            )
+            snap = svc.access.snapshot("g", "gw")
+        finally:
+            engine.dispose()
+        grants = {lock.lock_id: [g.grant_id for g in lock.grants] for lock in snap.locks}
+        assert grants == {"door-1": [], "door-2": ["g1"]}

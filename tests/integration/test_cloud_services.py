@@ -15,6 +15,7 @@ from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.models import LockEvent, ReservationStatus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.services import Services, build_services
+from cloud.services.reservations import BookingRequest
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind
@@ -59,10 +60,11 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         engine.dispose()
 
 
-def book(w: World, start: int, end: int, name: str = "Taro Yamada") -> str:
-    return w.svc.reservations.create(
-        w.seed.lock_id, name, "taro@example.jp", start, end
-    ).reservation.id
+def book(
+    w: World, start: int, end: int, name: str = "Taro Yamada", email: str = "taro@example.jp"
+) -> str:
+    req = BookingRequest(name, email, start, end, lock_id=w.seed.lock_id)
+    return w.svc.reservations.create(req).reservation.id
 
 
 def test_booking_that_ends_before_it_starts_is_refused(world: World) -> None:
@@ -80,24 +82,26 @@ def test_overlapping_booking_is_refused_with_the_slot_in_local_time(world: World
     first = book(world, TEN, TEN + HOUR)
     with pytest.raises(ConflictError, match=r"overlaps a pending booking.*pick another time"):
         book(world, TEN + 1800, TEN + 2 * HOUR)
-    world.svc.reservations.approve(first)
+    world.svc.approvals.approve(first, by="manager")
     with pytest.raises(
         ConflictError,
         match="the slot 10:00\u201311:00 on 2027-01-15 overlaps an approved booking",
     ):
-        book(world, TEN, TEN + HOUR, name="Hanako")
+        book(world, TEN, TEN + HOUR, name="Hanako", email="hanako@example.jp")
     book(world, TEN + HOUR, TEN + 2 * HOUR)  # back to back is fine
 
 
 def test_unknown_lock(world: World) -> None:
     with pytest.raises(NotFoundError, match="no lock 'nope'"):
-        world.svc.reservations.create("nope", "A", "a@example.jp", TEN, TEN + HOUR)
+        world.svc.reservations.create(
+            BookingRequest("A", "a@example.jp", TEN, TEN + HOUR, lock_id="nope")
+        )
 
 
 def test_approve_issues_a_pin_with_margins_mails_it_and_notifies(world: World) -> None:
     rid = book(world, TEN, TEN + HOUR)
     world.notified.clear()
-    approved = world.svc.reservations.approve(rid)
+    approved = world.svc.approvals.approve(rid, by="manager")
     grant = approved.grant
     assert approved.status is ReservationStatus.APPROVED
     assert grant is not None
@@ -112,7 +116,7 @@ def test_approve_issues_a_pin_with_margins_mails_it_and_notifies(world: World) -
     assert f"PIN: {grant.pin}" in mail.body
     assert "Valid from 2027-01-15 09:45 to 2027-01-15 11:15 (Asia/Tokyo)" in mail.body
     with pytest.raises(ConflictError, match="is approved; only a pending one can be approved"):
-        world.svc.reservations.approve(rid)
+        world.svc.approvals.approve(rid, by="manager")
 
 
 def test_overlapping_windows_on_one_lock_get_different_pins(world: World) -> None:
@@ -120,7 +124,7 @@ def test_overlapping_windows_on_one_lock_get_different_pins(world: World) -> Non
     pins = set()
     for i in range(8):
         rid = book(world, TEN + i * HOUR, TEN + (i + 1) * HOUR, name=f"citizen {i}")
-        grant = world.svc.reservations.approve(rid).grant
+        grant = world.svc.approvals.approve(rid, by="manager").grant
         assert grant is not None
         pins.add(grant.pin)
     assert len(pins) == 8
@@ -130,7 +134,7 @@ def test_snapshot_carries_tags_not_pins_and_grows_its_version(world: World) -> N
     before = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
     assert [lock.lock_id for lock in before.locks] == [world.seed.lock_id]
     assert before.locks[0].grants == []
-    grant = world.svc.reservations.approve(book(world, TEN, TEN + HOUR)).grant
+    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
     assert grant is not None
     after = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
     assert after.version > before.version
@@ -169,7 +173,7 @@ def test_batch_ingest_skips_what_is_known_and_duplicates_within_the_batch(world:
 
 
 def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:
-    grant = world.svc.reservations.approve(book(world, TEN, TEN + HOUR)).grant
+    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
     assert grant is not None
     world.svc.events.ingest_batch([_event(7, grant.id), _event(8), _event(7, grant.id)])
     entries = world.svc.audit.events("gym-a-1")

@@ -121,11 +121,13 @@ async def test_ble_and_missing_state_dir_say_what_to_do(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
         "--ble", "AA:BB:CC:DD:EE:FF", "--id", LOCK, "--state-dir", str(tmp_path),
+        "--hci", "tcp-client:127.0.0.1:1",  # no BLE radio (hub) listens there
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    assert "BLE pairing arrives with the BLE transport" in err.decode()
+    assert "did not open" in err.decode()
+    assert "check [ble] hci" in err.decode()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "provisioning.cli", "provision", "lock", "pair",
         "--serial", "/dev/ttyUSB0", "--id", LOCK,

@@ -53,11 +53,9 @@ def test_pty_is_driven_like_serial(tmp_path: Path) -> None:
         ('[[locks]]\nid = "l1"\ntransport = "usb:/dev/x"\n', "locks[0].transport", "unknown"),
         ('[[locks]]\nid = "l1"\ntransport = "/dev/ttyUSB0"\n', "locks[0].transport", "kind:"),
         ('[[locks]]\nid = "l1"\ntransport = "serial:ttyUSB0"\n', "locks[0].transport", "absolute"),
-        (
-            '[[locks]]\nid = "l1"\ntransport = "ble:AA:BB:CC:DD:EE:FF"\n',
-            "locks[0].transport",
-            "not supported yet",
-        ),
+        ('[[locks]]\nid = "l1"\ntransport = "ble:AA:BB:CC"\n', "locks[0].transport", "AA:BB"),
+        ('[ble]\nhci = "hci0"\n', "ble.hci", "neither"),
+        ('[ble]\nown_address = "F1"\n', "ble.own_address", "AA:BB"),
         ('[[locks]]\nid = "Lock 1"\ntransport = "serial:/dev/x"\n', "locks[0].id", "pattern"),
         (
             '[[locks]]\nid = "a"\ntransport = "serial:/dev/x"\n'
@@ -95,3 +93,15 @@ def test_not_toml(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_ble_locks_and_their_radio(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + '[[locks]]\nid = "l1"\ntransport = "ble:F0:F0:F0:F0:F0:02"\n'
+        + '[ble]\nhci = "tcp-client:127.0.0.1:9100"\n'
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.locks[0].spec.kind is TransportKind.BLE
+    assert (config.ble.hci, config.has_ble_locks) == ("tcp-client:127.0.0.1:9100", True)
+    assert load_config(write(tmp_path, MINIMAL)).ble.hci == "bleak"  # the Pi's default

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.pin import PinError, PinWindow, generate_pin, is_trivial, pin_tag
+from protocol.offline_pin import OFFLINE_PIN_LEN
+from protocol.pin import (
+    PIN_MAX_LEN,
+    PIN_MIN_LEN,
+    PinError,
+    PinWindow,
+    generate_pin,
+    is_trivial,
+    pin_tag,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,7 +30,7 @@ def test_ordinary_pins(pin: str) -> None:
     assert not is_trivial(pin)
 
 
-@given(st.integers(4, 12))
+@given(st.integers(PIN_MIN_LEN, PIN_MAX_LEN))
 def test_generated_pins_are_never_trivial(length: int) -> None:
     pin = generate_pin(length)
     assert len(pin) == length
@@ -49,10 +58,17 @@ def test_tag_depends_on_the_lock_key_and_the_pin() -> None:
     assert len(pin_tag(a, "482913")) == 16
 
 
-@pytest.mark.parametrize("bad", ["12a4", "123", "1" * 13, "", "١٢٣٤"])
+@pytest.mark.parametrize("bad", ["12a4", "123", "1" * 11, "1" * 12, "1" * 13, "", "١٢٣٤"])
 def test_tag_refuses_malformed_pins(bad: str) -> None:
     with pytest.raises(PinError):
         pin_tag(b"k" * 32, bad)
+
+
+def test_a_slot_pin_is_always_shorter_than_an_offline_pin() -> None:
+    # the keypad tells the two apart by length alone
+    assert PIN_MAX_LEN < OFFLINE_PIN_LEN
+    with pytest.raises(PinError):
+        generate_pin(OFFLINE_PIN_LEN)
 
 
 def test_window_with_margins() -> None:

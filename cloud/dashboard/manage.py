@@ -1,0 +1,80 @@
+"""The facility manager's pages: the approval queue, upcoming bookings with their
+payment, cancelling with a reason."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from cloud.api.deps import services
+from cloud.api.reservations import reservation_out
+from cloud.dashboard.routes import render, require, settings_of
+from cloud.db.models import ReservationStatus, Role
+from cloud.errors import CloudError
+from protocol.clock import Clock
+
+router = APIRouter(include_in_schema=False)
+
+
+def _back(flash: str) -> Response:
+    return RedirectResponse(f"/manage?flash={quote(flash)}", status_code=303)
+
+
+@router.get("/manage")
+def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
+    """Pending bookings to approve or reject; approved ones to come, to mark paid or
+    cancel (manager)."""
+    user = require(request, Role.MANAGER)
+    svc, settings = services(request), settings_of(request)
+    clock: Clock = request.app.state.clock
+    pending = svc.reservations.list(ReservationStatus.PENDING)
+    upcoming = [
+        r for r in svc.reservations.list(ReservationStatus.APPROVED) if r.ends_at > clock.now()
+    ]
+    return render(
+        request,
+        "manage.html",
+        user=user,
+        pending=[reservation_out(r, settings) for r in pending],
+        upcoming=[reservation_out(r, settings) for r in upcoming],
+        flash=flash,
+        error=error,
+    )
+
+
+@router.post("/manage/{reservation_id}/approve")
+def approve(request: Request, reservation_id: str) -> Response:
+    """Approve one booking, then back to the list."""
+    user = require(request, Role.MANAGER)
+    r = services(request).approvals.approve(reservation_id, by=user.username)
+    return _back(f"Approved: {r.citizen_name}, the PIN was sent")
+
+
+@router.post("/manage/{reservation_id}/reject")
+def reject(request: Request, reservation_id: str) -> Response:
+    """Reject one booking, then back to the list."""
+    user = require(request, Role.MANAGER)
+    r = services(request).approvals.reject(reservation_id, by=user.username)
+    return _back(f"Rejected: {r.citizen_name}")
+
+
+@router.post("/manage/{reservation_id}/paid")
+def mark_paid(request: Request, reservation_id: str) -> Response:
+    """Record the fee as paid at the counter."""
+    user = require(request, Role.MANAGER)
+    r = services(request).payments.mark_paid(reservation_id, by=f"manager:{user.username}")
+    return _back(f"Paid: {r.citizen_name}, \u00a5{r.fee_yen:,}")
+
+
+@router.post("/manage/{reservation_id}/cancel")
+def cancel(request: Request, reservation_id: str, reason: Annotated[str, Form()] = "") -> Response:
+    """Cancel a booking with a reason: the PIN stops working, a paid fee is refunded."""
+    user = require(request, Role.MANAGER)
+    try:
+        r = services(request).cancellations.by_manager(reservation_id, user.username, reason)
+    except CloudError as exc:
+        return RedirectResponse(f"/manage?error={quote(str(exc))}", status_code=303)
+    return _back(f"Cancelled: {r.citizen_name}")
