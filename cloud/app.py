@@ -10,11 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from cloud.api import enrollment, facilities, facility_rules, ops, reservations
+from cloud.api import enrollment, facilities, facility_rules, notifications, ops, reservations
 from cloud.auth import AuthError, SessionSigner
 from cloud.dashboard import booking as booking_pages
 from cloud.dashboard import facility_admin as facility_pages
 from cloud.dashboard import manage as manage_pages
+from cloud.dashboard import notifications_pages
 from cloud.dashboard import routes as pages
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import (
@@ -27,6 +28,7 @@ from cloud.errors import (
 )
 from cloud.mqtt_bridge import MqttBridge
 from cloud.services import AccessChangeRelay, build_services
+from cloud.services.notifications_jobs import NotificationJobs
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
 from protocol.errors import DenenError
@@ -72,7 +74,8 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
-    """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge."""
+    """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge and the
+    notification jobs (mail delivery, reminders, no-shows, surveys)."""
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -81,15 +84,18 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     bridge = MqttBridge(settings, services, clock) if settings.mqtt_enabled else None
     if bridge is not None:
         relay.attach(bridge.access_changed)
+    jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings.database_url)
         if bridge is not None:
             await bridge.start()
+        await jobs.start()
         try:
             yield
         finally:
+            await jobs.stop()
             if bridge is not None:
                 await bridge.stop()
             engine.dispose()
@@ -101,6 +107,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.services = services
     app.state.bridge = bridge
+    app.state.jobs = jobs
     app.state.signer = SessionSigner(settings.secret_key)
     app.add_exception_handler(DenenError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -114,6 +121,8 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
         booking_pages.router,
         manage_pages.router,
         facility_pages.router,
+        notifications.router,
+        notifications_pages.router,
     ):
         app.include_router(router)
     return app

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import Facility, Lock, OpeningHours, Role, Room, User
 from cloud.services.access import bump_version
+from cloud.services.facilities import check_offline_secret
 from cloud.services.users import generate_password, hash_password
 from protocol.clock import Clock, SystemClock
 
@@ -58,12 +59,14 @@ def seed_demo(
     room_name: str = "Main hall",
     hourly_fee_yen: int = 600,
     pin_key: str | None = None,
+    offline_secret: str | None = None,
     users: dict[str, Role] | None = None,
     clock: Clock | None = None,
 ) -> DemoSeed:
     """Create a facility with one room behind one entrance lock (``pin_key`` hex, random
-    unless given) and users with generated passwords (default ``manager`` and ``ops``).
-    The facility is open around the clock with no lead time, so the demo and the
+    unless given; ``offline_secret`` hex from the lock's pairing, none unless given: then
+    the lock gets no offline PINs) and users with generated passwords (default ``manager``
+    and ``ops``). The facility is open around the clock with no lead time, so the demo and the
     end-to-end tests can book "in ten minutes" at any hour; rules are edited by the API.
 
     Flushes but does not commit: the caller owns the transaction
@@ -89,7 +92,15 @@ def seed_demo(
     )
     room = Room(facility_id=facility.id, name=room_name)
     session.add(room)
-    session.add(Lock(lock_id=lock_id, facility_id=facility.id, name=lock_name, pin_key=key))
+    session.add(
+        Lock(
+            lock_id=lock_id,
+            facility_id=facility.id,
+            name=lock_name,
+            pin_key=key,
+            offline_secret=check_offline_secret(offline_secret),
+        )
+    )
     seeded: dict[str, SeededUser] = {}
     for username, role in (users or {"manager": Role.MANAGER, "ops": Role.OPS}).items():
         password = generate_password()

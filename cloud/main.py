@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("--name", default="")
     lock.add_argument("--pin-key", default=None, help="64 hex digits; generated if left out")
     lock.add_argument(
+        "--offline-secret",
+        default=None,
+        help="64 hex digits from the pairing file (ID.cloud.json); without it the lock "
+        "gets no offline PINs",
+    )
+    lock.add_argument(
         "--room", type=int, default=None, help="the room whose own door it is (default: entrance)"
     )
     token = sub.add_parser(
@@ -60,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--gateway", default="gw-1")
     seed.add_argument("--lock", default="gym-a-1")
     seed.add_argument("--pin-key", default=None)
+    seed.add_argument("--offline-secret", default=None)
     return parser
 
 
@@ -91,7 +98,12 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
             return f"room {added.id}: {added.name} (facility {added.facility_id})"
         if args.command == "add-lock":
             lock, key = svc.facilities.add_lock(
-                args.facility, args.lock_id, args.name, args.pin_key, args.room
+                args.facility,
+                args.lock_id,
+                args.name,
+                args.pin_key,
+                args.room,
+                offline_secret=args.offline_secret,
             )
             return f"lock {lock.lock_id} registered; pin_key (pair the lock with it): {key}"
         if args.command == "create-enrollment-token":
@@ -113,6 +125,7 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
                 gateway=args.gateway,
                 lock_id=args.lock,
                 pin_key=args.pin_key,
+                offline_secret=args.offline_secret,
             )
         return json.dumps(
             {

@@ -1,5 +1,6 @@
-"""The cloud's MQTT side: lock events in (batched into the DB), gateway status and applied
-versions in, retained access snapshots out. Reconnects with capped, fully jittered backoff.
+"""The cloud's MQTT side: lock events in (batched into the DB), gateway status, applied
+versions and telemetry in, retained access snapshots out. Reconnects with capped, fully
+jittered backoff.
 
 At least once, end to end: a QoS 1 delivery is acknowledged (PUBACK) only after the
 transaction holding it committed. Until then the broker keeps it in the cloud's persistent
@@ -52,6 +53,7 @@ from protocol.messages import (
     LockEventData,
     MessageType,
     StatusData,
+    TelemetryData,
     make,
     parse,
 )
@@ -59,7 +61,7 @@ from protocol.topics import Channel, GatewayTopic
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (Channel.EVENTS, Channel.STATUS, Channel.ACCESS_APPLIED)
+SUBSCRIPTIONS = (Channel.EVENTS, Channel.STATUS, Channel.ACCESS_APPLIED, Channel.TELEMETRY)
 RECEIVE_MAXIMUM_LIMIT = 65_535  # the largest value MQTT 5 can express
 
 Delivery = tuple[int, int, str | None, bytes | bytearray]
@@ -179,6 +181,7 @@ class _Sorted:
     events: list[LockEventData] = field(default_factory=list)
     statuses: list[tuple[GatewayTopic, StatusData]] = field(default_factory=list)
     applied: list[AccessAppliedData] = field(default_factory=list)
+    telemetry: list[tuple[GatewayTopic, TelemetryData]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4096)
@@ -355,6 +358,8 @@ class MqttBridge:
                 out.statuses.append((where, data))
             elif where.channel is Channel.ACCESS_APPLIED and isinstance(data, AccessAppliedData):
                 out.applied.append(data)
+            elif where.channel is Channel.TELEMETRY and isinstance(data, TelemetryData):
+                out.telemetry.append((where, data))
             else:
                 self._drop(topic, ProtocolError(f"a {kind.value} message on this channel"))
         self.stats.events_received += len(out.events)
@@ -387,6 +392,9 @@ class MqttBridge:
             self._try_db(self._services.gateways.update_status, where.site, where.gateway, status)
         for applied in parsed.applied:
             self._try_db(self._services.gateways.record_applied, applied)
+        latest = {(where.site, where.gateway): data for where, data in parsed.telemetry}
+        for (site, gateway), telemetry in latest.items():
+            self._try_db(self._services.gateways.record_telemetry, site, gateway, telemetry)
         return self._services.events.ingest_batch(parsed.events)
 
     @staticmethod

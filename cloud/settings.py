@@ -47,10 +47,32 @@ class CloudSettings(BaseSettings):
     pin_margin_before_s: int = Field(default=900, ge=0)
     pin_margin_after_s: int = Field(default=900, ge=0)
     pin_length: int = Field(default=6, ge=4, le=12)
+    # Offline PINs (docs/offline-pins.md): issued instead of a slot PIN when the site's
+    # gateway is offline, or has not been heard from for gateway_silent_after_s (0: never
+    # judged by silence), or the lock cannot be loaded before the window starts
+    offline_pins_enabled: bool = True
+    offline_pin_max_hours: int = Field(default=24, ge=1, le=72)
+    gateway_silent_after_s: int = Field(default=0, ge=0)
     timezone: str = "Asia/Tokyo"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = Field(default="", repr=False)
     dev: bool = False
+    # Mail delivery over SMTP; no host: mails stay in the outbox (the demo's /mail page)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = "Denen <no-reply@denen.invalid>"
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    mail_poll_s: float = Field(default=10.0, gt=0)
+    mail_retry_base_s: int = Field(default=30, ge=1)
+    mail_retry_cap_s: int = Field(default=3600, ge=1)
+    # Reminders, no-shows and the post-visit survey (a periodic job in every worker)
+    notifications_enabled: bool = True
+    notifications_poll_s: float = Field(default=60.0, gt=0)
+    reminder_lead_s: int = Field(default=24 * 3600, ge=0)
+    survey_delay_s: int = Field(default=3600, ge=0)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> CloudSettings:
@@ -81,6 +103,8 @@ class CloudSettings(BaseSettings):
             raise ValueError(
                 "set both DENEN_CLOUD_CA_CERT_PATH and DENEN_CLOUD_CA_KEY_PATH, or neither"
             )
+        if self.smtp_username is not None and self.smtp_password is None:
+            raise ValueError("DENEN_CLOUD_SMTP_USERNAME needs DENEN_CLOUD_SMTP_PASSWORD too")
         return self
 
     @property

@@ -8,6 +8,9 @@
     denen-sim lock --id gym-a-2 --ble-hci tcp-client:127.0.0.1:9100 \\
         --ble-address F0:F0:F0:F0:F0:02 [--state-file gym-a-2.json]
 
+    denen-sim display --id clinic-a-disp-1 --link /tmp/disp-1 --control-port 8110
+    denen-sim card-reader --id clinic-a-kiosk-1 --link /tmp/kiosk-1 --control-port 8120
+
 With ``--ble-hci`` the ``--id`` lock is a BLE GATT peripheral (bumble) instead of a pty:
 the hub is the shared virtual air, and the agent reaches the lock through it with
 ``[ble] hci = "tcp-client:127.0.0.1:9100"``. Its BLE pairing passkey shows on its display.
@@ -38,6 +41,7 @@ from pathlib import Path
 import uvicorn
 
 from firmware_sim.ble_hub import BleHub
+from firmware_sim.clinic_cli import add_clinic_parsers, serve_clinic_device
 from firmware_sim.control import create_app
 from firmware_sim.errors import SimulatorError
 from firmware_sim.lock.ble_host import LockBleHost, bond_file_for
@@ -109,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub = devices.add_parser("ble-hub", help="a virtual BLE radio that BLE devices share")
     hub.add_argument("--host", default="127.0.0.1")
     hub.add_argument("--port", type=int, default=9100, help="TCP port for HCI clients")
+    add_clinic_parsers(devices)  # display, card-reader
     return parser
 
 
@@ -228,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.device == "ble-hub":
             asyncio.run(serve_hub(args))
+        elif args.device in ("display", "card-reader"):
+            asyncio.run(serve_clinic_device(args))
         else:
             asyncio.run(serve_locks(lock_specs(args), args))
     except SimulatorError as exc:

@@ -11,15 +11,25 @@ import json
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from protocol.errors import MessageError
 from protocol.ids import SLUG_RE, uuid7
+from protocol.offline_pin import OfflinePinId
 
 PROTOCOL_VERSION = 1
 Slug = str  # validated with SLUG_PATTERN where it is a field
 SLUG_PATTERN = SLUG_RE.pattern
 HEX_TAG_PATTERN = r"^[0-9a-f]{32}$"
+OFFLINE_ID_PATTERN = r"^[0-9a-f]{12}$"
 
 
 class _Model(BaseModel):
@@ -112,9 +122,56 @@ class AccessGrantEntry(_Model):
     end: int = Field(ge=0, lt=2**32)
 
 
+class RevokedOffline(_Model):
+    """A cancelled offline PIN on a lock's revocation list (:mod:`protocol.offline_pin`).
+
+    ``id`` is the code's id as the 6 bytes of a ``REVOKE_OFFLINE`` entry, in hex:
+    ``start_hour`` u32, ``hours`` u8, ``nonce`` u8. Not secret; the code is never sent."""
+
+    id: str = Field(pattern=OFFLINE_ID_PATTERN)
+    expires_at: int = Field(ge=0, description="when no lock accepts the code any more")
+
+    @classmethod
+    def of(cls, pid: OfflinePinId) -> RevokedOffline:
+        """The entry for ``pid``."""
+        raw = pid.start_hour.to_bytes(4, "big") + bytes([pid.hours, pid.nonce])
+        return cls(id=raw.hex(), expires_at=pid.expires_at)
+
+    def pin_id(self) -> OfflinePinId:
+        """The code's id; raises :class:`~protocol.offline_pin.OfflinePinError` (a
+        ``ValueError``) for fields outside the scheme."""
+        raw = bytes.fromhex(self.id)
+        return OfflinePinId(int.from_bytes(raw[:4], "big"), raw[4], raw[5])
+
+
+def _drop_defaults(
+    model: BaseModel, handler: SerializerFunctionWrapHandler, names: tuple[str, ...]
+) -> dict[str, Any]:
+    # fields added after v1 shipped stay off the wire while they hold their default, so a
+    # peer that forbids unknown fields keeps reading what it read before
+    out: dict[str, Any] = handler(model)
+    for name in names:
+        if name in out and getattr(model, name) == type(model).model_fields[name].get_default(
+            call_default_factory=True
+        ):
+            del out[name]
+    return out
+
+
 class LockAccess(_Model):
     lock_id: str = Field(pattern=SLUG_PATTERN)
     grants: list[AccessGrantEntry] = Field(default_factory=list)
+    revoked_offline: list[RevokedOffline] = Field(
+        default_factory=list,
+        description="cancelled offline PINs that have not expired: the lock's whole "
+        "revocation list, sent with REVOKE_OFFLINE at every sync (left out when empty)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialize(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        return _drop_defaults(self, handler, ("revoked_offline",))
 
 
 class AccessSnapshotData(_Model):
@@ -157,6 +214,24 @@ class AccessAppliedData(_Model):
         default=None, description="whether the agent set the lock's clock during this sync"
     )
     reason: SyncReason | None = None
+    revocations: int | None = Field(
+        default=None,
+        ge=0,
+        description="live entries of the revocation list sent with REVOKE_OFFLINE in this "
+        "sync (left out: none sent)",
+    )
+    revocation_error: str | None = Field(
+        default=None,
+        max_length=200,
+        description="why the lock refused the revocation list (e.g. revocations_full: it "
+        "refuses every offline PIN until a list that fits arrives); left out: no error",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialize(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        return _drop_defaults(self, handler, ("revocations", "revocation_error"))
 
 
 DATA_MODELS: dict[MessageType, type[_Model]] = {

@@ -304,7 +304,8 @@ class LocalStack:
         path = self.workdir / "seed.json"
         if not path.exists():
             cloud_file = self.agent_state / "locks" / f"{LOCK_ID}.cloud.json"
-            pin_key = json.loads(cloud_file.read_text())["pin_key"]
+            paired = json.loads(cloud_file.read_text())
+            pin_key, offline_secret = paired["pin_key"], paired["offline_secret"]
             out = subprocess.run(  # noqa: S603 - our own console entry point
                 self._python(
                     "cloud.main",
@@ -317,6 +318,8 @@ class LocalStack:
                     LOCK_ID,
                     "--pin-key",
                     pin_key,
+                    "--offline-secret",
+                    offline_secret,
                 ),
                 env=self._cloud_env(),
                 capture_output=True,

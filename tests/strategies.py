@@ -6,6 +6,7 @@ import uuid
 
 from hypothesis import strategies as st
 
+from protocol import display_wire as dw
 from protocol.lock_wire import (
     MAC_LEN,
     MAX_EVENTS_PER_FRAME,
@@ -18,6 +19,7 @@ from protocol.lock_wire import (
     WireEvent,
 )
 from protocol.messages import LockEventKind
+from protocol.patient_card import PatientCardNumber
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -67,3 +69,94 @@ wire_events = st.builds(
 )
 
 event_lists = st.lists(wire_events, max_size=MAX_EVENTS_PER_FRAME)
+
+
+# ------------------------------------------------------------------ clinic display
+
+tickets = st.from_regex(dw.TICKET_RE, fullmatch=True)
+# printable text (Japanese included) that fits a byte bound
+printable = st.characters(categories=["L", "N", "P", "S", "Zs"])
+room_labels = st.text(printable, min_size=1, max_size=5).filter(
+    lambda r: len(r.encode()) <= dw.ROOM_MAX_BYTES and r.isprintable()
+)
+announcement_text = st.text(printable, max_size=80).filter(
+    lambda t: len(t.encode()) <= dw.ANNOUNCEMENT_MAX_BYTES and t.isprintable()
+)
+names = st.text(printable, max_size=12).filter(
+    lambda t: len(t.encode()) <= dw.TEXT_MAX_BYTES and t.isprintable()
+)
+
+display_frames = st.builds(
+    dw.DisplayFrame,
+    type=st.sampled_from(dw.DisplayFrameType),
+    seq=u16,
+    payload=st.binary(max_size=dw.MAX_PAYLOAD),
+    key_id=u8,
+    counter=u32,
+    mac=st.binary(min_size=dw.MAC_LEN, max_size=dw.MAC_LEN),
+)
+
+room_calls = st.builds(dw.RoomCall, room=room_labels, number=tickets, call_seq=u16)
+
+calls = st.builds(
+    dw.Calls,
+    rooms=st.lists(room_calls, max_size=dw.MAX_ROOMS, unique_by=lambda c: c.room).map(tuple),
+    next_numbers=st.lists(tickets, max_size=dw.MAX_NEXT).map(tuple),
+)
+
+announcements = st.builds(
+    dw.Announcement,
+    text=announcement_text,
+    level=st.sampled_from(dw.AnnouncementLevel),
+    expires_at=u32,
+)
+
+standby_schedules = st.builds(
+    dw.StandbySchedule,
+    on_minute=st.integers(0, dw.MINUTES_PER_DAY - 1),
+    off_minute=st.integers(0, dw.MINUTES_PER_DAY - 1),
+    utc_offset_min=st.integers(-720, 840),
+)
+
+display_states = st.builds(
+    dw.DisplayState,
+    version=u32,
+    calls=calls,
+    announcement=announcements,
+    brightness=st.integers(0, 100),
+    chime_volume=st.integers(0, 100),
+    standby=standby_schedules,
+    time=u32,
+)
+
+display_statuses = st.builds(
+    dw.DisplayStatus,
+    model=names,
+    firmware=names,
+    state_version=u32,
+    clock=u32,
+    boot_count=u32,
+    brightness=st.integers(0, 100),
+    has_state=st.booleans(),
+    standby=st.booleans(),
+    provisioned=st.booleans(),
+    bad_frames=u32,
+)
+
+hellos = st.builds(
+    dw.Hello,
+    model=names,
+    firmware=names,
+    boot_count=u32,
+    reason=st.sampled_from(dw.BootReason),
+)
+
+
+# ------------------------------------------------------------------ patient card
+
+patient_cards = st.builds(
+    PatientCardNumber.issue,
+    facility=st.integers(0, 99),
+    serial=st.integers(0, 10**11 - 1),
+    network=st.from_regex(r"[0-9]{2}", fullmatch=True),
+)

@@ -140,6 +140,11 @@ def list_locks(facility_id: int, svc: ServicesDep) -> list[LockOut]:
 def add_lock(facility_id: int, body: LockIn, svc: ServicesDep, _user: Staff) -> LockCreated:
     """Register a lock; the answer carries its PIN key once (manager or ops)."""
     lock, key = svc.facilities.add_lock(
-        facility_id, body.lock_id, body.name, body.pin_key, body.room_id
+        facility_id,
+        body.lock_id,
+        body.name,
+        body.pin_key,
+        body.room_id,
+        offline_secret=body.offline_secret,
     )
     return LockCreated(**lock_out(lock).model_dump(), pin_key=key)

@@ -9,7 +9,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.api.deps import Ops, ServicesDep, Staff
-from cloud.api.schemas import AuditOut, Health, MailOut
+from cloud.api.schemas import AuditOut, Health, LockSyncOut, MailOut
+from cloud.localtime import format_local
+from cloud.settings import CloudSettings
 
 router = APIRouter(tags=["operations"])
 
@@ -46,9 +48,41 @@ def lock_audit(lock_id: str, svc: ServicesDep, _user: Staff, limit: int = 200) -
             value=e.value,
             received_at=e.received_at,
             who=e.reservation_name,
+            offline=e.offline,
         )
         for e in svc.audit.events(lock_id, min(max(limit, 1), 1000))
     ]
+
+
+@router.get("/api/locks/{lock_id}/sync")
+def lock_sync(lock_id: str, request: Request, svc: ServicesDep, _user: Staff) -> LockSyncOut:
+    """What the site's agent last said about the lock: the snapshot version and grants it
+    holds, its last and next sync, its clock drift, its revocation list (manager or ops)."""
+    v = svc.sync_status.lock(lock_id)
+    settings: CloudSettings = request.app.state.settings
+    zone = settings.zone
+    return LockSyncOut(
+        lock_id=v.lock_id,
+        name=v.name,
+        gateway_state=v.gateway_state,
+        gateway_last_seen=v.gateway_last_seen,
+        applied_version=v.applied_version,
+        grant_ids=list(v.grant_ids),
+        deferred=list(v.deferred),
+        loaded_reason=v.reason,
+        clock_offset_s=v.clock_offset_s,
+        clock_set=v.clock_set,
+        revocation_error=v.revocation_error,
+        applied_received_at=v.applied_received_at,
+        reachable=v.reachable,
+        last_sync_at=v.last_sync_at,
+        next_sync_at=v.next_sync_at,
+        clock_drift_s=v.clock_drift_s,
+        telemetry_received_at=v.telemetry_received_at,
+        revoked_offline=v.revoked_offline,
+        last_sync_local=None if v.last_sync_at is None else format_local(v.last_sync_at, zone),
+        next_sync_local=None if v.next_sync_at is None else format_local(v.next_sync_at, zone),
+    )
 
 
 @router.get("/api/mail")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from cloud.api.deps import Manager, ServicesDep, api_user
 from cloud.api.schemas import (
+    AccessStatusOut,
     CancelIn,
     CitizenStatus,
     ReservationCreated,
@@ -19,8 +20,10 @@ from cloud.api.schemas import (
 from cloud.db.models import ReservationStatus, Role
 from cloud.localtime import format_local
 from cloud.services.reservations import BookingRequest
+from cloud.services.sync_status import GrantSync
 from cloud.services.views import ReservationView
 from cloud.settings import CloudSettings
+from protocol.clock import Clock
 
 router = APIRouter(prefix="/api/reservations", tags=["reservations"])
 
@@ -34,8 +37,25 @@ def _settings(request: Request) -> CloudSettings:
     return settings
 
 
-def reservation_out(r: ReservationView, settings: CloudSettings) -> ReservationOut:
-    """The staff view of a reservation (no PIN)."""
+def access_out(items: list[GrantSync]) -> list[AccessStatusOut]:
+    """A booking's PIN status per lock, as the API shows it."""
+    return [
+        AccessStatusOut(
+            lock_id=g.lock_id,
+            lock=g.lock_name,
+            state=g.state.value,
+            text=g.text,
+            since=g.since,
+            next_sync_at=g.at,
+        )
+        for g in items
+    ]
+
+
+def reservation_out(
+    r: ReservationView, settings: CloudSettings, access: list[GrantSync] | None = None
+) -> ReservationOut:
+    """The staff view of a reservation (no PIN), with its PIN's sync status if given."""
     zone = settings.zone
     return ReservationOut(
         id=r.id,
@@ -59,6 +79,8 @@ def reservation_out(r: ReservationView, settings: CloudSettings) -> ReservationO
         decided_by=r.decided_by,
         cancelled_by=r.cancelled_by,
         cancel_reason=r.cancel_reason,
+        offline_pin=r.grant is not None and r.grant.offline,
+        access=access_out(access or []),
     )
 
 
@@ -91,8 +113,17 @@ def citizen_status(r: ReservationView, settings: CloudSettings) -> CitizenStatus
                 "window_end": g.window_end,
                 "window_start_local": format_local(g.window_start, zone),
                 "window_end_local": format_local(g.window_end, zone),
+                "offline_pin": g.offline,
             }
         )
+    return out
+
+
+def pin_while_valid(out: CitizenStatus, now: float) -> CitizenStatus:
+    """The PIN is told while it can open a door; after its window only the times stay
+    (see "Telling the PIN once" in docs/reservations.md)."""
+    if out.pin is not None and out.window_end is not None and now >= out.window_end:
+        return out.model_copy(update={"pin": None})
     return out
 
 
@@ -147,15 +178,20 @@ def list_reservations(
 ) -> list[ReservationOut]:
     """Reservations, optionally of one status or facility (manager)."""
     settings = _settings(request)
-    return [reservation_out(r, settings) for r in svc.reservations.list(status, facility_id)]
+    views = svc.reservations.list(status, facility_id)
+    access = svc.sync_status.grants(r for r in views if r.status is ReservationStatus.APPROVED)
+    return [reservation_out(r, settings, access.get(r.id)) for r in views]
 
 
 @router.get("/{reservation_id}")
 def get_reservation(
     reservation_id: str, request: Request, svc: ServicesDep, token: str = ""
 ) -> CitizenStatus:
-    """The citizen's status page data; needs the ``token`` from the status link."""
-    return citizen_status(svc.reservations.for_citizen(reservation_id, token), _settings(request))
+    """The citizen's status page data; needs the ``token`` from the status link. The PIN
+    is in it until its window has ended."""
+    clock: Clock = request.app.state.clock
+    view = svc.reservations.for_citizen(reservation_id, token)
+    return pin_while_valid(citizen_status(view, _settings(request)), clock.now())
 
 
 @router.post("/{reservation_id}/approve")
@@ -164,7 +200,8 @@ def approve(
 ) -> ReservationOut:
     """Approve a pending booking: issues the PIN, mails it, publishes the snapshot."""
     view = svc.approvals.approve(reservation_id, by=user.username)
-    return reservation_out(view, _settings(request))
+    access = svc.sync_status.grants([view])
+    return reservation_out(view, _settings(request), access.get(view.id))
 
 
 @router.post("/{reservation_id}/reject")

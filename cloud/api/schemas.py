@@ -24,6 +24,11 @@ class LockIn(_In):
     lock_id: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(default="", max_length=200)
     pin_key: str | None = Field(default=None, description="64 hex digits; generated if left out")
+    offline_secret: str | None = Field(
+        default=None,
+        description="64 hex digits from the lock's pairing file; without it the lock gets "
+        "no offline PINs",
+    )
     room_id: int | None = Field(
         default=None, description="the room whose own door this is; leave out for an entrance"
     )
@@ -165,6 +170,48 @@ class CancelIn(_In):
     )
 
 
+class AccessStatusOut(BaseModel):
+    """Where a booking's PIN stands on one lock."""
+
+    lock_id: str
+    lock: str
+    state: str = Field(
+        description="on_lock, waiting_sync, waiting_slot, gateway_offline or offline_pin"
+    )
+    text: str = Field(description="what the manager page says, in the facility's time zone")
+    since: int | None = Field(default=None, description="on_lock: when the PIN was loaded")
+    next_sync_at: int | None = Field(
+        default=None, description="waiting: the lock's next scheduled sync, when known"
+    )
+
+
+class LockSyncOut(BaseModel):
+    """What the site's agent last reported about a lock (nulls: never reported)."""
+
+    lock_id: str
+    name: str
+    gateway_state: str | None
+    gateway_last_seen: int | None
+    applied_version: int | None
+    grant_ids: list[str]
+    deferred: list[str]
+    loaded_reason: str | None = Field(description="why the agent last synced it")
+    clock_offset_s: float | None = Field(
+        description="the lock's clock minus the agent's at the last sync, before correction"
+    )
+    clock_set: bool | None
+    revocation_error: str | None
+    applied_received_at: int | None
+    reachable: bool | None
+    last_sync_at: int | None
+    next_sync_at: int | None
+    clock_drift_s: float | None
+    telemetry_received_at: int | None
+    revoked_offline: int = Field(description="live entries on its offline-PIN revocation list")
+    last_sync_local: str | None
+    next_sync_local: str | None
+
+
 class ReservationOut(BaseModel):
     id: str
     status: ReservationStatus
@@ -187,6 +234,10 @@ class ReservationOut(BaseModel):
     decided_by: str | None
     cancelled_by: str | None
     cancel_reason: str | None
+    offline_pin: bool = Field(default=False, description="the grant is an offline PIN")
+    access: list[AccessStatusOut] = Field(
+        default_factory=list, description="approved: the PIN's sync status on each lock"
+    )
 
 
 class CitizenStatus(BaseModel):
@@ -210,6 +261,11 @@ class CitizenStatus(BaseModel):
     window_end: int | None = None
     window_start_local: str | None = None
     window_end_local: str | None = None
+    offline_pin: bool = Field(
+        default=False,
+        description="pin is a 12-digit offline PIN the lock checks by itself, valid over "
+        "the whole hours of the window",
+    )
 
 
 class AuditOut(BaseModel):
@@ -222,6 +278,7 @@ class AuditOut(BaseModel):
     value: int | None
     received_at: int
     who: str | None
+    offline: bool = Field(default=False, description="an offline PIN's event")
 
 
 class MailOut(BaseModel):

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.facilities import availability_out
-from cloud.api.reservations import citizen_status
+from cloud.api.reservations import citizen_status, pin_while_valid
 from cloud.dashboard.routes import render, settings_of
 from cloud.db.models import ReservationStatus
 from cloud.errors import CloudError, IdempotencyKeyReusedError, InvalidRequestError
@@ -164,21 +164,27 @@ def book(
 def status_page(
     request: Request, reservation_id: str, token: str = "", flash: str = ""
 ) -> HTMLResponse:
-    """The citizen's status: waiting, or the PIN and its window in local time; cancel."""
+    """The citizen's status: waiting, or the PIN and its window in local time; cancel.
+    The PIN is shown on every visit until its window ends (docs/reservations.md,
+    "Telling the PIN once"); the page is neither cached nor leaks its link as a referrer."""
     view = services(request).reservations.for_citizen(reservation_id, token)
     clock: Clock = request.app.state.clock
     can_cancel = (
         view.status in (ReservationStatus.PENDING, ReservationStatus.APPROVED)
         and view.starts_at > clock.now()
     )
-    return render(
+    response = render(
         request,
         "status.html",
-        r=citizen_status(view, settings_of(request)),
+        r=pin_while_valid(citizen_status(view, settings_of(request)), clock.now()),
+        ended=view.ends_at <= clock.now(),
         token=token,
         can_cancel=can_cancel,
         flash=flash,
     )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @router.post("/r/{reservation_id}/cancel")

@@ -21,6 +21,16 @@ EVENT_LABELS: dict[str, str] = {
 }
 
 
-def event_label(kind: str) -> str:
-    """The label of ``kind``, or the kind itself for one this version does not know."""
+# an offline PIN's events (no slot: the lock checked a 12-digit code by itself)
+OFFLINE_EVENT_LABELS: dict[str, str] = {
+    LockEventKind.UNLOCKED: "Unlocked with offline PIN",
+    LockEventKind.DENIED_OUTSIDE_WINDOW: "Denied: offline PIN outside its hours",
+}
+
+
+def event_label(kind: str, offline: bool = False) -> str:
+    """The label of ``kind`` (of an offline PIN's event when ``offline``), or the kind
+    itself for one this version does not know."""
+    if offline and kind in OFFLINE_EVENT_LABELS:
+        return OFFLINE_EVENT_LABELS[kind]
     return EVENT_LABELS.get(kind, kind)

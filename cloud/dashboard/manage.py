@@ -25,8 +25,8 @@ def _back(flash: str) -> Response:
 
 @router.get("/manage")
 def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
-    """Pending bookings to approve or reject; approved ones to come, to mark paid or
-    cancel (manager)."""
+    """Pending bookings to approve or reject; approved ones to come, with where their PIN
+    stands on the lock, to mark paid or cancel (manager)."""
     user = require(request, Role.MANAGER)
     svc, settings = services(request), settings_of(request)
     clock: Clock = request.app.state.clock
@@ -34,12 +34,13 @@ def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
     upcoming = [
         r for r in svc.reservations.list(ReservationStatus.APPROVED) if r.ends_at > clock.now()
     ]
+    access = svc.sync_status.grants(upcoming)
     return render(
         request,
         "manage.html",
         user=user,
         pending=[reservation_out(r, settings) for r in pending],
-        upcoming=[reservation_out(r, settings) for r in upcoming],
+        upcoming=[reservation_out(r, settings, access.get(r.id)) for r in upcoming],
         flash=flash,
         error=error,
     )
@@ -50,6 +51,8 @@ def approve(request: Request, reservation_id: str) -> Response:
     """Approve one booking, then back to the list."""
     user = require(request, Role.MANAGER)
     r = services(request).approvals.approve(reservation_id, by=user.username)
+    if r.grant is not None and r.grant.offline:
+        return _back(f"Approved: {r.citizen_name}, an offline PIN was sent")
     return _back(f"Approved: {r.citizen_name}, the PIN was sent")
 
 

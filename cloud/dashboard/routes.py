@@ -16,6 +16,7 @@ from cloud.dashboard.labels import event_label
 from cloud.db.models import Role
 from cloud.errors import TooManyAttemptsError
 from cloud.localtime import format_local
+from cloud.services.sync_status import short_time
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -121,35 +122,65 @@ def index(request: Request) -> HTMLResponse:
 
 @router.get("/locks/{lock_id}")
 def lock_page(request: Request, lock_id: str) -> HTMLResponse:
-    """A lock's audit log: each event once, newest first (manager or ops)."""
+    """A lock's sync status (last sync, drift, next sync) and its audit log: each event
+    once, newest first (manager or ops)."""
     user = require(request, Role.MANAGER, Role.OPS)
     svc, zone = services(request), settings_of(request).zone
     lock = svc.facilities.lock(lock_id)
+    now = request.app.state.clock.now()
     events = [
         {
             "seq": e.seq,
             "kind": e.kind,
+            "label": event_label(e.kind, e.offline),
+            "offline": e.offline,
             "who": e.reservation_name,
             "time_local": format_local(e.lock_ts, zone),
         }
         for e in svc.audit.events(lock_id)
     ]
-    return render(request, "lock.html", user=user, lock=lock, events=events)
+    v = svc.sync_status.lock(lock_id)
+
+    def when(ts: int | None) -> str | None:
+        return None if ts is None else short_time(ts, zone, now)
+
+    sync = {
+        "gateway_state": v.gateway_state,
+        "reachable": v.reachable,
+        "last_sync": when(v.last_sync_at or v.applied_received_at),
+        "next_sync": when(v.next_sync_at),
+        "next_sync_overdue": v.next_sync_at is not None and v.next_sync_at < now,
+        "drift_s": v.clock_drift_s if v.clock_drift_s is not None else v.clock_offset_s,
+        "clock_set": v.clock_set,
+        "version": v.applied_version,
+        "pins": len(v.grant_ids),
+        "deferred": len(v.deferred),
+        "revoked_offline": v.revoked_offline,
+        "revocation_error": v.revocation_error,
+    }
+    return render(request, "lock.html", user=user, lock=lock, events=events, sync=sync)
 
 
 @router.get("/mail")
 def mail_page(request: Request) -> HTMLResponse:
-    """The demo mail outbox (ops)."""
+    """The mail outbox with each mail's delivery state (ops). Without SMTP (the demo) it
+    is the mailbox and shows bodies; with SMTP it does not (a body can hold a PIN)."""
     user = require(request, Role.OPS)
-    zone = settings_of(request).zone
+    settings = settings_of(request)
+    zone = settings.zone
+    smtp = f"{settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host else ""
     mails = [
         {
             "id": m.id,
             "to": m.to,
             "subject": m.subject,
-            "body": m.body,
+            "body": "" if smtp else m.body,
             "created_local": format_local(m.created_at, zone),
+            "state": m.state.value,
+            "attempts": m.attempts,
+            "last_error": m.last_error,
+            "sent_local": "" if m.sent_at is None else format_local(m.sent_at, zone),
         }
         for m in services(request).mail.messages()
     ]
-    return render(request, "mail.html", user=user, mails=mails)
+    return render(request, "mail.html", user=user, mails=mails, smtp=smtp)

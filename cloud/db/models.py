@@ -6,8 +6,11 @@ from datetime import date
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -45,6 +48,12 @@ class ReservationStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+
+
+class MailState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class PaymentState(StrEnum):
@@ -163,6 +172,8 @@ class Lock(Base):
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     name: Mapped[str] = mapped_column(String(200))
     pin_key: Mapped[str] = mapped_column(String(64))
+    # 32 bytes as hex, from pairing; null: the cloud cannot issue offline PINs for it
+    offline_secret: Mapped[str | None] = mapped_column(String(64))
     applied_version: Mapped[int | None] = mapped_column(Integer)
     applied_at: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -212,20 +223,70 @@ class Reservation(Base):
 
 class AccessGrant(Base):
     """The PIN of one approved booking. It opens every lock that serves the booking's
-    room (see :class:`Lock`); ``revoked_at`` set: cancelled, out of every snapshot."""
+    room (see :class:`Lock`); ``revoked_at`` set: cancelled, out of every snapshot.
+
+    ``pin`` null: the grant is an offline PIN (:class:`OfflinePin`) and travels in no
+    snapshot; its window is then the code's whole-hour window."""
 
     __tablename__ = "access_grants"
     __table_args__ = (Index("ix_access_grants_window_end", "window_end"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), unique=True)
-    pin: Mapped[str] = mapped_column(String(12))
+    pin: Mapped[str | None] = mapped_column(String(12))
     window_start: Mapped[int] = mapped_column(BigInteger)
     window_end: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
 
     reservation: Mapped[Reservation] = relationship(back_populates="grant")
+    offline_pin: Mapped[OfflinePin | None] = relationship(back_populates="grant")
+
+
+class OfflinePin(Base):
+    """The id of an offline PIN issued for a grant on one lock. The code itself is never
+    stored: it is derived again from the lock's ``offline_secret`` and this id whenever
+    the citizen is shown it (``protocol.offline_pin.issue_offline_pin``). A cancelled one
+    (its grant revoked) goes on the lock's revocation list until it expires."""
+
+    __tablename__ = "offline_pins"
+    __table_args__ = (UniqueConstraint("lock_id", "start_hour", "hours", "nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("access_grants.id"), unique=True)
+    lock_id: Mapped[int] = mapped_column(ForeignKey("locks.id"), index=True)
+    start_hour: Mapped[int] = mapped_column(BigInteger)
+    hours: Mapped[int] = mapped_column(Integer)
+    nonce: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))  # why not a slot PIN (for the manager)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    grant: Mapped[AccessGrant] = relationship(back_populates="offline_pin")
+    lock: Mapped[Lock] = relationship()
+
+
+class LockSync(Base):
+    """What the site's agent last said about one lock: its latest ``access/applied``
+    report (which grants it holds since when) and its latest telemetry (reachable, last
+    and next sync, drift). Times are the cloud's receive time unless named otherwise."""
+
+    __tablename__ = "lock_sync"
+
+    lock_id: Mapped[str] = mapped_column(ForeignKey("locks.lock_id"), primary_key=True)
+    applied_version: Mapped[int | None] = mapped_column(BigInteger)
+    grant_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    loaded_at: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    deferred: Mapped[list[str] | None] = mapped_column(JSON)
+    clock_offset_s: Mapped[float | None] = mapped_column(Float)
+    clock_set: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(16))
+    revocation_error: Mapped[str | None] = mapped_column(String(200))
+    applied_received_at: Mapped[int | None] = mapped_column(BigInteger)
+    reachable: Mapped[bool | None] = mapped_column(Boolean)
+    last_sync_at: Mapped[int | None] = mapped_column(BigInteger)
+    next_sync_at: Mapped[int | None] = mapped_column(BigInteger)
+    clock_drift_s: Mapped[float | None] = mapped_column(Float)
+    telemetry_received_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SiteAccessVersion(Base):
@@ -267,15 +328,28 @@ class Gateway(Base):
 
 
 class MailMessage(Base):
-    """The demo's mail outbox: what would have been sent by SMTP."""
+    """The mail outbox: a row leaves ``queued`` only when the SMTP server accepted it
+    (``sent``) or refused it for good (``failed``, with the error); see
+    ``cloud.services.mail``. Without an SMTP host (the demo) rows stay queued."""
 
     __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     to: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[MailState] = mapped_column(
+        _enum(MailState, "mail_state"), server_default=MailState.QUEUED.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # a worker sending it holds it until then; after a crash another worker takes it over
+    claimed_until: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    bulk_mailing_id: Mapped[int | None] = mapped_column(ForeignKey("bulk_mailings.id"))
 
 
 class EnrollmentToken(Base):
@@ -306,3 +380,57 @@ class GatewayCertificate(Base):
     not_after: Mapped[int] = mapped_column(BigInteger)
     issued_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- notifications and figures (mail delivery, reminders, bulk mail, no-shows, scores) ---
+
+
+class ReservationNotice(Base):
+    """A one-off mail a booking got from a periodic job (``reminder``, ``survey``). The
+    primary key makes it once only: the row is inserted in the transaction that queues
+    the mail, so a restart or a second worker finds it and sends nothing."""
+
+    __tablename__ = "reservation_notices"
+
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class NoShow(Base):
+    """An approved booking whose PIN opened no door by its end (removed again when a late
+    unlock event arrives from a site that was offline)."""
+
+    __tablename__ = "no_shows"
+
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
+    flagged_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SatisfactionScore(Base):
+    """The 1-5 score a citizen gave after the visit (once per booking)."""
+
+    __tablename__ = "satisfaction_scores"
+
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class BulkMailing(Base):
+    """A manager's mail to every citizen with a booking at a facility in a date range.
+    ``submit_key`` makes a double submit send once."""
+
+    __tablename__ = "bulk_mailings"
+    __table_args__ = (Index("ix_bulk_mailings_facility_id_sent_at", "facility_id", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
+    from_day: Mapped[date] = mapped_column(Date)
+    to_day: Mapped[date] = mapped_column(Date)
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    sent_by: Mapped[str] = mapped_column(String(100))
+    sent_at: Mapped[int] = mapped_column(BigInteger)
+    recipients: Mapped[int] = mapped_column(Integer)
+    submit_key: Mapped[str] = mapped_column(String(64), unique=True)

@@ -20,10 +20,14 @@ from cloud.services.enrollment import EnrollmentService
 from cloud.services.events import EventService
 from cloud.services.facilities import FacilityService
 from cloud.services.facility_rules import FacilityRulesService
+from cloud.services.figures import FigureService
 from cloud.services.gateways import GatewayService
-from cloud.services.mail import MailOutbox
+from cloud.services.mail import MailDelivery, MailOutbox, SmtpTransport
+from cloud.services.notifications import NotificationService
+from cloud.services.notifications_bulk import BulkMailService
 from cloud.services.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.services.reservations import ReservationService
+from cloud.services.sync_status import SyncStatusService
 from cloud.services.users import UserService
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -47,6 +51,12 @@ class Services:
     payments: PaymentService
     reservations: ReservationService
     users: UserService
+    sync_status: SyncStatusService
+    notifications: NotificationService
+    bulk_mail: BulkMailService
+    figures: FigureService
+    # None without an SMTP host (the demo): mails stay in the outbox
+    mail_delivery: MailDelivery | None = None
 
 
 def build_services(
@@ -72,10 +82,19 @@ def build_services(
         facilities=FacilityService(sessions, clock, notify),
         facility_rules=FacilityRulesService(sessions),
         gateways=GatewayService(sessions, clock),
-        mail=MailOutbox(sessions),
+        mail=MailOutbox(sessions, clock),
         payments=PaymentService(sessions, clock, providers),
         reservations=ReservationService(*booking),
         users=UserService(sessions, clock),
+        sync_status=SyncStatusService(sessions, clock, settings),
+        notifications=NotificationService(sessions, clock, settings),
+        bulk_mail=BulkMailService(sessions, clock, settings),
+        figures=FigureService(sessions, clock, settings),
+        mail_delivery=(
+            MailDelivery(sessions, clock, settings, SmtpTransport(settings))
+            if settings.smtp_host
+            else None
+        ),
     )
 
 

@@ -1,4 +1,5 @@
-"""Access snapshots: what every lock of a gateway should hold, versioned per site."""
+"""Access snapshots: what every lock of a gateway should hold, versioned per site: the
+slot PINs' tags and windows, and the revocation list of cancelled offline PINs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cloud.db.models import (
     ReservationStatus,
     SiteAccessVersion,
 )
+from cloud.services.offline_pins import revocation_entries, revocations
 from protocol.clock import Clock
 from protocol.messages import AccessGrantEntry, AccessSnapshotData, LockAccess
 from protocol.pin import pin_tag
@@ -102,6 +104,7 @@ class AccessService:
                     Reservation.facility_id.in_({lock.facility_id for lock in locks}),
                     Reservation.status == ReservationStatus.APPROVED,
                     AccessGrant.revoked_at.is_(None),
+                    AccessGrant.pin.is_not(None),  # an offline PIN needs no slot
                     AccessGrant.window_end > now,
                 )
                 .order_by(AccessGrant.window_start, AccessGrant.id)
@@ -112,6 +115,7 @@ class AccessService:
                 for lock in locks:
                     if lock.facility_id != facility_id or lock.room_id not in (None, room_id):
                         continue
+                    assert grant.pin is not None
                     by_lock[lock.id].append(
                         AccessGrantEntry(
                             grant_id=grant.id,
@@ -120,7 +124,15 @@ class AccessService:
                             end=grant.window_end,
                         )
                     )
+            revoked = revocations(session, (lock.id for lock in locks), now)
             return AccessSnapshotData(
                 version=version.version,
-                locks=[LockAccess(lock_id=lock.lock_id, grants=by_lock[lock.id]) for lock in locks],
+                locks=[
+                    LockAccess(
+                        lock_id=lock.lock_id,
+                        grants=by_lock[lock.id],
+                        revoked_offline=revocation_entries(revoked.get(lock.id, [])),
+                    )
+                    for lock in locks
+                ],
             )

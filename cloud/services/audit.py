@@ -1,4 +1,5 @@
-"""The audit log of a lock: its events, newest first, with who opened the door."""
+"""The audit log of a lock: its events, newest first, with who opened the door (an
+offline PIN's events are attributed at ingest, see :mod:`cloud.services.events`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db.models import AccessGrant, LockEvent, Reservation
+from cloud.services.offline_pins import OFFLINE_EVENT_KINDS
 from cloud.services.views import AuditEntry
 
 
@@ -37,6 +39,9 @@ class AuditService:
                     value=e.value,
                     received_at=e.received_at,
                     reservation_name=name,
+                    offline=e.slot is None
+                    and e.value is not None
+                    and e.kind in OFFLINE_EVENT_KINDS,
                 )
                 for e, name in session.execute(query)
             ]

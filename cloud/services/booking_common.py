@@ -9,13 +9,36 @@ from typing import TYPE_CHECKING
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from cloud.db.models import Facility, Lock, Reservation, ReservationStatus, Room
+from cloud.db.models import (
+    AccessGrant,
+    Facility,
+    Lock,
+    OfflinePin,
+    Reservation,
+    ReservationStatus,
+    Room,
+)
 from cloud.services.rules import BookingRules
 from cloud.services.views import GrantView, ReservationView
 from cloud.settings import CloudSettings
+from protocol.offline_pin import HOUR_S, issue_offline_pin
 
 if TYPE_CHECKING:
     from cloud.services.payments import PaymentProvider
+
+
+def offline_code(row: OfflinePin) -> str | None:
+    """The code of an offline PIN, derived again from its lock's secret and its id (None
+    without a secret): the code itself is never stored (see
+    :mod:`cloud.services.offline_pins`)."""
+    secret = row.lock.offline_secret
+    if secret is None:
+        return None
+    start = row.start_hour * HOUR_S
+    end = start + row.hours * HOUR_S
+    pin = issue_offline_pin(bytes.fromhex(secret), start, end, nonce=row.nonce, max_hours=row.hours)
+    return pin.code
+
 
 # the statuses that hold a room: a rejected or cancelled booking frees it
 BLOCKING = (ReservationStatus.PENDING, ReservationStatus.APPROVED)
@@ -27,7 +50,9 @@ def status_url(settings: CloudSettings, reservation_id: str, token: str) -> str:
 
 
 LOAD = (
-    selectinload(Reservation.grant),
+    selectinload(Reservation.grant)
+    .selectinload(AccessGrant.offline_pin)
+    .selectinload(OfflinePin.lock),
     selectinload(Reservation.room),
     selectinload(Reservation.facility),
 )
@@ -38,8 +63,21 @@ def reservation_view(
 ) -> ReservationView:
     """A frozen view of ``r`` (its grant, room, facility and payment instructions)."""
     grant = None
-    if r.grant is not None and r.grant.revoked_at is None:
-        grant = GrantView(r.grant.id, r.grant.pin, r.grant.window_start, r.grant.window_end)
+    g = r.grant
+    if g is not None and g.revoked_at is None:
+        offline = g.offline_pin
+        if offline is None:
+            grant = GrantView(g.id, g.pin or "", g.window_start, g.window_end)
+        else:
+            grant = GrantView(
+                g.id,
+                offline_code(offline) or "",
+                g.window_start,
+                g.window_end,
+                offline=True,
+                lock_id=offline.lock.lock_id,
+                offline_reason=offline.reason,
+            )
     provider = (providers or {}).get(r.payment_method)
     instructions = "" if provider is None else provider.instructions(r.fee_yen, r.facility.name)
     return ReservationView(

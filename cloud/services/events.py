@@ -1,4 +1,8 @@
-"""Lock events into the audit log, idempotently: ``(lock_id, seq)`` is stored once."""
+"""Lock events into the audit log, idempotently: ``(lock_id, seq)`` is stored once.
+
+An event of an offline PIN (no slot; its short id in ``value``) is stored with the grant
+of the code it names (:func:`~cloud.services.offline_pins.attribute_offline_events`), so
+the audit log and no-show detection treat it like a slot PIN's."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db.models import LockEvent
+from cloud.services.offline_pins import attribute_offline_events
 from protocol.clock import Clock
 from protocol.messages import LockEventData
 
@@ -45,6 +50,8 @@ class EventService:
                 },
             )
         with self._sessions.begin() as session:
+            # an offline code's events carry its short id, not a grant: name the grant here
+            attribute_offline_events(session, list(rows.values()))
             dialect = session.get_bind().dialect.name
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             stmt = (

@@ -59,6 +59,19 @@ def _is_key_hex(key: str) -> bool:
         return False
 
 
+def check_offline_secret(secret: str | None) -> str | None:
+    """``secret`` as lower-case hex, None when not given; refuses a malformed one."""
+    if not secret:
+        return None
+    secret = secret.strip().lower()
+    if not _is_key_hex(secret):
+        raise InvalidRequestError(
+            f"an offline_secret is {PIN_KEY_BYTES} bytes as hex ({2 * PIN_KEY_BYTES} digits), "
+            "as in the lock's pairing file (ID.cloud.json)"
+        )
+    return secret
+
+
 class FacilityService:
     """Register facilities and locks; list them."""
 
@@ -121,15 +134,20 @@ class FacilityService:
         name: str,
         pin_key: str | None = None,
         room_id: int | None = None,
+        *,
+        offline_secret: str | None = None,
     ) -> tuple[LockView, str]:
         """Register a lock; return it and its PIN key (hex, generated unless given).
-        ``room_id`` None: an entrance lock every room's PIN opens."""
+        ``room_id`` None: an entrance lock every room's PIN opens. ``offline_secret``
+        (hex, from the lock's pairing) lets the cloud issue offline PINs for it; without
+        it the lock only ever gets slot PINs."""
         _check_slug("lock id", lock_id)
         key = pin_key.lower() if pin_key else secrets.token_hex(PIN_KEY_BYTES)
         if not _is_key_hex(key):
             raise InvalidRequestError(
                 f"a pin_key is {PIN_KEY_BYTES} bytes as hex ({2 * PIN_KEY_BYTES} digits)"
             )
+        secret = check_offline_secret(offline_secret)
         try:
             with self._sessions.begin() as session:
                 facility = session.get(Facility, facility_id)
@@ -150,6 +168,7 @@ class FacilityService:
                     room_id=room_id,
                     name=name or lock_id,
                     pin_key=key,
+                    offline_secret=secret,
                 )
                 session.add(lock)
                 session.flush()

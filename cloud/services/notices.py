@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import Reservation
 from cloud.localtime import format_local, format_span
+from cloud.services.booking_common import offline_code
 from cloud.services.mail import queue_mail
 from cloud.settings import CloudSettings
 
@@ -47,19 +48,24 @@ def booking_approved(
     payment: str,
     now: int,
 ) -> None:
-    """Tell the citizen the PIN and its window (the only mail that carries a PIN)."""
+    """Tell the citizen the PIN and its window (the only mail that carries a PIN): the
+    slot PIN, or the offline PIN with its whole-hour window — one code either way."""
     grant = r.grant
     assert grant is not None
     zone = settings.zone
+    pin, note = grant.pin, ""
+    if grant.offline_pin is not None:
+        pin = offline_code(grant.offline_pin)
+        note = " (whole hours: the lock checks this code by itself)"
     queue_mail(
         session,
         r.email,
         f"Your PIN for {r.room.name}",
         f"Dear {r.citizen_name},\n\nyour booking of {r.room.name} ({r.facility.name}) "
         f"for {_when(r, settings)} is approved.\n\n"
-        f"PIN: {grant.pin}\n"
+        f"PIN: {pin}\n"
         f"Valid from {format_local(grant.window_start, zone)} to "
-        f"{format_local(grant.window_end, zone)} ({settings.timezone}).\n"
+        f"{format_local(grant.window_end, zone)} ({settings.timezone}){note}.\n"
         "Type the PIN and # on the keypad; the door locks itself again.\n\n"
         f"{payment}\n"
         f"Your booking (and to cancel it): {status_url}\n",
@@ -96,7 +102,12 @@ def booking_cancelled(
         "is cancelled.",
         f"Reason: {r.cancel_reason}",
     ]
-    if r.grant is not None:
+    if r.grant is not None and r.grant.offline_pin is not None:
+        lines.append(
+            "The PIN you were given is cancelled; the door refuses it once the lock has "
+            "taken the cancellation at its next sync."
+        )
+    elif r.grant is not None:
         lines.append("The PIN you were given no longer opens the door.")
     if refund:
         lines.append(refund)

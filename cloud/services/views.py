@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from cloud.db.models import PaymentState, ReservationStatus, Role
+from cloud.db.models import MailState, PaymentState, ReservationStatus, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +102,19 @@ class AvailabilityDay:
 
 @dataclass(frozen=True, slots=True)
 class GrantView:
-    """An access grant; ``pin`` is for the citizen's eyes only (kept out of ``repr``)."""
+    """An access grant; ``pin`` is for the citizen's eyes only (kept out of ``repr``).
+
+    ``offline`` True: ``pin`` is a 12-digit offline PIN the lock ``lock_id`` checks by
+    itself, valid over the whole hours ``window_start``..``window_end`` (plus the lock's
+    5-minute clock grace); ``offline_reason`` says why a slot PIN would not do."""
 
     id: str
     pin: str = field(repr=False)
     window_start: int
     window_end: int
+    offline: bool = False
+    lock_id: str | None = None
+    offline_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +175,20 @@ class AuditEntry:
     value: int | None
     received_at: int
     reservation_name: str | None
+    offline: bool = False  # an offline PIN's event (no slot; ``value`` is its short id)
 
 
 @dataclass(frozen=True, slots=True)
 class MailView:
+    """An outbox row; ``body`` may hold a PIN (kept out of ``repr``)."""
+
     id: int
     to: str
     subject: str
     body: str = field(repr=False)
     created_at: int = 0
+    state: MailState = MailState.QUEUED
+    attempts: int = 0
+    next_attempt_at: int = 0
+    sent_at: int | None = None
+    last_error: str | None = None

@@ -5,8 +5,9 @@ at every connection; at its scheduled full sync (:mod:`edge.sync_schedule` calls
 :meth:`LockCoordinator.scheduled_sync`); when its keypad wakes it and it holds something
 other than the stored snapshot says; and at once when a new snapshot changes a window
 that opens (or a cancelled one still open) before that next scheduled sync
-(:func:`edge.sync_policy.immediate_load_reason`). Anything else waits for the next sync,
-because waking a battery lock costs battery.
+(:func:`edge.sync_policy.immediate_load_reason`), or when the snapshot's revocation list
+holds a cancelled offline PIN the lock has not accepted yet. Anything else waits for the
+next sync, because waking a battery lock costs battery.
 
 The lock wire is request/response by ``seq`` plus unsolicited WAKE frames; every pass of
 the work loop drains the lock's events (:mod:`edge.devices.lock_events`).
@@ -30,7 +31,7 @@ from edge.backoff import Backoff
 from edge.config import LockLinkConfig, SyncConfig
 from edge.devices.lock_channel import LinkStats, LockChannel
 from edge.devices.lock_events import EventDrain
-from edge.devices.slot_loader import SlotLoader, SyncResult
+from edge.devices.slot_loader import SlotLoader, SyncResult, live_revocations
 from edge.errors import (
     KeyStoreError,
     LockNotPaired,
@@ -53,7 +54,7 @@ from protocol.lock_wire import (
     LockFrame,
     LockInfo,
 )
-from protocol.messages import LockTelemetry, SyncReason
+from protocol.messages import LockAccess, LockTelemetry, SyncReason
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,17 @@ class LockCoordinator:
         held = self.store.held_slots(self.lock_id)
         plan = plan_load(access.grants, held, now=now, slot_count=self.info.slot_count)
         state = LockState(reachable=self.reachable, awake_until=self._awake_until)
-        return version, immediate_load_reason(plan, state, next_sync, now)
+        reason = immediate_load_reason(plan, state, next_sync, now)
+        if reason is None and self.reachable and self._revocations_pending(access, now):
+            reason = "a cancelled offline PIN must go on the lock's revocation list"
+        return version, reason
+
+    def _revocations_pending(self, access: LockAccess, now: float) -> bool:
+        """A live revocation the lock has not accepted yet: worth waking it for, as the
+        cancelled code opens the door until then."""
+        sent = self.loader.revoked_sent
+        live = live_revocations(access, now)
+        return bool(live) and (sent is None or not set(live) <= sent)
 
     def _differs(self) -> bool:
         """Whether the lock holds something other than the stored snapshot says."""
@@ -341,6 +352,8 @@ class LockCoordinator:
             return True
         held = self.store.held_slots(self.lock_id)
         now = self.clock.now()
+        if self._revocations_pending(access, now):
+            return True
         return not plan_load(access.grants, held, now=now, slot_count=self.info.slot_count).is_noop
 
     async def _sync(self, transport: LockTransport, reason: SyncReason) -> None:

@@ -1,9 +1,15 @@
 """One sync of one lock: measure and set its clock, load the slot diff, report it.
 
 A sync reads the lock's clock (the drift is measured *before* any correction), sets it
-when the agent's own time is trusted, reads the slots, writes only what
-:func:`edge.sync_policy.plan_load` says changed, checks the result, records it in the
+when the agent's own time is trusted, sends the lock's whole revocation list of cancelled
+offline PINs (``REVOKE_OFFLINE``, expired entries dropped), reads the slots, writes only
+what :func:`edge.sync_policy.plan_load` says changed, checks the result, records it in the
 store and queues ``access/applied`` in the outbox. The coordinator decides *when*.
+
+A lock that refuses the revocation list (NACK ``REVOCATIONS_FULL``: more live entries
+than it holds) refuses every offline PIN until a list that fits arrives; that is logged
+as an error and reported in ``access/applied.revocation_error``, and the sync goes on
+(slot PINs keep working).
 """
 
 from __future__ import annotations
@@ -12,15 +18,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from edge.errors import LockSyncMismatch, OutboxError
+from edge.errors import LockRejected, LockSyncMismatch, OutboxError
 from edge.outbox import Outbox
 from edge.store import Store
 from edge.sync_policy import HeldSlot, LoadPlan, plan_load
 from protocol import messages, topics
 from protocol.clock import Clock, is_trusted_time
 from protocol.ids import uuid7
-from protocol.lock_wire import FrameType, LockFrame, LockInfo, decode_slots, encode_u32
-from protocol.messages import AccessAppliedData, MessageType, SyncReason
+from protocol.lock_wire import (
+    MAX_REVOCATIONS_PER_FRAME,
+    FrameType,
+    LockFrame,
+    LockInfo,
+    NackCode,
+    decode_slots,
+    encode_revocations,
+    encode_u32,
+)
+from protocol.messages import AccessAppliedData, LockAccess, MessageType, SyncReason
+from protocol.offline_pin import OfflinePinId
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +58,26 @@ class SyncResult:
     plan: LoadPlan | None
     drift_s: float | None
     clock_set: bool
+    revocations: int | None = None  # live entries sent with REVOKE_OFFLINE; None: not sent
+    revocation_error: str | None = None  # why the lock refused the list
+
+
+def live_revocations(access: LockAccess, now: float) -> list[OfflinePinId]:
+    """The ids of ``access.revoked_offline`` that have not expired at ``now``, latest
+    expiry first (entries outside the scheme are skipped), at most what one frame holds.
+
+    More live entries than the lock holds are still sent: the lock then refuses every
+    offline PIN (fail secure) rather than forget a cancelled one."""
+    live: list[OfflinePinId] = []
+    for entry in access.revoked_offline:
+        if entry.expires_at <= now:
+            continue
+        try:
+            live.append(entry.pin_id())
+        except ValueError:
+            log.warning("lock %s: skipped a revocation entry outside the scheme", access.lock_id)
+    live.sort(key=lambda p: (p.expires_at, p), reverse=True)
+    return live[:MAX_REVOCATIONS_PER_FRAME]
 
 
 def merge_held(reported: list[HeldSlot], recorded: list[HeldSlot]) -> list[HeldSlot]:
@@ -82,6 +118,8 @@ class SlotLoader:
         self.outbox = outbox
         self.clock = clock
         self.last: SyncResult | None = None
+        # the revocation list the lock last accepted (None: not sent since the agent started)
+        self.revoked_sent: frozenset[OfflinePinId] | None = None
 
     async def sync(self, request: Request, reason: SyncReason) -> SyncResult:
         """Run one sync; raises what ``request`` raises, or :class:`LockSyncMismatch`."""
@@ -93,6 +131,7 @@ class SlotLoader:
             self.last = result
             return result
         version, access = stored
+        revocations, revocation_error = await self._revoke(request, access)
         held = merge_held(await self._read_slots(request), self.store.held_slots(self.lock_id))
         now = self.clock.now()
         plan = plan_load(access.grants, held, now=now, slot_count=info.slot_count)
@@ -121,7 +160,9 @@ class SlotLoader:
             len(plan.ended),
             len(plan.deferred),
         )
-        result = SyncResult(reason, now, info, version, plan, drift, clock_set)
+        result = SyncResult(
+            reason, now, info, version, plan, drift, clock_set, revocations, revocation_error
+        )
         self._report(result, version, plan, target)
         self.last = result
         return result
@@ -146,6 +187,31 @@ class SlotLoader:
         else:
             log.info("lock %s: clock was %+.0f s off; set it", self.lock_id, drift)
         return info, drift, True
+
+    async def _revoke(self, request: Request, access: LockAccess) -> tuple[int, str | None]:
+        """Send the lock its whole revocation list; the number of live entries sent and
+        the lock's refusal, if any (a refusal does not stop the sync)."""
+        live = live_revocations(access, self.clock.now())
+        try:
+            await request(FrameType.REVOKE_OFFLINE, encode_revocations(live), FrameType.ACK)
+        except LockRejected as exc:
+            self.revoked_sent = None
+            if exc.code == NackCode.REVOCATIONS_FULL:
+                error = "revocations_full"
+                log.error(  # noqa: TRY400 - the lock's answer, no traceback to show
+                    "lock %s: refused %d revocations as more than it holds: it refuses every "
+                    "offline PIN until the list fits; stop issuing offline PINs for it",
+                    self.lock_id,
+                    len(live),
+                )
+            else:
+                error = f"refused with code {exc.code}"
+                log.error("lock %s: revocation list refused: %s", self.lock_id, exc)  # noqa: TRY400
+            return len(live), error
+        self.revoked_sent = frozenset(live)
+        if live:
+            log.info("lock %s: %d offline PINs on its revocation list", self.lock_id, len(live))
+        return len(live), None
 
     async def _read_slots(self, request: Request) -> list[HeldSlot]:
         reply = await request(FrameType.GET_SLOTS, b"", FrameType.SLOTS)
@@ -176,6 +242,8 @@ class SlotLoader:
             deferred=plan.deferred,
             clock_set=result.clock_set,
             reason=result.reason,
+            revocations=result.revocations,
+            revocation_error=result.revocation_error,
         )
         msg_id = uuid7(int(now * 1000))
         try:
