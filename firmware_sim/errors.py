@@ -15,3 +15,7 @@ class UnknownKeyError(SimulatorError, ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(f"the keypad has no key {key!r}; it has 0-9, * and #")
         self.key = key
+
+
+class LinkPathError(SimulatorError, FileExistsError):
+    """The stable link path is taken by something that is not a symlink."""

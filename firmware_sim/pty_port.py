@@ -3,7 +3,7 @@
 The device's host hands it a callback for what the agent writes and calls :meth:`write`
 with what the device sends; this module only opens the pty (raw on both ends), keeps an
 optional stable symlink to it, and buffers output for an agent that is not reading.
-The display and the card reader use it; the lock's host predates it and does the same.
+The lock, the display and the card reader hosts use it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from firmware_sim.errors import SimulatorError
-from firmware_sim.lock.pty_host import LinkPathError
+from firmware_sim.errors import LinkPathError, SimulatorError
 
 # Bytes kept for an agent that is not reading; past this, output is dropped, as a UART
 # with nobody listening would lose it.

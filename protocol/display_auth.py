@@ -25,7 +25,8 @@ import struct
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
-from protocol.display_wire import MAC_LEN, DisplayFrame
+from protocol.display_wire import DisplayFrame
+from protocol.framing import MAC_LEN
 from protocol.lock_auth import (
     COUNTER_MAX,
     KEY_ID_LINK,

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from protocol.errors import FrameError, LocalProtocolError, RemoteProtocolError
-from protocol.lock_wire import MAC_LEN, LockFrame
+from protocol.framing import MAC_LEN
+from protocol.lock_wire import LockFrame
 
 KEY_LEN = 32
 KEY_ID_NONE = 0  # unauthenticated: counter 0, zero MAC

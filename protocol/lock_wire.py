@@ -21,22 +21,24 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 from protocol.errors import FrameError, LocalProtocolError
+from protocol.framing import (
+    MAC_LEN,
+    MAX_PAYLOAD,
+    PushParser,
+    check_fields,
+    decode,
+    encode,
+    signed_part,
+)
 from protocol.messages import LockEventKind
 from protocol.offline_pin import OfflinePinError, OfflinePinId
 
 MAGIC = b"\xd5\x4e"
-WIRE_VERSION = 1
-MAC_LEN = 8
 TAG_LEN = 16
-BODY_FIXED = 1 + 1 + 2 + 1 + 4 + MAC_LEN
-MAX_PAYLOAD = 1024
-MAX_BODY = BODY_FIXED + MAX_PAYLOAD
-HEADER_LEN = len(MAGIC) + 2
-CRC_LEN = 2
 NO_SLOT = 0xFF
 NO_GRANT = b"\x00" * 16
 ALL_SLOTS = 0xFF
@@ -93,16 +95,6 @@ EVENT_CODES: dict[LockEventKind, int] = {
 EVENT_KINDS: dict[int, LockEventKind] = {code: kind for kind, code in EVENT_CODES.items()}
 
 
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), the common UART choice."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
-
-
 @dataclass(frozen=True, slots=True)
 class LockFrame:
     type: FrameType
@@ -113,112 +105,31 @@ class LockFrame:
     mac: bytes = bytes(MAC_LEN)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.seq <= 0xFFFF:
-            raise LocalProtocolError(f"seq {self.seq} does not fit in 16 bits")
-        if not 0 <= self.key_id <= 0xFF:
-            raise LocalProtocolError(f"key_id {self.key_id} does not fit in 8 bits")
-        if not 0 <= self.counter <= 0xFFFFFFFF:
-            raise LocalProtocolError(f"counter {self.counter} does not fit in 32 bits")
-        if len(self.mac) != MAC_LEN:
-            raise LocalProtocolError(f"mac must be {MAC_LEN} bytes")
-        if len(self.payload) > MAX_PAYLOAD:
-            raise LocalProtocolError(f"payload of {len(self.payload)} bytes > {MAX_PAYLOAD}")
+        check_fields(self.seq, self.key_id, self.counter, self.mac, self.payload)
 
     def signed_part(self) -> bytes:
         """The bytes a MAC covers: everything in the body before the MAC."""
-        return (
-            struct.pack(">BBHBI", WIRE_VERSION, self.type, self.seq, self.key_id, self.counter)
-            + self.payload
-        )
+        return signed_part(self.type, self.seq, self.key_id, self.counter, self.payload)
 
     def __bytes__(self) -> bytes:
-        body = self.signed_part() + self.mac
-        length = struct.pack(">H", len(body))
-        return MAGIC + length + body + struct.pack(">H", crc16(length + body))
+        return encode(MAGIC, self.signed_part(), self.mac)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LockFrame:
         """Decode exactly one frame; raise :class:`FrameError` saying what is wrong."""
-        if len(data) < HEADER_LEN + BODY_FIXED + CRC_LEN:
-            raise FrameError(f"frame of {len(data)} bytes is shorter than the minimum")
-        if data[:2] != MAGIC:
-            raise FrameError("frame does not start with the magic bytes")
-        (length,) = struct.unpack_from(">H", data, 2)
-        if length < BODY_FIXED or length > MAX_BODY:
-            raise FrameError(f"body length {length} out of range {BODY_FIXED}..{MAX_BODY}")
-        if len(data) != HEADER_LEN + length + CRC_LEN:
-            raise FrameError(f"frame is {len(data)} bytes, its header says {length + 6}")
-        body = data[HEADER_LEN : HEADER_LEN + length]
-        (crc,) = struct.unpack_from(">H", data, HEADER_LEN + length)
-        if crc != crc16(data[2 : HEADER_LEN + length]):
-            raise FrameError("CRC mismatch")
-        version, ftype, seq, key_id, counter = struct.unpack_from(">BBHBI", body, 0)
-        if version != WIRE_VERSION:
-            raise FrameError(f"wire version {version} is not {WIRE_VERSION}")
+        raw = decode(MAGIC, data, "lock")
         try:
-            frame_type = FrameType(ftype)
+            frame_type = FrameType(raw.type)
         except ValueError:
-            raise FrameError(f"unknown frame type 0x{ftype:02x}") from None
-        return cls(
-            type=frame_type,
-            seq=seq,
-            payload=bytes(body[9:-MAC_LEN]),
-            key_id=key_id,
-            counter=counter,
-            mac=bytes(body[-MAC_LEN:]),
-        )
+            raise FrameError(f"unknown frame type 0x{raw.type:02x}") from None
+        return cls(frame_type, raw.seq, raw.payload, raw.key_id, raw.counter, raw.mac)
 
 
-@dataclass
-class FrameParser:
-    """Push parser: ``feed(data)`` returns the whole frames found so far.
+class FrameParser(PushParser[LockFrame]):
+    """Finds lock frames in a byte stream (see :class:`protocol.framing.PushParser`)."""
 
-    After garbage, a truncated frame or a bad CRC it skips to the next magic and goes on;
-    ``dropped_bytes`` and ``bad_frames`` count what was thrown away.
-    """
-
-    dropped_bytes: int = 0
-    bad_frames: int = 0
-    _buf: bytearray = field(default_factory=bytearray)
-
-    def feed(self, data: bytes) -> list[LockFrame]:
-        self._buf += data
-        frames: list[LockFrame] = []
-        while True:
-            start = self._buf.find(MAGIC)
-            if start < 0:
-                # keep a trailing first magic byte: the second may be in the next chunk
-                keep = 1 if self._buf[-1:] == MAGIC[:1] else 0
-                self._drop(len(self._buf) - keep)
-                return frames
-            if start:
-                self._drop(start)
-            if len(self._buf) < HEADER_LEN:
-                return frames
-            (length,) = struct.unpack_from(">H", self._buf, 2)
-            if length < BODY_FIXED or length > MAX_BODY:
-                self.bad_frames += 1
-                self._drop(1)
-                continue
-            total = HEADER_LEN + length + CRC_LEN
-            if len(self._buf) < total:
-                return frames
-            try:
-                frames.append(LockFrame.from_bytes(bytes(self._buf[:total])))
-            except FrameError:
-                self.bad_frames += 1
-                self._drop(1)  # resync from the next magic inside this span
-                continue
-            del self._buf[:total]
-
-    def _drop(self, n: int) -> None:
-        if n > 0:
-            del self._buf[:n]
-            self.dropped_bytes += n
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+    def __init__(self) -> None:
+        super().__init__(MAGIC, LockFrame.from_bytes)
 
 
 def grant_bytes(grant_id: str | None) -> bytes:

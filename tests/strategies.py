@@ -7,10 +7,10 @@ import uuid
 from hypothesis import strategies as st
 
 from protocol import display_wire as dw
+from protocol import framing
+from protocol.framing import MAC_LEN, MAX_PAYLOAD
 from protocol.lock_wire import (
-    MAC_LEN,
     MAX_EVENTS_PER_FRAME,
-    MAX_PAYLOAD,
     TAG_LEN,
     FrameType,
     LockFrame,
@@ -90,10 +90,10 @@ display_frames = st.builds(
     dw.DisplayFrame,
     type=st.sampled_from(dw.DisplayFrameType),
     seq=u16,
-    payload=st.binary(max_size=dw.MAX_PAYLOAD),
+    payload=st.binary(max_size=framing.MAX_PAYLOAD),
     key_id=u8,
     counter=u32,
-    mac=st.binary(min_size=dw.MAC_LEN, max_size=dw.MAC_LEN),
+    mac=st.binary(min_size=framing.MAC_LEN, max_size=framing.MAC_LEN),
 )
 
 room_calls = st.builds(dw.RoomCall, room=room_labels, number=tickets, call_seq=u16)

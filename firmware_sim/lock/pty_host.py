@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import tty
 from pathlib import Path
 from types import TracebackType
 
-from firmware_sim.errors import SimulatorError, UnknownKeyError
+from firmware_sim.errors import LinkPathError, UnknownKeyError
 from firmware_sim.lock.firmware import KEYS, LockFirmware, LockView
 from firmware_sim.lock.state_file import save_pairing
+from firmware_sim.pty_port import MAX_BACKLOG, PtyPort
 from protocol.lock_wire import FrameParser, LockFrame
 
 log = logging.getLogger(__name__)
 
-# Bytes kept for an agent that is not reading; past this, whole frames are dropped, as a
-# UART with nobody listening would lose them.
-MAX_BACKLOG = 64 * 1024
-
-
-class LinkPathError(SimulatorError, FileExistsError):
-    """The stable link path is taken by something that is not a symlink."""
+__all__ = ["MAX_BACKLOG", "LinkPathError", "LockPtyHost"]
 
 
 class LockPtyHost:
@@ -52,19 +44,18 @@ class LockPtyHost:
         self.state_file = state_file
         self.tick_s = tick_s
         self.parser = FrameParser()
-        self.bytes_lost = 0  # output dropped because nobody read it
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._path: str | None = None
-        self._backlog = bytearray()
+        self._port = PtyPort(f"lock {lock_id}", self._on_data, link=link)
         self._tick_task: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> str:
         """The slave device the agent opens, e.g. ``/dev/pts/7``."""
-        if self._path is None:
-            raise SimulatorError(f"lock {self.lock_id} is not hosted yet: call start()")
-        return self._path
+        return self._port.path
+
+    @property
+    def bytes_lost(self) -> int:
+        """Output dropped because nobody read it."""
+        return self._port.bytes_lost
 
     @property
     def dropped_bytes(self) -> int:
@@ -73,26 +64,9 @@ class LockPtyHost:
 
     async def start(self) -> None:
         """Open the pty, link it, and start reading and ticking."""
-        master, slave = os.openpty()
-        # raw on both ends: no echo, no CR/LF translation, no line buffering
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        # the slave fd stays open while we run, so the master never sees EIO (hang-up)
-        # when the agent closes and reopens the port
-        path = os.ttyname(slave)
-        if self.link is not None:
-            try:
-                self._make_link(self.link, path)
-            except OSError:
-                os.close(master)
-                os.close(slave)
-                raise
-        self._master, self._slave, self._path = master, slave, path
-        loop = asyncio.get_running_loop()
-        loop.add_reader(master, self._on_readable)
+        self._port.open()
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"lock-{self.lock_id}-tick")
-        log.info("lock %s hosted on %s", self.lock_id, self._path)
+        log.info("lock %s hosted on %s", self.lock_id, self.path)
 
     async def stop(self) -> None:
         """Stop ticking, close the pty and remove the link."""
@@ -101,18 +75,7 @@ class LockPtyHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
             self._tick_task = None
-        if self._master is not None:
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(self._master)
-            loop.remove_writer(self._master)
-            os.close(self._master)
-            self._master = None
-        if self._slave is not None:
-            os.close(self._slave)
-            self._slave = None
-        if self._owns_link():
-            assert self.link is not None
-            self.link.unlink()
+        self._port.close()
         log.info("lock %s stopped", self.lock_id)
 
     async def __aenter__(self) -> LockPtyHost:
@@ -175,16 +138,7 @@ class LockPtyHost:
             if self.state_file is not None and record is not None:
                 save_pairing(self.state_file, record)
 
-    def _on_readable(self) -> None:
-        assert self._master is not None
-        try:
-            data = os.read(self._master, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno == errno.EIO:  # no slave open; cannot happen while we hold one
-                return
-            raise
+    def _on_data(self, data: bytes) -> None:
         for frame in self.parser.feed(data):
             replies = self.firmware.receive(frame)
             self._persist()
@@ -193,46 +147,10 @@ class LockPtyHost:
         self.flush()
 
     def _send(self, frame: LockFrame) -> None:
-        data = bytes(frame)
-        if len(self._backlog) + len(data) > MAX_BACKLOG:
-            self.bytes_lost += len(data)
-            return
-        self._backlog += data
-        self._write_backlog()
-
-    def _write_backlog(self) -> None:
-        if self._master is None or not self._backlog:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            written = os.write(self._master, self._backlog)
-        except BlockingIOError:
-            written = 0
-        del self._backlog[:written]
-        if self._backlog:
-            loop.add_writer(self._master, self._write_backlog)
-        else:
-            loop.remove_writer(self._master)
+        self._port.write(bytes(frame))
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
             self.firmware.tick()
             self.flush()
-
-    def _owns_link(self) -> bool:
-        # another run may have re-pointed the link since; leave theirs alone
-        return (
-            self.link is not None
-            and self.link.is_symlink()
-            and os.readlink(self.link) == self._path
-        )
-
-    @staticmethod
-    def _make_link(link: Path, target: str) -> None:
-        if link.is_symlink():
-            link.unlink()  # left by an earlier run that did not stop cleanly
-        elif link.exists():
-            raise LinkPathError(f"{link} exists and is not a symlink; choose another --link")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(target)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import display_wire as dw
+from protocol import framing
 from protocol.display_auth import AuthError, DisplayDirection, DisplayLinkAuth
 from protocol.errors import FrameError, LocalProtocolError
 from protocol.lock_wire import FrameParser, FrameType, LockFrame
@@ -71,7 +72,7 @@ def test_the_largest_state_fits_one_frame() -> None:
         ),
         announcement=dw.Announcement("地" * 80, dw.AnnouncementLevel.URGENT, 1),
     )
-    assert len(state.encode()) <= dw.MAX_PAYLOAD
+    assert len(state.encode()) <= framing.MAX_PAYLOAD
     assert dw.DisplayState.decode(state.encode()) == state
 
 
@@ -156,7 +157,7 @@ def test_parser_resynchronises_after_garbage(garbage: bytes, frame: dw.DisplayFr
     parser = dw.DisplayFrameParser()
     out = parser.feed(garbage)
     # a false header at the end of the garbage is disproved once enough bytes follow
-    out += parser.feed(bytes(frame) + bytes(dw.MAX_BODY + 8))
+    out += parser.feed(bytes(frame) + bytes(framing.MAX_BODY + 8))
     assert frame in out
 
 

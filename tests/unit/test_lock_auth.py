@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 
 from protocol.errors import FrameError
+from protocol.framing import crc16
 from protocol.lock_auth import (
     COUNTER_MAX,
     KEY_ID_LINK,
@@ -19,7 +20,7 @@ from protocol.lock_auth import (
     PairRequest,
     frame_mac,
 )
-from protocol.lock_wire import FrameType, LockFrame, crc16
+from protocol.lock_wire import FrameType, LockFrame
 from tests.strategies import frames
 
 KEY = bytes(range(32))

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_sim.lock.firmware import KEYS
+from protocol.framing import MAX_PAYLOAD
 from protocol.lock_wire import (
     MAX_EVENTS_PER_FRAME,
-    MAX_PAYLOAD,
     FrameType,
     LockFrame,
     LockInfo,

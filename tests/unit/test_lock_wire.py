@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import FrameError, LocalProtocolError
+from protocol.framing import MAX_BODY, crc16
 from protocol.lock_wire import (
     MAGIC,
-    MAX_BODY,
     FrameParser,
     FrameType,
     LockFrame,
@@ -19,7 +19,6 @@ from protocol.lock_wire import (
     NackCode,
     SlotEntry,
     WireEvent,
-    crc16,
     decode_events,
     decode_nack,
     decode_slots,
