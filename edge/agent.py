@@ -12,6 +12,7 @@ import logging
 from types import TracebackType
 
 from edge.config import SiteConfig
+from edge.devices.display_coordinator import DisplayCoordinator
 from edge.devices.lock_coordinator import LockCoordinator
 from edge.errors import OutboxError
 from edge.mqtt_link import MqttLink
@@ -20,7 +21,7 @@ from edge.store import Store
 from edge.sync_schedule import SyncSchedule
 from protocol import messages, topics
 from protocol.clock import Clock, is_trusted_time
-from protocol.messages import AccessSnapshotData, MessageType, TelemetryData
+from protocol.messages import AccessSnapshotData, DisplayStateData, MessageType, TelemetryData
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,23 @@ class AccessService:
             coordinator.snapshot_stored()
 
 
+class DisplayService:
+    """Keeps the newest display state and tells every display's coordinator."""
+
+    def __init__(self, store: Store, coordinators: list[DisplayCoordinator]) -> None:
+        self.store = store
+        self.coordinators = coordinators
+
+    def apply(self, state: DisplayStateData) -> None:
+        """Store ``state`` if newer and tell every display; an older one is ignored."""
+        if not self.store.save_display_state(state):
+            log.info("display state v%d is not newer than the stored one; ignored", state.version)
+            return
+        log.info("display state v%d stored (%d displays)", state.version, len(state.displays))
+        for coordinator in self.coordinators:
+            coordinator.state_stored()
+
+
 class Agent:
     """The site gateway; see the module docstring."""
 
@@ -60,12 +78,14 @@ class Agent:
         coordinators: list[LockCoordinator],
         schedule: SyncSchedule,
         clock: Clock,
+        displays: list[DisplayCoordinator] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.outbox = outbox
         self.link = link
         self.coordinators = {c.lock_id: c for c in coordinators}
+        self.displays = {d.display_id: d for d in displays or []}
         self.schedule = schedule
         self.clock = clock
         self._stopping = asyncio.Event()
@@ -110,6 +130,10 @@ class Agent:
             others = [
                 tg.create_task(c.run(), name=f"lock-{c.lock_id}")
                 for c in self.coordinators.values()
+            ]
+            others += [
+                tg.create_task(d.run(), name=f"display-{d.display_id}")
+                for d in self.displays.values()
             ]
             others.append(tg.create_task(self._telemetry_loop(), name="telemetry"))
             await self._stopping.wait()

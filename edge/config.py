@@ -42,6 +42,10 @@ transport = "serial:/dev/ttyUSB0"
 id = "gym-a-2"
 transport = "ble:F0:F0:F0:F0:F0:02"   # its address: `denen provision lock scan`
 
+[[displays]]                   # call-number displays, on a serial line
+id = "clinic-a-disp-1"
+transport = "serial:/dev/ttyUSB1"
+
 [ble]                          # the radio every ble: lock goes through
 hci = "bleak"                  # BlueZ on the Pi; or a bumble HCI transport spec:
                                #   "usb:0" (a USB dongle), "tcp-client:127.0.0.1:9100"
@@ -105,6 +109,24 @@ class LockConfig(_Section):
         return parse_spec(self.transport)
 
 
+class DisplayConfig(_Section):
+    """A call-number display: a slug id and a serial (or pty) transport spec."""
+
+    id: str = Field(pattern=SLUG_PATTERN)
+    transport: str
+
+    @field_validator("transport")
+    @classmethod
+    def _check_transport(cls, value: str) -> str:
+        if parse_spec(value).kind not in (TransportKind.SERIAL, TransportKind.PTY):
+            raise ValueError(f"{value!r}: a display is on a serial line (serial:/dev/…)")
+        return value
+
+    @property
+    def spec(self) -> TransportSpec:
+        return parse_spec(self.transport)
+
+
 class BleConfig(_Section):
     """The gateway's BLE radio: ``hci = "bleak"`` (BlueZ) or a bumble transport spec."""
 
@@ -149,6 +171,13 @@ class LockLinkConfig(_Section):
     reconnect_cap_s: float = Field(default=60.0, gt=0)
 
 
+class DisplayLinkConfig(_Section):
+    request_timeout_s: float = Field(default=0.5, gt=0)
+    retries: int = Field(default=3, ge=1, le=20)
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_cap_s: float = Field(default=30.0, gt=0)
+
+
 class TelemetryConfig(_Section):
     interval_s: float = Field(default=60, gt=0)
 
@@ -161,6 +190,8 @@ class SiteConfig(_Section):
     state_dir: Path
     mqtt: MqttConfig
     locks: list[LockConfig] = Field(default_factory=list)
+    displays: list[DisplayConfig] = Field(default_factory=list)
+    display_link: DisplayLinkConfig = Field(default_factory=DisplayLinkConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     lock_link: LockLinkConfig = Field(default_factory=LockLinkConfig)
     ble: BleConfig = Field(default_factory=BleConfig)
@@ -175,6 +206,16 @@ class SiteConfig(_Section):
                 raise ValueError(f"lock id {lock.id!r} appears twice")
             seen.add(lock.id)
         return locks
+
+    @field_validator("displays")
+    @classmethod
+    def _unique_display_ids(cls, displays: list[DisplayConfig]) -> list[DisplayConfig]:
+        seen: set[str] = set()
+        for display in displays:
+            if display.id in seen:
+                raise ValueError(f"display id {display.id!r} appears twice")
+            seen.add(display.id)
+        return displays
 
     @property
     def has_ble_locks(self) -> bool:

@@ -15,8 +15,9 @@ import signal
 import sys
 from importlib import metadata
 
-from edge.agent import AccessService, Agent
+from edge.agent import AccessService, Agent, DisplayService
 from edge.config import SiteConfig, load_config
+from edge.devices.display_coordinator import DisplayCoordinator, open_display
 from edge.devices.lock_coordinator import LockCoordinator
 from edge.errors import ConfigError, EdgeError
 from edge.lock_keys import LockKeyStore
@@ -72,9 +73,25 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         )
         for lock in config.locks
     ]
+    displays = [
+        DisplayCoordinator(
+            display.id,
+            connect=functools.partial(open_display, display.spec, display_id=display.id),
+            address=display.spec.address,
+            store=store,
+            clock=clock,
+            link=config.display_link,
+        )
+        for display in config.displays
+    ]
     access = AccessService(store, coordinators)
     link = MqttLink(
-        config, outbox=outbox, clock=clock, on_snapshot=access.apply, agent_version=_version()
+        config,
+        outbox=outbox,
+        clock=clock,
+        on_snapshot=access.apply,
+        on_display_state=DisplayService(store, displays).apply if displays else None,
+        agent_version=_version(),
     )
     return Agent(
         config,
@@ -84,6 +101,7 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         coordinators=coordinators,
         schedule=schedule,
         clock=clock,
+        displays=displays,
     )
 
 

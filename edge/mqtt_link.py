@@ -24,7 +24,13 @@ from edge.outbox import Outbox, OutboxRow
 from protocol import messages, topics
 from protocol.clock import Clock
 from protocol.errors import MessageError
-from protocol.messages import AccessSnapshotData, GatewayState, MessageType, StatusData
+from protocol.messages import (
+    AccessSnapshotData,
+    DisplayStateData,
+    GatewayState,
+    MessageType,
+    StatusData,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,7 @@ PUBLISH_BATCH = 50  # rows in flight at once; paho sends them in order
 OFFLINE_TIMEOUT_S = 5.0
 OUTBOX_RETRY_S = 1.0
 SnapshotHandler = Callable[[AccessSnapshotData], None]
+DisplayStateHandler = Callable[[DisplayStateData], None]
 
 
 class MqttLink:
@@ -44,12 +51,14 @@ class MqttLink:
         outbox: Outbox,
         clock: Clock,
         on_snapshot: SnapshotHandler,
+        on_display_state: DisplayStateHandler | None = None,
         agent_version: str | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.clock = clock
         self.on_snapshot = on_snapshot
+        self.on_display_state = on_display_state
         self.agent_version = agent_version
         self.connected = asyncio.Event()
         self.connections = 0
@@ -146,6 +155,8 @@ class MqttLink:
         status_topic = topics.status(cfg.site, cfg.gateway)
         await client.publish(status_topic, self._status(GatewayState.ONLINE), qos=1, retain=True)
         await client.subscribe(topics.access(cfg.site, cfg.gateway), qos=1)
+        if self.on_display_state is not None:
+            await client.subscribe(self._display_topic, qos=1)
         self._client = client
         self.connections += 1
         self.connected.set()
@@ -172,10 +183,36 @@ class MqttLink:
     async def _receive(self, client: aiomqtt.Client) -> None:
         access_topic = topics.access(self.config.site, self.config.gateway)
         async for message in client.messages:
-            if str(message.topic) != access_topic:
+            topic = str(message.topic)
+            if topic == access_topic:
+                self._handle_access(message.payload)
+            elif topic == self._display_topic:
+                self._handle_display(message.payload)
+            else:
                 log.debug("ignoring a message on an unexpected topic")
-                continue
-            self._handle_access(message.payload)
+
+    @property
+    def _display_topic(self) -> str:
+        return topics.gateway_topic(self.config.site, self.config.gateway, topics.Channel.DISPLAY)
+
+    def _handle_display(self, payload: object) -> None:
+        if self.on_display_state is None:
+            return
+        if not isinstance(payload, bytes | bytearray) or not payload:
+            return  # an empty retained message clears the topic; nothing to show
+        try:
+            _, data = messages.parse(payload)
+        except MessageError as exc:
+            # the reason names fields only, never the payload
+            log.warning("ignoring a malformed display state: %s", exc)
+            return
+        if not isinstance(data, DisplayStateData):
+            log.warning("ignoring a %s message on the display topic", type(data).__name__)
+            return
+        try:
+            self.on_display_state(data)
+        except StoreError as exc:
+            log.error("could not store display state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
 
     def _handle_access(self, payload: object) -> None:
         if not isinstance(payload, bytes | bytearray) or not payload:

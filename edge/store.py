@@ -17,10 +17,15 @@ from pathlib import Path
 
 from edge.errors import StoreError
 from edge.sync_policy import HeldSlot
-from protocol.messages import AccessSnapshotData, LockAccess
+from protocol.messages import AccessSnapshotData, DisplayStateData, LockAccess
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS display_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL,
     body TEXT NOT NULL
@@ -109,6 +114,30 @@ class Store:
         """The stored snapshot, or ``None`` before the first one arrived."""
         row = self._db.execute("SELECT body FROM snapshot WHERE id = 1").fetchone()
         return None if row is None else AccessSnapshotData.model_validate_json(row[0])
+
+    def save_display_state(self, state: DisplayStateData) -> bool:
+        """Keep ``state`` if it is newer than the stored one; return whether it was."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT version FROM display_state WHERE id = 1").fetchone()
+                if row is not None and row[0] >= state.version:
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO display_state (id, version, body) VALUES (1, ?, ?)",
+                    (state.version, state.model_dump_json()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the display state: {exc}") from exc
+        return True
+
+    def display_state(self) -> DisplayStateData | None:
+        """The stored display state, or ``None`` before the first one arrived."""
+        try:
+            row = self._db.execute("SELECT body FROM display_state WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the display state: {exc}") from exc
+        return None if row is None else DisplayStateData.model_validate_json(row[0])
 
     def lock_access(self, lock_id: str) -> tuple[int, LockAccess] | None:
         """The stored snapshot's version and this lock's part (empty when not listed)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,9 +19,11 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
-from protocol.errors import MessageError
+from protocol import display_wire as dw
+from protocol.errors import LocalProtocolError, MessageError
 from protocol.ids import SLUG_RE, uuid7
 from protocol.offline_pin import OfflinePinId
 
@@ -42,6 +44,7 @@ class MessageType(StrEnum):
     LOCK_EVENT = "lock_event"
     ACCESS_SNAPSHOT = "access_snapshot"
     ACCESS_APPLIED = "access_applied"
+    DISPLAY_STATE = "display_state"
 
 
 class GatewayState(StrEnum):
@@ -234,12 +237,109 @@ class AccessAppliedData(_Model):
         return _drop_defaults(self, handler, ("revocations", "revocation_error"))
 
 
+TICKET_PATTERN = f"^{dw.TICKET_RE.pattern}$"
+Ticket = Annotated[str, Field(pattern=TICKET_PATTERN, description="a ticket label like A-023")]
+
+
+class DisplayRoomCall(_Model):
+    """Room ``room`` calls ticket ``number``; ``call_seq`` goes up on every call and
+    recall, so the display chimes once per call. Numbers only, never names."""
+
+    room: str = Field(min_length=1, max_length=dw.ROOM_MAX_BYTES)
+    number: Ticket
+    call_seq: int = Field(default=0, ge=0, le=0xFFFF)
+
+
+class DisplayAnnouncementLevel(StrEnum):
+    INFO = "info"
+    URGENT = "urgent"  # disaster information: shown even in standby
+
+
+class DisplayAnnouncement(_Model):
+    """The announcement line; empty text clears it."""
+
+    text: str = Field(default="", max_length=dw.ANNOUNCEMENT_MAX_BYTES)
+    level: DisplayAnnouncementLevel = DisplayAnnouncementLevel.INFO
+    expires_at: int = Field(default=0, ge=0, lt=2**32, description="0: until replaced")
+
+
+class DisplayStandby(_Model):
+    """Daily on and off times in local minutes after midnight; equal: always on."""
+
+    on_minute: int = Field(default=0, ge=0, lt=dw.MINUTES_PER_DAY)
+    off_minute: int = Field(default=0, ge=0, lt=dw.MINUTES_PER_DAY)
+    utc_offset_min: int = Field(default=540, ge=-720, le=840)
+
+
+class DisplayContent(_Model):
+    """What one call-number display shows."""
+
+    display_id: str = Field(pattern=SLUG_PATTERN)
+    rooms: list[DisplayRoomCall] = Field(default_factory=list, max_length=dw.MAX_ROOMS)
+    next_numbers: list[Ticket] = Field(default_factory=list, max_length=dw.MAX_NEXT)
+    announcement: DisplayAnnouncement = Field(default_factory=DisplayAnnouncement)
+    brightness: int = Field(default=dw.BRIGHTNESS_MAX, ge=0, le=dw.BRIGHTNESS_MAX)
+    standby: DisplayStandby = Field(default_factory=DisplayStandby)
+
+    @model_validator(mode="after")
+    def _fits_the_wire(self) -> DisplayContent:
+        # byte lengths, printable text, ticket labels, rooms listed once: the wire's rules
+        try:
+            self.to_wire(version=0, time=0)
+        except LocalProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def to_wire(self, *, version: int, time: int) -> dw.DisplayState:
+        """The ``SHOW_STATE`` document for this display."""
+        return dw.DisplayState(
+            version=version,
+            calls=dw.Calls(
+                tuple(dw.RoomCall(c.room, c.number, c.call_seq) for c in self.rooms),
+                tuple(self.next_numbers),
+            ),
+            announcement=dw.Announcement(
+                self.announcement.text,
+                dw.AnnouncementLevel[self.announcement.level.name],
+                self.announcement.expires_at,
+            ),
+            brightness=self.brightness,
+            standby=dw.StandbySchedule(
+                self.standby.on_minute, self.standby.off_minute, self.standby.utc_offset_min
+            ),
+            time=time,
+        )
+
+
+class DisplayStateData(_Model):
+    """What every call-number display of a gateway shows, retained and versioned: a newer
+    ``version`` replaces an older one; an older one is ignored. Numbers only, never names."""
+
+    version: int = Field(ge=1, lt=2**32)
+    displays: list[DisplayContent] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DisplayStateData:
+        ids = [d.display_id for d in self.displays]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a display is listed twice")
+        return self
+
+    def content(self, display_id: str) -> DisplayContent:
+        """This display's part; a display not listed shows nothing."""
+        for display in self.displays:
+            if display.display_id == display_id:
+                return display
+        return DisplayContent(display_id=display_id)
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
     MessageType.LOCK_EVENT: LockEventData,
     MessageType.ACCESS_SNAPSHOT: AccessSnapshotData,
     MessageType.ACCESS_APPLIED: AccessAppliedData,
+    MessageType.DISPLAY_STATE: DisplayStateData,
 }
 
 

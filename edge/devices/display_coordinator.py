@@ -1,0 +1,333 @@
+"""One coordinator per call-number display: keeps it showing the site's stored display state.
+
+On every connection it sets the display's clock (when ours is trusted) and sends the whole
+state (``SHOW_STATE``) for this display from the latest stored
+:class:`~protocol.messages.DisplayStateData`. A newer stored state is sent at once; the
+display chimes only for rooms whose (number, call_seq) changed, so sending a state twice
+is harmless. A display that says ``HELLO`` (it booted, e.g. after a power cycle) or
+answers ``NACK NEED_STATE`` gets the whole state again at once, so it shows the current
+numbers again well within 2 seconds.
+
+The wire is :mod:`protocol.display_wire`, request/answer by ``seq`` plus the unsolicited
+HELLO. Frames are unauthenticated (``key_id`` 0): a display provisioned with a link key
+refuses them, and that is reported as a :class:`DisplayRejected` saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from edge.backoff import Backoff
+from edge.config import DisplayLinkConfig
+from edge.errors import EdgeError, LockUnreachable, StoreError
+from edge.store import Store
+from edge.transports.serial_port import SerialTransport
+from edge.transports.spec import TransportSpec
+from protocol.clock import Clock, is_trusted_time
+from protocol.display_wire import (
+    DisplayFrame,
+    DisplayFrameParser,
+    DisplayFrameType,
+    DisplayNackCode,
+    Hello,
+    decode_nack,
+    decode_u32,
+    encode_u32,
+)
+from protocol.errors import FrameError
+
+log = logging.getLogger(__name__)
+
+Ftype = DisplayFrameType
+
+
+class DisplayUnreachable(EdgeError, ConnectionError):  # noqa: N818 - domain names from the design
+    """A display did not answer, or its line is gone: retried with backoff."""
+
+    def __init__(self, display_id: str, address: str, reason: str = "") -> None:
+        self.display_id = display_id
+        self.address = address
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"display {display_id} did not answer on {address}{detail}: check its cable "
+            "and power, and the transport in [[displays]] of the site config"
+        )
+
+
+class DisplayRejected(EdgeError):  # noqa: N818 - domain names from the design
+    """The display answered a request with NACK: it says *we* sent something wrong."""
+
+    def __init__(self, display_id: str, request: str, code: int, message: str) -> None:
+        self.display_id = display_id
+        self.request = request
+        self.code = code
+        hint = ""
+        if code == DisplayNackCode.AUTH_FAILED:
+            hint = (
+                ": the display holds a link key and takes only sealed frames; this agent "
+                "drives displays without one (factory-reset the display's key)"
+            )
+        super().__init__(f"display {display_id} refused {request}: code {code}: {message}{hint}")
+
+
+# what goes wrong with one display; the coordinator logs it and reconnects later
+DISPLAY_ERRORS = (DisplayUnreachable, DisplayRejected, FrameError, StoreError)
+
+
+class DisplayLine:
+    """A display's serial line: :class:`SerialTransport` with display errors."""
+
+    def __init__(self, display_id: str, address: str) -> None:
+        self.display_id = display_id
+        self._serial = SerialTransport(display_id, address)
+
+    @property
+    def address(self) -> str:
+        return self._serial.address
+
+    def _down(self, exc: LockUnreachable, default: str) -> DisplayUnreachable:
+        reason = str(exc.__cause__) if exc.__cause__ is not None else default
+        return DisplayUnreachable(self.display_id, self.address, reason)
+
+    async def open(self) -> None:
+        try:
+            await self._serial.open()
+        except LockUnreachable as exc:
+            raise self._down(exc, "cannot open the port") from exc
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._serial.send(data)
+        except LockUnreachable as exc:
+            raise self._down(exc, "not open") from exc
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._serial.receive()
+        except LockUnreachable as exc:
+            raise self._down(exc, "the line was hung up") from exc
+
+    async def close(self) -> None:
+        await self._serial.close()
+
+
+async def open_display(spec: TransportSpec, *, display_id: str) -> DisplayLine:
+    """Open a display's serial (or pty) line; ``DisplayUnreachable`` when it is not there."""
+    line = DisplayLine(display_id, spec.address)
+    await line.open()
+    return line
+
+
+Connector = Callable[[], Awaitable[DisplayLine]]
+
+
+@dataclass
+class DisplayLinkStats:
+    """What went wrong on the line, summed over every connection to this display."""
+
+    dropped_bytes: int = 0
+    bad_frames: int = 0
+    unmatched_frames: int = 0
+    timeouts: int = 0
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.bad_frames + self.unmatched_frames
+
+
+class DisplayCoordinator:
+    """Keeps one display connected and showing the stored display state."""
+
+    def __init__(
+        self,
+        display_id: str,
+        *,
+        connect: Connector,
+        address: str,
+        store: Store,
+        clock: Clock,
+        link: DisplayLinkConfig,
+    ) -> None:
+        self.display_id = display_id
+        self._connect = connect
+        self.address = address
+        self.store = store
+        self.clock = clock
+        self.link_config = link
+        self.stats = DisplayLinkStats()
+        self.reachable = False
+        self.shown_version: int | None = None  # the state version the display acknowledged
+        self.hellos = 0  # HELLO frames heard: boots and power cycles
+        self.full_states_sent = 0
+        self.shown = asyncio.Event()  # set once the display acknowledged a state
+        self._wakeup = asyncio.Event()
+        self._full_due = True
+        self._pending: dict[int, asyncio.Future[DisplayFrame]] = {}
+        self._seq = 0
+
+    # ------------------------------------------------------------ public
+
+    def state_stored(self) -> None:
+        """A newer display state was stored: show it as soon as the display is connected."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Connect, keep the display current, reconnect with backoff; never returns."""
+        backoff = Backoff(self.link_config.reconnect_base_s, self.link_config.reconnect_cap_s)
+        while True:
+            try:
+                line = await self._connect()
+            except DisplayUnreachable as exc:
+                self._log_down(exc, backoff)
+            else:
+                try:
+                    await self._session(line, backoff)
+                except* DISPLAY_ERRORS as group:
+                    self._log_down(group.exceptions[0], backoff)
+                finally:
+                    self.reachable = False
+                    self._pending.clear()
+                    await line.close()
+            await asyncio.sleep(backoff.next_delay())
+
+    # ------------------------------------------------------------ session
+
+    def _log_down(self, exc: BaseException, backoff: Backoff) -> None:
+        # the first failure is a warning; repeats while the display stays away are quieter
+        level = logging.WARNING if backoff.attempt == 0 else logging.DEBUG
+        log.log(level, "%s; retrying", exc)
+
+    async def _session(self, line: DisplayLine, backoff: Backoff) -> None:
+        self._full_due = True  # the display may have been swapped or reset meanwhile
+        async with asyncio.TaskGroup() as tg:
+            reader = tg.create_task(self._read(line), name=f"display-{self.display_id}-rx")
+            try:
+                await self._work(line, backoff)
+            finally:
+                reader.cancel()
+
+    async def _work(self, line: DisplayLine, backoff: Backoff) -> None:
+        now = int(self.clock.now())
+        if is_trusted_time(now):
+            await self._request(line, Ftype.SET_TIME, encode_u32(now))
+        self.reachable = True
+        backoff.reset()
+        log.info("display %s: connected on %s", self.display_id, line.address)
+        while True:
+            self._wakeup.clear()  # before the work, so a wakeup meanwhile is not lost
+            await self._bring_up_to_date(line)
+            await self._wakeup.wait()
+
+    async def _bring_up_to_date(self, line: DisplayLine) -> None:
+        stored = self.store.display_state()
+        if stored is None:
+            return  # nothing to show yet: the display keeps saying HELLO meanwhile
+        full, self._full_due = self._full_due, False
+        if not full and self.shown_version == stored.version:
+            return
+        now = int(self.clock.now())
+        state = stored.content(self.display_id).to_wire(
+            version=stored.version, time=now if is_trusted_time(now) else 0
+        )
+        reply = await self._request(line, Ftype.SHOW_STATE, state.encode())
+        if reply is None:
+            return
+        acked = decode_u32(reply.payload, "ACK")
+        self.full_states_sent += 1
+        self.shown_version = acked
+        self.shown.set()
+        log.info("display %s: showing state v%d", self.display_id, acked)
+
+    # ------------------------------------------------------------ the wire
+
+    async def _read(self, line: DisplayLine) -> None:
+        parser = DisplayFrameParser()
+        dropped, bad = 0, 0
+        while True:
+            frames = parser.feed(await line.receive())
+            if parser.dropped_bytes != dropped or parser.bad_frames != bad:
+                self.stats.dropped_bytes += parser.dropped_bytes - dropped
+                self.stats.bad_frames += parser.bad_frames - bad
+                dropped, bad = parser.dropped_bytes, parser.bad_frames
+                log.warning(
+                    "display %s: skipped garbage on the line (%d bytes, %d bad frames so far)",
+                    self.display_id,
+                    self.stats.dropped_bytes,
+                    self.stats.bad_frames,
+                )
+            for frame in frames:
+                self._dispatch(frame)
+
+    def _dispatch(self, frame: DisplayFrame) -> None:
+        if frame.type is Ftype.HELLO:
+            self._on_hello(frame)
+            return
+        fut = self._pending.get(frame.seq)
+        if fut is None or fut.done():
+            # a late answer to a request we already gave up on, or a confused peer
+            self.stats.unmatched_frames += 1
+            log.debug(
+                "display %s: unmatched %s seq %d", self.display_id, frame.type.name, frame.seq
+            )
+            return
+        fut.set_result(frame)
+
+    def _on_hello(self, frame: DisplayFrame) -> None:
+        try:
+            hello = Hello.decode(frame.payload)
+        except FrameError as exc:
+            self.stats.bad_frames += 1
+            log.warning(
+                "display %s: bad HELLO (%s); sending the state anyway", self.display_id, exc
+            )
+        else:
+            log.info(
+                "display %s: booted (boot %d, %s): sending the whole state",
+                self.display_id,
+                hello.boot_count,
+                hello.reason.name.lower(),
+            )
+        self.hellos += 1
+        self._full_due = True
+        self._wakeup.set()
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFF + 1  # 1..65535; 0 is left to unsolicited frames
+        return self._seq
+
+    async def _request(
+        self, line: DisplayLine, ftype: DisplayFrameType, payload: bytes
+    ) -> DisplayFrame | None:
+        """Send a request and wait for its answer, retrying on silence (every request is
+        idempotent). ``None`` when the display asks for the whole state first."""
+        loop = asyncio.get_running_loop()
+        tries = self.link_config.retries
+        for _ in range(tries):
+            frame = DisplayFrame(ftype, self._next_seq(), payload)
+            fut: asyncio.Future[DisplayFrame] = loop.create_future()
+            self._pending[frame.seq] = fut
+            try:
+                await line.send(bytes(frame))
+                async with asyncio.timeout(self.link_config.request_timeout_s):
+                    reply = await fut
+            except TimeoutError:
+                self.stats.timeouts += 1
+                continue
+            finally:
+                self._pending.pop(frame.seq, None)
+            if reply.type is Ftype.NACK:
+                code, message = decode_nack(reply.payload)
+                if code == DisplayNackCode.NEED_STATE:
+                    self._full_due = True
+                    self._wakeup.set()
+                    return None
+                raise DisplayRejected(self.display_id, ftype.name, code, message)
+            if reply.type is not Ftype.ACK:
+                raise FrameError(f"display answered {ftype.name} with {reply.type.name}")
+            return reply
+        raise DisplayUnreachable(
+            self.display_id, line.address, f"no answer to {ftype.name} after {tries} tries"
+        )
