@@ -19,21 +19,19 @@ default until the display gets a pairing flow like the lock's.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar
 
 from protocol.display_wire import DisplayFrame
-from protocol.framing import MAC_LEN
 from protocol.lock_auth import (
-    COUNTER_MAX,
     KEY_ID_LINK,
     KEY_ID_NONE,
     KEY_LEN,
     AuthError,
     CounterExhaustedError,
+    SealedLink,
+    sealed_mac,
 )
 
 DOMAIN = b"denen-display-v1"
@@ -60,18 +58,17 @@ def display_frame_mac(
     key: bytes, direction: DisplayDirection, frame: DisplayFrame, bound: int = 0
 ) -> bytes:
     """The 8-byte MAC of ``frame`` sent in ``direction``, answering request ``bound``."""
-    data = DOMAIN + struct.pack(">BI", direction, bound) + frame.signed_part()
-    return hmac.new(key, data, hashlib.sha256).digest()[:MAC_LEN]
+    return sealed_mac(key, DOMAIN, direction, frame, bound)
 
 
 @dataclass
-class DisplayLinkAuth:
-    """One side of an authenticated display link: seals what it sends, checks what it gets."""
+class DisplayLinkAuth(SealedLink[DisplayFrame]):
+    """One side of an authenticated display link (:class:`protocol.lock_auth.SealedLink`)."""
 
-    key: bytes = field(repr=False)
     sends: DisplayDirection
-    send_counter: int = 0
-    recv_counter: int = 0
+
+    DOMAIN: ClassVar[bytes] = DOMAIN
+    EXHAUSTED: ClassVar[str] = "the display link counter is used up: give a new key"
 
     def __post_init__(self) -> None:
         if len(self.key) != KEY_LEN:
@@ -82,25 +79,3 @@ class DisplayLinkAuth:
         if self.sends is DisplayDirection.TO_DISPLAY:
             return DisplayDirection.TO_AGENT
         return DisplayDirection.TO_DISPLAY
-
-    def seal(self, frame: DisplayFrame, *, bound: int = 0) -> DisplayFrame:
-        """``frame`` with key id, the next counter and its MAC."""
-        if self.send_counter >= COUNTER_MAX:
-            raise CounterExhaustedError("the display link counter is used up: give a new key")
-        self.send_counter += 1
-        unsigned = replace(frame, key_id=KEY_ID_LINK, counter=self.send_counter)
-        return replace(unsigned, mac=display_frame_mac(self.key, self.sends, unsigned, bound))
-
-    def check(self, frame: DisplayFrame, *, bound: int = 0) -> DisplayFrame:
-        """Accept ``frame`` (and remember its counter) or raise :class:`AuthError`."""
-        if frame.key_id == KEY_ID_NONE:
-            raise AuthError("frame is not authenticated")
-        if frame.key_id != KEY_ID_LINK:
-            raise AuthError(f"key {frame.key_id} is not provisioned")
-        expected = display_frame_mac(self.key, self.receives, frame, bound)
-        if not hmac.compare_digest(expected, frame.mac):
-            raise AuthError("MAC does not match: forged, corrupted, or another key")
-        if frame.counter <= self.recv_counter:
-            raise AuthError("counter is not newer than the last accepted one: a replay")
-        self.recv_counter = frame.counter
-        return frame

@@ -41,6 +41,7 @@ import secrets
 import struct
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from protocol.errors import FrameError, LocalProtocolError, RemoteProtocolError
 from protocol.framing import MAC_LEN
@@ -114,45 +115,75 @@ class PairRequest:
         return cls(LockSecrets(*keys), epoch)
 
 
-def frame_mac(key: bytes, direction: Direction, frame: LockFrame, bound: int = 0) -> bytes:
-    """The 8-byte MAC of ``frame`` sent in ``direction``, answering request ``bound``."""
-    data = struct.pack(">BI", direction, bound) + frame.signed_part()
+class SealableFrame(Protocol):
+    """What :class:`SealedLink` needs of a frame: a dataclass with the auth fields."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def key_id(self) -> int: ...
+    @property
+    def counter(self) -> int: ...
+    @property
+    def mac(self) -> bytes: ...
+    def signed_part(self) -> bytes: ...
+
+
+F = TypeVar("F", bound=SealableFrame)
+
+
+def sealed_mac(
+    key: bytes, domain: bytes, direction: int, frame: SealableFrame, bound: int
+) -> bytes:
+    """``HMAC-SHA256(key, domain || direction || bound || signed_part)[:8]``."""
+    data = domain + struct.pack(">BI", direction, bound) + frame.signed_part()
     return hmac.new(key, data, hashlib.sha256).digest()[:MAC_LEN]
 
 
+def frame_mac(key: bytes, direction: Direction, frame: LockFrame, bound: int = 0) -> bytes:
+    """The 8-byte MAC of a lock ``frame`` sent in ``direction``, answering ``bound``."""
+    return sealed_mac(key, b"", direction, frame, bound)
+
+
 @dataclass
-class LinkAuth:
+class SealedLink(Generic[F]):
     """One side's view of an authenticated link: seals what it sends, checks what it gets.
 
     ``send_counter`` is the last counter used (the next frame takes ``send_counter + 1``);
-    ``recv_counter`` the last one accepted. The agent persists ``send_counter`` (in blocks)
-    so a restart never reuses one; the lock persists both (flash on real hardware).
+    ``recv_counter`` the last one accepted. Every device protocol (locks, displays) uses
+    this one construction; a subclass names its ``DOMAIN`` (so a MAC made for one kind of
+    device never passes for another's, even under the same key) and its directions.
     """
 
     key: bytes = field(repr=False)
-    sends: Direction
+    sends: int
     send_counter: int = 0
     recv_counter: int = 0
 
-    @property
-    def receives(self) -> Direction:
-        return Direction.TO_AGENT if self.sends is Direction.TO_LOCK else Direction.TO_LOCK
+    DOMAIN: ClassVar[bytes] = b""
+    EXHAUSTED: ClassVar[str] = "the link counter is used up: give the device a new key"
 
-    def seal(self, frame: LockFrame, *, bound: int = 0) -> LockFrame:
+    @property
+    def receives(self) -> int:
+        """The direction of the frames this side receives."""
+        raise NotImplementedError
+
+    def seal(self, frame: F, *, bound: int = 0) -> F:
         """``frame`` with key id, the next counter and its MAC; raises CounterExhaustedError."""
         if self.send_counter >= COUNTER_MAX:
-            raise CounterExhaustedError("the link counter is used up: pair the lock again")
+            raise CounterExhaustedError(self.EXHAUSTED)
         self.send_counter += 1
         unsigned = replace(frame, key_id=KEY_ID_LINK, counter=self.send_counter)
-        return replace(unsigned, mac=frame_mac(self.key, self.sends, unsigned, bound))
+        mac = sealed_mac(self.key, self.DOMAIN, self.sends, unsigned, bound)
+        return replace(unsigned, mac=mac)
 
-    def check(self, frame: LockFrame, *, bound: int = 0) -> LockFrame:
+    def check(self, frame: F, *, bound: int = 0) -> F:
         """Accept ``frame`` (and remember its counter) or raise :class:`AuthError`."""
         if frame.key_id == KEY_ID_NONE:
             raise AuthError("frame is not authenticated")
         if frame.key_id != KEY_ID_LINK:
             raise AuthError(f"key {frame.key_id} is not provisioned")
-        expected = frame_mac(self.key, self.receives, frame, bound)
+        expected = sealed_mac(self.key, self.DOMAIN, self.receives, frame, bound)
         if not hmac.compare_digest(expected, frame.mac):
             raise AuthError("MAC does not match: forged, corrupted, or another key")
         # checked after the MAC so that a forger learns nothing about the counter
@@ -160,3 +191,17 @@ class LinkAuth:
             raise AuthError("counter is not newer than the last accepted one: a replay")
         self.recv_counter = frame.counter
         return frame
+
+
+@dataclass
+class LinkAuth(SealedLink[LockFrame]):
+    """The agent-lock link. The agent persists ``send_counter`` (in blocks) so a restart
+    never reuses one; the lock persists both (flash on real hardware)."""
+
+    sends: Direction
+
+    EXHAUSTED: ClassVar[str] = "the link counter is used up: pair the lock again"
+
+    @property
+    def receives(self) -> Direction:
+        return Direction.TO_AGENT if self.sends is Direction.TO_LOCK else Direction.TO_LOCK
