@@ -32,8 +32,12 @@ from cloud.services.notifications_jobs import NotificationJobs
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
 from protocol.errors import DenenError
+from protocol.queue_rules import QueueRequestError, QueueRuleError, UnknownTicketError
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownTicketError, 404),
+    (QueueRuleError, 409),
+    (QueueRequestError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidRequestError, 400),

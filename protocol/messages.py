@@ -45,6 +45,9 @@ class MessageType(StrEnum):
     ACCESS_SNAPSHOT = "access_snapshot"
     ACCESS_APPLIED = "access_applied"
     DISPLAY_STATE = "display_state"
+    CHECKIN = "checkin"
+    CLINIC_ACTION = "clinic_action"
+    CLINIC_STATE = "clinic_state"
 
 
 class GatewayState(StrEnum):
@@ -333,6 +336,197 @@ class DisplayStateData(_Model):
         return DisplayContent(display_id=display_id)
 
 
+# ------------------------------------------------------------------------------ clinic
+#
+# Up on ``events``: ``checkin`` and ``clinic_action`` (the envelope id is the request id).
+# Down on ``clinic`` (retained, versioned): ``clinic_state``, the site's queues for the day
+# as the cloud holds them, which is what the agent runs on while the internet is down, and
+# the answers to the agent's requests. Never a patient's name; card numbers travel only
+# up, in ``checkin``; appointments come down as card tags (protocol.patient_card.card_tag).
+
+CARD_PATTERN = r"^[0-9]{16}$"
+CARD_TAG_PATTERN = r"^[0-9a-f]{32}$"
+CARD_KEY_PATTERN = r"^[0-9a-f]{64}$"
+PREFIX_PATTERN = r"^[A-Z]{1,3}$"
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+Room = Annotated[str, Field(min_length=1, max_length=dw.ROOM_MAX_BYTES)]
+
+
+class LocalTicket(_Model):
+    """The ticket an agent issued itself while the internet was down (numbers 700-999)."""
+
+    number: Ticket
+    department: str = Field(pattern=SLUG_PATTERN)
+    appointment_at: int | None = Field(default=None, ge=0)
+    urgent: bool = False
+
+
+class CheckinData(_Model):
+    """A patient checked in at the site (agent -> cloud, on ``events``).
+
+    ``card`` is the number the kiosk read (check digit verified); null for a patient the
+    staff checked in at the desk without a card. ``department`` is where a walk-in goes when
+    no appointment matches (the kiosk's walk-in department). With ``local`` the agent ran
+    the queue and already gave the patient that number: the cloud records it as issued."""
+
+    card: str | None = Field(default=None, pattern=CARD_PATTERN)
+    kiosk: str = Field(pattern=SLUG_PATTERN)
+    at: int = Field(ge=0, description="when the card was read, epoch seconds")
+    department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    urgent: bool = False
+    local: LocalTicket | None = None
+
+
+class ClinicAction(StrEnum):
+    CALL_NEXT = "call_next"
+    CALL = "call"  # a chosen waiting ticket, out of turn
+    RECALL = "recall"
+    START = "start"
+    DONE = "done"
+    NO_SHOW = "no_show"
+    SKIP = "skip"
+    TRANSFER = "transfer"
+
+
+class ClinicActionData(_Model):
+    """A staff action made on the agent's local staff page (agent -> cloud, ``events``).
+
+    ``number`` is required for every action but ``call_next``. With ``local`` the agent ran
+    the queue itself (internet down) and this records what it did: a ``call_next`` it made
+    is sent as ``call`` with the number it called, so the cloud replays the same outcome."""
+
+    action: ClinicAction
+    department: str = Field(pattern=SLUG_PATTERN)
+    number: Ticket | None = None
+    room: Room | None = None
+    to_department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    to_room: Room | None = None
+    at: int = Field(ge=0)
+    local: bool = False
+
+    @model_validator(mode="after")
+    def _number_given(self) -> ClinicActionData:
+        if self.action is not ClinicAction.CALL_NEXT and self.number is None:
+            raise ValueError(f"{self.action.value} needs a ticket number")
+        if self.action in (ClinicAction.CALL_NEXT, ClinicAction.CALL) and self.room is None:
+            raise ValueError(f"{self.action.value} needs a room")
+        return self
+
+
+class ClinicTicketState(StrEnum):
+    """:class:`protocol.queue_rules.TicketState` on the wire."""
+
+    WAITING = "waiting"
+    CALLED = "called"
+    IN_ROOM = "in_room"
+    SKIPPED = "skipped"
+    DONE = "done"
+    NO_SHOW = "no_show"
+
+
+class ClinicTicket(_Model):
+    """One ticket of the day: a number and its place, never who holds it."""
+
+    number: Ticket
+    department: str = Field(pattern=SLUG_PATTERN)
+    state: ClinicTicketState
+    queued_at: float = Field(ge=0)
+    urgent: bool = False
+    appointment_at: float | None = None
+    preferred_room: Room | None = None
+    room: Room | None = None
+    call_seq: int = Field(default=0, ge=0, le=0xFFFF)
+    called_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class ClinicDepartment(_Model):
+    """A department of the site: its number prefix, its open rooms (room labels are
+    unique within the site) and what its wait estimate rests on."""
+
+    id: str = Field(pattern=SLUG_PATTERN)
+    name: str = Field(min_length=1, max_length=60)
+    prefix: str = Field(pattern=PREFIX_PATTERN)
+    rooms: list[Room] = Field(default_factory=list)
+    tolerance_s: float = Field(default=15 * 60, ge=0)
+    default_service_s: float = Field(default=10 * 60, gt=0)
+    service_times: list[float] = Field(default_factory=list, max_length=100)
+    last_number: int | None = Field(
+        default=None, ge=1, le=999, description="the highest number the cloud issued today"
+    )
+    last_local_number: int | None = Field(
+        default=None, ge=1, le=999, description="the highest agent-issued number it knows today"
+    )
+
+
+class ClinicAppointment(_Model):
+    """An appointment today not yet checked in, by card tag (never the card number)."""
+
+    card_tag: str = Field(pattern=CARD_TAG_PATTERN)
+    department: str = Field(pattern=SLUG_PATTERN)
+    at: int = Field(ge=0)
+
+
+class ClinicDisplay(_Model):
+    """Which departments' calls a display shows."""
+
+    display_id: str = Field(pattern=SLUG_PATTERN)
+    departments: list[str] = Field(default_factory=list)
+
+
+class ClinicResult(_Model):
+    """The answer to one of the agent's ``checkin`` or ``clinic_action`` requests."""
+
+    request_id: str = Field(min_length=1, max_length=64)
+    ok: bool
+    number: Ticket | None = None
+    department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    estimated_wait_s: float | None = Field(default=None, ge=0)
+    error: str | None = Field(default=None, max_length=300)
+
+
+class ClinicStateData(_Model):
+    """A clinic site's day as the cloud holds it (cloud -> agent, ``clinic``, retained).
+
+    A newer ``version`` replaces an older one. ``applied_through`` is the id of the newest
+    agent event the cloud has applied (UUIDv7, so ids compare in time order): an agent that
+    ran the queue offline takes this state again once it covers its last local event."""
+
+    version: int = Field(ge=1)
+    day: str = Field(pattern=DAY_PATTERN, description="the Asia/Tokyo day, YYYY-MM-DD")
+    card_key: str = Field(pattern=CARD_KEY_PATTERN, description="the day's card-tag key")
+    walk_in_department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    departments: list[ClinicDepartment] = Field(default_factory=list)
+    tickets: list[ClinicTicket] = Field(default_factory=list)
+    appointments: list[ClinicAppointment] = Field(default_factory=list)
+    displays: list[ClinicDisplay] = Field(default_factory=list)
+    results: list[ClinicResult] = Field(default_factory=list)
+    applied_through: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClinicStateData:
+        ids = [d.id for d in self.departments]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a department is listed twice")
+        rooms = [r for d in self.departments for r in d.rooms]
+        if len(set(rooms)) != len(rooms):
+            raise ValueError("room labels must be unique within a site")
+        numbers = [t.number for t in self.tickets]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("a ticket number is listed twice")
+        known = set(ids)
+        if any(t.department not in known for t in self.tickets):
+            raise ValueError("a ticket names a department that is not listed")
+        return self
+
+    def department(self, department_id: str) -> ClinicDepartment | None:
+        for d in self.departments:
+            if d.id == department_id:
+                return d
+        return None
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
@@ -340,6 +534,9 @@ DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.ACCESS_SNAPSHOT: AccessSnapshotData,
     MessageType.ACCESS_APPLIED: AccessAppliedData,
     MessageType.DISPLAY_STATE: DisplayStateData,
+    MessageType.CHECKIN: CheckinData,
+    MessageType.CLINIC_ACTION: ClinicActionData,
+    MessageType.CLINIC_STATE: ClinicStateData,
 }
 
 

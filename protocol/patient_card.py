@@ -25,6 +25,8 @@ the digits and CR LF (some send LF alone; both end a line, blank lines are ignor
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -103,6 +105,10 @@ class PatientCardNumber:
         """From what a person typed: spaces and dashes between the digits are allowed."""
         return cls(text.strip().replace(" ", "").replace("-", ""))
 
+    def tag(self, day_key: bytes) -> str:
+        """This card under the site's key of the day: :func:`card_tag`."""
+        return card_tag(day_key, self)
+
     @classmethod
     def issue(cls, facility: int, serial: int, network: str = DEFAULT_NETWORK) -> PatientCardNumber:
         """The card number for ``serial`` at ``facility`` (with its check digit)."""
@@ -110,6 +116,23 @@ class PatientCardNumber:
             raise ValueError("facility is 0..99, serial 0..10**11-1, network two digits")
         body = f"{network}{facility:02d}{serial:011d}"
         return cls(body + str(luhn_check_digit(body)))
+
+
+CARD_TAG_BYTES = 16
+CARD_KEY_BYTES = 32
+
+
+def card_tag(day_key: bytes, card: PatientCardNumber) -> str:
+    """HMAC-SHA256 of the card number under a site's key of the day, first 16 bytes in hex.
+
+    The cloud sends a clinic's agent today's appointments as tags, never as card numbers,
+    with the day's key; the agent tags the card a patient taps and looks it up. A tag is
+    useless tomorrow (the key changes every day) and at another site.
+    """
+    if len(day_key) != CARD_KEY_BYTES:
+        raise ValueError(f"a card key is {CARD_KEY_BYTES} bytes")
+    mac = hmac.new(day_key, card.digits.encode("ascii"), hashlib.sha256)
+    return mac.digest()[:CARD_TAG_BYTES].hex()
 
 
 def _problem(digits: str) -> RejectReason | None:

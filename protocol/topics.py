@@ -25,6 +25,7 @@ class Channel(StrEnum):
     ACCESS = "access"
     ACCESS_APPLIED = "access/applied"
     DISPLAY = "display"
+    CLINIC = "clinic"
     CONFIG = "config"
     REQUEST = "req"
     RESPONSE = "res"
@@ -80,6 +81,14 @@ def access(site: str, gateway: str) -> str:
 
 def access_applied(site: str, gateway: str) -> str:
     return gateway_topic(site, gateway, Channel.ACCESS_APPLIED)
+
+
+def display(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.DISPLAY)
+
+
+def clinic(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.CLINIC)
 
 
 def request(site: str, gateway: str, verb: str) -> str:

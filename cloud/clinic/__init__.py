@@ -1,4 +1,5 @@
-"""The clinic side of the cloud: check-in, queues and call-number displays.
+"""The clinic side of the cloud: departments, appointments, check-in, queues, displays.
 
-:mod:`cloud.clinic.queue_rules` holds every queue rule in one pure module (no DB, no I/O).
+The queue rules themselves are pure and shared with the edge agent, which runs the queue
+while the internet is down: :mod:`protocol.queue_rules`.
 """

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cloud.clinic.queue_rules import (
+from protocol.clock import ManualClock
+from protocol.display_wire import check_ticket
+from protocol.queue_rules import (
     AGENT_NUMBERS,
     CLOUD_NUMBERS,
     DEFAULT_SERVICE_S,
@@ -23,6 +25,8 @@ from cloud.clinic.queue_rules import (
     NumberIssuer,
     NumberRange,
     NumbersExhaustedError,
+    QueueRequestError,
+    QueueRuleError,
     QueueTicket,
     RoomBusyError,
     TicketState,
@@ -33,9 +37,6 @@ from cloud.clinic.queue_rules import (
     next_state,
     tokyo_day,
 )
-from cloud.errors import ConflictError, InvalidRequestError
-from protocol.clock import ManualClock
-from protocol.display_wire import check_ticket
 
 S, A = TicketState, Action
 NINE = datetime(2027, 1, 15, 9, 0, tzinfo=TOKYO).timestamp()
@@ -82,7 +83,7 @@ def test_every_illegal_pair_is_refused_with_a_clear_message(state: S, action: A)
     for allowed in TRANSITIONS[state]:
         assert allowed.value in message
     assert info.value.allowed == tuple(TRANSITIONS[state])
-    assert isinstance(info.value, ConflictError)
+    assert isinstance(info.value, QueueRuleError)
 
 
 def test_the_table_covers_every_state_and_only_done_and_no_show_are_terminal() -> None:
@@ -127,7 +128,7 @@ def test_skip_then_recall_calls_the_patient_straight_to_a_room(from_called: bool
     assert q.ticket("A-001").state is S.SKIPPED
     assert q.waiting_order(NINE + 60)[0].number == "A-002"  # skipped is not called next
     if not from_called:
-        with pytest.raises(InvalidRequestError, match="which room"):
+        with pytest.raises(QueueRequestError, match="which room"):
             q.recall("A-001", NINE + 90)
     out = q.recall("A-001", NINE + 90, room="2")
     assert out.change.ticket.state is S.CALLED
@@ -192,9 +193,9 @@ def test_transfer_to_another_department_moves_the_ticket_with_its_place() -> Non
         out.queue.ticket("A-001")
     xray = xray.admit(moved, NINE + 600).queue
     assert [t.number for t in xray.waiting_order(NINE + 600)] == ["A-001", "X-001"]
-    with pytest.raises(ConflictError, match="already"):
+    with pytest.raises(QueueRuleError, match="already"):
         xray.admit(moved, NINE + 601)
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(QueueRequestError):
         new_queue().admit(moved, NINE)
 
 
@@ -320,9 +321,9 @@ def test_daily_reset_happens_at_tokyo_midnight_not_utc() -> None:
 def test_queue_refuses_a_check_in_on_another_day_and_opens_the_next() -> None:
     q = checked_in(1)
     tomorrow = datetime(2027, 1, 16, 0, 0, tzinfo=TOKYO).timestamp()
-    with pytest.raises(InvalidRequestError, match="open a new day"):
+    with pytest.raises(QueueRequestError, match="open a new day"):
         q.check_in(tomorrow)
-    with pytest.raises(ConflictError, match="A-001"):
+    with pytest.raises(QueueRuleError, match="A-001"):
         q.next_day(date(2027, 1, 16))
     q = q.call_next("1", NINE).queue.start("A-001", NINE).queue.done("A-001", NINE + 300).queue
     fresh = q.next_day(date(2027, 1, 16))
@@ -447,7 +448,7 @@ class ClinicMachine(RuleBasedStateMachine):
                     out = method.get(action, q.done)(number, now)
         except (IllegalTransitionError, RoomBusyError, NobodyWaitingError):
             return
-        except InvalidRequestError as exc:
+        except QueueRequestError as exc:
             if "which room" not in str(exc):  # only a skipped-while-waiting recall
                 raise
             return

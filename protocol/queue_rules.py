@@ -75,7 +75,7 @@ from datetime import date, datetime
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from protocol.errors import DenenError
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 DEFAULT_TOLERANCE_S = 15 * 60
@@ -142,8 +142,16 @@ TRANSITIONS: dict[TicketState, dict[Action, TicketState]] = {
 _IN_A_ROOM = (TicketState.CALLED, TicketState.IN_ROOM)
 
 
-class QueueRuleError(ConflictError):
-    """Root of the queue rules' refusals."""
+class QueueError(DenenError):
+    """Root of everything the queue rules refuse (the cloud answers 400, 404 or 409)."""
+
+
+class QueueRuleError(QueueError, ValueError):
+    """The action clashes with the queue's state (HTTP 409)."""
+
+
+class QueueRequestError(QueueError, ValueError):
+    """The action names something the department does not have (HTTP 400)."""
 
 
 class IllegalTransitionError(QueueRuleError):
@@ -158,11 +166,11 @@ class IllegalTransitionError(QueueRuleError):
         super().__init__(f"cannot {action.value}: {who} {state.value}; allowed there: {allowed}")
 
 
-class UnknownTicketError(NotFoundError):
+class UnknownTicketError(QueueError, LookupError):
     """No ticket with that number in this department's queue."""
 
 
-class UnknownRoomError(InvalidRequestError):
+class UnknownRoomError(QueueRequestError):
     """The room is not one of the department's open rooms."""
 
 
@@ -404,7 +412,7 @@ class DepartmentQueue:
         """Issue the next number and put a new ticket at the back of its tier."""
         day = tokyo_day(now)
         if day != self.day:
-            raise InvalidRequestError(
+            raise QueueRequestError(
                 f"the {self.department} queue is for {self.day}, not {day}: open a new day"
             )
         if preferred_room is not None:
@@ -424,7 +432,7 @@ class DepartmentQueue:
     def admit(self, ticket: QueueTicket, now: float) -> Outcome:
         """Take in a ticket transferred from another department (``Change.moved_out``)."""
         if ticket.department != self.department or ticket.state is not TicketState.WAITING:
-            raise InvalidRequestError(
+            raise QueueRequestError(
                 f"ticket {ticket.number} is {ticket.state.value} for {ticket.department}, "
                 f"not waiting for {self.department}"
             )
@@ -444,13 +452,22 @@ class DepartmentQueue:
                 return self._call(candidate, Action.CALL_NEXT, room, now)
         raise NobodyWaitingError(f"nobody is waiting for room {room} of {self.department}")
 
+    def call(self, number: str, room: str, now: float) -> Outcome:
+        """``room`` calls the waiting ticket ``number`` out of turn (staff chose it, or the
+        agent called it while it ran the queue offline)."""
+        ticket = self.ticket(number)
+        next_state(ticket.state, Action.CALL_NEXT, number)
+        self._check_room(room)
+        self._check_room_free(room)
+        return self._call(ticket, Action.CALL_NEXT, room, now)
+
     def recall(self, number: str, now: float, room: str | None = None) -> Outcome:
         """Call ``number`` again: to its room, or to ``room`` for a skipped ticket."""
         ticket = self.ticket(number)
         next_state(ticket.state, Action.RECALL, number)
         target = room or ticket.room
         if target is None:  # skipped while still waiting: it never had a room
-            raise InvalidRequestError(f"say which room recalls {number}")
+            raise QueueRequestError(f"say which room recalls {number}")
         self._check_room(target)
         if ticket.state is TicketState.SKIPPED or target != ticket.room:
             self._check_room_free(target)
