@@ -26,8 +26,15 @@ from cloud.errors import (
     TooManyAttemptsError,
     UnavailableError,
 )
+from cloud.metrics import (
+    CloudCollector,
+    HttpMetrics,
+    TracingMiddleware,
+    metrics_router,
+    new_registry,
+)
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services import AccessChangeRelay, build_services
+from cloud.services import AccessChangeRelay, Services, build_services
 from cloud.services.notifications_jobs import NotificationJobs
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
@@ -45,6 +52,13 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnavailableError, 503),
     (TooManyAttemptsError, 429),
 )
+
+
+def _gateway_states(services: Services) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for gateway in services.gateways.gateways():
+        counts[gateway.state] = counts.get(gateway.state, 0) + 1
+    return counts
 
 
 def _is_api(request: Request) -> bool:
@@ -113,6 +127,16 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     app.state.bridge = bridge
     app.state.jobs = jobs
     app.state.signer = SessionSigner(settings.secret_key)
+    registry = new_registry()
+    app.state.metrics_registry = registry
+    registry.register(
+        CloudCollector(
+            lambda: None if bridge is None else bridge.stats,
+            lambda: _gateway_states(services),
+        )
+    )
+    app.add_middleware(TracingMiddleware, metrics=HttpMetrics(registry))
+    app.include_router(metrics_router(registry, settings.metrics_token))
     app.add_exception_handler(DenenError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for router in (

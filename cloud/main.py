@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +16,7 @@ from cloud.errors import CloudError
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import SystemClock
+from protocol.tracing import LogFormat, configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json: one object per line with the trace id (default); text: for a terminal",
+    )
     user = sub.add_parser("create-user", help="create a user and print its generated password")
     user.add_argument("username")
     user.add_argument("--role", choices=[r.value for r in Role], required=True)
@@ -70,15 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: CloudSettings, host: str, port: int, log_level: str) -> None:
+def _serve(
+    settings: CloudSettings, host: str, port: int, log_level: str, log_format: LogFormat
+) -> None:
     import uvicorn  # noqa: PLC0415 - only the serve command needs the web server
 
     from cloud.app import create_app  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(log_level, log_format, service="cloud")
+    # uvicorn's own handlers off: its lines go through ours (JSON, with the trace id), and
+    # the access log is TracingMiddleware's one line per request
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
 def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
@@ -156,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"denen-cloud: bad settings: {reasons}", file=sys.stderr)  # noqa: T201
         return 2
     if args.command == "serve":
-        _serve(settings, args.host, args.port, args.log_level)
+        _serve(settings, args.host, args.port, args.log_level, args.log_format)
         return 0
     try:
         print(_admin(settings, args))  # noqa: T201 - the CLI's answer

@@ -30,6 +30,9 @@ class CloudSettings(BaseSettings):
     # events published before the workers reconnect are lost (use a broker that persists
     # shared sessions, such as EMQX, for that setup).
     mqtt_shared_subscription: bool = False
+    # GET /metrics asks for "Authorization: Bearer <token>" when set (Prometheus'
+    # bearer_token); unset: open, for a scraper on the private network only
+    metrics_token: str | None = None
     # Mutual TLS to the broker (files from `denen provision ca init`: ca.crt, cloud.crt/.key)
     mqtt_tls_ca: Path | None = None
     mqtt_tls_cert: Path | None = None

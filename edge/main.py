@@ -27,6 +27,7 @@ from edge.store import Store
 from edge.sync_schedule import SyncSchedule
 from edge.transports import BleCentral, open_central, open_transport
 from protocol.clock import Clock, SystemClock
+from protocol.tracing import configure_logging
 
 log = logging.getLogger("edge")
 
@@ -129,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    parser.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json: one object per line with the trace id (default); text: for a terminal",
     )
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format, service="agent")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
