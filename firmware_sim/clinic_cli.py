@@ -1,13 +1,15 @@
 """``denen-sim display`` and ``denen-sim card-reader``: the clinic's devices on ptys.
 
     denen-sim display --id clinic-a-disp-1 [--link /tmp/disp-1] [--key-file disp-1.key] \\
-        [--control-host 127.0.0.1 --control-port 8110]
+        [--release-key release.pub] [--control-host 127.0.0.1 --control-port 8110]
     denen-sim card-reader --id clinic-a-kiosk-1 [--link /tmp/kiosk-1] [--control-port 8120]
 
 A display says HELLO when it starts (and every few seconds until it gets its state); its
 face is at ``/displays/{id}`` and ``POST /api/displays/{id}/power-cycle`` pulls its plug.
 With ``--key-file`` (64 hex characters: the display's link key) it takes only sealed
-frames. A card reader's "tap card" form is at ``/readers/{id}``.
+frames. With ``--release-key`` (repeatable; ``denen release keygen``'s release.pub) it
+installs firmware images signed by that key; without one it refuses every update.
+A card reader's "tap card" form is at ``/readers/{id}``.
 
 The composition root for these two: command line → firmware → pty host → control app →
 uvicorn; one line per device once everything listens, then serve until SIGTERM/SIGINT.
@@ -20,10 +22,11 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 
 from firmware_sim.card_reader.control import create_reader_app
@@ -35,6 +38,7 @@ from firmware_sim.display.pty_host import DisplayPtyHost
 from firmware_sim.errors import SimulatorError
 from protocol.clock import SystemClock
 from protocol.display_auth import KEY_LEN
+from protocol.firmware_image import load_public_key
 from protocol.ids import SLUG_RE
 
 
@@ -44,6 +48,7 @@ def add_clinic_parsers(devices: argparse._SubParsersAction[argparse.ArgumentPars
     display.add_argument("--id", dest="device_id", required=True, help="display id (a slug)")
     display.add_argument("--link", type=Path, help="symlink to create to the pty")
     display.add_argument("--key-file", type=Path, help="the display's link key (64 hex chars)")
+    add_release_key_argument(display)
     display.add_argument("--control-host", default="127.0.0.1")
     display.add_argument("--control-port", type=int, default=8110, help="0 picks a free port")
     reader = devices.add_parser("card-reader", help="a kiosk patient-card reader on a pty")
@@ -51,6 +56,30 @@ def add_clinic_parsers(devices: argparse._SubParsersAction[argparse.ArgumentPars
     reader.add_argument("--link", type=Path, help="symlink to create to the pty")
     reader.add_argument("--control-host", default="127.0.0.1")
     reader.add_argument("--control-port", type=int, default=8120, help="0 picks a free port")
+
+
+def add_release_key_argument(parser: argparse.ArgumentParser) -> None:
+    """``--release-key FILE``: a release public key the device takes firmware from."""
+    parser.add_argument(
+        "--release-key",
+        dest="release_keys",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="release public key (PEM) whose signed firmware is installed; repeatable",
+    )
+
+
+def read_release_keys(paths: Sequence[Path]) -> list[Ed25519PublicKey]:
+    """The release public keys in ``paths``; SimulatorError naming the file that is not one."""
+    keys = []
+    for path in paths:
+        try:
+            keys.append(load_public_key(path.read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise SimulatorError(f"cannot read a release public key from {path}: {exc}") from exc
+    return keys
 
 
 def read_key_file(path: Path) -> bytes:
@@ -73,9 +102,9 @@ async def serve_clinic_device(args: argparse.Namespace) -> None:
     app: FastAPI
     if args.device == "display":
         key = None if args.key_file is None else read_key_file(args.key_file)
-        display = DisplayPtyHost(
-            args.device_id, DisplayFirmware(clock, link_key=key), link=args.link
-        )
+        release_keys = read_release_keys(args.release_keys)
+        firmware = DisplayFirmware(clock, link_key=key, release_keys=release_keys)
+        display = DisplayPtyHost(args.device_id, firmware, link=args.link)
         host, app, page = display, create_display_app([display]), "displays"
     else:
         reader = CardReaderPtyHost(args.device_id, CardReaderFirmware(clock), link=args.link)

@@ -2,7 +2,8 @@
 
     denen-sim lock --id lock-1 [--state-file lock-1.json] [--link /tmp/lock-1] \\
         [--control-host 127.0.0.1 --control-port 8100] [--auto-lock 5]
-    denen-sim lock --lock lock-1:/tmp/lock-1 --lock lock-2 --state-dir .sim
+    denen-sim lock --lock lock-1:/tmp/lock-1 --lock lock-2 --state-dir .sim \\
+        [--release-key release.pub]
 
     denen-sim ble-hub --port 9100
     denen-sim lock --id gym-a-2 --ble-hci tcp-client:127.0.0.1:9100 \\
@@ -18,7 +19,8 @@ the hub is the shared virtual air, and the agent reaches the lock through it wit
 A lock starts unpaired, like one fresh from the factory: press its pairing button on the
 control page (or ``POST /api/locks/{id}/pair-button``) and run ``denen provision lock
 pair``. With a state file (``--state-file``, or ``--state-dir`` for every lock) it keeps
-its keys and counters there and comes back paired after a restart.
+its keys and counters there and comes back paired after a restart. With
+``--release-key`` (repeatable) the locks install firmware images signed by that key.
 
 The composition root: settings from the command line → firmware → pty hosts → control
 app → uvicorn. Prints one line per lock once everything listens, then serves until
@@ -41,7 +43,12 @@ from pathlib import Path
 import uvicorn
 
 from firmware_sim.ble_hub import BleHub
-from firmware_sim.clinic_cli import add_clinic_parsers, serve_clinic_device
+from firmware_sim.clinic_cli import (
+    add_clinic_parsers,
+    add_release_key_argument,
+    read_release_keys,
+    serve_clinic_device,
+)
 from firmware_sim.control import create_app
 from firmware_sim.errors import SimulatorError
 from firmware_sim.lock.ble_host import LockBleHost, bond_file_for
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--control-host", default="127.0.0.1")
     lock.add_argument("--control-port", type=int, default=8100, help="0 picks a free port")
     lock.add_argument("--auto-lock", type=float, default=5.0, help="seconds until it relocks")
+    add_release_key_argument(lock)
     lock.add_argument(
         "--ble-hci",
         metavar="SPEC",
@@ -155,11 +163,13 @@ async def serve_locks(specs: Sequence[LockSpec], args: argparse.Namespace) -> No
     """Host the locks and the control app until a signal asks to stop."""
     clock = SystemClock()
     hosts: list[LockPtyHost | LockBleHost] = []
+    release_keys = read_release_keys(args.release_keys)
     for s in specs:
         firmware = LockFirmware(
             clock,
             None if s.state_file is None else load_pairing(s.state_file),
             auto_lock_s=args.auto_lock,
+            release_keys=release_keys,
         )
         if s.ble_address is not None:
             hosts.append(

@@ -24,6 +24,12 @@ three capital letters, an optional dash, up to five digits): the protocol has no
 patient's name fits in, and a decoder refuses a ticket label that is not of that form.
 The announcement line is free text (UTF-8, Japanese included) for the city and the clinic,
 never for patient data.
+
+**Firmware updates.** ``UPDATE_BEGIN`` / ``UPDATE_CHUNK`` / ``UPDATE_COMMIT`` carry a signed
+image (:mod:`protocol.firmware_image`, payloads in :mod:`protocol.firmware_transfer`), each
+answered by ``UPDATE_ACK``. After the ACK to COMMIT the display reboots into the new
+version and says ``HELLO`` (reason ``FIRMWARE_UPDATE``), so the agent sends its state again.
+It refuses to reboot while an urgent announcement is on screen (``BUSY``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from enum import IntEnum
 from typing import TypeVar
 
 from protocol.errors import FrameError, LocalProtocolError
+from protocol.firmware_image import Refusal
 from protocol.framing import (
     MAC_LEN,
     PushParser,
@@ -66,9 +73,13 @@ class DisplayFrameType(IntEnum):
     SET_ANNOUNCEMENT = 0x05
     SET_BRIGHTNESS = 0x06
     SET_STANDBY = 0x07
+    UPDATE_BEGIN = 0x08  # a signed image's header and signature: starts (or restarts) a transfer
+    UPDATE_CHUNK = 0x09  # offset u32 + payload bytes
+    UPDATE_COMMIT = 0x0A  # the payload's SHA-256: verify, install, reboot into it
     # display -> agent
     ACK = 0x80  # payload: the state_version the display now holds
     STATUS = 0x81
+    UPDATE_ACK = 0x82  # received u32 | total u32 (protocol.firmware_transfer)
     NACK = 0x8F
     HELLO = 0x90  # unsolicited: "I booted with no state", repeated until SHOW_STATE arrives
 
@@ -81,6 +92,27 @@ class DisplayNackCode(IntEnum):
     NOT_A_REQUEST = 2
     NEED_STATE = 3  # a partial update before any SHOW_STATE: send the whole state
     AUTH_FAILED = 4
+    # firmware updates (protocol.firmware_image): the old version keeps running after each
+    BAD_IMAGE = 5  # not an image, truncated, or too large
+    WRONG_DEVICE = 6  # an image for a lock, or for another display model
+    BAD_SIGNATURE = 7  # signed by an unknown release key, or the signature does not verify
+    NOT_NEWER = 8  # a downgrade, or the version already running
+    HASH_MISMATCH = 9  # the chunks received are not the payload the header names
+    UPDATE_SEQUENCE = 10  # CHUNK/COMMIT without BEGIN, a gap, or COMMIT before the last byte
+    BUSY = 11  # an urgent announcement is on screen: no reboot now
+
+
+IMAGE_NACKS: dict[Refusal, DisplayNackCode] = {
+    Refusal.MALFORMED: DisplayNackCode.BAD_IMAGE,
+    Refusal.TRUNCATED: DisplayNackCode.BAD_IMAGE,
+    Refusal.TOO_LARGE: DisplayNackCode.BAD_IMAGE,
+    Refusal.WRONG_KIND: DisplayNackCode.WRONG_DEVICE,
+    Refusal.WRONG_MODEL: DisplayNackCode.WRONG_DEVICE,
+    Refusal.UNKNOWN_KEY: DisplayNackCode.BAD_SIGNATURE,
+    Refusal.BAD_SIGNATURE: DisplayNackCode.BAD_SIGNATURE,
+    Refusal.HASH_MISMATCH: DisplayNackCode.HASH_MISMATCH,
+    Refusal.NOT_NEWER: DisplayNackCode.NOT_NEWER,
+}
 
 
 class AnnouncementLevel(IntEnum):
@@ -92,6 +124,7 @@ class BootReason(IntEnum):
     POWER_ON = 0
     POWER_CYCLE = 1
     WATCHDOG = 2
+    FIRMWARE_UPDATE = 3  # rebooted into a new firmware version
 
 
 @dataclass(frozen=True, slots=True)

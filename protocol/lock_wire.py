@@ -15,6 +15,12 @@ is unauthenticated (counter 0, zero MAC). A reply carries its request's ``seq``.
 
 ``REVOKE_OFFLINE`` replaces the lock's list of cancelled offline PINs
 (:mod:`protocol.offline_pin`): the whole list each time, so resending it is harmless.
+
+``UPDATE_BEGIN`` / ``UPDATE_CHUNK`` / ``UPDATE_COMMIT`` carry a signed firmware image
+(:mod:`protocol.firmware_image`) in pieces, each answered by ``UPDATE_ACK``; their payloads
+are in :mod:`protocol.firmware_transfer`. The lock refuses an update while its door is
+unlocked or open (``DOOR_IN_USE``) and otherwise keeps working during the transfer; after
+the ACK to COMMIT it runs the new version, which INFO reports.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from protocol.errors import FrameError, LocalProtocolError
+from protocol.firmware_image import Refusal
 from protocol.framing import (
     MAC_LEN,
     MAX_PAYLOAD,
@@ -55,11 +62,15 @@ class FrameType(IntEnum):
     GET_SLOTS = 0x07
     PAIR = 0x08  # keys in clear: only inside the lock's pairing-button window
     REVOKE_OFFLINE = 0x09  # the whole list of cancelled offline PINs, replacing the last
+    UPDATE_BEGIN = 0x0A  # a signed image's header and signature: starts (or restarts) a transfer
+    UPDATE_CHUNK = 0x0B  # offset u32 + payload bytes
+    UPDATE_COMMIT = 0x0C  # the payload's SHA-256: verify, install, reboot into it
     # lock -> agent
     ACK = 0x80
     INFO = 0x81
     EVENTS = 0x82
     SLOTS = 0x83
+    UPDATE_ACK = 0x84  # received u32 | total u32 (protocol.firmware_transfer)
     NACK = 0x8F
     WAKE = 0x90  # unsolicited: the keypad woke the lock, or it has new events
 
@@ -75,6 +86,27 @@ class NackCode(IntEnum):
     # more live revocations than the lock holds: it refuses every offline PIN until a
     # list that fits arrives (fail secure: it cannot tell a cancelled code from a good one)
     REVOCATIONS_FULL = 8
+    # firmware updates (protocol.firmware_image): the old version keeps running after each
+    BAD_IMAGE = 9  # not an image, truncated, or too large for the lock's flash
+    WRONG_DEVICE = 10  # an image for a display, or for another lock model
+    BAD_SIGNATURE = 11  # signed by an unknown release key, or the signature does not verify
+    NOT_NEWER = 12  # a downgrade, or the version already running
+    HASH_MISMATCH = 13  # the chunks received are not the payload the header names
+    UPDATE_SEQUENCE = 14  # CHUNK/COMMIT without BEGIN, a gap, or COMMIT before the last byte
+    DOOR_IN_USE = 15  # unlocked or open: the lock updates only when locked and closed
+
+
+IMAGE_NACKS: dict[Refusal, NackCode] = {
+    Refusal.MALFORMED: NackCode.BAD_IMAGE,
+    Refusal.TRUNCATED: NackCode.BAD_IMAGE,
+    Refusal.TOO_LARGE: NackCode.BAD_IMAGE,
+    Refusal.WRONG_KIND: NackCode.WRONG_DEVICE,
+    Refusal.WRONG_MODEL: NackCode.WRONG_DEVICE,
+    Refusal.UNKNOWN_KEY: NackCode.BAD_SIGNATURE,
+    Refusal.BAD_SIGNATURE: NackCode.BAD_SIGNATURE,
+    Refusal.HASH_MISMATCH: NackCode.HASH_MISMATCH,
+    Refusal.NOT_NEWER: NackCode.NOT_NEWER,
+}
 
 
 EVENT_CODES: dict[LockEventKind, int] = {

@@ -1,7 +1,8 @@
 """``denen``: the technician's command line.
 
 ``denen provision`` installs a site one step at a time (CA, broker config, enrollment,
-lock pairing, doctor); ``denen demo`` runs the whole stack on this machine.
+lock pairing, doctor); ``denen release`` signs firmware images; ``denen demo`` runs the
+whole stack on this machine.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from provisioning import doctor_cli, lock_cli, security_cli
+from provisioning import doctor_cli, lock_cli, release_cli, security_cli
 
 EPILOG = """\
 examples:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_cli.add_steps(steps)
     lock_cli.add_lock_parser(steps)
     doctor_cli.add_doctor_parser(steps)
+    release_cli.add_release_parser(groups)
     demo = groups.add_parser(
         "demo",
         help="run the whole stack on this machine (broker, cloud, a simulated gym)",
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from provisioning.local_stack import run_demo  # noqa: PLC0415 - only the demo needs it
 
         return run_demo(args.dir, args.port)
+    if args.group == "release":
+        return release_cli.run(args)
     if args.group == "provision":
         step = args.step
         if step is None:

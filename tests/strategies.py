@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
 from protocol import display_wire as dw
+from protocol import firmware_image as fi
 from protocol import framing
 from protocol.framing import MAC_LEN, MAX_PAYLOAD
 from protocol.lock_wire import (
@@ -159,4 +161,23 @@ patient_cards = st.builds(
     facility=st.integers(0, 99),
     serial=st.integers(0, 10**11 - 1),
     network=st.from_regex(r"[0-9]{2}", fullmatch=True),
+)
+
+
+# ------------------------------------------------------------------ firmware images
+
+firmware_versions = st.builds(fi.FirmwareVersion, major=u16, minor=u16, patch=u16)
+# a fixed release key, so that examples shrink and replay
+TEST_RELEASE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+image_models = st.text(printable, min_size=1, max_size=10).filter(
+    lambda m: 1 <= len(m.encode()) <= fi.MODEL_MAX_BYTES and m.isprintable()
+)
+firmware_images = st.builds(
+    lambda kind, model, version, payload: fi.build_image(
+        TEST_RELEASE_KEY, kind=kind, model=model, version=version, payload=payload
+    ),
+    st.sampled_from(fi.DeviceKind),
+    image_models,
+    firmware_versions,
+    st.binary(max_size=3000),
 )

@@ -10,13 +10,20 @@ call changes, at the brightness asked for, dimmed in standby outside the daily s
 A power cycle loses everything but the link key and counters (flash on real hardware) and
 the display says HELLO until the agent sends the whole state again. The state that
 restores a power-cycled display does not chime: those calls are not new.
+
+Firmware updates arrive as signed images (:mod:`protocol.firmware_image`) checked against
+the release public keys baked into the firmware (``release_keys``); a committed image
+reboots the display into its version like a power cycle (reason ``FIRMWARE_UPDATE``), so
+it says HELLO and the agent sends its state again. Not while an urgent announcement shows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_sim.display.states import (
     Backlight,
@@ -26,6 +33,8 @@ from firmware_sim.display.states import (
     next_backlight,
     next_screen,
 )
+from firmware_sim.update_receiver import DEFAULT_CAPACITY as UPDATE_CAPACITY
+from firmware_sim.update_receiver import TransferError, UpdateReceiver
 from protocol.clock import Clock, is_trusted_time
 from protocol.display_auth import (
     KEY_ID_NONE,
@@ -34,6 +43,7 @@ from protocol.display_auth import (
     DisplayLinkAuth,
 )
 from protocol.display_wire import (
+    IMAGE_NACKS,
     REQUEST_TYPES,
     Announcement,
     AnnouncementLevel,
@@ -53,6 +63,8 @@ from protocol.display_wire import (
     encode_u32,
 )
 from protocol.errors import FrameError
+from protocol.firmware_image import DeviceKind, ImageError, TrustedKeys, running_version
+from protocol.firmware_transfer import encode_progress
 
 # How long the chime indicator and the new number's highlight last.
 CHIME_S = 3.0
@@ -118,7 +130,10 @@ class DisplayFirmware:
         firmware: str = "sim-0.1.0",
         chime_s: float = CHIME_S,
         hello_retry_s: float = HELLO_RETRY_S,
+        release_keys: Iterable[Ed25519PublicKey] = (),
+        update_capacity: int = UPDATE_CAPACITY,
     ) -> None:
+        running_version(firmware)  # raises ValueError: updates must compare versions
         self.clock = clock
         self.model = model
         self.firmware = firmware
@@ -135,6 +150,10 @@ class DisplayFirmware:
         self.bad_requests = 0
         self.screen = Screen.NO_STATE
         self.backlight = Backlight.ON
+        # no release key: every update is refused (fail secure, no default key)
+        self.updates = UpdateReceiver(
+            DeviceKind.DISPLAY, model, TrustedKeys.of(release_keys), update_capacity
+        )
         self._clear()
 
     def _clear(self) -> None:
@@ -165,12 +184,16 @@ class DisplayFirmware:
 
     def power_cycle(self) -> None:
         """Power off and on: the screen forgets everything and says HELLO."""
+        self.updates.abandon()  # a transfer cut by the power is started again with BEGIN
+        self._reboot(BootReason.POWER_CYCLE)
+
+    def _reboot(self, reason: BootReason) -> None:
         self._screen(ScreenTrigger.POWER_CYCLE)
         self._backlight(BacklightTrigger.POWER_CYCLE)
         self._clear()
         self.parser = DisplayFrameParser()  # a fresh UART: half a frame is lost
         self.boot_count += 1
-        self.boot_reason = BootReason.POWER_CYCLE
+        self.boot_reason = reason
 
     def tick(self) -> None:
         """Run what is due: announcement expiry, standby by the schedule."""
@@ -252,6 +275,9 @@ class DisplayFirmware:
             Ftype.SET_ANNOUNCEMENT: self._on_set_announcement,
             Ftype.SET_BRIGHTNESS: self._on_set_brightness,
             Ftype.SET_STANDBY: self._on_set_standby,
+            Ftype.UPDATE_BEGIN: self._on_update_begin,
+            Ftype.UPDATE_CHUNK: self._on_update_chunk,
+            Ftype.UPDATE_COMMIT: self._on_update_commit,
         }
 
     def _ack(self) -> tuple[Ftype, bytes]:
@@ -304,6 +330,51 @@ class DisplayFirmware:
         self._require_state()
         self.schedule = StandbySchedule.decode(payload)
         return self._ack()
+
+    # firmware update: image refusals discard the transfer, sequence refusals keep it
+
+    def _updating(self, step: Callable[[], tuple[int, int]]) -> tuple[Ftype, bytes]:
+        try:
+            received, total = step()
+        except ImageError as exc:
+            raise _Refused(IMAGE_NACKS[exc.refusal], exc.message) from None
+        except TransferError as exc:
+            raise _Refused(DisplayNackCode.UPDATE_SEQUENCE, str(exc)) from None
+        return Ftype.UPDATE_ACK, encode_progress(received, total)
+
+    def _require_no_urgent(self) -> None:
+        if self.announcement.text and self.announcement.level is AnnouncementLevel.URGENT:
+            raise _Refused(
+                DisplayNackCode.BUSY, "an urgent announcement is on screen: update after it ends"
+            )
+
+    def _on_update_begin(self, payload: bytes) -> tuple[Ftype, bytes]:
+        def begin() -> tuple[int, int]:
+            progress = self.updates.begin(payload, self.firmware)
+            try:
+                self._require_no_urgent()
+            except _Refused:
+                self.updates.abandon()
+                raise
+            return progress
+
+        return self._updating(begin)
+
+    def _on_update_chunk(self, payload: bytes) -> tuple[Ftype, bytes]:
+        return self._updating(lambda: self.updates.chunk(payload))
+
+    def _on_update_commit(self, payload: bytes) -> tuple[Ftype, bytes]:
+        def commit() -> tuple[int, int]:
+            header = self.updates.commit(payload, self.firmware)
+            if header is None:  # a repeated COMMIT: the display already runs it
+                size = 0 if self.updates.installed is None else self.updates.installed.payload_len
+                return size, size
+            self._require_no_urgent()  # the verified image waits
+            self.firmware = str(self.updates.installed_now().version)
+            self._reboot(BootReason.FIRMWARE_UPDATE)
+            return header.payload_len, header.payload_len
+
+        return self._updating(commit)
 
     def _apply_calls(self, calls: Calls, *, chime: bool = True) -> None:
         before = {c.room: (c.number, c.call_seq) for c in self.calls.rooms}

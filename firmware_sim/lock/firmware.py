@@ -8,13 +8,20 @@ in :mod:`firmware_sim.lock.states`; the wire requests are answered by
 The keypad takes two kinds of code, told apart by length: a slot PIN (4..10 digits) the
 gateway loaded with its window, and an offline PIN (exactly 12 digits,
 :mod:`protocol.offline_pin`) that the lock checks with its offline secret and own clock.
+
+Firmware updates arrive as signed images (:mod:`protocol.firmware_image`) checked against
+the release public keys baked into the firmware (``release_keys``); a committed image
+"reboots" the lock into its version, keeping what a real lock keeps in flash.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_sim.errors import UnknownKeyError
 from firmware_sim.lock.event_log import U16_MAX, EventLog
@@ -29,7 +36,10 @@ from firmware_sim.lock.states import (
     next_keypad,
     next_state,
 )
+from firmware_sim.update_receiver import DEFAULT_CAPACITY as UPDATE_CAPACITY
+from firmware_sim.update_receiver import UpdateReceiver
 from protocol.clock import Clock
+from protocol.firmware_image import DeviceKind, ImageHeader, TrustedKeys, running_version
 from protocol.lock_wire import (
     FrameType,
     LockFrame,
@@ -95,7 +105,10 @@ class LockFirmware:
         battery_pct: int = 100,
         door_held_open_s: float = 60,
         revocation_capacity: int = DEFAULT_CAPACITY,
+        release_keys: Iterable[Ed25519PublicKey] = (),
+        update_capacity: int = UPDATE_CAPACITY,
     ) -> None:
+        running_version(firmware)  # raises ValueError: updates must compare versions
         if not 1 <= slot_count <= MAX_SLOTS:
             raise ValueError(f"slot_count must be 1..{MAX_SLOTS} to fit a SLOTS frame")
         if event_buffer < 1:
@@ -115,6 +128,10 @@ class LockFirmware:
         self.state = DoorLock.LOCKED_CLOSED
         self.keypad = Keypad.READY
         self.pairing = LockPairing(clock, paired)
+        # no release key: every update is refused (fail secure, no default key)
+        self.updates = UpdateReceiver(
+            DeviceKind.LOCK, model, TrustedKeys.of(release_keys), update_capacity
+        )
         self._clock_offset: float | None = None
         self._entry = ""
         self._last_key_at = 0.0
@@ -315,6 +332,23 @@ class LockFirmware:
             door_open=self.state.door_open,
             paired=self.pairing.paired,
         )
+
+    def door_secure(self) -> bool:
+        """Locked and closed: the only state the lock reboots into new firmware from."""
+        self.tick()
+        return self.state is DoorLock.LOCKED_CLOSED
+
+    def reboot_into(self, header: ImageHeader) -> None:
+        """Run the committed image's version after a reboot.
+
+        Flash survives: keys and counters, PIN slots, revocations, the event log, the
+        lockout and the clock (a battery-backed RTC). RAM does not: a half-typed entry and
+        what the display flashed. The rebooted lock wakes the gateway.
+        """
+        self.firmware = str(header.version)
+        self._entry = ""
+        self._flash, self._flash_until = "", 0.0
+        self._wake_pending = True
 
     def press_pair_button(self) -> None:
         """The pairing button on the lock: one PAIR is accepted in the next 60 s."""

@@ -11,6 +11,10 @@ pass its MAC and counter check. The answer to an accepted request is sealed with
 key and bound to the request's counter. A refusal is an *unauthenticated* NACK: the lock
 cannot seal an answer to someone without the key, and the NACK tells the sender nothing
 it did not know (its frame had no effect); its message names no key, MAC or counter.
+
+Firmware updates (UPDATE_BEGIN / CHUNK / COMMIT) go through the lock's
+:class:`~firmware_sim.update_receiver.UpdateReceiver`; the lock reboots into a committed
+image only while its door is locked and closed.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from firmware_sim.update_receiver import TransferError
 from protocol.clock import is_trusted_time
 from protocol.errors import FrameError
+from protocol.firmware_image import ImageError
+from protocol.firmware_transfer import encode_progress
 from protocol.lock_auth import KEY_ID_NONE, AuthError, PairRequest
 from protocol.lock_wire import (
     ALL_SLOTS,
+    IMAGE_NACKS,
     MAX_EVENTS_PER_FRAME,
     FrameType,
     LockFrame,
@@ -188,6 +196,54 @@ def _revoke_offline(fw: LockFirmware, payload: bytes) -> Reply:
     return FrameType.ACK, b""
 
 
+DOOR_HINT = "the door is unlocked or open: the lock updates only when locked and closed"
+
+
+def _updating(step: Callable[[], tuple[int, int]]) -> Reply:
+    """Run one update step; its refusals become the NACK that names them."""
+    try:
+        received, total = step()
+    except ImageError as exc:
+        raise Nack(IMAGE_NACKS[exc.refusal], exc.message) from None
+    except TransferError as exc:
+        raise Nack(NackCode.UPDATE_SEQUENCE, str(exc)) from None
+    return FrameType.UPDATE_ACK, encode_progress(received, total)
+
+
+def _update_begin(fw: LockFirmware, payload: bytes) -> Reply:
+    """The image's header and signature: checked now, before any payload is sent."""
+
+    def begin() -> tuple[int, int]:
+        progress = fw.updates.begin(payload, fw.firmware)
+        if not fw.door_secure():
+            fw.updates.abandon()
+            raise Nack(NackCode.DOOR_IN_USE, DOOR_HINT)
+        return progress
+
+    return _updating(begin)
+
+
+def _update_chunk(fw: LockFirmware, payload: bytes) -> Reply:
+    return _updating(lambda: fw.updates.chunk(payload))
+
+
+def _update_commit(fw: LockFirmware, payload: bytes) -> Reply:
+    """Hash and signature of the whole image, then the reboot into it (door permitting)."""
+
+    def commit() -> tuple[int, int]:
+        header = fw.updates.commit(payload, fw.firmware)
+        if header is None:  # a repeated COMMIT: the lock already runs it
+            installed = fw.updates.installed
+            size = 0 if installed is None else installed.payload_len
+            return size, size
+        if not fw.door_secure():
+            raise Nack(NackCode.DOOR_IN_USE, DOOR_HINT)  # the verified image waits
+        fw.reboot_into(fw.updates.installed_now())
+        return header.payload_len, header.payload_len
+
+    return _updating(commit)
+
+
 HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
     FrameType.GET_INFO: _get_info,
     FrameType.SET_TIME: _set_time,
@@ -197,4 +253,7 @@ HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
     FrameType.ACK_EVENTS: _ack_events,
     FrameType.GET_SLOTS: _get_slots,
     FrameType.REVOKE_OFFLINE: _revoke_offline,
+    FrameType.UPDATE_BEGIN: _update_begin,
+    FrameType.UPDATE_CHUNK: _update_chunk,
+    FrameType.UPDATE_COMMIT: _update_commit,
 }
