@@ -1,5 +1,6 @@
-"""The edge agent: one MQTT link, one coordinator per lock, telemetry — one TaskGroup —
-and the scheduler of each lock's periodic full sync.
+"""The edge agent: one MQTT link, one coordinator per lock and per display, telemetry, and
+at a clinic the desk, its kiosk readers and pages — one TaskGroup — and the scheduler of
+each lock's periodic full sync.
 
 ``Agent`` is an async context manager: entering opens the store and the outbox, ``run()``
 serves until ``stop()``, leaving closes them. ``main`` builds it (composition root).
@@ -9,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Protocol
 
+from edge.clinic.desk import ClinicDesk
+from edge.clinic.kiosk import KioskReader
+from edge.clinic.web import ClinicPages
 from edge.config import SiteConfig
 from edge.devices.display_coordinator import DisplayCoordinator
 from edge.devices.lock_coordinator import LockCoordinator
@@ -48,10 +54,15 @@ class AccessService:
             coordinator.snapshot_stored()
 
 
-class DisplayService:
-    """Keeps the newest display state and tells every display's coordinator."""
+class DisplayStateListener(Protocol):
+    def state_stored(self) -> None: ...
 
-    def __init__(self, store: Store, coordinators: list[DisplayCoordinator]) -> None:
+
+class DisplayService:
+    """Keeps the newest display state and tells every display's coordinator (or, at a
+    clinic, the desk, which decides whether the displays follow it or its own queues)."""
+
+    def __init__(self, store: Store, coordinators: Sequence[DisplayStateListener]) -> None:
         self.store = store
         self.coordinators = coordinators
 
@@ -79,6 +90,9 @@ class Agent:
         schedule: SyncSchedule,
         clock: Clock,
         displays: list[DisplayCoordinator] | None = None,
+        desk: ClinicDesk | None = None,
+        kiosks: list[KioskReader] | None = None,
+        pages: ClinicPages | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -86,6 +100,9 @@ class Agent:
         self.link = link
         self.coordinators = {c.lock_id: c for c in coordinators}
         self.displays = {d.display_id: d for d in displays or []}
+        self.desk = desk
+        self.kiosks = {k.kiosk_id: k for k in kiosks or []}
+        self.pages = pages
         self.schedule = schedule
         self.clock = clock
         self._stopping = asyncio.Event()
@@ -95,7 +112,10 @@ class Agent:
         self.store.open()
         try:
             self.outbox.open(now=self.clock.now())
+            if self.desk is not None:
+                self.desk.open()
         except BaseException:
+            self.outbox.close()
             self.store.close()
             raise
         return self
@@ -106,6 +126,8 @@ class Agent:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.desk is not None:
+            self.desk.close()
         self.outbox.close()
         self.store.close()
 
@@ -136,9 +158,18 @@ class Agent:
                 for d in self.displays.values()
             ]
             others.append(tg.create_task(self._telemetry_loop(), name="telemetry"))
+            if self.desk is not None:
+                others.append(tg.create_task(self.desk.run(), name="clinic-desk"))
+            others += [
+                tg.create_task(k.run(), name=f"kiosk-{k.kiosk_id}") for k in self.kiosks.values()
+            ]
+            if self.pages is not None:
+                tg.create_task(self.pages.run(), name="clinic-pages")
             await self._stopping.wait()
             for task in others:
                 task.cancel()
+            if self.pages is not None:
+                self.pages.stop()  # lets uvicorn finish the requests it is serving
             self.link.stop()
             try:
                 async with asyncio.timeout(STOP_GRACE_S):

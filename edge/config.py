@@ -9,7 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import ConfigError
 from edge.transports.spec import TransportKind, TransportSpec, parse_spec
@@ -45,6 +52,19 @@ transport = "ble:F0:F0:F0:F0:F0:02"   # its address: `denen provision lock scan`
 [[displays]]                   # call-number displays, on a serial line
 id = "clinic-a-disp-1"
 transport = "serial:/dev/ttyUSB1"
+
+[[card_readers]]               # kiosk patient-card readers (QR/NFC in serial mode)
+id = "clinic-a-kiosk-1"
+transport = "serial:/dev/ttyACM0"
+baud = 9600
+walk_in_department = "internal"  # optional: where a card with no appointment goes
+                               #   (default: the site's walk-in department)
+
+[clinic]                       # the check-in desk and the local kiosk and staff pages
+host = "0.0.0.0"               # the clinic network; pages work with no internet
+port = 8080
+reply_timeout_s = 3.0          # then the kiosk says "your number appears here shortly"
+screen_hold_s = 60             # a kiosk shows a check-in this long, then "tap your card"
 
 [ble]                          # the radio every ble: lock goes through
 hci = "bleak"                  # BlueZ on the Pi; or a bumble HCI transport spec:
@@ -91,6 +111,9 @@ class MqttConfig(_Section):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=2**32 - 1)
     reconnect_base_s: float = Field(default=0.5, gt=0)
     reconnect_cap_s: float = Field(default=30.0, gt=0)
+    # how long to wait for the broker's CONNACK, SUBACK or PUBACK; it also bounds a connect
+    # into a line that drops before CONNACK, which aiomqtt would otherwise wait out
+    timeout_s: float = Field(default=10.0, gt=0)
     tls: TlsConfig | None = None
 
 
@@ -125,6 +148,43 @@ class DisplayConfig(_Section):
     @property
     def spec(self) -> TransportSpec:
         return parse_spec(self.transport)
+
+
+class CardReaderConfig(_Section):
+    """A kiosk's patient-card reader: one line per card on a serial (or pty) line."""
+
+    id: str = Field(pattern=SLUG_PATTERN)
+    transport: str
+    baud: int = Field(default=9600, gt=0)
+    # where a card with no appointment today goes; None: the site's walk-in department
+    walk_in_department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+
+    @field_validator("transport")
+    @classmethod
+    def _check_transport(cls, value: str) -> str:
+        if parse_spec(value).kind not in (TransportKind.SERIAL, TransportKind.PTY):
+            raise ValueError(f"{value!r}: a card reader is on a serial line (serial:/dev/…)")
+        return value
+
+    @property
+    def spec(self) -> TransportSpec:
+        return parse_spec(self.transport)
+
+
+class ClinicConfig(_Section):
+    """The clinic desk (check-in, queues while offline) and its pages on the clinic network."""
+
+    host: str = Field(default="0.0.0.0", min_length=1)  # noqa: S104 - served to the clinic LAN
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    # how long a kiosk or the staff page waits for the cloud's answer before saying
+    # "your number appears here shortly" (the answer still updates the screen later)
+    reply_timeout_s: float = Field(default=3.0, gt=0)
+    screen_hold_s: float = Field(default=60.0, gt=0)  # then the kiosk asks for the next card
+    kiosk_refresh_s: int = Field(default=2, ge=1)  # the kiosk page reloads itself this often
+    staff_refresh_s: int = Field(default=15, ge=1)
+    housekeeping_s: float = Field(default=30.0, gt=0)  # checks for the end of the day
+    reader_reconnect_base_s: float = Field(default=0.5, gt=0)
+    reader_reconnect_cap_s: float = Field(default=30.0, gt=0)
 
 
 class BleConfig(_Section):
@@ -191,6 +251,8 @@ class SiteConfig(_Section):
     mqtt: MqttConfig
     locks: list[LockConfig] = Field(default_factory=list)
     displays: list[DisplayConfig] = Field(default_factory=list)
+    card_readers: list[CardReaderConfig] = Field(default_factory=list)
+    clinic: ClinicConfig | None = None  # None: not a clinic (set by [clinic] or card readers)
     display_link: DisplayLinkConfig = Field(default_factory=DisplayLinkConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     lock_link: LockLinkConfig = Field(default_factory=LockLinkConfig)
@@ -216,6 +278,24 @@ class SiteConfig(_Section):
                 raise ValueError(f"display id {display.id!r} appears twice")
             seen.add(display.id)
         return displays
+
+    @field_validator("card_readers")
+    @classmethod
+    def _unique_reader_ids(cls, readers: list[CardReaderConfig]) -> list[CardReaderConfig]:
+        seen: set[str] = set()
+        for reader in readers:
+            if reader.id in seen:
+                raise ValueError(f"card reader id {reader.id!r} appears twice")
+            seen.add(reader.id)
+        return readers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readers_make_a_clinic(cls, raw: Any) -> Any:
+        # a kiosk reader needs the desk behind it: [clinic] with its defaults
+        if isinstance(raw, dict) and raw.get("card_readers") and raw.get("clinic") is None:
+            return {**raw, "clinic": {}}
+        return raw
 
     @property
     def has_ble_locks(self) -> bool:

@@ -1,8 +1,9 @@
 """``denen-agent --config site.toml``: the composition root of the edge agent.
 
-Builds settings → store and outbox → transports → coordinators → MQTT link → agent, and
-runs until SIGTERM or SIGINT, logging to stderr. On a clean stop the agent publishes its
-retained ``offline`` status before disconnecting.
+Builds settings → store and outbox → transports → coordinators → (at a clinic) desk,
+kiosk readers and pages → MQTT link → agent, and runs until SIGTERM or SIGINT, logging
+to stderr. On a clean stop the agent publishes its retained ``offline`` status before
+disconnecting.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import sys
 from importlib import metadata
 
 from edge.agent import AccessService, Agent, DisplayService
+from edge.clinic.day_store import DayStore
+from edge.clinic.desk import ClinicDesk
+from edge.clinic.kiosk import KioskReader
+from edge.clinic.web import ClinicPages
 from edge.config import SiteConfig, load_config
 from edge.devices.display_coordinator import DisplayCoordinator, open_display
 from edge.devices.lock_coordinator import LockCoordinator
@@ -74,24 +79,42 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         )
         for lock in config.locks
     ]
+    desk = None
+    if config.clinic is not None:
+        desk = ClinicDesk(
+            config,
+            store=DayStore(config.state_dir / "clinic.sqlite3"),
+            outbox=outbox,
+            display_store=store,
+            clock=clock,
+        )
     displays = [
         DisplayCoordinator(
             display.id,
             connect=functools.partial(open_display, display.spec, display_id=display.id),
             address=display.spec.address,
-            store=store,
+            store=store if desk is None else desk,  # at a clinic the desk picks the source
             clock=clock,
             link=config.display_link,
         )
         for display in config.displays
     ]
+    kiosks: list[KioskReader] = []
+    pages = None
+    if desk is not None and config.clinic is not None:
+        desk.displays = displays
+        kiosks = [KioskReader(r, desk=desk, clinic=config.clinic) for r in config.card_readers]
+        pages = ClinicPages(desk, config.clinic)
     access = AccessService(store, coordinators)
+    display_service = DisplayService(store, displays if desk is None else [desk])
     link = MqttLink(
         config,
         outbox=outbox,
         clock=clock,
         on_snapshot=access.apply,
-        on_display_state=DisplayService(store, displays).apply if displays else None,
+        on_display_state=display_service.apply if displays or desk else None,
+        on_clinic_state=None if desk is None else desk.clinic_state_arrived,
+        on_link_change=None if desk is None else desk.link_changed,
         agent_version=_version(),
     )
     return Agent(
@@ -103,6 +126,9 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         schedule=schedule,
         clock=clock,
         displays=displays,
+        desk=desk,
+        kiosks=kiosks,
+        pages=pages,
     )
 
 

@@ -1,8 +1,11 @@
-"""The gateway's MQTT 5 session: birth and will, the access subscription, the outbox pump.
+"""The gateway's MQTT 5 session: birth and will, the access, display and clinic
+subscriptions, the outbox pump.
 
 One persistent session per gateway (client id ``{site}-{gateway}``, ``clean_start=False``
 with a session expiry) so the broker queues access updates while the site is offline.
-Reconnects use capped exponential backoff with full jitter.
+Reconnects use capped exponential backoff with full jitter. ``on_link_change(True)`` is
+called once the session is ready (subscribed), ``on_link_change(False)`` as soon as it is
+gone, before the backoff delay: the clinic desk takes over the queue at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from protocol.clock import Clock
 from protocol.errors import MessageError
 from protocol.messages import (
     AccessSnapshotData,
+    ClinicStateData,
     DisplayStateData,
     GatewayState,
     MessageType,
@@ -39,6 +43,8 @@ OFFLINE_TIMEOUT_S = 5.0
 OUTBOX_RETRY_S = 1.0
 SnapshotHandler = Callable[[AccessSnapshotData], None]
 DisplayStateHandler = Callable[[DisplayStateData], None]
+ClinicStateHandler = Callable[[ClinicStateData], None]
+LinkChangeHandler = Callable[[bool], None]
 
 
 class MqttLink:
@@ -52,6 +58,8 @@ class MqttLink:
         clock: Clock,
         on_snapshot: SnapshotHandler,
         on_display_state: DisplayStateHandler | None = None,
+        on_clinic_state: ClinicStateHandler | None = None,
+        on_link_change: LinkChangeHandler | None = None,
         agent_version: str | None = None,
     ) -> None:
         self.config = config
@@ -59,6 +67,8 @@ class MqttLink:
         self.clock = clock
         self.on_snapshot = on_snapshot
         self.on_display_state = on_display_state
+        self.on_clinic_state = on_clinic_state
+        self.on_link_change = on_link_change
         self.agent_version = agent_version
         self.connected = asyncio.Event()
         self.connections = 0
@@ -92,6 +102,7 @@ class MqttLink:
                     backoff.reset()
                     await self._session(client)
             except* aiomqtt.MqttError as group:
+                self._down()  # before the delay: nobody should count on the link meanwhile
                 delay = backoff.next_delay()
                 level = logging.WARNING if backoff.attempt == 1 else logging.DEBUG
                 log.log(
@@ -106,8 +117,22 @@ class MqttLink:
                     async with asyncio.timeout(delay):
                         await self._stopping.wait()
             finally:
-                self._client = None
-                self.connected.clear()
+                self._down()
+
+    def _down(self) -> None:
+        self._client = None
+        if not self.connected.is_set():
+            return
+        self.connected.clear()
+        self._tell_link_change(up=False)
+
+    def _tell_link_change(self, *, up: bool) -> None:
+        if self.on_link_change is None:
+            return
+        try:
+            self.on_link_change(up)
+        except (StoreError, OutboxError) as exc:
+            log.error("link %s: %s", "up" if up else "down", exc)  # noqa: TRY400 - expected failure, no traceback
 
     # ------------------------------------------------------------ session
 
@@ -137,6 +162,7 @@ class MqttLink:
             clean_start=False,
             properties=props,
             keepalive=cfg.mqtt.keepalive,
+            timeout=cfg.mqtt.timeout_s,
             will=will,
             tls_context=self._tls_context(),
         )
@@ -157,9 +183,12 @@ class MqttLink:
         await client.subscribe(topics.access(cfg.site, cfg.gateway), qos=1)
         if self.on_display_state is not None:
             await client.subscribe(self._display_topic, qos=1)
+        if self.on_clinic_state is not None:
+            await client.subscribe(self._clinic_topic, qos=1)
         self._client = client
         self.connections += 1
         self.connected.set()
+        self._tell_link_change(up=True)
         log.info(
             "agent %s/%s ready (broker %s:%d)", cfg.site, cfg.gateway, cfg.mqtt.host, cfg.mqtt.port
         )
@@ -169,7 +198,8 @@ class MqttLink:
             await self._stopping.wait()
             receiver.cancel()
             publisher.cancel()
-        # a clean DISCONNECT suppresses the will, so say offline ourselves first
+        # a clean DISCONNECT suppresses the will, so say offline ourselves first; the
+        # agent is stopping, so nobody is told the link is down (rows stay for next time)
         self.connected.clear()
         await client.publish(
             status_topic,
@@ -188,12 +218,37 @@ class MqttLink:
                 self._handle_access(message.payload)
             elif topic == self._display_topic:
                 self._handle_display(message.payload)
+            elif topic == self._clinic_topic:
+                self._handle_clinic(message.payload)
             else:
                 log.debug("ignoring a message on an unexpected topic")
 
     @property
     def _display_topic(self) -> str:
         return topics.gateway_topic(self.config.site, self.config.gateway, topics.Channel.DISPLAY)
+
+    @property
+    def _clinic_topic(self) -> str:
+        return topics.clinic(self.config.site, self.config.gateway)
+
+    def _handle_clinic(self, payload: object) -> None:
+        if self.on_clinic_state is None:
+            return
+        if not isinstance(payload, bytes | bytearray) or not payload:
+            return  # an empty retained message clears the topic
+        try:
+            _, data = messages.parse(payload)
+        except MessageError as exc:
+            # the reason names fields only; the payload holds card tags
+            log.warning("ignoring a malformed clinic state: %s", exc)
+            return
+        if not isinstance(data, ClinicStateData):
+            log.warning("ignoring a %s message on the clinic topic", type(data).__name__)
+            return
+        try:
+            self.on_clinic_state(data)
+        except (StoreError, OutboxError) as exc:
+            log.error("could not take clinic state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
 
     def _handle_display(self, payload: object) -> None:
         if self.on_display_state is None:

@@ -4,11 +4,17 @@ SQLite in WAL mode with ``synchronous=FULL``: once ``add`` returned, the row sur
 power cut. ``dedupe_key`` is UNIQUE, and a delivered key is remembered for
 ``remember_delivered_s`` so a lock event read twice (the agent crashed between storing it
 and acknowledging it to the lock) is published once.
+
+A row added with ``sensitive=True`` (a check-in carries the patient's card number) is
+the only place the agent keeps that number at rest: when it leaves the outbox (delivered
+or withdrawn) it is overwritten (``secure_delete``) and the WAL is truncated, so no copy
+stays in the files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +29,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     dedupe_key TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    sensitive INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS delivered (
     dedupe_key TEXT PRIMARY KEY,
@@ -31,6 +38,7 @@ CREATE TABLE IF NOT EXISTS delivered (
 );
 """
 PAGE_SIZE = 4096
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,13 @@ class Outbox:
         """Open (and create) the database and forget deliveries older than the window."""
         try:
             self._conn = connect_durable(self.path)
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.executescript(_SCHEMA)
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
+            if "sensitive" not in columns:  # an outbox made before check-ins existed
+                self._conn.execute(
+                    "ALTER TABLE outbox ADD COLUMN sensitive INTEGER NOT NULL DEFAULT 0"
+                )
             if self.max_bytes is not None:
                 self._conn.execute(f"PRAGMA max_page_count={max(self.max_bytes // PAGE_SIZE, 8)}")
             if now:
@@ -92,9 +106,19 @@ class Outbox:
         return self._conn
 
     def add(
-        self, topic: str, payload: bytes, dedupe_key: str, *, qos: int = 1, now: float = 0.0
+        self,
+        topic: str,
+        payload: bytes,
+        dedupe_key: str,
+        *,
+        qos: int = 1,
+        now: float = 0.0,
+        sensitive: bool = False,
     ) -> bool:
         """Store a message durably; ``False`` when ``dedupe_key`` was already seen.
+
+        ``sensitive``: the payload holds personal data (a card number) that must leave no
+        trace in the files once the row is gone.
 
         Raises :class:`OutboxError` (disk full, I/O error) after rolling back: nothing was
         stored, so the caller must keep its data (and not acknowledge it to a lock).
@@ -108,9 +132,10 @@ class Outbox:
                 if seen is not None:
                     return False
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO outbox (topic, payload, qos, dedupe_key, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (topic, payload, qos, dedupe_key, now),
+                    "INSERT OR IGNORE INTO outbox"
+                    " (topic, payload, qos, dedupe_key, created_at, sensitive)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (topic, payload, qos, dedupe_key, now, int(sensitive)),
                 )
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot store an outgoing message ({_reason(exc)})") from exc
@@ -135,7 +160,7 @@ class Outbox:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 row = self._db.execute(
-                    "SELECT dedupe_key FROM outbox WHERE id = ?", (row_id,)
+                    "SELECT dedupe_key, sensitive FROM outbox WHERE id = ?", (row_id,)
                 ).fetchone()
                 if row is None:
                     return
@@ -147,6 +172,42 @@ class Outbox:
         except sqlite3.Error as exc:
             # the row stays and is published again: a duplicate the cloud ignores
             raise OutboxError(f"cannot delete a delivered message ({_reason(exc)})") from exc
+        if row[1]:
+            self._scrub()
+
+    def withdraw(self, dedupe_key: str) -> OutboxRow | None:
+        """Take back a row the broker has not acknowledged: delete it and return it.
+
+        ``None`` when it is no longer there (it was delivered, or never added). Atomic
+        with respect to :meth:`remove`: a row is either withdrawn or delivered, never both,
+        so the caller may do locally what the row asked the cloud to do. The key is not
+        remembered as delivered: nothing was.
+        """
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT id, topic, payload, qos, dedupe_key, sensitive FROM outbox"
+                    " WHERE dedupe_key = ?",
+                    (dedupe_key,),
+                ).fetchone()
+                if row is None:
+                    return None
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot withdraw a message ({_reason(exc)})") from exc
+        if row[5]:
+            self._scrub()
+        return OutboxRow(int(row[0]), str(row[1]), bytes(row[2]), int(row[3]), str(row[4]))
+
+    def _scrub(self) -> None:
+        # secure_delete zeroed the row in the database pages; the WAL still holds the
+        # frames that wrote it until it is checkpointed and cut back to nothing
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # the row is gone already; the next scrub or SQLite's own checkpoint clears it
+            log.warning("could not truncate the outbox WAL (%s)", _reason(exc))
 
     def depth(self) -> int:
         """How many rows wait for the broker."""

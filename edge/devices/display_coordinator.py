@@ -19,11 +19,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from edge.backoff import Backoff
 from edge.config import DisplayLinkConfig
 from edge.errors import EdgeError, LockUnreachable, StoreError
-from edge.store import Store
 from edge.transports.serial_port import SerialTransport
 from edge.transports.spec import TransportSpec
 from protocol.clock import Clock, is_trusted_time
@@ -38,6 +38,7 @@ from protocol.display_wire import (
     encode_u32,
 )
 from protocol.errors import FrameError
+from protocol.messages import DisplayStateData
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,13 @@ async def open_display(spec: TransportSpec, *, display_id: str) -> DisplayLine:
 Connector = Callable[[], Awaitable[DisplayLine]]
 
 
+class DisplayStateSource(Protocol):
+    """Where the display state to show comes from: the store (the cloud's retained state),
+    or the clinic desk while it runs the queue itself (:mod:`edge.clinic.desk`)."""
+
+    def display_state(self) -> DisplayStateData | None: ...
+
+
 @dataclass
 class DisplayLinkStats:
     """What went wrong on the line, summed over every connection to this display."""
@@ -147,7 +155,7 @@ class DisplayCoordinator:
         *,
         connect: Connector,
         address: str,
-        store: Store,
+        store: DisplayStateSource,
         clock: Clock,
         link: DisplayLinkConfig,
     ) -> None:

@@ -65,6 +65,12 @@ def test_pty_is_driven_like_serial(tmp_path: Path) -> None:
         ),
         ("[sync]\nevent_poll_s = 0\n", "sync.event_poll_s", "greater than 0"),
         ("[sync]\nevent_pol_s = 5\n", "sync.event_pol_s", "Extra inputs"),
+        (
+            '[[card_readers]]\nid = "k1"\ntransport = "ble:F0:F0:F0:F0:F0:02"\n',
+            "card_readers[0].transport",
+            "serial line",
+        ),
+        ("[clinic]\nport = 70000\n", "clinic.port", "less than or equal"),
     ],
 )
 def test_errors_name_the_field(tmp_path: Path, extra: str, where: str, why: str) -> None:
@@ -105,3 +111,32 @@ def test_ble_locks_and_their_radio(tmp_path: Path) -> None:
     assert config.locks[0].spec.kind is TransportKind.BLE
     assert (config.ble.hci, config.has_ble_locks) == ("tcp-client:127.0.0.1:9100", True)
     assert load_config(write(tmp_path, MINIMAL)).ble.hci == "bleak"  # the Pi's default
+
+
+def test_a_clinic_site(tmp_path: Path) -> None:
+    config = load_config(Path(__file__).parents[2] / "deploy/sites/clinic-a.toml")
+    assert config.clinic is not None
+    assert (config.clinic.host, config.clinic.port, config.clinic.reply_timeout_s) == (
+        "0.0.0.0",
+        8080,
+        3.0,
+    )
+    (reader,) = config.card_readers
+    assert (reader.id, reader.baud, reader.walk_in_department) == (
+        "clinic-a-kiosk-1",
+        9600,
+        "internal",
+    )
+    assert reader.spec.address == "/run/denen/clinic-a-kiosk-1"
+    assert load_config(write(tmp_path, MINIMAL)).clinic is None  # a gym is no clinic
+    text = MINIMAL + '[[card_readers]]\nid = "k1"\ntransport = "serial:/dev/ttyACM0"\n'
+    defaults = load_config(write(tmp_path, text))
+    assert defaults.clinic is not None
+    assert defaults.clinic.port == 8080
+    assert defaults.card_readers[0].walk_in_department is None
+
+
+def test_the_documented_example_has_a_clinic(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SITE_TOML_EXAMPLE))
+    assert config.clinic is not None
+    assert config.card_readers[0].baud == 9600

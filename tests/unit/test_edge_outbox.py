@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,62 @@ def test_wakeup_is_set_by_a_new_row_only(outbox: Outbox) -> None:
     assert not outbox.wakeup.is_set()
     outbox.add("t", b"y", "k2")
     assert outbox.wakeup.is_set()
+
+
+def test_a_withdrawn_row_is_gone_and_a_delivered_one_cannot_be_withdrawn(
+    outbox: Outbox,
+) -> None:
+    outbox.add("t", b"checkin", "req-1")
+    outbox.add("t", b"later", "req-2")
+    row = outbox.withdraw("req-1")
+    assert row is not None
+    assert (row.payload, row.dedupe_key) == (b"checkin", "req-1")
+    assert [r.dedupe_key for r in outbox.peek(5)] == ["req-2"]  # never published now
+    assert outbox.withdraw("req-1") is None  # once only
+    assert not outbox.knows("req-1")  # nothing was delivered
+    outbox.remove(outbox.peek(1)[0].id)
+    assert outbox.withdraw("req-2") is None  # the broker has it: the caller must not redo it
+
+
+def test_a_sensitive_row_leaves_no_copy_in_the_files(tmp_path: Path) -> None:
+    card = b"3101000000000019"
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.open()
+    try:
+        box.add("t", b'{"card": "' + card + b'"}', "req-1", sensitive=True)
+        box.add("t", b'{"card": "' + card[::-1] + b'"}', "req-2", sensitive=True)
+        box.remove(box.peek(1)[0].id)
+        assert box.withdraw("req-2") is not None
+        for path in tmp_path.iterdir():
+            data = path.read_bytes()
+            assert card not in data, path.name
+            assert card[::-1] not in data, path.name
+    finally:
+        box.close()
+
+
+def test_an_old_outbox_file_gains_the_sensitive_column(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, qos INTEGER NOT NULL, dedupe_key TEXT NOT NULL UNIQUE,"
+        " created_at REAL NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO outbox (topic, payload, qos, dedupe_key, created_at)"
+        " VALUES ('t', x'00', 1, 'old', 0)"
+    )
+    conn.commit()
+    conn.close()
+    box = Outbox(path)
+    box.open()
+    try:
+        assert [r.dedupe_key for r in box.peek(5)] == ["old"]
+        box.add("t", b"new", "new", sensitive=True)
+        assert box.withdraw("new") is not None
+    finally:
+        box.close()
 
 
 def _snapshot(version: int) -> AccessSnapshotData:

@@ -1,0 +1,115 @@
+"""The queue rules (:mod:`protocol.queue_rules`) applied to the clinic state the agent
+runs while the internet is down. Pure: no I/O, no clock; the desk passes ``now`` in.
+
+The check-in window is the cloud's rule (``cloud.clinic.checkin``): an appointment can be
+checked in from 30 minutes before its time, the earliest open one first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from protocol.clinic_sync import ticket_message
+from protocol.messages import (
+    ClinicAction,
+    ClinicActionData,
+    ClinicAppointment,
+    ClinicStateData,
+)
+from protocol.queue_rules import AGENT_NUMBERS, DepartmentQueue, Outcome
+
+CHECKIN_OPENS_BEFORE_S = 30 * 60
+SERVICE_TIMES_KEPT = 100  # ClinicDepartment.service_times holds at most this many
+
+
+def apply_action(queue: DepartmentQueue, data: ClinicActionData, now: float) -> Outcome:
+    """One staff action on a department's queue (the request was validated by its model)."""
+    number = data.number or ""
+    match data.action:
+        case ClinicAction.CALL_NEXT:
+            return queue.call_next(data.room or "", now)
+        case ClinicAction.CALL:
+            return queue.call(number, data.room or "", now)
+        case ClinicAction.RECALL:
+            return queue.recall(number, now, room=data.room)
+        case ClinicAction.START:
+            return queue.start(number, now)
+        case ClinicAction.DONE:
+            return queue.done(number, now)
+        case ClinicAction.NO_SHOW:
+            return queue.no_show(number, now)
+        case ClinicAction.SKIP:
+            return queue.skip(number, now)
+        case ClinicAction.TRANSFER:
+            return queue.transfer(number, now, room=data.to_room, department=data.to_department)
+
+
+def appointments_of(state: ClinicStateData, tag: str | None) -> list[ClinicAppointment]:
+    """The card's appointments today not yet checked in, earliest first."""
+    if tag is None:
+        return []
+    return sorted((a for a in state.appointments if a.card_tag == tag), key=lambda a: a.at)
+
+
+def open_appointment(mine: list[ClinicAppointment], now: float) -> ClinicAppointment | None:
+    """The earliest that can be checked in now (from 30 minutes before its time), like the
+    cloud's rule; ``None`` when there is none."""
+    for appointment in mine:
+        if now >= appointment.at - CHECKIN_OPENS_BEFORE_S:
+            return appointment
+    return None
+
+
+def with_queues(
+    base: ClinicStateData,
+    queues: Mapping[str, DepartmentQueue],
+    appointments: list[ClinicAppointment],
+) -> ClinicStateData:
+    """``base`` with the tickets, numbers and service times of ``queues``."""
+    departments = []
+    for department in base.departments:
+        queue = queues.get(department.id)
+        if queue is None:
+            departments.append(department)
+            continue
+        last = queue.last_number
+        local_last = department.last_local_number
+        if last is not None and AGENT_NUMBERS.first <= last.value <= AGENT_NUMBERS.last:
+            local_last = max(last.value, local_last or 0)
+        departments.append(
+            department.model_copy(
+                update={
+                    "service_times": list(queue.service_times)[-SERVICE_TIMES_KEPT:],
+                    "last_local_number": local_last,
+                }
+            )
+        )
+    tickets = [ticket_message(t) for q in queues.values() for t in q.tickets]
+    return base.model_copy(
+        update={
+            "departments": departments,
+            "tickets": tickets,
+            "appointments": appointments,
+            "results": [],
+        }
+    )
+
+
+def next_day(state: ClinicStateData, today: str) -> ClinicStateData:
+    """The site as it stands, for a new day: no tickets, appointments, results or card key
+    of yesterday (a fresh random key tags the cards tapped while offline)."""
+    departments = [
+        d.model_copy(update={"last_number": None, "last_local_number": None})
+        for d in state.departments
+    ]
+    return state.model_copy(
+        update={
+            "day": today,
+            "card_key": secrets.token_hex(32),
+            "departments": departments,
+            "tickets": [],
+            "appointments": [],
+            "results": [],
+        }
+    )
