@@ -10,8 +10,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from cloud.api import enrollment, facilities, facility_rules, notifications, ops, reservations
+from cloud.api import (
+    clinic,
+    enrollment,
+    facilities,
+    facility_rules,
+    notifications,
+    ops,
+    reservations,
+)
 from cloud.auth import AuthError, SessionSigner
+from cloud.clinic.jobs import ClinicJobs
+from cloud.clinic.publish import ClinicChangeRelay
+from cloud.clinic.services import build_clinic_services
 from cloud.dashboard import booking as booking_pages
 from cloud.dashboard import facility_admin as facility_pages
 from cloud.dashboard import manage as manage_pages
@@ -99,10 +110,24 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     sessions = make_sessionmaker(engine)
     relay = AccessChangeRelay()
     services = build_services(sessions, clock, settings, relay)
-    bridge = MqttBridge(settings, services, clock) if settings.mqtt_enabled else None
+    clinic_relay = ClinicChangeRelay()
+    clinic_services = build_clinic_services(sessions, clock, settings, clinic_relay)
+    bridge = (
+        MqttBridge(settings, services, clock, clinic=clinic_services)
+        if settings.mqtt_enabled
+        else None
+    )
     if bridge is not None:
         relay.attach(bridge.access_changed)
+        clinic_relay.attach(bridge.clinic_changed)
     jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
+    clinic_jobs = ClinicJobs(
+        settings,
+        clock,
+        clinic_services.announcements,
+        clinic_services.publisher,
+        clinic_relay,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,9 +135,11 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
         if bridge is not None:
             await bridge.start()
         await jobs.start()
+        await clinic_jobs.start()
         try:
             yield
         finally:
+            await clinic_jobs.stop()
             await jobs.stop()
             if bridge is not None:
                 await bridge.stop()
@@ -126,6 +153,8 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     app.state.services = services
     app.state.bridge = bridge
     app.state.jobs = jobs
+    app.state.clinic = clinic_services
+    app.state.clinic_jobs = clinic_jobs
     app.state.signer = SessionSigner(settings.secret_key)
     registry = new_registry()
     app.state.metrics_registry = registry
@@ -151,6 +180,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
         facility_pages.router,
         notifications.router,
         notifications_pages.router,
+        clinic.router,
     ):
         app.include_router(router)
     return app

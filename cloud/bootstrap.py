@@ -1,18 +1,24 @@
 """Seed a database quickly for the demo and for tests: a facility with one room (the main
-hall) behind one entrance lock, and users."""
+hall) behind one entrance lock, and users; a clinic site with departments, patients and
+today's appointments (:func:`seed_clinic`)."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.clinic.sites import DepartmentSpec, create_clinic
+from cloud.db.clinic_models import Appointment, Patient
 from cloud.db.models import Facility, Lock, OpeningHours, Role, Room, User
 from cloud.services.access import bump_version
 from cloud.services.facilities import check_offline_secret
 from cloud.services.users import generate_password, hash_password
 from protocol.clock import Clock, SystemClock
+from protocol.patient_card import PatientCardNumber
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,4 +129,151 @@ def seed_demo(
         seeded,
         room_id=room.id,
         room_name=room_name,
+    )
+
+
+# ------------------------------------------------------------------------------ clinic
+
+
+@dataclass(frozen=True, slots=True)
+class SeededPatient:
+    """A registered patient; ``card`` is the 16 digits the kiosk reader sends."""
+
+    card: str = field(repr=False)
+    name: str
+    email: str | None
+    facility: str  # the facility that issued the card
+
+
+@dataclass(frozen=True, slots=True)
+class SeededAppointment:
+    external_id: str
+    card: str = field(repr=False)
+    department: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicSeed:
+    """What :func:`seed_clinic` created; passwords are shown once here."""
+
+    site: str
+    gateway: str
+    name: str
+    displays: tuple[str, ...]
+    walk_in_department: str
+    departments: dict[str, tuple[str, ...]]  # slug -> rooms
+    patients: tuple[SeededPatient, ...]
+    appointments: tuple[SeededAppointment, ...]
+    users: dict[str, SeededUser] = field(default_factory=dict)
+
+    @property
+    def staff(self) -> SeededUser:
+        """The seeded clinic staff user."""
+        return next(u for u in self.users.values() if u.role is Role.CLINIC)
+
+
+APPOINTMENT_SOURCE = "demo-his"
+
+
+def seed_clinic(
+    session: Session,
+    *,
+    site: str = "clinic-a",
+    gateway: str = "gw-1",
+    name: str = "Yonago Clinic A",
+    displays: Sequence[str] = ("clinic-a-disp-1",),
+    users: dict[str, Role] | None = None,
+    clock: Clock | None = None,
+) -> ClinicSeed:
+    """A clinic site: internal medicine (numbers ``A-…``, rooms 1 and 2; also the walk-in
+    department) and pediatrics (``B-…``, room 3), every display showing both; four
+    patients (one card issued by another hospital, one patient without email) and two
+    appointments today relative to the clock: one that can be checked in now (in 20
+    minutes, internal medicine) and one too early for it (in 2 hours, pediatrics); users
+    with generated passwords (default ``clinic`` with the clinic role).
+
+    Flushes but does not commit, like :func:`seed_demo`.
+    """
+    now = int((clock or SystemClock()).now())
+    departments = (
+        DepartmentSpec("internal", "Internal medicine", "A", ("1", "2")),
+        DepartmentSpec("pediatrics", "Pediatrics", "B", ("3",)),
+    )
+    create_clinic(
+        session,
+        site=site,
+        gateway=gateway,
+        name=name,
+        departments=departments,
+        walk_in_department="internal",
+        displays={d: [spec.slug for spec in departments] for d in displays},
+        now=now,
+    )
+    patients = (
+        SeededPatient(
+            PatientCardNumber.issue(1, 1001).digits, "Yamada Hanako", "hanako@example.jp", "01"
+        ),
+        SeededPatient(
+            PatientCardNumber.issue(1, 1002).digits, "Suzuki Taro", "taro@example.jp", "01"
+        ),
+        SeededPatient(
+            PatientCardNumber.issue(7, 2001).digits, "Tanaka Yuki", "yuki@example.jp", "07"
+        ),
+        SeededPatient(PatientCardNumber.issue(1, 1003).digits, "Sato Ken", None, "01"),
+    )
+    known = set(  # the registry is the network's: a second site finds them there
+        session.scalars(
+            select(Patient.card_number).where(Patient.card_number.in_([p.card for p in patients]))
+        )
+    )
+    session.add_all(
+        Patient(
+            card_number=p.card,
+            name=p.name,
+            email=p.email,
+            issuing_facility=p.facility,
+            created_at=now,
+            updated_at=now,
+        )
+        for p in patients
+        if p.card not in known
+    )
+    appointments = (
+        SeededAppointment(f"{site}-1", patients[0].card, "internal", now + 20 * 60),
+        SeededAppointment(f"{site}-2", patients[1].card, "pediatrics", now + 2 * 3600),
+    )
+    session.add_all(
+        Appointment(
+            source=APPOINTMENT_SOURCE,
+            external_id=a.external_id,
+            card_number=a.card,
+            site=site,
+            department=a.department,
+            at=a.at,
+            cancelled=False,
+            imported_at=now,
+        )
+        for a in appointments
+    )
+    seeded: dict[str, SeededUser] = {}
+    for username, role in ({"clinic": Role.CLINIC} if users is None else users).items():
+        password = generate_password()
+        session.add(
+            User(
+                username=username, password_hash=hash_password(password), role=role, created_at=now
+            )
+        )
+        seeded[username] = SeededUser(username, role, password)
+    session.flush()
+    return ClinicSeed(
+        site=site,
+        gateway=gateway,
+        name=name,
+        displays=tuple(displays),
+        walk_in_department="internal",
+        departments={d.slug: d.rooms for d in departments},
+        patients=patients,
+        appointments=appointments,
+        users=seeded,
     )

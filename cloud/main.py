@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.bootstrap import seed_demo
+from cloud.bootstrap import seed_clinic, seed_demo
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.models import Role
 from cloud.errors import CloudError
@@ -73,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--lock", default="gym-a-1")
     seed.add_argument("--pin-key", default=None)
     seed.add_argument("--offline-secret", default=None)
+    clinic = sub.add_parser(
+        "seed-clinic",
+        help="clinic site (2 departments), patients with cards, today's appointments, a "
+        "clinic user; prints JSON",
+    )
+    clinic.add_argument("--site", default="clinic-a")
+    clinic.add_argument("--gateway", default="gw-1")
+    clinic.add_argument(
+        "--display", action="append", dest="displays", help="a display id (repeat for more)"
+    )
     return parser
 
 
@@ -133,6 +144,8 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
             )
         if args.command == "write-crl":
             return f"CRL written to {svc.enrollment.write_crl()}; send the broker SIGHUP"
+        if args.command == "seed-clinic":
+            return _seed_clinic(sessions, args)
         with sessions.begin() as session:
             seed = seed_demo(
                 session,
@@ -158,6 +171,36 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
         )
     finally:
         engine.dispose()
+
+
+def _seed_clinic(sessions: sessionmaker[Session], args: argparse.Namespace) -> str:
+    with sessions.begin() as session:
+        seed = seed_clinic(
+            session,
+            site=args.site,
+            gateway=args.gateway,
+            displays=args.displays or (f"{args.site}-disp-1",),
+        )
+    return json.dumps(
+        {
+            "site": seed.site,
+            "gateway": seed.gateway,
+            "displays": list(seed.displays),
+            "departments": {k: list(v) for k, v in seed.departments.items()},
+            "walk_in_department": seed.walk_in_department,
+            "patients": [
+                {"card": p.card, "name": p.name, "email": p.email, "facility": p.facility}
+                for p in seed.patients
+            ],
+            "appointments": [
+                {"card": a.card, "department": a.department, "at": a.at} for a in seed.appointments
+            ],
+            "users": {
+                u.username: {"role": u.role.value, "password": u.password}
+                for u in seed.users.values()
+            },
+        }
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

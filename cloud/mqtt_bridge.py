@@ -1,5 +1,7 @@
 """The cloud's MQTT side: lock events in (batched into the DB), gateway status, applied
-versions and telemetry in, retained access snapshots out. Reconnects with capped, fully
+versions and telemetry in, retained access snapshots out; clinic check-ins and staff
+actions in (:mod:`cloud.clinic.agent_sync`), retained clinic and display states out
+(:mod:`cloud.clinic.publish`), right after each change. Reconnects with capped, fully
 jittered backoff.
 
 At least once, end to end: a QoS 1 delivery is acknowledged (PUBACK) only after the
@@ -42,6 +44,8 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud.clinic.agent_sync import ClinicEvent
+from cloud.clinic.services import ClinicServices
 from cloud.services import Services
 from cloud.settings import CloudSettings
 from protocol import topics
@@ -49,6 +53,8 @@ from protocol.clock import Clock
 from protocol.errors import ProtocolError
 from protocol.messages import (
     AccessAppliedData,
+    CheckinData,
+    ClinicActionData,
     Envelope,
     LockEventData,
     MessageType,
@@ -81,6 +87,8 @@ class BridgeStats:
     events_received: int = 0
     events_stored: int = 0
     snapshots_published: int = 0
+    clinic_events_received: int = 0
+    clinic_states_published: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +190,8 @@ class _Sorted:
     statuses: list[tuple[GatewayTopic, StatusData]] = field(default_factory=list)
     applied: list[AccessAppliedData] = field(default_factory=list)
     telemetry: list[tuple[GatewayTopic, TelemetryData]] = field(default_factory=list)
+    # check-ins and staff actions of clinic agents: (topic, envelope id, data), in order
+    clinic: list[tuple[GatewayTopic, str, ClinicEvent]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4096)
@@ -205,15 +215,23 @@ def parse_payload(
     channel (the bulk of the traffic): one validation of the raw bytes instead of
     ``json.loads`` and two model validations. Whatever that rejects goes through
     ``parse``, so errors (:class:`~protocol.errors.MessageError`) read the same."""
+    _id, kind, data = parse_with_id(channel, payload)
+    return kind, data
+
+
+def parse_with_id(
+    channel: Channel, payload: bytes | bytearray | str
+) -> tuple[str, MessageType, BaseModel]:
+    """:func:`parse_payload` with the envelope id (a clinic request's idempotency key)."""
     if channel is Channel.EVENTS:
         try:
             message = _LockEventMessage.model_validate_json(payload)
         except ValidationError:
             pass  # parse() says what is wrong, in its own words
         else:
-            return MessageType.LOCK_EVENT, message.data
+            return message.id, MessageType.LOCK_EVENT, message.data
     envelope, data = parse(payload)
-    return envelope.type, data
+    return envelope.id, envelope.type, data
 
 
 class MqttBridge:
@@ -225,15 +243,20 @@ class MqttBridge:
         services: Services,
         clock: Clock,
         tuning: BridgeTuning | None = None,
+        clinic: ClinicServices | None = None,
     ) -> None:
         self._settings = settings
         self._services = services
+        self._clinic = clinic
         self._clock = clock
         self._tuning = tuning or BridgeTuning()
         self.stats = BridgeStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        # clinic sites to publish: a set, so a long broker outage holds each site once
+        self._clinic_pending: set[str] = set()
+        self._clinic_dirty = asyncio.Event()
         self._connected = asyncio.Event()
 
     @property
@@ -265,6 +288,17 @@ class MqttBridge:
         if self._loop is None or self._loop.is_closed():
             return  # not running: every snapshot is published at the next connect
         self._loop.call_soon_threadsafe(self._dirty.put_nowait, (site, gateway))
+
+    def clinic_changed(self, site: str, gateway: str) -> None:
+        """:class:`~cloud.clinic.publish.ClinicNotifier`: safe to call from any thread; the
+        site's clinic and display states go out right away (no batching delay)."""
+        if self._loop is None or self._loop.is_closed():
+            return  # not running: every clinic state is published at the next connect
+        self._loop.call_soon_threadsafe(self._clinic_due, site)
+
+    def _clinic_due(self, site: str) -> None:
+        self._clinic_pending.add(site)
+        self._clinic_dirty.set()
 
     async def publish_snapshot(self, site: str, gateway: str) -> None:
         """Queue the snapshot of ``site``/``gateway`` for publishing (now, or on connect)."""
@@ -315,8 +349,15 @@ class MqttBridge:
                     )
                     for site, gateway in await asyncio.to_thread(self._services.access.gateways):
                         self._dirty.put_nowait((site, gateway))
+                    if self._clinic is not None:
+                        for site, _gateway in await asyncio.to_thread(self._clinic.publisher.sites):
+                            self._clinic_due(site)
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._publish_snapshots(client), name="mqtt-publisher")
+                        if self._clinic is not None:
+                            group.create_task(
+                                self._publish_clinics(client, self._clinic), name="mqtt-clinic"
+                            )
                         group.create_task(self._ingest(client, inbox), name="mqtt-ingest")
                         group.create_task(client.wait_disconnected(), name="mqtt-watch")
             except* aiomqtt.MqttError as group_error:
@@ -348,12 +389,16 @@ class MqttBridge:
                 continue
             try:
                 where = _parse_topic(topic)
-                kind, data = parse_payload(where.channel, payload)
+                message_id, kind, data = parse_with_id(where.channel, payload)
             except ProtocolError as exc:
                 self._drop(topic, exc)
                 continue
             if where.channel is Channel.EVENTS and isinstance(data, LockEventData):
                 out.events.append(data)
+            elif where.channel is Channel.EVENTS and isinstance(
+                data, CheckinData | ClinicActionData
+            ):
+                out.clinic.append((where, message_id, data))
             elif where.channel is Channel.STATUS and isinstance(data, StatusData):
                 out.statuses.append((where, data))
             elif where.channel is Channel.ACCESS_APPLIED and isinstance(data, AccessAppliedData):
@@ -363,6 +408,7 @@ class MqttBridge:
             else:
                 self._drop(topic, ProtocolError(f"a {kind.value} message on this channel"))
         self.stats.events_received += len(out.events)
+        self.stats.clinic_events_received += len(out.clinic)
         return out
 
     def _drop(self, topic: str, exc: Exception) -> None:
@@ -395,6 +441,13 @@ class MqttBridge:
         latest = {(where.site, where.gateway): data for where, data in parsed.telemetry}
         for (site, gateway), telemetry in latest.items():
             self._try_db(self._services.gateways.record_telemetry, site, gateway, telemetry)
+        if parsed.clinic and self._clinic is not None:
+            # like lock events: retried until stored; applied once each by envelope id
+            by_gateway: dict[tuple[str, str], list[tuple[str, ClinicEvent]]] = {}
+            for where, message_id, data in parsed.clinic:
+                by_gateway.setdefault((where.site, where.gateway), []).append((message_id, data))
+            for (site, gateway), items in by_gateway.items():
+                self._clinic.agent_sync.apply(site, gateway, items)
         return self._services.events.ingest_batch(parsed.events)
 
     @staticmethod
@@ -422,3 +475,34 @@ class MqttBridge:
         await client.publish(topics.access(site, gateway), payload, qos=1, retain=True)
         self.stats.snapshots_published += 1
         log.info("published access snapshot v%d to %s/%s", snapshot.version, site, gateway)
+
+    async def _publish_clinics(self, client: aiomqtt.Client, clinic: ClinicServices) -> None:
+        """Publish a changed clinic site's display and clinic states as soon as it changed:
+        a staff call should reach the waiting room's display at once."""
+        while True:
+            await self._clinic_dirty.wait()
+            self._clinic_dirty.clear()
+            pending, self._clinic_pending = self._clinic_pending, set()
+            for site in sorted(pending):
+                try:
+                    await self._publish_clinic(client, clinic, site)
+                except aiomqtt.MqttError:
+                    self._clinic_due(site)  # goes out after the reconnect
+                    raise
+                except SQLAlchemyError:  # the DB is away: try this site again shortly
+                    log.exception("could not build the clinic state of %s; retrying", site)
+                    asyncio.get_running_loop().call_later(1.0, self._clinic_due, site)
+                except Exception:  # a bad site must not stop the others
+                    log.exception("could not publish the clinic state of %s", site)
+
+    async def _publish_clinic(
+        self, client: aiomqtt.Client, clinic: ClinicServices, site: str
+    ) -> None:
+        docs = await asyncio.to_thread(clinic.publisher.documents, site)
+        now = self._clock.now()
+        display = make(MessageType.DISPLAY_STATE, docs.display, ts=now)
+        await client.publish(topics.display(site, docs.gateway), display, qos=1, retain=True)
+        state = make(MessageType.CLINIC_STATE, docs.state, ts=now)
+        await client.publish(topics.clinic(site, docs.gateway), state, qos=1, retain=True)
+        self.stats.clinic_states_published += 1
+        log.debug("published clinic state v%d to %s/%s", docs.state.version, site, docs.gateway)

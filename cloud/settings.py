@@ -76,6 +76,11 @@ class CloudSettings(BaseSettings):
     notifications_poll_s: float = Field(default=60.0, gt=0)
     reminder_lead_s: int = Field(default=24 * 3600, ge=0)
     survey_delay_s: int = Field(default=3600, ge=0)
+    # Clinic (cloud/clinic): the key behind each site's daily card-tag key (empty: derived
+    # from secret_key); how often announcement expiry and the day change are checked
+    clinic_card_secret: str = Field(default="", repr=False)
+    clinic_poll_s: float = Field(default=5.0, gt=0)
+    clinic_checkin_opens_s: int = Field(default=30 * 60, ge=0)  # before an appointment
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> CloudSettings:

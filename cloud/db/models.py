@@ -41,6 +41,7 @@ class Base(DeclarativeBase):
 class Role(StrEnum):
     OPS = "ops"
     MANAGER = "manager"
+    CLINIC = "clinic"  # clinic staff: queues, check-in at the desk, imports, figures
 
 
 class ReservationStatus(StrEnum):
@@ -434,3 +435,7 @@ class BulkMailing(Base):
     sent_at: Mapped[int] = mapped_column(BigInteger)
     recipients: Mapped[int] = mapped_column(Integer)
     submit_key: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# the clinic's tables live in their own module; imported here so Alembic sees them
+from cloud.db import clinic_models  # noqa: E402, F401

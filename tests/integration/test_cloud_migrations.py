@@ -9,6 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from cloud.db import Base, make_engine, make_sessionmaker, migrate
 from cloud.db.migrate import alembic_config
@@ -98,3 +99,31 @@ def test_0003_gives_each_lock_a_room_and_keeps_bookings_and_grants(
             engine.dispose()
         grants = {lock.lock_id: [g.grant_id for g in lock.grants] for lock in snap.locks}
         assert grants == {"door-1": [], "door-2": ["g1"]}
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_0006_admits_the_clinic_role_and_keeps_the_users(kind: str, tmp_path: Path) -> None:
+    insert = text(
+        "INSERT INTO users (username, password_hash, role, created_at) "
+        "VALUES (:name, 'x', :role, 1)"
+    )
+    with fresh_database(kind, tmp_path) as url:
+        command.upgrade(alembic_config(url), "0005")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert, {"name": "m", "role": "manager"})
+            migrate(url)
+            with engine.begin() as conn:
+                conn.execute(insert, {"name": "c", "role": "clinic"})
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(insert, {"name": "b", "role": "bogus"})
+            with engine.connect() as conn:
+                users = conn.execute(text("SELECT username, role FROM users ORDER BY id")).all()
+            command.downgrade(alembic_config(url), "0005")  # clinic users go with the role
+            with engine.connect() as conn:
+                kept = conn.execute(text("SELECT username FROM users")).scalars().all()
+        finally:
+            engine.dispose()
+    assert [tuple(u) for u in users] == [("m", "manager"), ("c", "clinic")]
+    assert kept == ["m"]

@@ -1,0 +1,365 @@
+"""The clinic's JSON API: sites, imports from the hospital systems, check-in (app and
+desk), the ticket status link, staff actions, the staff's queue view, figures, the action
+log, and city announcements. Thin: each route parses, calls a service in
+:mod:`cloud.clinic`, serialises.
+
+Roles: ``clinic`` (clinic staff) and ``ops`` for everything a clinic does; ``ops`` alone
+for sites and announcements; nobody for the patient's check-in and status link (the card
+number is what the patient has). Nothing here that a display gets carries a name."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from cloud.api.deps import Ops, api_user
+from cloud.clinic.announcements import AnnouncementView
+from cloud.clinic.appointments import AppointmentRecord, ImportResult, PatientRecord
+from cloud.clinic.audit import ActionEntry
+from cloud.clinic.checkin import CheckinResult, TicketStatus
+from cloud.clinic.figures import ClinicDayFigures
+from cloud.clinic.services import ClinicServices
+from cloud.clinic.sites import ClinicView, DepartmentSpec
+from cloud.clinic.staff import ActionResult, QueueView, StaffRequest
+from cloud.db.clinic_models import TicketSource
+from cloud.db.models import Role
+from cloud.errors import InvalidRequestError
+from cloud.services.views import UserView
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+from protocol.messages import (
+    PREFIX_PATTERN,
+    SLUG_PATTERN,
+    ClinicAction,
+    DisplayAnnouncementLevel,
+)
+from protocol.queue_rules import tokyo_day
+
+router = APIRouter(prefix="/api/clinic", tags=["clinic"])
+
+ClinicStaff = Annotated[UserView, Depends(api_user(Role.CLINIC, Role.OPS))]
+Card = Annotated[
+    str,
+    Field(
+        min_length=16,
+        max_length=24,
+        description="the 16 digits on the patient card (spaces and dashes allowed)",
+    ),
+]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+
+
+def clinic_services(request: Request) -> ClinicServices:
+    """The process's clinic services (built in ``create_app``)."""
+    svc: ClinicServices = request.app.state.clinic
+    return svc
+
+
+Clinics = Annotated[ClinicServices, Depends(clinic_services)]
+
+
+def _actor(user: UserView) -> str:
+    return f"{user.role.value}:{user.username}"
+
+
+def _epoch(value: int | AwareDatetime) -> int:
+    return value if isinstance(value, int) else int(value.timestamp())
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- sites
+
+
+class DepartmentIn(_In):
+    slug: Slug
+    name: str = Field(min_length=1, max_length=60)
+    prefix: str = Field(pattern=PREFIX_PATTERN, description="1-3 capitals: A-001")
+    rooms: list[str] = Field(min_length=1, description="room labels, unique within the site")
+    tolerance_s: int = Field(
+        default=900, ge=0, description="how long an appointment may go ahead of a walk-in"
+    )
+    default_service_s: int = Field(default=600, gt=0)
+    notify_when_left: int = Field(
+        default=3, ge=0, description="tell a patient when this many are left before them"
+    )
+
+
+class ClinicIn(_In):
+    site: Slug
+    gateway: Slug
+    name: str = Field(min_length=1, max_length=200)
+    departments: list[DepartmentIn] = Field(min_length=1)
+    walk_in_department: Slug | None = None
+    displays: dict[str, list[str]] = Field(
+        default_factory=dict, description="display id -> the departments it shows"
+    )
+
+
+@router.get("/sites")
+def list_sites(svc: Clinics, _user: ClinicStaff) -> list[ClinicView]:
+    """Every clinic site with its departments, rooms and displays."""
+    return svc.sites.all()
+
+
+@router.post("/sites", status_code=status.HTTP_201_CREATED)
+def create_site(body: ClinicIn, request: Request, svc: Clinics, _user: Ops) -> ClinicView:
+    """Add a clinic site (ops)."""
+    clock: Clock = request.app.state.clock
+    return svc.sites.create(
+        site=body.site,
+        gateway=body.gateway,
+        name=body.name,
+        departments=[
+            DepartmentSpec(
+                d.slug,
+                d.name,
+                d.prefix,
+                tuple(d.rooms),
+                d.tolerance_s,
+                d.default_service_s,
+                d.notify_when_left,
+            )
+            for d in body.departments
+        ],
+        walk_in_department=body.walk_in_department,
+        displays=body.displays,
+        now=int(clock.now()),
+    )
+
+
+@router.get("/sites/{site}")
+def get_site(site: str, svc: Clinics, _user: ClinicStaff) -> ClinicView:
+    """One clinic site."""
+    return svc.sites.get(site)
+
+
+# -------------------------------------------------------------------------- imports
+
+
+class PatientIn(_In):
+    card: Card
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    issuing_facility: str | None = Field(
+        default=None, max_length=100, description="default: the card's facility digits"
+    )
+
+
+class PatientsIn(_In):
+    patients: list[PatientIn]
+
+
+class AppointmentIn(_In):
+    external_id: str = Field(min_length=1, max_length=100)
+    card: Card
+    site: Slug
+    department: Slug
+    at: int | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
+    cancelled: bool = False
+
+
+class AppointmentsIn(_In):
+    source: str = Field(min_length=1, max_length=40, description="the sending system")
+    appointments: list[AppointmentIn]
+
+
+@router.post("/patients")
+def import_patients(body: PatientsIn, svc: Clinics, _user: ClinicStaff) -> ImportResult:
+    """Create or update patients by card number (a batch; all or nothing)."""
+    return svc.appointments.upsert_patients(
+        [PatientRecord(p.card, p.name, p.email, p.issuing_facility) for p in body.patients]
+    )
+
+
+@router.post("/appointments")
+def import_appointments(body: AppointmentsIn, svc: Clinics, _user: ClinicStaff) -> ImportResult:
+    """Create, update or cancel appointments by ``(source, external_id)`` (a batch; all or
+    nothing; sending the same batch again changes nothing)."""
+    return svc.appointments.upsert_appointments(
+        body.source,
+        [
+            AppointmentRecord(
+                a.external_id, a.card, a.site, a.department, _epoch(a.at), a.cancelled
+            )
+            for a in body.appointments
+        ],
+    )
+
+
+# ------------------------------------------------------------------------- check-in
+
+
+class AppCheckinIn(_In):
+    card: Card
+    site: Slug
+    department: Slug | None = Field(
+        default=None, description="for a walk-in; default: the clinic's"
+    )
+
+
+class DeskCheckinIn(_In):
+    card: Card | None = Field(default=None, description="leave out for a patient without one")
+    department: Slug | None = None
+    urgent: bool = False
+
+
+class CheckinOut(BaseModel):
+    site: str
+    number: str
+    department: str
+    department_name: str
+    estimated_wait_s: float
+    estimated_wait_min: int
+    ahead: int = Field(description="patients called before this ticket")
+    appointment_at: int | None
+    existing: bool = Field(description="the patient already held this ticket today")
+    status_url: str
+
+
+def _checkin_out(request: Request, result: CheckinResult) -> CheckinOut:
+    settings: CloudSettings = request.app.state.settings
+    return CheckinOut(
+        site=result.site,
+        number=result.number,
+        department=result.department,
+        department_name=result.department_name,
+        estimated_wait_s=result.estimated_wait_s,
+        estimated_wait_min=math.ceil(result.estimated_wait_s / 60),
+        ahead=result.ahead,
+        appointment_at=result.appointment_at,
+        existing=result.existing,
+        status_url=f"{settings.public_url.rstrip('/')}/api/clinic/tickets/{result.status_token}",
+    )
+
+
+@router.post("/checkin")
+def app_checkin(body: AppCheckinIn, request: Request, svc: Clinics) -> CheckinOut:
+    """The patient's app: check in with the card number (today's appointment, or a
+    walk-in); the number, the estimated wait and a status link."""
+    result = svc.checkin.check_in(
+        body.site, body.card, department=body.department, source=TicketSource.APP
+    )
+    return _checkin_out(request, result)
+
+
+@router.post("/sites/{site}/checkins")
+def desk_checkin(
+    site: str, body: DeskCheckinIn, request: Request, svc: Clinics, _user: ClinicStaff
+) -> CheckinOut:
+    """Reception: check a patient in (with or without a card, urgent or not)."""
+    result = svc.checkin.check_in(
+        site, body.card, department=body.department, urgent=body.urgent, source=TicketSource.DESK
+    )
+    return _checkin_out(request, result)
+
+
+@router.get("/tickets/{token}")
+def ticket_status(token: str, svc: Clinics) -> TicketStatus:
+    """Where a ticket stands (the link a check-in answers with): no name, no card."""
+    return svc.checkin.status(token)
+
+
+# ---------------------------------------------------------------------------- staff
+
+
+class ActionIn(_In):
+    room: str | None = Field(default=None, description="call: the room; recall: another room")
+    to_department: Slug | None = Field(default=None, description="transfer: the department")
+    to_room: str | None = Field(default=None, description="transfer: the room")
+
+
+@router.post("/sites/{site}/rooms/{room}/call-next")
+def call_next(site: str, room: str, svc: Clinics, user: ClinicStaff) -> ActionResult:
+    """Room ``room`` calls the next patient of its department."""
+    return svc.staff.act(site, StaffRequest(ClinicAction.CALL_NEXT, room=room), _actor(user))
+
+
+@router.post("/sites/{site}/tickets/{number}/{action}")
+def ticket_action(
+    site: str,
+    number: str,
+    action: ClinicAction,
+    *,
+    svc: Clinics,
+    user: ClinicStaff,
+    body: ActionIn | None = None,
+) -> ActionResult:
+    """``call`` (with ``room``), ``recall``, ``start``, ``done``, ``no_show``, ``skip`` or
+    ``transfer`` (``to_room`` and/or ``to_department``) on ticket ``number``."""
+    if action is ClinicAction.CALL_NEXT:
+        raise InvalidRequestError("call the next patient with POST …/rooms/{room}/call-next")
+    body = body or ActionIn()
+    request = StaffRequest(action, number, body.room, body.to_department, body.to_room)
+    return svc.staff.act(site, request, _actor(user))
+
+
+@router.get("/sites/{site}/departments/{department}/queue")
+def department_queue(site: str, department: str, svc: Clinics, _user: ClinicStaff) -> QueueView:
+    """The department today: each room's ticket, the waiting tickets in call order (with
+    position and estimated wait) and the others; patient names for the staff."""
+    return svc.staff.queue(site, department)
+
+
+# -------------------------------------------------------------------- figures, log
+
+Day = Annotated[date | None, Query(alias="date", description="local day (default: today)")]
+
+
+def _day(request: Request, day: date | None) -> date:
+    clock: Clock = request.app.state.clock
+    return day or tokyo_day(clock.now())
+
+
+@router.get("/sites/{site}/figures")
+def figures(
+    site: str, request: Request, svc: Clinics, _user: ClinicStaff, day: Day = None
+) -> ClinicDayFigures:
+    """Check-ins per hour, waiting time (check-in to first call) median and 90th
+    percentile per department, no-show rate; offline (agent) tickets included."""
+    return svc.figures.day(site, _day(request, day))
+
+
+@router.get("/sites/{site}/actions")
+def actions(
+    site: str, request: Request, svc: Clinics, _user: ClinicStaff, day: Day = None
+) -> list[ActionEntry]:
+    """The day's staff action log, oldest first (refused offline replays included)."""
+    return svc.audit.actions(site, _day(request, day))
+
+
+# -------------------------------------------------------------------- announcements
+
+
+class AnnouncementIn(_In):
+    text: str = Field(min_length=1, max_length=240, description="at most 240 UTF-8 bytes")
+    level: DisplayAnnouncementLevel = DisplayAnnouncementLevel.INFO
+    expires_at: int | AwareDatetime
+    sites: list[Slug] | None = Field(default=None, description="leave out: every clinic site")
+
+
+@router.post("/announcements", status_code=status.HTTP_201_CREATED)
+def send_announcement(body: AnnouncementIn, svc: Clinics, user: Ops) -> AnnouncementView:
+    """Show a message on the displays of every clinic site, or of ``sites``, until
+    ``expires_at`` (ops)."""
+    return svc.announcements.send(
+        body.text, body.level, _epoch(body.expires_at), body.sites, _actor(user)
+    )
+
+
+@router.get("/announcements")
+def list_announcements(svc: Clinics, _user: Ops) -> list[AnnouncementView]:
+    """The announcements showing now, newest first."""
+    return svc.announcements.active()
+
+
+@router.delete("/announcements/{announcement_id}")
+def clear_announcement(announcement_id: int, svc: Clinics, user: Ops) -> AnnouncementView:
+    """Take an announcement off the displays now."""
+    return svc.announcements.clear(announcement_id, _actor(user))

@@ -1,0 +1,59 @@
+"""The clinic's services of one cloud process, built once by :func:`build_clinic_services`
+(``create_app`` does, next to :func:`cloud.services.build_services`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.clinic.agent_sync import AgentSyncService
+from cloud.clinic.announcements import AnnouncementService
+from cloud.clinic.appointments import AppointmentService
+from cloud.clinic.audit import ClinicAuditService
+from cloud.clinic.checkin import CheckinService
+from cloud.clinic.figures import ClinicFigureService
+from cloud.clinic.notify import EmailNotifier, PatientNotifier
+from cloud.clinic.publish import ClinicNotifier, ClinicPublisher, NullClinicNotifier
+from cloud.clinic.sites import ClinicSiteService
+from cloud.clinic.staff import StaffService
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicServices:
+    sites: ClinicSiteService
+    checkin: CheckinService
+    staff: StaffService
+    agent_sync: AgentSyncService
+    appointments: AppointmentService
+    announcements: AnnouncementService
+    figures: ClinicFigureService
+    audit: ClinicAuditService
+    publisher: ClinicPublisher
+
+
+def build_clinic_services(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    settings: CloudSettings,
+    notifier: ClinicNotifier | None = None,
+    patients: PatientNotifier | None = None,
+) -> ClinicServices:
+    """Wire the clinic services to one session factory, clock and notifiers (patients are
+    told by email unless another :class:`PatientNotifier` is given)."""
+    notify = notifier or NullClinicNotifier()
+    tell = patients or EmailNotifier()
+    checkin = CheckinService(sessions, clock, settings, notify, tell)
+    return ClinicServices(
+        sites=ClinicSiteService(sessions, notify),
+        checkin=checkin,
+        staff=StaffService(sessions, clock, notify, tell),
+        agent_sync=AgentSyncService(sessions, clock, checkin.rules, notify, tell),
+        appointments=AppointmentService(sessions, clock, notify),
+        announcements=AnnouncementService(sessions, clock, notify),
+        figures=ClinicFigureService(sessions),
+        audit=ClinicAuditService(sessions),
+        publisher=ClinicPublisher(sessions, clock, settings),
+    )
