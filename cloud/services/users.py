@@ -55,6 +55,12 @@ def generate_password() -> str:
 
 # verified against when the user does not exist, so both paths cost one scrypt
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+# A right password, once checked with scrypt (~50 ms), is remembered for a few minutes as
+# a keyed hash bound to the stored password hash, so an API client sending Basic
+# credentials on every request pays scrypt once, not per request. Changing the password
+# changes the stored hash and so forgets it; wrong passwords are never remembered.
+VERIFIED_TTL_S = 300.0
+VERIFIED_MAX = 1024
 
 
 # Like the keypad: five wrong passwords in a row for one user name lock it for five
@@ -71,6 +77,8 @@ class UserService:
         self._clock = clock
         # per process: with N workers an attacker gets N times the attempts, still few
         self._failures: dict[str, tuple[int, float]] = {}
+        self._verified: dict[bytes, float] = {}  # keyed hash -> until (see VERIFIED_TTL_S)
+        self._verified_key = secrets.token_bytes(32)
 
     def create(
         self, username: str, role: Role, password: str | None = None
@@ -109,8 +117,11 @@ class UserService:
             user = session.scalars(select(User).where(User.username == username)).first()
         if user is None:
             verify_password(password, _DUMMY_HASH)
-        elif verify_password(password, user.password_hash):
+        elif self._verified_recently(user, password, now) or verify_password(
+            password, user.password_hash
+        ):
             self._failures.pop(username, None)
+            self._remember(user, password, now)
             return UserView(user.id, user.username, user.role)
         failures += 1
         if failures >= LOGIN_ATTEMPTS:
@@ -118,6 +129,21 @@ class UserService:
         else:
             self._failures[username] = (failures, 0.0)
         return None
+
+    def _verified_key_of(self, user: User, password: str) -> bytes:
+        body = f"{user.username}\x00{user.password_hash}\x00{password}".encode()
+        return hmac.new(self._verified_key, body, hashlib.sha256).digest()
+
+    def _verified_recently(self, user: User, password: str, now: float) -> bool:
+        until = self._verified.get(self._verified_key_of(user, password))
+        return until is not None and now < until
+
+    def _remember(self, user: User, password: str, now: float) -> None:
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified = {k: t for k, t in self._verified.items() if t > now}
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.clear()
+        self._verified[self._verified_key_of(user, password)] = now + VERIFIED_TTL_S
 
     def get(self, username: str) -> UserView | None:
         """The user named ``username``, if any."""
