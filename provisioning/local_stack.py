@@ -1,5 +1,6 @@
 """The whole Denen stack on one machine, as separate processes: a private Mosquitto, the
-cloud, a simulated keypad lock on a pty and the site's edge agent.
+cloud, a simulated keypad lock on a pty and the gym's edge agent, and (``clinic=True``) a
+clinic: its call-number displays and kiosk card reader on ptys and the clinic's agent.
 
 ``make demo`` runs it in the foreground; the end-to-end tests start it in a temp dir and
 kill and restart its parts. It installs the site the way the README's technician section
@@ -13,6 +14,12 @@ security setup:
    button (the simulator's control API) and pairs it; its PIN key goes to the cloud;
 4. ``denen-cloud create-enrollment-token`` + ``denen provision enroll``: the agent gets its
    own certificate, and the cloud adds it to the broker's ACL and reloads the broker.
+
+The clinic's agent is enrolled the same way (its own certificate, ``clinic-a/gw-1``), and
+``denen-cloud seed-clinic`` creates its departments, patients with cards and today's
+appointments. With ``clinic_devices=False`` the stack does not start the display and
+reader simulators: the caller hosts them on the same pty paths (the bench does, to time
+the moment a number reaches each display).
 """
 
 from __future__ import annotations
@@ -35,6 +42,14 @@ from provisioning.broker import Mosquitto, free_port, wait_for_port
 SITE = "gym-a"
 GATEWAY = "gw-1"
 LOCK_ID = "gym-a-1"
+CLINIC_SITE = "clinic-a"
+CLINIC_GATEWAY = "gw-1"
+KIOSK_ID = "clinic-a-kiosk-1"
+
+
+def display_id(n: int) -> str:
+    """The id of the clinic's ``n``-th display (from 1)."""
+    return f"{CLINIC_SITE}-disp-{n}"
 
 
 @dataclass
@@ -96,6 +111,40 @@ class LocalStack:
     services: dict[str, Service] = field(default_factory=dict)
     seed: dict[str, object] = field(default_factory=dict)
     auto_lock_s: int = 5
+    clinic: bool = False
+    clinic_displays: int = 2
+    clinic_devices: bool = True  # False: the caller hosts the displays and the reader
+    clinic_port: int = field(default_factory=free_port)  # the clinic agent's pages
+    clinic_sim_port: int = field(default_factory=free_port)  # first of the sims' pages
+    clinic_seed: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def clinic_url(self) -> str:
+        """The clinic agent's kiosk and staff pages (on the clinic network in real life)."""
+        return f"http://127.0.0.1:{self.clinic_port}"
+
+    def display_ids(self) -> list[str]:
+        return [display_id(n) for n in range(1, self.clinic_displays + 1)]
+
+    def display_link(self, device: str) -> Path:
+        """The pty path of a display or of the kiosk reader."""
+        return self.workdir / "clinic-devices" / f"{device}.tty"
+
+    def display_sim_url(self, n: int) -> str:
+        """The face of the ``n``-th display (from 1)."""
+        return f"http://127.0.0.1:{self.clinic_sim_port + n}"
+
+    @property
+    def reader_sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.clinic_sim_port}"
+
+    @property
+    def clinic_etc(self) -> Path:
+        return self.workdir / "etc-clinic"
+
+    @property
+    def clinic_state(self) -> Path:
+        return self.workdir / "agent-clinic"
 
     @property
     def cloud_url(self) -> str:
@@ -214,6 +263,34 @@ class LocalStack:
         ``denen provision enroll`` on the Pi, then the paired lock goes into site.toml."""
         if self.site_config.exists():
             return
+        self._enroll(SITE, GATEWAY, self.agent_etc, self.agent_state)
+        with self.site_config.open("a") as toml:
+            toml.write(
+                f'\n[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n'
+                "\n[sync]\nevent_poll_s = 5\n"
+            )
+
+    def _enroll_clinic_agent(self) -> None:
+        """The clinic's Pi: enrolled like the gym's, then its displays, kiosk reader and
+        the pages it serves go into its site.toml."""
+        config = self.clinic_etc / "site.toml"
+        if config.exists():
+            return
+        self._enroll(CLINIC_SITE, CLINIC_GATEWAY, self.clinic_etc, self.clinic_state)
+        parts = [
+            f'\n[[displays]]\nid = "{d}"\ntransport = "serial:{self.display_link(d)}"\n'
+            for d in self.display_ids()
+        ]
+        parts.append(
+            f'\n[[card_readers]]\nid = "{KIOSK_ID}"\n'
+            f'transport = "serial:{self.display_link(KIOSK_ID)}"\n'
+            'walk_in_department = "internal"\n'
+        )
+        parts.append(f'\n[clinic]\nhost = "127.0.0.1"\nport = {self.clinic_port}\n')
+        with config.open("a") as toml:
+            toml.write("".join(parts))
+
+    def _enroll(self, site: str, gateway: str, etc: Path, state: Path) -> None:
         issued = json.loads(
             self._run(
                 "denen-cloud create-enrollment-token",
@@ -221,9 +298,9 @@ class LocalStack:
                     "cloud.main",
                     "create-enrollment-token",
                     "--site",
-                    SITE,
+                    site,
                     "--gateway",
-                    GATEWAY,
+                    gateway,
                     "--by",
                     "demo",
                 ),
@@ -240,18 +317,13 @@ class LocalStack:
                 "--cloud",
                 self.cloud_url,
                 "--out",
-                str(self.agent_etc),
+                str(etc),
                 "--state-dir",
-                str(self.agent_state),
+                str(state),
             ),
             self._env(),
             stdin=str(issued["token"]),
         )
-        with self.site_config.open("a") as toml:
-            toml.write(
-                f'\n[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n'
-                "\n[sync]\nevent_poll_s = 5\n"
-            )
 
     def _secret(self) -> str:
         path = self.workdir / "cloud-secret"
@@ -329,6 +401,29 @@ class LocalStack:
             path.touch(0o600)
             path.write_text(out.stdout)
         self.seed = json.loads(path.read_text())
+        if self.clinic:
+            self._seed_clinic()
+
+    def _seed_clinic(self) -> None:
+        path = self.workdir / "clinic-seed.json"
+        if not path.exists():
+            displays = [arg for d in self.display_ids() for arg in ("--display", d)]
+            out = self._run(
+                "denen-cloud seed-clinic",
+                self._python(
+                    "cloud.main",
+                    "seed-clinic",
+                    "--site",
+                    CLINIC_SITE,
+                    "--gateway",
+                    CLINIC_GATEWAY,
+                    *displays,
+                ),
+                self._cloud_env(),
+            )
+            path.touch(0o600)
+            path.write_text(out)
+        self.clinic_seed = json.loads(path.read_text())
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +474,45 @@ class LocalStack:
         wait_for_port(self.http_port, timeout=60)
         self._enroll_agent()
         self.services["agent"].start()
+        if self.clinic:
+            self._start_clinic(logs)
+
+    def _start_clinic(self, logs: Path) -> None:
+        (self.workdir / "clinic-devices").mkdir(exist_ok=True)
+        self.clinic_state.mkdir(exist_ok=True)
+        sims: list[tuple[str, list[str], int]] = []
+        if self.clinic_devices:
+            for n, d in enumerate(self.display_ids(), start=1):
+                sims.append((d, ["display"], self.clinic_sim_port + n))
+            sims.append((KIOSK_ID, ["card-reader"], self.clinic_sim_port))
+        for device, kind, port in sims:
+            self.services[device] = Service(
+                device,
+                self._python(
+                    "firmware_sim.main",
+                    *kind,
+                    "--id",
+                    device,
+                    "--link",
+                    str(self.display_link(device)),
+                    "--control-port",
+                    str(port),
+                ),
+                self._env(),
+                logs / f"{device}.log",
+            )
+            self.services[device].start()
+        for _device, _kind, port in sims:
+            wait_for_port(port, timeout=30)
+        self._enroll_clinic_agent()
+        self.services["clinic-agent"] = Service(
+            "clinic-agent",
+            self._python("edge.main", "--config", str(self.clinic_etc / "site.toml")),
+            self._env(),
+            logs / "clinic-agent.log",
+        )
+        self.services["clinic-agent"].start()
+        wait_for_port(self.clinic_port, timeout=30)
 
     def _broker_port(self) -> int:
         # keep the broker's port across restarts of the stack: the agent config names it
@@ -396,7 +530,8 @@ class LocalStack:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        for name in ("agent", "lock", "cloud"):
+        clinic = [n for n in self.services if n not in ("clinic-agent", "agent", "lock", "cloud")]
+        for name in ("clinic-agent", *clinic, "agent", "lock", "cloud"):
             if name in self.services:
                 self.services[name].stop()
         if self.broker is not None:
@@ -416,7 +551,14 @@ class LocalStack:
 
 def run_demo(workdir: Path, port: int = 8000) -> int:
     """``make demo``: start everything, print where to go, run until Ctrl-C."""
-    stack = LocalStack(workdir.resolve(), http_port=port, sim_port=8100)
+    stack = LocalStack(
+        workdir.resolve(),
+        http_port=port,
+        sim_port=8100,
+        clinic=True,
+        clinic_port=8080,
+        clinic_sim_port=8110,
+    )
     with stack:
         users = stack.seed.get("users", {})
         print(f"\nDenen demo is running (state in {stack.workdir})\n")
@@ -425,11 +567,23 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
         print(f"  approve       {stack.cloud_url}/manage")
         print(f"  mail outbox   {stack.cloud_url}/mail")
         print(f"  lock keypad   {stack.sim_url}/locks/{LOCK_ID}")
+        print("\n  clinic (Yonago Clinic A):")
+        print(f"  tap a card    {stack.reader_sim_url}/readers/{KIOSK_ID}")
+        print(f"  kiosk screen  {stack.clinic_url}/kiosk/{KIOSK_ID}")
+        print(f"  staff page    {stack.clinic_url}/staff   (the agent's, works offline)")
+        for n, d in enumerate(stack.display_ids(), start=1):
+            print(f"  display {n}     {stack.display_sim_url(n)}/displays/{d}")
+        patients = stack.clinic_seed.get("patients", [])
+        if isinstance(patients, list) and patients:
+            print("  patient cards " + ", ".join(str(p.get("card")) for p in patients[:3]))
+        clinic_users = stack.clinic_seed.get("users", {})
         print("\n  logins (generated for this install):")
-        if isinstance(users, dict):
-            for name, info in users.items():
-                if isinstance(info, dict):
-                    print(f"    {info.get('role', '?'):8} {name} / {info.get('password', '?')}")
+        for group in (users, clinic_users):
+            if isinstance(group, dict):
+                for name, info in group.items():
+                    if isinstance(info, dict):
+                        role, password = info.get("role", "?"), info.get("password", "?")
+                        print(f"    {role:8} {name} / {password}")
         print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while all(s.running() for s in stack.services.values()):
