@@ -12,10 +12,10 @@ from provisioning.local_stack import LocalStack
 
 
 @contextlib.contextmanager
-def running_stack(workdir: Path) -> Iterator[LocalStack]:
-    """A started :class:`LocalStack` on free ports; prints each part's log afterwards
-    (pytest shows it when the test failed)."""
-    running = LocalStack(workdir, http_port=free_port(), sim_port=free_port())
+def running_stack(workdir: Path, *, clinic: bool = False) -> Iterator[LocalStack]:
+    """A started :class:`LocalStack` on free ports (with the clinic when asked); prints each
+    part's log afterwards (pytest shows it when the test failed)."""
+    running = LocalStack(workdir, http_port=free_port(), sim_port=free_port(), clinic=clinic)
     with running:
         yield running
     for service in running.services.values():
