@@ -23,10 +23,15 @@ from cloud.auth import AuthError, SessionSigner
 from cloud.clinic.jobs import ClinicJobs
 from cloud.clinic.publish import ClinicChangeRelay
 from cloud.clinic.services import build_clinic_services
+from cloud.dashboard import (
+    announcement_pages,
+    clinic_figures_pages,
+    clinic_pages,
+    notifications_pages,
+)
 from cloud.dashboard import booking as booking_pages
 from cloud.dashboard import facility_admin as facility_pages
 from cloud.dashboard import manage as manage_pages
-from cloud.dashboard import notifications_pages
 from cloud.dashboard import routes as pages
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import (
@@ -181,6 +186,9 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
         notifications.router,
         notifications_pages.router,
         clinic.router,
+        clinic_pages.router,
+        clinic_figures_pages.router,
+        announcement_pages.router,
     ):
         app.include_router(router)
     return app

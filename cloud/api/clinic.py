@@ -221,6 +221,7 @@ class CheckinOut(BaseModel):
     appointment_at: int | None
     existing: bool = Field(description="the patient already held this ticket today")
     status_url: str
+    page_url: str = Field(description="the same status as a page for the patient's phone")
 
 
 def _checkin_out(request: Request, result: CheckinResult) -> CheckinOut:
@@ -236,6 +237,7 @@ def _checkin_out(request: Request, result: CheckinResult) -> CheckinOut:
         appointment_at=result.appointment_at,
         existing=result.existing,
         status_url=f"{settings.public_url.rstrip('/')}/api/clinic/tickets/{result.status_token}",
+        page_url=f"{settings.public_url.rstrip('/')}/ticket/{result.status_token}",
     )
 
 
