@@ -1,33 +1,47 @@
-"""The edge agent: one MQTT link, one coordinator per lock and per display, telemetry, and
-at a clinic the desk, its kiosk readers and pages — one TaskGroup — and the scheduler of
-each lock's periodic full sync.
+"""The edge agent: one MQTT link, one coordinator per lock and per display, telemetry, fleet
+commands, the ``/metrics`` listener, and at a clinic the desk, its kiosk readers and pages —
+one TaskGroup — and the scheduler of each lock's periodic full sync.
 
-``Agent`` is an async context manager: entering opens the store and the outbox, ``run()``
-serves until ``stop()``, leaving closes them. ``main`` builds it (composition root).
+``Agent`` is an async context manager: entering opens the store and the outbox and applies
+the stored config twin, ``run()`` serves until ``stop()`` (or ``restart()``, which a fleet
+command asks for: ``exit_status`` then says so), leaving closes them. ``main`` builds it
+(composition root).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
+from edge.agent_config import ConfigTwin
 from edge.clinic.desk import ClinicDesk
 from edge.clinic.kiosk import KioskReader
 from edge.clinic.web import ClinicPages
+from edge.commands import CommandService
 from edge.config import SiteConfig
 from edge.devices.display_coordinator import DisplayCoordinator
 from edge.devices.lock_coordinator import LockCoordinator
 from edge.errors import OutboxError
+from edge.log_ring import LogRing
+from edge.metrics import MetricsServer
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 from edge.store import Store
 from edge.sync_schedule import SyncSchedule
 from protocol import messages, topics
 from protocol.clock import Clock, is_trusted_time
-from protocol.messages import AccessSnapshotData, DisplayStateData, MessageType, TelemetryData
+from protocol.messages import (
+    AccessSnapshotData,
+    CardReaderTelemetry,
+    DisplayStateData,
+    DisplayTelemetry,
+    MessageType,
+    TelemetryData,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +107,8 @@ class Agent:
         desk: ClinicDesk | None = None,
         kiosks: list[KioskReader] | None = None,
         pages: ClinicPages | None = None,
+        twin: ConfigTwin,
+        log_ring: LogRing | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -105,6 +121,12 @@ class Agent:
         self.pages = pages
         self.schedule = schedule
         self.clock = clock
+        self.twin = twin
+        self.log_ring = log_ring
+        # wired by main once the agent exists (they call back into it)
+        self.commands: CommandService | None = None
+        self.metrics: MetricsServer | None = None
+        self.exit_status = 0  # what the process exits with once run() returns
         self._stopping = asyncio.Event()
         self._started_at = 0.0
 
@@ -114,10 +136,13 @@ class Agent:
             self.outbox.open(now=self.clock.now())
             if self.desk is not None:
                 self.desk.open()
+            self.twin.load()
         except BaseException:
             self.outbox.close()
             self.store.close()
             raise
+        if self.log_ring is not None:
+            self.log_ring.install()
         return self
 
     async def __aexit__(
@@ -126,6 +151,8 @@ class Agent:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.log_ring is not None:
+            self.log_ring.uninstall()
         if self.desk is not None:
             self.desk.close()
         self.outbox.close()
@@ -134,6 +161,12 @@ class Agent:
     def stop(self) -> None:
         """Ask ``run()`` to publish ``offline``, disconnect and return."""
         self._stopping.set()
+
+    def restart(self, exit_status: int) -> None:
+        """Stop as :meth:`stop` does, for the process to exit with ``exit_status`` (the
+        service manager starts it again)."""
+        self.exit_status = exit_status
+        self.stop()
 
     async def run(self) -> None:
         """Serve the site until ``stop()``."""
@@ -158,6 +191,10 @@ class Agent:
                 for d in self.displays.values()
             ]
             others.append(tg.create_task(self._telemetry_loop(), name="telemetry"))
+            if self.commands is not None:
+                others.append(tg.create_task(self.commands.run(), name="fleet-commands"))
+            if self.metrics is not None:
+                others.append(tg.create_task(self.metrics.run(), name="metrics"))
             if self.desk is not None:
                 others.append(tg.create_task(self.desk.run(), name="clinic-desk"))
             others += [
@@ -183,24 +220,45 @@ class Agent:
     def telemetry(self) -> TelemetryData:
         """The agent's health now."""
         uptime = asyncio.get_running_loop().time() - self._started_at
+        now = self.clock.now()
+        depth, oldest = self._outbox_state()
         return TelemetryData(
             uptime_s=max(uptime, 0.0),
-            outbox_depth=self._outbox_depth(),
+            outbox_depth=depth,
             frames_dropped=sum(c.stats.frames_dropped for c in self.coordinators.values()),
-            time_trusted=is_trusted_time(self.clock.now()),
+            time_trusted=is_trusted_time(now),
             locks=[c.telemetry() for c in self.coordinators.values()],
+            outbox_oldest_age_s=None if oldest is None else max(now - oldest, 0.0),
+            displays=[
+                DisplayTelemetry(
+                    display_id=d.display_id,
+                    reachable=d.reachable,
+                    firmware=None if d.firmware is None else d.firmware[:64],
+                    shown_version=d.shown_version,
+                )
+                for d in self.displays.values()
+            ],
+            card_readers=[
+                CardReaderTelemetry(reader_id=k.kiosk_id, reachable=k.connected)
+                for k in self.kiosks.values()
+            ],
+            **self.twin.report(),
         )
 
-    def _outbox_depth(self) -> int:
+    def _outbox_state(self) -> tuple[int, float | None]:
         try:
-            return self.outbox.depth()
+            return self.outbox.depth(), self.outbox.oldest_created_at()
         except OutboxError as exc:
             log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
-            return 0
+            return 0, None
 
     async def _telemetry_loop(self) -> None:
         topic = topics.telemetry(self.config.site, self.config.gateway)
         while True:
-            await asyncio.sleep(self.config.telemetry.interval_s)
+            # a new config (perhaps a new interval) is reported at once
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.twin.current.telemetry_interval_s):
+                    await self.twin.changed.wait()
+            self.twin.changed.clear()
             payload = messages.make(MessageType.TELEMETRY, self.telemetry(), ts=self.clock.now())
             await self.link.publish_now(topic, payload, qos=0)

@@ -88,6 +88,10 @@ reconnect_cap_s = 60
 
 [telemetry]
 interval_s = 60
+
+[metrics]                      # Prometheus /metrics of the agent
+host = "127.0.0.1"             # scraped through an SSH tunnel or a local node exporter
+port = 9108
 """
 
 
@@ -242,6 +246,14 @@ class TelemetryConfig(_Section):
     interval_s: float = Field(default=60, gt=0)
 
 
+class MetricsConfig(_Section):
+    """The agent's Prometheus ``/metrics`` listener (every agent, gym or clinic)."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
+
+
 class SiteConfig(_Section):
     """Everything one gateway needs to run its site."""
 
@@ -258,6 +270,7 @@ class SiteConfig(_Section):
     lock_link: LockLinkConfig = Field(default_factory=LockLinkConfig)
     ble: BleConfig = Field(default_factory=BleConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("locks")
     @classmethod

@@ -60,6 +60,7 @@ class LockRejected(EdgeError):  # noqa: N818 - domain names from the design
         self.lock_id = lock_id
         self.request = request
         self.code = code
+        self.detail = message  # the lock's own words, without our hint
         hint = ""
         if code in (NackCode.AUTH_FAILED, NackCode.NOT_PAIRED):
             hint = (

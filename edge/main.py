@@ -1,9 +1,11 @@
 """``denen-agent --config site.toml``: the composition root of the edge agent.
 
 Builds settings → store and outbox → transports → coordinators → (at a clinic) desk,
-kiosk readers and pages → MQTT link → agent, and runs until SIGTERM or SIGINT, logging
-to stderr. On a clean stop the agent publishes its retained ``offline`` status before
-disconnecting.
+kiosk readers and pages → config twin → MQTT link → agent → fleet commands and
+``/metrics``, and runs until SIGTERM or SIGINT, logging to stderr. On a clean stop the
+agent publishes its retained ``offline`` status before disconnecting. Exit status: 0 after
+a stop, 75 (:data:`edge.commands.EXIT_RESTART`) when a fleet command asked for a restart,
+1 on a fatal error, 2 for a bad site file.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ import sys
 from importlib import metadata
 
 from edge.agent import AccessService, Agent, DisplayService
+from edge.agent_config import ConfigTwin
 from edge.clinic.day_store import DayStore
 from edge.clinic.desk import ClinicDesk
 from edge.clinic.kiosk import KioskReader
 from edge.clinic.web import ClinicPages
+from edge.commands import CommandService
 from edge.config import SiteConfig, load_config
 from edge.devices.display_coordinator import DisplayCoordinator, open_display
 from edge.devices.lock_coordinator import LockCoordinator
 from edge.errors import ConfigError, EdgeError
 from edge.lock_keys import LockKeyStore
+from edge.log_ring import LogRing
+from edge.metrics import MetricsServer, agent_registry, render_registry
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 from edge.store import Store
@@ -107,6 +113,7 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         pages = ClinicPages(desk, config.clinic)
     access = AccessService(store, coordinators)
     display_service = DisplayService(store, displays if desk is None else [desk])
+    twin = ConfigTwin(config, store=store, schedule=schedule, locks=coordinators, displays=displays)
     link = MqttLink(
         config,
         outbox=outbox,
@@ -115,9 +122,11 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         on_display_state=display_service.apply if displays or desk else None,
         on_clinic_state=None if desk is None else desk.clinic_state_arrived,
         on_link_change=None if desk is None else desk.link_changed,
+        on_config=twin.received,
         agent_version=_version(),
     )
-    return Agent(
+    log_ring = LogRing()
+    agent = Agent(
         config,
         store=store,
         outbox=outbox,
@@ -129,11 +138,29 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         desk=desk,
         kiosks=kiosks,
         pages=pages,
+        twin=twin,
+        log_ring=log_ring,
     )
+    # the two parts that call back into the agent: a restart, and metrics read from it
+    agent.commands = CommandService(
+        config,
+        store=store,
+        outbox=outbox,
+        clock=clock,
+        locks=agent.coordinators,
+        displays=agent.displays,
+        twin=twin,
+        logs=log_ring,
+        restart=agent.restart,
+    )
+    link.on_command = agent.commands.received
+    if config.metrics.enabled:
+        agent.metrics = MetricsServer(config.metrics, render_registry(agent_registry(agent)))
+    return agent
 
 
-async def serve(config: SiteConfig, clock: Clock) -> None:
-    """Run the agent until SIGTERM or SIGINT."""
+async def serve(config: SiteConfig, clock: Clock) -> int:
+    """Run the agent until SIGTERM or SIGINT (or a restart command); its exit status."""
     radio = build_radio(config)
     agent = build_agent(config, clock, radio)
     loop = asyncio.get_running_loop()
@@ -147,6 +174,7 @@ async def serve(config: SiteConfig, clock: Clock) -> None:
             loop.remove_signal_handler(sig)
         if radio is not None:
             await radio.close()
+    return agent.exit_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,11 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
         return 2
     try:
-        asyncio.run(serve(config, SystemClock()))
+        return asyncio.run(serve(config, SystemClock()))
     except EdgeError as exc:
         log.error("%s", exc)  # noqa: TRY400 - expected failure, no traceback
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""The gateway's MQTT 5 session: birth and will, the access, display and clinic
-subscriptions, the outbox pump.
+"""The gateway's MQTT 5 session: birth and will, the access, display, clinic and config
+subscriptions, fleet commands (``req/+``), the outbox pump.
 
 One persistent session per gateway (client id ``{site}-{gateway}``, ``clean_start=False``
 with a session expiry) so the broker queues access updates while the site is offline.
 Reconnects use capped exponential backoff with full jitter. ``on_link_change(True)`` is
 called once the session is ready (subscribed), ``on_link_change(False)`` as soon as it is
 gone, before the backoff delay: the clinic desk takes over the queue at once.
+
+Every message is handled under a trace id (:func:`protocol.tracing.traced`): its envelope
+id once it parsed, so the log lines it causes carry the id it was born with. Commands and
+the config twin are handed over as bytes: their services answer or report a malformed one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from edge.errors import OutboxError, StoreError
 from edge.outbox import Outbox, OutboxRow
 from protocol import messages, topics
 from protocol.clock import Clock
-from protocol.errors import MessageError
+from protocol.errors import MessageError, TopicError
 from protocol.messages import (
     AccessSnapshotData,
     ClinicStateData,
@@ -35,6 +39,7 @@ from protocol.messages import (
     MessageType,
     StatusData,
 )
+from protocol.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ SnapshotHandler = Callable[[AccessSnapshotData], None]
 DisplayStateHandler = Callable[[DisplayStateData], None]
 ClinicStateHandler = Callable[[ClinicStateData], None]
 LinkChangeHandler = Callable[[bool], None]
+ConfigHandler = Callable[[bytes], None]
+CommandHandler = Callable[[str, bytes], None]  # verb, payload
 
 
 class MqttLink:
@@ -60,6 +67,8 @@ class MqttLink:
         on_display_state: DisplayStateHandler | None = None,
         on_clinic_state: ClinicStateHandler | None = None,
         on_link_change: LinkChangeHandler | None = None,
+        on_config: ConfigHandler | None = None,
+        on_command: CommandHandler | None = None,
         agent_version: str | None = None,
     ) -> None:
         self.config = config
@@ -69,6 +78,8 @@ class MqttLink:
         self.on_display_state = on_display_state
         self.on_clinic_state = on_clinic_state
         self.on_link_change = on_link_change
+        self.on_config = on_config
+        self.on_command = on_command
         self.agent_version = agent_version
         self.connected = asyncio.Event()
         self.connections = 0
@@ -90,6 +101,11 @@ class MqttLink:
             await client.publish(topic, payload, qos=qos)
         except aiomqtt.MqttError:
             return False
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # aiomqtt waits with 3.11's wait_for, which can swallow a cancellation that
+            # meets the PUBACK: hand it back, or the caller's loop never stops
+            raise asyncio.CancelledError
         return True
 
     async def run(self) -> None:
@@ -185,6 +201,10 @@ class MqttLink:
             await client.subscribe(self._display_topic, qos=1)
         if self.on_clinic_state is not None:
             await client.subscribe(self._clinic_topic, qos=1)
+        if self.on_config is not None:
+            await client.subscribe(topics.config(cfg.site, cfg.gateway), qos=1)
+        if self.on_command is not None:
+            await client.subscribe(topics.request_subscription(cfg.site, cfg.gateway), qos=1)
         self._client = client
         self.connections += 1
         self.connected.set()
@@ -211,17 +231,42 @@ class MqttLink:
         log.info("agent %s/%s offline (clean stop)", cfg.site, cfg.gateway)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        access_topic = topics.access(self.config.site, self.config.gateway)
         async for message in client.messages:
-            topic = str(message.topic)
-            if topic == access_topic:
-                self._handle_access(message.payload)
-            elif topic == self._display_topic:
-                self._handle_display(message.payload)
-            elif topic == self._clinic_topic:
-                self._handle_clinic(message.payload)
-            else:
-                log.debug("ignoring a message on an unexpected topic")
+            with traced(None):  # until the envelope gives the message's own id
+                self._dispatch(str(message.topic), message.payload)
+
+    def _dispatch(self, topic: str, payload: object) -> None:
+        cfg = self.config
+        if topic == topics.access(cfg.site, cfg.gateway):
+            self._handle_access(payload)
+        elif topic == self._display_topic:
+            self._handle_display(payload)
+        elif topic == self._clinic_topic:
+            self._handle_clinic(payload)
+        elif topic == topics.config(cfg.site, cfg.gateway):
+            if self.on_config is not None and isinstance(payload, bytes | bytearray):
+                self.on_config(bytes(payload))
+        else:
+            self._handle_request(topic, payload)
+
+    def _handle_request(self, topic: str, payload: object) -> None:
+        try:
+            parsed = topics.parse(topic)
+        except TopicError:
+            parsed = None
+        own = (self.config.site, self.config.gateway)
+        if (
+            parsed is None
+            or parsed.channel is not topics.Channel.REQUEST
+            or (parsed.site, parsed.gateway) != own
+            or parsed.verb is None
+            or self.on_command is None
+        ):
+            log.debug("ignoring a message on an unexpected topic")
+            return
+        if not isinstance(payload, bytes | bytearray):
+            payload = b""
+        self.on_command(parsed.verb, bytes(payload))
 
     @property
     def _display_topic(self) -> str:
@@ -237,7 +282,7 @@ class MqttLink:
         if not isinstance(payload, bytes | bytearray) or not payload:
             return  # an empty retained message clears the topic
         try:
-            _, data = messages.parse(payload)
+            env, data = messages.parse(payload)
         except MessageError as exc:
             # the reason names fields only; the payload holds card tags
             log.warning("ignoring a malformed clinic state: %s", exc)
@@ -245,10 +290,11 @@ class MqttLink:
         if not isinstance(data, ClinicStateData):
             log.warning("ignoring a %s message on the clinic topic", type(data).__name__)
             return
-        try:
-            self.on_clinic_state(data)
-        except (StoreError, OutboxError) as exc:
-            log.error("could not take clinic state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
+        with traced(env.id):
+            try:
+                self.on_clinic_state(data)
+            except (StoreError, OutboxError) as exc:
+                log.error("could not take clinic state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
 
     def _handle_display(self, payload: object) -> None:
         if self.on_display_state is None:
@@ -256,7 +302,7 @@ class MqttLink:
         if not isinstance(payload, bytes | bytearray) or not payload:
             return  # an empty retained message clears the topic; nothing to show
         try:
-            _, data = messages.parse(payload)
+            env, data = messages.parse(payload)
         except MessageError as exc:
             # the reason names fields only, never the payload
             log.warning("ignoring a malformed display state: %s", exc)
@@ -264,16 +310,17 @@ class MqttLink:
         if not isinstance(data, DisplayStateData):
             log.warning("ignoring a %s message on the display topic", type(data).__name__)
             return
-        try:
-            self.on_display_state(data)
-        except StoreError as exc:
-            log.error("could not store display state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
+        with traced(env.id):
+            try:
+                self.on_display_state(data)
+            except StoreError as exc:
+                log.error("could not store display state v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
 
     def _handle_access(self, payload: object) -> None:
         if not isinstance(payload, bytes | bytearray) or not payload:
             return  # an empty retained message clears the topic; nothing to apply
         try:
-            _, data = messages.parse(payload)
+            env, data = messages.parse(payload)
         except MessageError as exc:
             # the reason names fields only; the payload may hold PIN tags
             log.warning("ignoring a malformed access snapshot: %s", exc)
@@ -281,10 +328,11 @@ class MqttLink:
         if not isinstance(data, AccessSnapshotData):
             log.warning("ignoring a %s message on the access topic", type(data).__name__)
             return
-        try:
-            self.on_snapshot(data)
-        except StoreError as exc:
-            log.error("could not store access snapshot v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
+        with traced(env.id):
+            try:
+                self.on_snapshot(data)
+            except StoreError as exc:
+                log.error("could not store access snapshot v%d: %s", data.version, exc)  # noqa: TRY400 - expected failure, no traceback
 
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:

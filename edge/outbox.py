@@ -216,6 +216,24 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot read the outbox ({_reason(exc)})") from exc
 
+    def oldest_created_at(self) -> float | None:
+        """When the oldest waiting row was added; ``None`` when nothing waits."""
+        try:
+            row = self._db.execute("SELECT min(created_at) FROM outbox").fetchone()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox ({_reason(exc)})") from exc
+        return None if row is None or row[0] is None else float(row[0])
+
+    def waiting(self, dedupe_key: str) -> bool:
+        """True while a message with this key waits for the broker's acknowledgement."""
+        try:
+            row = self._db.execute(
+                "SELECT 1 FROM outbox WHERE dedupe_key = ?", (dedupe_key,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox ({_reason(exc)})") from exc
+        return row is not None
+
     def knows(self, dedupe_key: str) -> bool:
         """True when a message with this key is waiting or was delivered."""
         for table in ("outbox", "delivered"):

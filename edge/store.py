@@ -1,8 +1,14 @@
-"""The agent's local state in SQLite: the latest access snapshot and what each lock holds.
+"""The agent's local state in SQLite: the latest access snapshot and what each lock holds,
+grants revoked by a fleet command, the replies to commands, and the agent config twin.
 
 ``lock_slots`` keeps, per lock and slot, what the agent last wrote and confirmed: grant,
 window, PIN tag (the lock never reports tags back) and when it was loaded. The sync policy
 diffs against it, and ``access/applied`` reports "on the lock since" from it.
+
+``revoked_grants`` holds grants a ``revoke-pin`` command took off a lock before the cloud's
+next snapshot did: :meth:`Store.lock_access` leaves them out of every snapshot until their
+window has ended. ``commands`` keeps each command's reply by transaction, so a command
+delivered twice is answered twice with the same reply and carried out once.
 
 WAL with ``synchronous=FULL``: a snapshot the agent said it stored survives a power cut,
 so a site with no internet keeps loading its locks from what it last received.
@@ -17,7 +23,7 @@ from pathlib import Path
 
 from edge.errors import StoreError
 from edge.sync_policy import HeldSlot
-from protocol.messages import AccessSnapshotData, DisplayStateData, LockAccess
+from protocol.messages import AccessSnapshotData, AgentConfigData, DisplayStateData, LockAccess
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshot (
@@ -45,6 +51,25 @@ CREATE TABLE IF NOT EXISTS lock_slots (
     tag BLOB NOT NULL,
     loaded_at INTEGER,
     PRIMARY KEY (lock_id, slot)
+);
+CREATE TABLE IF NOT EXISTS revoked_grants (
+    lock_id TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    until REAL NOT NULL,
+    revoked_at REAL NOT NULL,
+    PRIMARY KEY (lock_id, grant_id)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    txn TEXT PRIMARY KEY,
+    verb TEXT NOT NULL,
+    reply BLOB NOT NULL,
+    keep_until REAL NOT NULL,
+    handled_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_config (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
 );
 """
 
@@ -140,14 +165,96 @@ class Store:
         return None if row is None else DisplayStateData.model_validate_json(row[0])
 
     def lock_access(self, lock_id: str) -> tuple[int, LockAccess] | None:
-        """The stored snapshot's version and this lock's part (empty when not listed)."""
+        """The stored snapshot's version and this lock's part (empty when not listed),
+        without the grants a fleet command revoked on this lock."""
         snap = self.snapshot()
         if snap is None:
             return None
         for lock in snap.locks:
             if lock.lock_id == lock_id:
+                revoked = self.revoked_grants(lock_id)
+                if revoked and any(g.grant_id in revoked for g in lock.grants):
+                    kept = [g for g in lock.grants if g.grant_id not in revoked]
+                    return snap.version, lock.model_copy(update={"grants": kept})
                 return snap.version, lock
         return snap.version, LockAccess(lock_id=lock_id)
+
+    # ------------------------------------------------------------ fleet commands
+
+    def revoke_grant(self, lock_id: str, grant_id: str, *, until: float, at: float) -> None:
+        """Keep ``grant_id`` off ``lock_id`` until ``until`` (its window's end), whatever a
+        snapshot says; revocations past their end are forgotten."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM revoked_grants WHERE until <= ?", (at,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO revoked_grants (lock_id, grant_id, until, revoked_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (lock_id, grant_id, until, at),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the revocation on lock {lock_id}: {exc}") from exc
+
+    def revoked_grants(self, lock_id: str) -> set[str]:
+        """The grant ids revoked on ``lock_id`` by a command."""
+        try:
+            rows = self._db.execute(
+                "SELECT grant_id FROM revoked_grants WHERE lock_id = ?", (lock_id,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the revocations of lock {lock_id}: {exc}") from exc
+        return {str(r[0]) for r in rows}
+
+    def command_reply(self, transaction: str) -> bytes | None:
+        """The reply stored for ``transaction``, or ``None`` when it was never handled."""
+        try:
+            row = self._db.execute(
+                "SELECT reply FROM commands WHERE txn = ?", (transaction,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the command replies: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
+    def record_command(
+        self, transaction: str, verb: str, reply: bytes, *, keep_until: float, at: float
+    ) -> None:
+        """Remember the reply to ``transaction`` until ``keep_until``; forget older ones."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM commands WHERE keep_until < ?", (at,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO commands (txn, verb, reply, keep_until, handled_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (transaction, verb, reply, keep_until, at),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the reply to a command: {exc}") from exc
+
+    def save_agent_config(self, config: AgentConfigData) -> bool:
+        """Keep ``config`` if it is newer than the stored one; return whether it was."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT version FROM agent_config WHERE id = 1").fetchone()
+                if row is not None and row[0] >= config.version:
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO agent_config (id, version, body) VALUES (1, ?, ?)",
+                    (config.version, config.model_dump_json()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the agent config: {exc}") from exc
+        return True
+
+    def agent_config(self) -> AgentConfigData | None:
+        """The agent config applied last, or ``None`` before the first one."""
+        try:
+            row = self._db.execute("SELECT body FROM agent_config WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the agent config: {exc}") from exc
+        return None if row is None else AgentConfigData.model_validate_json(row[0])
 
     def set_applied(self, lock_id: str, version: int, grant_ids: list[str], at: float) -> None:
         """Record what a lock holds after a confirmed sync."""

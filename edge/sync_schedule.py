@@ -48,20 +48,39 @@ class SyncSchedule:
     def add(self, lock_id: str, sync: SyncJob) -> None:
         """Run ``sync`` every ``full_sync_interval_s`` (plus jitter), first one interval
         from now: a lock is synced in full when the agent connects to it anyway."""
-        trigger = IntervalTrigger(
-            seconds=self.config.full_sync_interval_s,
-            jitter=self.config.jitter_s or None,
-            timezone="UTC",
-        )
         self.scheduler.add_job(
             sync,
-            trigger,
+            self._trigger(),
             id=job_id(lock_id),
             name=f"full sync of lock {lock_id}",
             coalesce=True,
             max_instances=1,
             misfire_grace_time=None,
             replace_existing=True,
+        )
+
+    def retime(self, config: SyncConfig) -> None:
+        """Take a new interval and jitter (the config twin): every job runs one new
+        interval from now. Unchanged settings leave the jobs alone."""
+        old, self.config = self.config, config
+        if (old.full_sync_interval_s, old.jitter_s) == (
+            config.full_sync_interval_s,
+            config.jitter_s,
+        ):
+            return
+        for job in self.scheduler.get_jobs():
+            job.reschedule(self._trigger())
+        log.info(
+            "full sync every %.0f s (jitter up to %.0f s) from now on",
+            config.full_sync_interval_s,
+            config.jitter_s,
+        )
+
+    def _trigger(self) -> IntervalTrigger:
+        return IntervalTrigger(
+            seconds=self.config.full_sync_interval_s,
+            jitter=self.config.jitter_s or None,
+            timezone="UTC",
         )
 
     def start(self) -> None:

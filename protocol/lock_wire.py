@@ -21,6 +21,10 @@ is unauthenticated (counter 0, zero MAC). A reply carries its request's ``seq``.
 are in :mod:`protocol.firmware_transfer`. The lock refuses an update while its door is
 unlocked or open (``DOOR_IN_USE``) and otherwise keeps working during the transfer; after
 the ACK to COMMIT it runs the new version, which INFO reports.
+
+``UNLOCK`` is the emergency remote unlock a fleet command asks for: sealed like every
+request, it unlocks the bolt as an accepted PIN would (the lock relocks itself), logs a
+``REMOTE_UNLOCKED`` event and answers ACK with that event's seq (u32).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class FrameType(IntEnum):
     UPDATE_BEGIN = 0x0A  # a signed image's header and signature: starts (or restarts) a transfer
     UPDATE_CHUNK = 0x0B  # offset u32 + payload bytes
     UPDATE_COMMIT = 0x0C  # the payload's SHA-256: verify, install, reboot into it
+    UNLOCK = 0x0D  # emergency remote unlock (no payload); ACK carries the event's seq u32
     # lock -> agent
     ACK = 0x80
     INFO = 0x81
@@ -123,6 +128,7 @@ EVENT_CODES: dict[LockEventKind, int] = {
     LockEventKind.CLOCK_SET: 11,
     LockEventKind.JAM: 12,
     LockEventKind.DENIED_REVOKED: 13,
+    LockEventKind.REMOTE_UNLOCKED: 14,
 }
 EVENT_KINDS: dict[int, LockEventKind] = {code: kind for kind, code in EVENT_CODES.items()}
 

@@ -7,6 +7,8 @@ seconds. JSON Schema for each model is exported by :func:`json_schemas`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,6 +34,7 @@ Slug = str  # validated with SLUG_PATTERN where it is a field
 SLUG_PATTERN = SLUG_RE.pattern
 HEX_TAG_PATTERN = r"^[0-9a-f]{32}$"
 OFFLINE_ID_PATTERN = r"^[0-9a-f]{12}$"
+CONFIG_HASH_PATTERN = r"^[0-9a-f]{16}$"
 
 
 class _Model(BaseModel):
@@ -48,6 +51,9 @@ class MessageType(StrEnum):
     CHECKIN = "checkin"
     CLINIC_ACTION = "clinic_action"
     CLINIC_STATE = "clinic_state"
+    COMMAND = "command"  # cloud -> agent on req/{verb}
+    COMMAND_REPLY = "command_reply"  # agent -> cloud on res/{verb}
+    AGENT_CONFIG = "agent_config"  # cloud -> agent on config, retained
 
 
 class GatewayState(StrEnum):
@@ -64,6 +70,9 @@ class StatusData(_Model):
 
 
 class LockTelemetry(_Model):
+    """One lock's health. Fields after ``next_sync_at`` are left out while they hold their
+    default, so a peer that knows only the first ones still reads it."""
+
     lock_id: str = Field(pattern=SLUG_PATTERN)
     reachable: bool
     battery_pct: int | None = Field(default=None, ge=0, le=100)
@@ -77,14 +86,85 @@ class LockTelemetry(_Model):
     )
     last_sync_at: int | None = Field(default=None, ge=0, description="last confirmed sync")
     next_sync_at: int | None = Field(default=None, ge=0, description="next scheduled sync")
+    firmware: str | None = Field(
+        default=None, max_length=64, description="the firmware the lock last reported"
+    )
+    rssi_dbm: int | None = Field(
+        default=None,
+        ge=-127,
+        le=20,
+        description="BLE signal strength heard when the agent connected (null: not on BLE)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialize(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        return _drop_defaults(self, handler, ("firmware", "rssi_dbm"))
+
+
+class DisplayTelemetry(_Model):
+    """One call-number display's health."""
+
+    display_id: str = Field(pattern=SLUG_PATTERN)
+    reachable: bool
+    firmware: str | None = Field(default=None, max_length=64)
+    shown_version: int | None = Field(
+        default=None, ge=0, description="the display state version the display acknowledged"
+    )
+
+
+class CardReaderTelemetry(_Model):
+    """One kiosk card reader's health."""
+
+    reader_id: str = Field(pattern=SLUG_PATTERN)
+    reachable: bool
 
 
 class TelemetryData(_Model):
+    """The agent's periodic health report. Fields after ``locks`` are left out while they
+    hold their default, so a peer that knows only the first ones still reads it."""
+
     uptime_s: float = Field(ge=0)
     outbox_depth: int = Field(ge=0)
     frames_dropped: int = Field(ge=0)
     time_trusted: bool
     locks: list[LockTelemetry] = Field(default_factory=list)
+    outbox_oldest_age_s: float | None = Field(
+        default=None, ge=0, description="age of the oldest message waiting in the outbox"
+    )
+    displays: list[DisplayTelemetry] = Field(default_factory=list)
+    card_readers: list[CardReaderTelemetry] = Field(default_factory=list)
+    config_version: int | None = Field(
+        default=None, ge=1, description="the agent config (config topic) the agent runs"
+    )
+    config_hash: str | None = Field(
+        default=None,
+        pattern=CONFIG_HASH_PATTERN,
+        description="SHA-256 (first 16 hex digits) of the effective config: site file and twin",
+    )
+    config_error: str | None = Field(
+        default=None,
+        max_length=300,
+        description="why the newest config received was not applied (the old one runs)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialize(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        return _drop_defaults(
+            self,
+            handler,
+            (
+                "outbox_oldest_age_s",
+                "displays",
+                "card_readers",
+                "config_version",
+                "config_hash",
+                "config_error",
+            ),
+        )
 
 
 class LockEventKind(StrEnum):
@@ -104,6 +184,8 @@ class LockEventKind(StrEnum):
     JAM = "jam"
     # a genuine offline PIN on the lock's revocation list (cancelled); value: its short id
     DENIED_REVOKED = "denied_revoked"
+    # the emergency remote unlock of a fleet command (the reason is in the agent's log)
+    REMOTE_UNLOCKED = "remote_unlocked"
 
 
 class LockEventData(_Model):
@@ -195,6 +277,7 @@ class SyncReason(StrEnum):
     SCHEDULED = "scheduled"  # the periodic full sync
     KEYPAD = "keypad"  # the keypad woke the lock and it held an outdated snapshot
     CHANGE = "change"  # a new, changed or cancelled window needed the lock before its sync
+    COMMAND = "command"  # a fleet command asked for it (force-sync, revoke-pin)
 
 
 class AccessAppliedData(_Model):
@@ -527,6 +610,238 @@ class ClinicStateData(_Model):
         return None
 
 
+# ------------------------------------------------------------------------------- fleet
+#
+# Commands: the cloud publishes ``command`` on ``req/{verb}`` (QoS 1, not retained); the
+# agent answers ``command_reply`` on ``res/{verb}`` through its outbox. Request and reply
+# pair by ``transaction``; a transaction delivered twice acts once and is answered with the
+# same reply. ``data`` holds the verb's arguments (COMMAND_ARGS) and results
+# (COMMAND_RESULTS). The agent config twin is ``agent_config`` on ``config``, retained.
+
+TRANSACTION_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"  # also usable as a trace id as it is
+# a firmware image in a command: at most 1 MiB, base64 in the JSON
+FIRMWARE_IMAGE_MAX = 1 << 20
+FIRMWARE_IMAGE_B64_MAX = 4 * ((FIRMWARE_IMAGE_MAX + 2) // 3)
+
+
+class CommandVerb(StrEnum):
+    FORCE_SYNC = "force-sync"  # sync every lock (or one) now; reply: what each holds
+    UNLOCK = "unlock"  # emergency remote unlock of one lock, audited
+    REVOKE_PIN = "revoke-pin"  # take one grant off a lock now, before the next snapshot
+    RESTART = "restart"  # the agent replies, then exits for systemd to start it again
+    LOGS = "logs"  # the agent's recent log lines
+    FIRMWARE_UPDATE = "firmware-update"  # a signed image for one lock or display
+
+
+class CommandStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"  # tried and failed: ``error`` says why (a lock away, a device refusal)
+    EXPIRED = "expired"  # received after ``expires_at``: not carried out
+    REJECTED = "rejected"  # unknown verb, malformed arguments, or not allowed now
+
+
+class CommandRequestData(_Model):
+    """A command to one gateway (cloud -> agent, ``req/{verb}``, QoS 1, not retained)."""
+
+    transaction: str = Field(pattern=TRANSACTION_PATTERN)
+    expires_at: int = Field(ge=0, description="not carried out when received after this")
+    data: dict[str, Any] = Field(default_factory=dict, description="the verb's arguments")
+
+
+class CommandReplyData(_Model):
+    """The answer to one command (agent -> cloud, ``res/{verb}``, QoS 1)."""
+
+    transaction: str = Field(pattern=TRANSACTION_PATTERN)
+    status: CommandStatus
+    data: dict[str, Any] = Field(default_factory=dict, description="the verb's results")
+    error: str | None = Field(default=None, max_length=500)
+
+
+class ForceSyncArgs(_Model):
+    lock_id: str | None = Field(default=None, pattern=SLUG_PATTERN, description="null: all")
+
+
+class LockHolding(_Model):
+    """What one lock holds after a command's sync (or why it could not be synced)."""
+
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    synced: bool
+    version: int | None = Field(default=None, ge=0)
+    grant_ids: list[str] = Field(default_factory=list)
+    clock_offset_s: float | None = None
+    error: str | None = Field(default=None, max_length=300)
+
+
+class ForceSyncResult(_Model):
+    locks: list[LockHolding] = Field(default_factory=list)
+
+
+class UnlockArgs(_Model):
+    """Who asked and why; the cloud checked the role, the agent writes both to its log."""
+
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    reason: str = Field(min_length=1, max_length=200)
+    requested_by: str = Field(min_length=1, max_length=64)
+
+
+class UnlockResult(_Model):
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    event_seq: int = Field(ge=0, lt=2**32, description="the lock's remote_unlocked event")
+    unlocked_at: int = Field(ge=0)
+
+
+class RevokePinArgs(_Model):
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    grant_id: str = Field(min_length=1, max_length=64)
+
+
+class RevokePinResult(_Model):
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    grant_id: str = Field(min_length=1, max_length=64)
+    was_on_lock: bool
+    grant_ids: list[str] = Field(default_factory=list, description="what the lock holds now")
+
+
+class RestartArgs(_Model):
+    pass
+
+
+class RestartResult(_Model):
+    exit_status: int = Field(description="the status the agent exits with")
+
+
+class LogsArgs(_Model):
+    lines: int = Field(default=100, ge=1, le=1000)
+
+
+class LogsResult(_Model):
+    lines: list[str] = Field(default_factory=list, description="JSON log lines, oldest first")
+
+
+class FirmwareUpdateArgs(_Model):
+    """A signed image (:mod:`protocol.firmware_image`) for one lock or one display."""
+
+    lock_id: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    display_id: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    image: str = Field(min_length=4, max_length=FIRMWARE_IMAGE_B64_MAX, description="base64")
+
+    @model_validator(mode="after")
+    def _one_device(self) -> FirmwareUpdateArgs:
+        if (self.lock_id is None) == (self.display_id is None):
+            raise ValueError("name exactly one of lock_id and display_id")
+        self.image_bytes()
+        return self
+
+    def image_bytes(self) -> bytes:
+        """The image; ``ValueError`` when it is not base64 or larger than 1 MiB."""
+        try:
+            raw = base64.b64decode(self.image, validate=True)
+        except binascii.Error:
+            raise ValueError("image is not base64") from None
+        if len(raw) > FIRMWARE_IMAGE_MAX:
+            raise ValueError(f"image is larger than {FIRMWARE_IMAGE_MAX} bytes")
+        return raw
+
+
+class FirmwareUpdateResult(_Model):
+    device_id: str = Field(pattern=SLUG_PATTERN)
+    kind: Literal["lock", "display"]
+    previous: str = Field(max_length=64, description="the firmware it ran before")
+    version: str = Field(max_length=64, description="the firmware it runs now")
+    installed: bool = Field(description="false: it ran this version already")
+
+
+COMMAND_ARGS: dict[CommandVerb, type[_Model]] = {
+    CommandVerb.FORCE_SYNC: ForceSyncArgs,
+    CommandVerb.UNLOCK: UnlockArgs,
+    CommandVerb.REVOKE_PIN: RevokePinArgs,
+    CommandVerb.RESTART: RestartArgs,
+    CommandVerb.LOGS: LogsArgs,
+    CommandVerb.FIRMWARE_UPDATE: FirmwareUpdateArgs,
+}
+COMMAND_RESULTS: dict[CommandVerb, type[_Model]] = {
+    CommandVerb.FORCE_SYNC: ForceSyncResult,
+    CommandVerb.UNLOCK: UnlockResult,
+    CommandVerb.REVOKE_PIN: RevokePinResult,
+    CommandVerb.RESTART: RestartResult,
+    CommandVerb.LOGS: LogsResult,
+    CommandVerb.FIRMWARE_UPDATE: FirmwareUpdateResult,
+}
+
+
+def command_args(verb: str, data: dict[str, Any]) -> tuple[CommandVerb, _Model]:
+    """The verb and its typed arguments; :class:`MessageError` naming what is wrong (an
+    unknown verb, or field paths and reasons, never the values)."""
+    try:
+        known = CommandVerb(verb)
+    except ValueError:
+        raise MessageError(f"unknown verb {verb[:40]!r}") from None
+    try:
+        return known, COMMAND_ARGS[known].model_validate(data)
+    except ValidationError as exc:
+        raise MessageError(f"invalid {known.value} arguments: {_describe(exc)}") from None
+
+
+class SyncSettings(_Model):
+    """The lock sync settings the agent can change while it runs (null: the site file's)."""
+
+    full_sync_interval_s: float | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+    jitter_s: float | None = Field(default=None, ge=0, le=24 * 3600)
+    awake_s: float | None = Field(default=None, ge=0, le=600)
+    event_poll_s: float | None = Field(default=None, ge=1, le=24 * 3600)
+
+
+class DisplaySettings(_Model):
+    """Brightness and standby of every display of the site (null: as the display state
+    says); they take the place of what the display state carries."""
+
+    brightness: int | None = Field(default=None, ge=0, le=dw.BRIGHTNESS_MAX)
+    standby: DisplayStandby | None = None
+
+
+class OpeningHours(_Model):
+    """Daily opening hours in local minutes after midnight (close <= open: past midnight)."""
+
+    open_minute: int = Field(ge=0, lt=dw.MINUTES_PER_DAY)
+    close_minute: int = Field(ge=0, le=dw.MINUTES_PER_DAY)
+    utc_offset_min: int = Field(default=540, ge=-720, le=840)
+    weekdays: list[int] = Field(
+        default_factory=lambda: list(range(7)), description="0 Monday .. 6 Sunday"
+    )
+
+    def is_open(self, at: float) -> bool:
+        """Whether ``at`` (UTC epoch seconds) falls inside the hours."""
+        day, second = divmod(int(at) + self.utc_offset_min * 60, 86400)
+        minute = second // 60
+        if self.open_minute < self.close_minute:
+            return self.open_minute <= minute < self.close_minute and self._opens_on(day)
+        # past midnight: the evening belongs to this day, the small hours to the day before
+        if minute >= self.open_minute:
+            return self._opens_on(day)
+        return minute < self.close_minute and self._opens_on(day - 1)
+
+    def _opens_on(self, day: int) -> bool:
+        return (day + 3) % 7 in self.weekdays  # day 0, 1970-01-01, was a Thursday
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class AgentConfigData(_Model):
+    """The desired agent config of one gateway (cloud -> agent, ``config``, retained): a
+    newer ``version`` replaces an older one. A field left null keeps the site file's value.
+    The agent reports the version it runs, and a config it refused, in its telemetry."""
+
+    version: int = Field(ge=1)
+    telemetry_interval_s: float | None = Field(default=None, ge=1, le=3600)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    display: DisplaySettings = Field(default_factory=DisplaySettings)
+    clinic_hours: OpeningHours | None = Field(
+        default=None, description="display firmware updates are refused inside these hours"
+    )
+    log_level: LogLevel | None = None
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
@@ -537,6 +852,9 @@ DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.CHECKIN: CheckinData,
     MessageType.CLINIC_ACTION: ClinicActionData,
     MessageType.CLINIC_STATE: ClinicStateData,
+    MessageType.COMMAND: CommandRequestData,
+    MessageType.COMMAND_REPLY: CommandReplyData,
+    MessageType.AGENT_CONFIG: AgentConfigData,
 }
 
 
@@ -599,4 +917,7 @@ def json_schemas() -> dict[str, Any]:
     out: dict[str, Any] = {"envelope": Envelope.model_json_schema()}
     for kind, model in DATA_MODELS.items():
         out[kind.value] = model.model_json_schema()
+    for verb in CommandVerb:
+        out[f"command.{verb.value}"] = COMMAND_ARGS[verb].model_json_schema()
+        out[f"command_reply.{verb.value}"] = COMMAND_RESULTS[verb].model_json_schema()
     return out

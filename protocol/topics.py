@@ -91,6 +91,17 @@ def clinic(site: str, gateway: str) -> str:
     return gateway_topic(site, gateway, Channel.CLINIC)
 
 
+def config(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.CONFIG)
+
+
+def request_subscription(site: str, gateway: str) -> str:
+    """The filter a gateway subscribes with for every command to it: ``…/req/+``."""
+    _check_slug("site", site)
+    _check_slug("gateway", gateway)
+    return f"{ROOT}/{site}/{gateway}/{Channel.REQUEST.value}/+"
+
+
 def request(site: str, gateway: str, verb: str) -> str:
     return gateway_topic(site, gateway, Channel.REQUEST, verb)
 

@@ -117,6 +117,8 @@ class LocalStack:
     clinic_port: int = field(default_factory=free_port)  # the clinic agent's pages
     clinic_sim_port: int = field(default_factory=free_port)  # first of the sims' pages
     clinic_seed: dict[str, object] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=free_port)  # the gym agent's /metrics
+    clinic_metrics_port: int = field(default_factory=free_port)
 
     @property
     def clinic_url(self) -> str:
@@ -268,6 +270,7 @@ class LocalStack:
             toml.write(
                 f'\n[[locks]]\nid = "{LOCK_ID}"\ntransport = "serial:{self.lock_link}"\n'
                 "\n[sync]\nevent_poll_s = 5\n"
+                f'\n[metrics]\nhost = "127.0.0.1"\nport = {self.metrics_port}\n'
             )
 
     def _enroll_clinic_agent(self) -> None:
@@ -287,6 +290,7 @@ class LocalStack:
             'walk_in_department = "internal"\n'
         )
         parts.append(f'\n[clinic]\nhost = "127.0.0.1"\nport = {self.clinic_port}\n')
+        parts.append(f'\n[metrics]\nhost = "127.0.0.1"\nport = {self.clinic_metrics_port}\n')
         with config.open("a") as toml:
             toml.write("".join(parts))
 
@@ -558,6 +562,8 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
         clinic=True,
         clinic_port=8080,
         clinic_sim_port=8110,
+        metrics_port=9108,
+        clinic_metrics_port=9109,
     )
     with stack:
         users = stack.seed.get("users", {})
@@ -567,6 +573,7 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
         print(f"  approve       {stack.cloud_url}/manage")
         print(f"  mail outbox   {stack.cloud_url}/mail")
         print(f"  lock keypad   {stack.sim_url}/locks/{LOCK_ID}")
+        print(f"  metrics       {stack.cloud_url}/metrics, agents :9108/metrics :9109/metrics")
         print("\n  clinic (Yonago Clinic A):")
         print(f"  tap a card    {stack.reader_sim_url}/readers/{KIOSK_ID}")
         print(f"  kiosk screen  {stack.clinic_url}/kiosk/{KIOSK_ID}")

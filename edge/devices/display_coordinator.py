@@ -8,6 +8,11 @@ is harmless. A display that says ``HELLO`` (it booted, e.g. after a power cycle)
 answers ``NACK NEED_STATE`` gets the whole state again at once, so it shows the current
 numbers again well within 2 seconds.
 
+The brightness and standby of the agent config twin (:class:`DisplaySettings`) take the
+place of the display state's; a change resends the whole state. At every connection the
+display's firmware is read (``GET_STATUS``), and a fleet command can install a signed image
+(:meth:`DisplayCoordinator.update_firmware`) over the same line.
+
 The wire is :mod:`protocol.display_wire`, request/answer by ``seq`` plus the unsolicited
 HELLO. Frames are unauthenticated (``key_id`` 0): a display provisioned with a link key
 refuses them, and that is reported as a :class:`DisplayRejected` saying so.
@@ -32,13 +37,16 @@ from protocol.display_wire import (
     DisplayFrameParser,
     DisplayFrameType,
     DisplayNackCode,
+    DisplayStatus,
     Hello,
     decode_nack,
     decode_u32,
     encode_u32,
 )
 from protocol.errors import FrameError
-from protocol.messages import DisplayStateData
+from protocol.firmware_image import FirmwareImage
+from protocol.firmware_updater import UpdateRequest, UpdateResult, display_updater, run_update
+from protocol.messages import DisplayContent, DisplaySettings, DisplayStateData
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +179,9 @@ class DisplayCoordinator:
         self.hellos = 0  # HELLO frames heard: boots and power cycles
         self.full_states_sent = 0
         self.shown = asyncio.Event()  # set once the display acknowledged a state
+        self.firmware: str | None = None  # as the display last reported it
+        self.settings = DisplaySettings()  # the config twin's brightness and standby
+        self._line: DisplayLine | None = None
         self._wakeup = asyncio.Event()
         self._full_due = True
         self._pending: dict[int, asyncio.Future[DisplayFrame]] = {}
@@ -181,6 +192,36 @@ class DisplayCoordinator:
     def state_stored(self) -> None:
         """A newer display state was stored: show it as soon as the display is connected."""
         self._wakeup.set()
+
+    def apply_settings(self, settings: DisplaySettings) -> None:
+        """New brightness and standby from the config twin: the whole state goes again."""
+        if settings == self.settings:
+            return
+        self.settings = settings
+        self._full_due = True
+        self._wakeup.set()
+
+    async def update_firmware(self, image: FirmwareImage) -> UpdateResult:
+        """Install a signed image over this display's line; the display's NACKs become
+        :class:`~protocol.firmware_updater.UpdateRefusedError` (it keeps its version).
+        After the reboot it says HELLO and gets the whole state again."""
+        line = self._line
+        if line is None or not self.reachable:
+            raise DisplayUnreachable(self.display_id, self.address, "not connected now")
+
+        async def exchange(request: UpdateRequest[DisplayFrameType]) -> DisplayFrame:
+            return await self._exchange(line, request.type, request.payload)
+
+        result = await run_update(display_updater(image), exchange)
+        self.firmware = result.version
+        log.info(
+            "display %s: firmware %s -> %s (%s)",
+            self.display_id,
+            result.previous,
+            result.version,
+            "installed" if result.installed else "already running",
+        )
+        return result
 
     async def run(self) -> None:
         """Connect, keep the display current, reconnect with backoff; never returns."""
@@ -197,6 +238,7 @@ class DisplayCoordinator:
                     self._log_down(group.exceptions[0], backoff)
                 finally:
                     self.reachable = False
+                    self._line = None
                     self._pending.clear()
                     await line.close()
             await asyncio.sleep(backoff.next_delay())
@@ -221,6 +263,10 @@ class DisplayCoordinator:
         now = int(self.clock.now())
         if is_trusted_time(now):
             await self._request(line, Ftype.SET_TIME, encode_u32(now))
+        status = await self._exchange(line, Ftype.GET_STATUS, b"")
+        if status.type is Ftype.STATUS:
+            self.firmware = DisplayStatus.decode(status.payload).firmware
+        self._line = line
         self.reachable = True
         backoff.reset()
         log.info("display %s: connected on %s", self.display_id, line.address)
@@ -237,7 +283,7 @@ class DisplayCoordinator:
         if not full and self.shown_version == stored.version:
             return
         now = int(self.clock.now())
-        state = stored.content(self.display_id).to_wire(
+        state = self._with_settings(stored.content(self.display_id)).to_wire(
             version=stored.version, time=now if is_trusted_time(now) else 0
         )
         reply = await self._request(line, Ftype.SHOW_STATE, state.encode())
@@ -248,6 +294,14 @@ class DisplayCoordinator:
         self.shown_version = acked
         self.shown.set()
         log.info("display %s: showing state v%d", self.display_id, acked)
+
+    def _with_settings(self, content: DisplayContent) -> DisplayContent:
+        update: dict[str, object] = {}
+        if self.settings.brightness is not None:
+            update["brightness"] = self.settings.brightness
+        if self.settings.standby is not None:
+            update["standby"] = self.settings.standby
+        return content.model_copy(update=update) if update else content
 
     # ------------------------------------------------------------ the wire
 
@@ -292,6 +346,7 @@ class DisplayCoordinator:
                 "display %s: bad HELLO (%s); sending the state anyway", self.display_id, exc
             )
         else:
+            self.firmware = hello.firmware
             log.info(
                 "display %s: booted (boot %d, %s): sending the whole state",
                 self.display_id,
@@ -309,8 +364,25 @@ class DisplayCoordinator:
     async def _request(
         self, line: DisplayLine, ftype: DisplayFrameType, payload: bytes
     ) -> DisplayFrame | None:
-        """Send a request and wait for its answer, retrying on silence (every request is
+        """Send a request and wait for its ACK, retrying on silence (every request is
         idempotent). ``None`` when the display asks for the whole state first."""
+        reply = await self._exchange(line, ftype, payload)
+        if reply.type is Ftype.NACK:
+            code, message = decode_nack(reply.payload)
+            if code == DisplayNackCode.NEED_STATE:
+                self._full_due = True
+                self._wakeup.set()
+                return None
+            raise DisplayRejected(self.display_id, ftype.name, code, message)
+        if reply.type is not Ftype.ACK:
+            raise FrameError(f"display answered {ftype.name} with {reply.type.name}")
+        return reply
+
+    async def _exchange(
+        self, line: DisplayLine, ftype: DisplayFrameType, payload: bytes
+    ) -> DisplayFrame:
+        """Send a request and return the answer with its ``seq``, whatever it is,
+        retrying on silence; :class:`DisplayUnreachable` after the last try."""
         loop = asyncio.get_running_loop()
         tries = self.link_config.retries
         for _ in range(tries):
@@ -320,22 +392,11 @@ class DisplayCoordinator:
             try:
                 await line.send(bytes(frame))
                 async with asyncio.timeout(self.link_config.request_timeout_s):
-                    reply = await fut
+                    return await fut
             except TimeoutError:
                 self.stats.timeouts += 1
-                continue
             finally:
                 self._pending.pop(frame.seq, None)
-            if reply.type is Ftype.NACK:
-                code, message = decode_nack(reply.payload)
-                if code == DisplayNackCode.NEED_STATE:
-                    self._full_due = True
-                    self._wakeup.set()
-                    return None
-                raise DisplayRejected(self.display_id, ftype.name, code, message)
-            if reply.type is not Ftype.ACK:
-                raise FrameError(f"display answered {ftype.name} with {reply.type.name}")
-            return reply
         raise DisplayUnreachable(
             self.display_id, line.address, f"no answer to {ftype.name} after {tries} tries"
         )

@@ -7,7 +7,10 @@ other than the stored snapshot says; and at once when a new snapshot changes a w
 that opens (or a cancelled one still open) before that next scheduled sync
 (:func:`edge.sync_policy.immediate_load_reason`), or when the snapshot's revocation list
 holds a cancelled offline PIN the lock has not accepted yet. Anything else waits for the
-next sync, because waking a battery lock costs battery.
+next sync, because waking a battery lock costs battery. Fleet commands add three more
+exchanges, each holding the lock's line like a sync: a sync now (:meth:`sync_now`), the
+emergency remote unlock (:meth:`remote_unlock`) and a firmware update
+(:meth:`update_firmware`).
 
 The lock wire is request/response by ``seq`` plus unsolicited WAKE frames; every pass of
 the work loop drains the lock's events (:mod:`edge.devices.lock_events`).
@@ -45,14 +48,24 @@ from edge.lock_keys import AgentLink, LockKeyStore
 from edge.outbox import Outbox
 from edge.store import Store
 from edge.sync_policy import LockState, immediate_load_reason, plan_load
-from edge.transports.base import LockTransport
+from edge.transports.base import LockTransport, ReportsSignal
 from protocol.clock import Clock
 from protocol.errors import FrameError
+from protocol.firmware_image import FirmwareImage
+from protocol.firmware_updater import (
+    UpdateRefusedError,
+    UpdateRequest,
+    UpdateResult,
+    lock_updater,
+    run_update,
+)
 from protocol.lock_auth import CounterExhaustedError
 from protocol.lock_wire import (
     FrameType,
     LockFrame,
     LockInfo,
+    NackCode,
+    decode_u32,
 )
 from protocol.messages import LockAccess, LockTelemetry, SyncReason
 
@@ -122,6 +135,7 @@ class LockCoordinator:
         self.stats = LinkStats()
         self.info: LockInfo | None = None
         self.clock_offset_s: float | None = None
+        self.rssi_dbm: int | None = None  # BLE only: heard when the agent connected
         self.reachable = False
         self.paired: bool | None = None  # None until the key store was looked at
         self.applied_version: int | None = None
@@ -202,7 +216,70 @@ class LockCoordinator:
             clock_drift_s=None if last is None else last.drift_s,
             last_sync_at=None if last is None else int(last.at),
             next_sync_at=None if next_sync is None else int(next_sync),
+            firmware=None if self.info is None else self.info.firmware[:64],
+            rssi_dbm=self.rssi_dbm,
         )
+
+    # ------------------------------------------------------------ fleet commands
+
+    def _connected(self) -> LockTransport:
+        transport = self._transport
+        if transport is None or not self.reachable:
+            raise LockUnreachable(self.lock_id, self.address, "not connected now")
+        return transport
+
+    async def sync_now(self, reason: SyncReason = SyncReason.COMMAND) -> SyncResult:
+        """A full sync at once (after the exchange running now); raises what a sync
+        raises, :class:`LockUnreachable` when the lock is not connected. A failed sync is
+        tried again as soon as the lock is back."""
+        transport = self._connected()
+        try:
+            async with self._io:
+                await self._sync(transport, reason)
+        except LOCK_ERRORS:
+            self.request_sync(reason)
+            raise
+        if self.last_sync is None:  # _sync sets it; the check is for the type checker
+            raise LockUnreachable(self.lock_id, self.address, "no sync result")
+        return self.last_sync
+
+    async def remote_unlock(self) -> int:
+        """The emergency remote unlock (``UNLOCK``): the seq of the lock's event.
+
+        :class:`LockRejected` when the lock refuses it (``BAD_REQUEST``: its firmware has
+        no remote unlock)."""
+        transport = self._connected()
+        async with self._io:
+            reply = await self._request(transport, FrameType.UNLOCK, b"", FrameType.ACK)
+        self._wakeup.set()  # drain the event now rather than at the next poll
+        return decode_u32(reply.payload, "UNLOCK ACK")
+
+    async def update_firmware(self, image: FirmwareImage) -> UpdateResult:
+        """Install a signed image (:mod:`protocol.firmware_updater`) over this lock's line.
+
+        The lock's NACKs become :class:`UpdateRefusedError` (it keeps its old version)."""
+        transport = self._connected()
+        updater = lock_updater(image)
+
+        async def exchange(request: UpdateRequest[FrameType]) -> LockFrame:
+            try:
+                return await self._request(transport, request.type, request.payload, request.expect)
+            except LockRejected as exc:
+                if exc.code in (NackCode.AUTH_FAILED, NackCode.NOT_PAIRED):
+                    raise  # not about the image: the link key is wrong
+                raise UpdateRefusedError(request.step, exc.code, exc.detail) from exc
+
+        async with self._io:
+            result = await run_update(updater, exchange)
+            await self._refresh_info(transport)
+        log.info(
+            "lock %s: firmware %s -> %s (%s)",
+            self.lock_id,
+            result.previous,
+            result.version,
+            "installed" if result.installed else "already running",
+        )
+        return result
 
     async def run(self) -> None:
         """Connect, work, and reconnect with backoff when the lock vanishes; never returns."""
@@ -265,6 +342,8 @@ class LockCoordinator:
 
     async def _work(self, transport: LockTransport, backoff: Backoff) -> None:
         info = await self._refresh_info(transport)
+        rssi = transport.rssi if isinstance(transport, ReportsSignal) else None
+        self.rssi_dbm = rssi if rssi is not None and -127 <= rssi <= 20 else None  # 127: n/a
         self.reachable = True
         self._transport = transport
         backoff.reset()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class LockTransport(Protocol):
@@ -27,4 +27,14 @@ class LockTransport(Protocol):
 
     async def close(self) -> None:
         """Release the device; safe to call twice or after a failed ``open``."""
+        ...
+
+
+@runtime_checkable
+class ReportsSignal(Protocol):
+    """A transport that knows the lock's radio signal strength (BLE)."""
+
+    @property
+    def rssi(self) -> int | None:
+        """dBm as last heard; ``None`` when not known."""
         ...

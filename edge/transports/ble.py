@@ -70,6 +70,11 @@ class GattSession(Protocol):
         """The ATT MTU agreed for this connection."""
         ...
 
+    @property
+    def rssi(self) -> int | None:
+        """The lock's signal strength in dBm as last heard, ``None`` when unknown."""
+        ...
+
     async def write(self, chunk: bytes) -> None:
         """Write one chunk (at most ``att_mtu - 3`` bytes) to RX, with response."""
         ...
@@ -160,6 +165,11 @@ class BleTransport:
     def att_mtu(self) -> int | None:
         """The connection's ATT MTU, ``None`` while not connected."""
         return None if self._session is None else self._session.att_mtu
+
+    @property
+    def rssi(self) -> int | None:
+        """The lock's signal strength in dBm when connected, ``None`` when not known."""
+        return None if self._session is None else self._session.rssi
 
     def _unreachable(self, exc: BleLinkError) -> LockUnreachable:
         return LockUnreachable(self.lock_id, self.address, exc.reason, hint=exc.hint)

@@ -40,6 +40,7 @@ class BleakSession:
     def __init__(self, client: BleakClient) -> None:
         self.client = client
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.rssi: int | None = None  # BlueZ does not report it for a connection
 
     @property
     def att_mtu(self) -> int:

@@ -212,7 +212,7 @@ class BumbleCentral:
         """Find the lock at ``address`` advertising, connect, secure and subscribe."""
         device = await self._started()
         async with self._connect_lock:
-            target = await self._find(device, address)
+            target, rssi = await self._find(device, address)
             try:
                 connection = await device.connect(target, timeout=self.connect_timeout_s)
             except BUMBLE_ERRORS as exc:
@@ -229,22 +229,25 @@ class BumbleCentral:
             with contextlib.suppress(*BUMBLE_ERRORS):
                 await connection.disconnect()
             raise BleLinkError(f"GATT setup failed: {exc}") from exc
+        session.rssi = rssi
         self._sessions.add(session)
         connection.on("disconnection", lambda _reason: self._sessions.discard(session))
         return session
 
-    async def _find(self, device: Device, address: str) -> hci.Address:
+    async def _find(self, device: Device, address: str) -> tuple[hci.Address, int | None]:
         """Wait until ``address`` advertises; its advertisement gives the address type.
 
         Connecting only to a lock heard advertising also keeps a connection attempt from
         hanging: bumble's virtual controller never completes a cancelled one.
         """
-        heard: asyncio.Future[hci.Address] = asyncio.get_running_loop().create_future()
+        heard: asyncio.Future[tuple[hci.Address, int | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
         wanted = address.upper()
 
         def on_advertisement(adv: Advertisement) -> None:
             if str(adv.address).split("/")[0].upper() == wanted and not heard.done():
-                heard.set_result(adv.address)
+                heard.set_result((adv.address, adv.rssi))
 
         device.on("advertisement", on_advertisement)
         try:

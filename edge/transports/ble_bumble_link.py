@@ -66,6 +66,7 @@ class BumbleSession:
         self.rx = rx
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.lost_reason: str | None = None
+        self.rssi: int | None = None  # dBm of the advertisement heard before connecting
 
     @property
     def att_mtu(self) -> int:

@@ -45,6 +45,7 @@ from protocol.lock_wire import (
     LockFrame,
     LockInfo,
     SlotEntry,
+    WireEvent,
     encode_u32,
 )
 from protocol.messages import LockEventKind
@@ -245,6 +246,17 @@ class LockFirmware:
         self._record(LockEventKind.UNLOCKED, slot=slot, grant_id=grant_id, value=value)
         self._flash, self._flash_until = "OPEN", now + FLASH_S
 
+    def remote_unlock(self) -> int:
+        """The gateway's UNLOCK: unlock as an accepted PIN would (the keypad lockout does
+        not apply: it guards the keypad), relock on the auto-lock timer; the event's seq."""
+        self.tick()
+        now = self.clock.now()
+        self._go(Trigger.REMOTE_UNLOCK)
+        self._relock_at = now + self.auto_lock_s
+        event = self._record(LockEventKind.REMOTE_UNLOCKED)
+        self._flash, self._flash_until = "OPEN", now + FLASH_S
+        return event.seq
+
     def _deny(
         self, kind: LockEventKind, now: float, entry: SlotEntry | None = None, *, value: int = 0
     ) -> None:
@@ -428,6 +440,9 @@ class LockFirmware:
         slot: int | None = None,
         grant_id: str | None = None,
         value: int = 0,
-    ) -> None:
-        self.events.append(kind, self.lock_time() or 0, slot=slot, grant_id=grant_id, value=value)
+    ) -> WireEvent:
+        event = self.events.append(
+            kind, self.lock_time() or 0, slot=slot, grant_id=grant_id, value=value
+        )
         self._wake_pending = True
+        return event

@@ -14,7 +14,8 @@ it did not know (its frame had no effect); its message names no key, MAC or coun
 
 Firmware updates (UPDATE_BEGIN / CHUNK / COMMIT) go through the lock's
 :class:`~firmware_sim.update_receiver.UpdateReceiver`; the lock reboots into a committed
-image only while its door is locked and closed.
+image only while its door is locked and closed. ``UNLOCK`` (the fleet's emergency remote
+unlock) is authenticated like any request: no key, no door.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from protocol.lock_wire import (
     encode_events,
     encode_nack,
     encode_slots,
+    encode_u32,
 )
 
 if TYPE_CHECKING:
@@ -196,6 +198,12 @@ def _revoke_offline(fw: LockFirmware, payload: bytes) -> Reply:
     return FrameType.ACK, b""
 
 
+def _unlock(fw: LockFirmware, payload: bytes) -> Reply:
+    """The emergency remote unlock: authenticated like every request that reaches here."""
+    _no_payload(payload, "UNLOCK")
+    return FrameType.ACK, encode_u32(fw.remote_unlock())
+
+
 DOOR_HINT = "the door is unlocked or open: the lock updates only when locked and closed"
 
 
@@ -256,4 +264,5 @@ HANDLERS: dict[FrameType, Callable[[LockFirmware, bytes], Reply]] = {
     FrameType.UPDATE_BEGIN: _update_begin,
     FrameType.UPDATE_CHUNK: _update_chunk,
     FrameType.UPDATE_COMMIT: _update_commit,
+    FrameType.UNLOCK: _unlock,
 }

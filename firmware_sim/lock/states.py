@@ -35,6 +35,7 @@ class DoorLock(Enum):
 
 class Trigger(Enum):
     PIN_ACCEPTED = "pin_accepted"
+    REMOTE_UNLOCK = "remote_unlock"  # the gateway's authenticated UNLOCK (a fleet command)
     OPEN_FROM_OUTSIDE = "open_from_outside"
     OPEN_FROM_INSIDE = "open_from_inside"
     CLOSE = "close"
@@ -44,22 +45,26 @@ class Trigger(Enum):
 DOOR_LOCK_TRANSITIONS: dict[DoorLock, dict[Trigger, DoorLock]] = {
     DoorLock.LOCKED_CLOSED: {
         Trigger.PIN_ACCEPTED: DoorLock.UNLOCKED_CLOSED,
+        Trigger.REMOTE_UNLOCK: DoorLock.UNLOCKED_CLOSED,
         # no OPEN_FROM_OUTSIDE: the door fails secure outside
         Trigger.OPEN_FROM_INSIDE: DoorLock.LOCKED_OPEN,
     },
     DoorLock.UNLOCKED_CLOSED: {
         Trigger.PIN_ACCEPTED: DoorLock.UNLOCKED_CLOSED,  # restarts the auto-lock timer
+        Trigger.REMOTE_UNLOCK: DoorLock.UNLOCKED_CLOSED,
         Trigger.OPEN_FROM_OUTSIDE: DoorLock.UNLOCKED_OPEN,
         Trigger.OPEN_FROM_INSIDE: DoorLock.UNLOCKED_OPEN,
         Trigger.RELOCK_DUE: DoorLock.LOCKED_CLOSED,
     },
     DoorLock.UNLOCKED_OPEN: {
         Trigger.PIN_ACCEPTED: DoorLock.UNLOCKED_OPEN,
+        Trigger.REMOTE_UNLOCK: DoorLock.UNLOCKED_OPEN,
         # no RELOCK_DUE: throwing the bolt into an open door would jam it; relock on close
         Trigger.CLOSE: DoorLock.UNLOCKED_CLOSED,
     },
     DoorLock.LOCKED_OPEN: {
         Trigger.PIN_ACCEPTED: DoorLock.UNLOCKED_OPEN,
+        Trigger.REMOTE_UNLOCK: DoorLock.UNLOCKED_OPEN,
         Trigger.CLOSE: DoorLock.LOCKED_CLOSED,
     },
 }

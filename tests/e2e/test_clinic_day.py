@@ -127,6 +127,7 @@ def _agent_config(
                 "reply_timeout_s": 5.0,
                 "housekeeping_s": 0.05,
             },
+            "metrics": {"host": "127.0.0.1", "port": 0},
         }
     )
 

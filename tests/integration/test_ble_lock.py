@@ -29,6 +29,7 @@ from edge.devices.lock_channel import LinkStats, LockChannel
 from edge.errors import LockUnreachable
 from edge.lock_keys import LockKeyStore
 from edge.transports import open_transport
+from edge.transports.base import ReportsSignal
 from edge.transports.ble import BleTransport, PasskeyPrompt
 from edge.transports.ble_bumble import BumbleCentral
 from firmware_sim.lock import LockFirmware
@@ -154,6 +155,9 @@ async def test_pair_set_clock_and_slot_then_a_typed_pin_unlocks(air: Air) -> Non
 
         # the agent's path: a new connection, encrypted with the bond, no passkey asked
         async with channel_to(air, central) as channel:
+            # the signal strength heard before connecting goes into the lock's telemetry
+            assert isinstance(channel.transport, ReportsSignal)
+            assert channel.transport.rssi is not None
             now = int(SystemClock().now())
             await channel.request(FrameType.SET_TIME, encode_u32(now), FrameType.ACK)
             tag = pin_tag(result.keys.pin_key, "482913")
