@@ -18,6 +18,7 @@ EVENT_LABELS: dict[str, str] = {
     LockEventKind.BATTERY: "Battery level",
     LockEventKind.CLOCK_SET: "Clock set by the gateway",
     LockEventKind.JAM: "Bolt jammed",
+    LockEventKind.REMOTE_UNLOCKED: "Emergency remote unlock (city operations)",
 }
 
 

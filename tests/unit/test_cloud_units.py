@@ -8,9 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from cloud.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
+from cloud.dashboard.labels import EVENT_LABELS
 from cloud.localtime import format_span, slot_from_form
 from cloud.services.users import hash_password, verify_password
 from cloud.settings import CloudSettings
+from protocol.messages import LockEventKind
 from tests.support.cloud import basic
 
 GOOD_SECRET = "k" * 40
@@ -67,3 +69,7 @@ def test_booking_form_is_read_in_tokyo_time() -> None:
     assert start == 1_799_974_800  # 2027-01-15T01:00:00Z
     assert end - start == 5400
     assert format_span(start, end, zone) == "10:00\u201311:30 on 2027-01-15"
+
+
+def test_every_lock_event_kind_has_words_for_the_manager() -> None:
+    assert set(LockEventKind) == set(EVENT_LABELS)
