@@ -11,6 +11,7 @@ from datetime import date
 
 from protocol import display_wire as dw
 from protocol.messages import (
+    ClinicAction,
     ClinicDepartment,
     ClinicDisplay,
     ClinicStateData,
@@ -28,6 +29,8 @@ from protocol.queue_rules import (
     IssuedNumber,
     NumberIssuer,
     NumberRange,
+    Outcome,
+    QueueRequestError,
     QueueTicket,
     TicketState,
 )
@@ -65,6 +68,44 @@ def queue_ticket(ticket: ClinicTicket) -> QueueTicket:
         started_at=ticket.started_at,
         finished_at=ticket.finished_at,
     )
+
+
+def apply_action(
+    queue: DepartmentQueue,
+    action: ClinicAction,
+    now: float,
+    *,
+    number: str | None = None,
+    room: str | None = None,
+    to_department: str | None = None,
+    to_room: str | None = None,
+) -> Outcome:
+    """One staff action on a department's queue: the one dispatch from the wire's action
+    names to the queue rules, for the cloud, the agent offline and the tests' stand-in."""
+    if action is ClinicAction.CALL_NEXT:
+        if room is None:
+            raise QueueRequestError("say which room calls the next patient")
+        return queue.call_next(room, now)
+    if number is None:
+        raise QueueRequestError(f"{action.value} needs a ticket number")
+    match action:
+        case ClinicAction.CALL:
+            if room is None:
+                raise QueueRequestError(f"say which room calls {number}")
+            return queue.call(number, room, now)
+        case ClinicAction.RECALL:
+            return queue.recall(number, now, room=room)
+        case ClinicAction.START:
+            return queue.start(number, now)
+        case ClinicAction.DONE:
+            return queue.done(number, now)
+        case ClinicAction.NO_SHOW:
+            return queue.no_show(number, now)
+        case ClinicAction.SKIP:
+            return queue.skip(number, now)
+        case ClinicAction.TRANSFER:
+            return queue.transfer(number, now, room=to_room, department=to_department)
+    raise QueueRequestError(f"{action.value} is not an action on a ticket")
 
 
 def number_value(label: str) -> int:

@@ -580,6 +580,12 @@ class ClinicStateData(_Model):
     day: str = Field(pattern=DAY_PATTERN, description="the Asia/Tokyo day, YYYY-MM-DD")
     card_key: str = Field(pattern=CARD_KEY_PATTERN, description="the day's card-tag key")
     walk_in_department: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    checkin_opens_before_s: int = Field(
+        default=30 * 60,
+        ge=0,
+        description="an appointment can be checked in from this long before its time; the "
+        "agent applies the cloud's value while it runs the queues offline",
+    )
     departments: list[ClinicDepartment] = Field(default_factory=list)
     tickets: list[ClinicTicket] = Field(default_factory=list)
     appointments: list[ClinicAppointment] = Field(default_factory=list)

@@ -125,6 +125,7 @@ class ClinicPublisher:
         self._sessions = sessions
         self._clock = clock
         self._secret = card_secret(settings)
+        self._checkin_opens_s = settings.clinic_checkin_opens_s
 
     def sites(self) -> list[tuple[str, str]]:
         """Every clinic (site, gateway)."""
@@ -240,6 +241,7 @@ class ClinicPublisher:
             day=day.isoformat(),
             card_key=key.hex(),
             walk_in_department=clinic.walk_in_department,
+            checkin_opens_before_s=self._checkin_opens_s,
             departments=departments,
             tickets=tickets,
             appointments=appointments,

@@ -23,6 +23,7 @@ from cloud.clinic.notify import PatientNotifier, notify_patients
 from cloud.clinic.publish import ClinicNotifier
 from cloud.db.clinic_models import Clinic, Patient
 from cloud.errors import InvalidRequestError, NotFoundError
+from protocol.clinic_sync import apply_action
 from protocol.clock import Clock
 from protocol.messages import ClinicAction
 from protocol.queue_rules import Outcome, QueueTicket, tokyo_day
@@ -72,23 +73,8 @@ def act_on(day: SiteDay, now: float, request: StaffRequest, *, live: bool = True
 def queue_outcome(day: SiteDay, number: str, now: float, request: StaffRequest) -> Outcome:
     """What the queue rules make of ``request`` on ticket ``number``."""
     queue = day.queue_of(number)
-    action = request.action
-    if action is ClinicAction.CALL:
-        if request.room is None:
-            raise InvalidRequestError(f"say which room calls {number}")
-        return queue.call(number, request.room, now)
-    if action is ClinicAction.RECALL:
-        return queue.recall(number, now, request.room)
-    if action is ClinicAction.START:
-        return queue.start(number, now)
-    if action is ClinicAction.DONE:
-        return queue.done(number, now)
-    if action is ClinicAction.NO_SHOW:
-        return queue.no_show(number, now)
-    if action is ClinicAction.SKIP:
-        return queue.skip(number, now)
-    if action is ClinicAction.TRANSFER:
-        target = request.to_department
+    target = request.to_department
+    if request.action is ClinicAction.TRANSFER:
         if request.to_room is not None:
             of_room = day.department_of_room(request.to_room).slug
             if target is not None and target != of_room:
@@ -99,8 +85,15 @@ def queue_outcome(day: SiteDay, number: str, now: float, request: StaffRequest) 
         if target is None:
             raise InvalidRequestError(f"say where {number} goes: to_room or to_department")
         day.department(target)  # NotFoundError names the departments
-        return queue.transfer(number, now, room=request.to_room, department=target)
-    raise InvalidRequestError(f"{action.value} is not an action on a ticket")
+    return apply_action(
+        queue,
+        request.action,
+        now,
+        number=number,
+        room=request.room,
+        to_department=target,
+        to_room=request.to_room,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edge.clinic.day_store import DayStore, OpenRequest
 from edge.clinic.local_queues import (
-    CHECKIN_OPENS_BEFORE_S,
     apply_action,
     appointments_of,
     next_day,
@@ -684,10 +683,10 @@ class ClinicDesk:
             return self._show(kiosk_id, result), result
         queues = dict(self._writable_queues())  # committed below, or dropped
         appointments = appointments_of(base, tag)
-        appointment = open_appointment(appointments, now)
+        appointment = open_appointment(appointments, now, base.checkin_opens_before_s)
         appointment_at: int | None = None
         if appointment is None and appointments:
-            opens = appointments[0].at - CHECKIN_OPENS_BEFORE_S
+            opens = appointments[0].at - base.checkin_opens_before_s
             message = (
                 f"Your appointment is at {_hhmm(appointments[0].at)}. "
                 f"Please check in from {_hhmm(opens)}."
@@ -1004,7 +1003,6 @@ def _hhmm(epoch: float) -> str:
 
 
 __all__ = [
-    "CHECKIN_OPENS_BEFORE_S",
     "LOCAL_DISPLAY_VERSIONS",
     "ActionResult",
     "ClinicDesk",

@@ -1,8 +1,9 @@
 """The queue rules (:mod:`protocol.queue_rules`) applied to the clinic state the agent
 runs while the internet is down. Pure: no I/O, no clock; the desk passes ``now`` in.
 
-The check-in window is the cloud's rule (``cloud.clinic.checkin``): an appointment can be
-checked in from 30 minutes before its time, the earliest open one first.
+The check-in window is the cloud's rule, sent in the clinic state
+(``checkin_opens_before_s``, 30 minutes unless the cloud says otherwise): the earliest
+appointment open for check-in first.
 """
 
 from __future__ import annotations
@@ -10,39 +11,33 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
+from protocol import clinic_sync
 from protocol.clinic_sync import ticket_message
 from protocol.messages import (
-    ClinicAction,
     ClinicActionData,
     ClinicAppointment,
     ClinicStateData,
 )
-from protocol.queue_rules import AGENT_NUMBERS, DepartmentQueue, Outcome
+from protocol.queue_rules import (
+    AGENT_NUMBERS,
+    DepartmentQueue,
+    Outcome,
+)
 
-CHECKIN_OPENS_BEFORE_S = 30 * 60
 SERVICE_TIMES_KEPT = 100  # ClinicDepartment.service_times holds at most this many
 
 
 def apply_action(queue: DepartmentQueue, data: ClinicActionData, now: float) -> Outcome:
-    """One staff action on a department's queue (the request was validated by its model)."""
-    number = data.number or ""
-    match data.action:
-        case ClinicAction.CALL_NEXT:
-            return queue.call_next(data.room or "", now)
-        case ClinicAction.CALL:
-            return queue.call(number, data.room or "", now)
-        case ClinicAction.RECALL:
-            return queue.recall(number, now, room=data.room)
-        case ClinicAction.START:
-            return queue.start(number, now)
-        case ClinicAction.DONE:
-            return queue.done(number, now)
-        case ClinicAction.NO_SHOW:
-            return queue.no_show(number, now)
-        case ClinicAction.SKIP:
-            return queue.skip(number, now)
-        case ClinicAction.TRANSFER:
-            return queue.transfer(number, now, room=data.to_room, department=data.to_department)
+    """One staff action from the local page (the request was validated by its model)."""
+    return clinic_sync.apply_action(
+        queue,
+        data.action,
+        now,
+        number=data.number,
+        room=data.room,
+        to_department=data.to_department,
+        to_room=data.to_room,
+    )
 
 
 def appointments_of(state: ClinicStateData, tag: str | None) -> list[ClinicAppointment]:
@@ -52,11 +47,13 @@ def appointments_of(state: ClinicStateData, tag: str | None) -> list[ClinicAppoi
     return sorted((a for a in state.appointments if a.card_tag == tag), key=lambda a: a.at)
 
 
-def open_appointment(mine: list[ClinicAppointment], now: float) -> ClinicAppointment | None:
-    """The earliest that can be checked in now (from 30 minutes before its time), like the
-    cloud's rule; ``None`` when there is none."""
+def open_appointment(
+    mine: list[ClinicAppointment], now: float, opens_before_s: float
+) -> ClinicAppointment | None:
+    """The earliest that can be checked in now (from ``opens_before_s`` before its time:
+    the cloud's rule, sent in the clinic state); ``None`` when there is none."""
     for appointment in mine:
-        if now >= appointment.at - CHECKIN_OPENS_BEFORE_S:
+        if now >= appointment.at - opens_before_s:
             return appointment
     return None
 

@@ -21,11 +21,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol import messages, topics
-from protocol.clinic_sync import department_queue, display_contents, ticket_message
+from protocol.clinic_sync import (
+    apply_action,
+    department_queue,
+    display_contents,
+    ticket_message,
+)
 from protocol.clock import Clock
 from protocol.messages import (
     CheckinData,
-    ClinicAction,
     ClinicActionData,
     ClinicAppointment,
     ClinicDepartment,
@@ -328,21 +332,12 @@ class ClinicCloud:
 
 
 def _act(queue: DepartmentQueue, data: ClinicActionData, now: float) -> Outcome:
-    number = data.number or ""
-    match data.action:
-        case ClinicAction.CALL_NEXT:
-            return queue.call_next(data.room or "", now)
-        case ClinicAction.CALL:
-            return queue.call(number, data.room or "", now)
-        case ClinicAction.RECALL:
-            return queue.recall(number, now, room=data.room)
-        case ClinicAction.START:
-            return queue.start(number, now)
-        case ClinicAction.DONE:
-            return queue.done(number, now)
-        case ClinicAction.NO_SHOW:
-            return queue.no_show(number, now)
-        case ClinicAction.SKIP:
-            return queue.skip(number, now)
-        case ClinicAction.TRANSFER:
-            return queue.transfer(number, now, room=data.to_room, department=data.to_department)
+    return apply_action(
+        queue,
+        data.action,
+        now,
+        number=data.number,
+        room=data.room,
+        to_department=data.to_department,
+        to_room=data.to_room,
+    )

@@ -178,6 +178,16 @@ async def test_an_appointment_opens_thirty_minutes_before_its_time(
     assert len(parts.events()) == 1
 
 
+async def test_offline_the_check_in_window_is_the_one_the_cloud_sent(
+    desk: ClinicDesk, parts: Parts
+) -> None:
+    desk.clinic_state_arrived(
+        clinic_state(2).model_copy(update={"checkin_opens_before_s": 90 * 60})
+    )
+    # 10:00 appointment, 09:00 now: inside this clinic's 90 minutes, so no refusal
+    assert (await desk.check_in(KIOSK, LATE)).number == "B-700"
+
+
 async def test_a_no_show_who_comes_back_gets_a_new_number(desk: ClinicDesk) -> None:
     assert (await desk.check_in(KIOSK, WALK_IN)).number == "A-700"
     assert (await desk.staff_action(staff(ClinicAction.CALL, "A-700", room="1"))).ok
