@@ -15,6 +15,7 @@ from cloud.api import (
     enrollment,
     facilities,
     facility_rules,
+    fleet,
     notifications,
     ops,
     reservations,
@@ -42,6 +43,7 @@ from cloud.errors import (
     TooManyAttemptsError,
     UnavailableError,
 )
+from cloud.fleet.runtime import build_fleet
 from cloud.metrics import (
     CloudCollector,
     HttpMetrics,
@@ -107,9 +109,10 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
-    """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge and the
-    notification jobs (mail delivery, reminders, no-shows, surveys)."""
+def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:  # noqa: PLR0915 - the one composition root wires every subsystem
+    """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge, the
+    notification jobs (mail delivery, reminders, no-shows, surveys), the clinic's and the
+    fleet's periodic passes."""
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -117,8 +120,9 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     services = build_services(sessions, clock, settings, relay)
     clinic_relay = ClinicChangeRelay()
     clinic_services = build_clinic_services(sessions, clock, settings, clinic_relay)
+    fleet_runtime = build_fleet(sessions, clock, settings)
     bridge = (
-        MqttBridge(settings, services, clock, clinic=clinic_services)
+        MqttBridge(settings, services, clock, clinic=clinic_services, fleet=fleet_runtime.link)
         if settings.mqtt_enabled
         else None
     )
@@ -141,9 +145,11 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
             await bridge.start()
         await jobs.start()
         await clinic_jobs.start()
+        await fleet_runtime.jobs.start()
         try:
             yield
         finally:
+            await fleet_runtime.jobs.stop()
             await clinic_jobs.stop()
             await jobs.stop()
             if bridge is not None:
@@ -160,6 +166,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
     app.state.jobs = jobs
     app.state.clinic = clinic_services
     app.state.clinic_jobs = clinic_jobs
+    app.state.fleet = fleet_runtime
     app.state.signer = SessionSigner(settings.secret_key)
     registry = new_registry()
     app.state.metrics_registry = registry
@@ -189,6 +196,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:
         clinic_pages.router,
         clinic_figures_pages.router,
         announcement_pages.router,
+        fleet.router,
     ):
         app.include_router(router)
     return app

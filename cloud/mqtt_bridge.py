@@ -46,6 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.clinic.agent_sync import ClinicEvent
 from cloud.clinic.services import ClinicServices
+from cloud.fleet.link import FleetBatch, FleetLink
 from cloud.services import Services
 from cloud.settings import CloudSettings
 from protocol import topics
@@ -55,6 +56,7 @@ from protocol.messages import (
     AccessAppliedData,
     CheckinData,
     ClinicActionData,
+    CommandReplyData,
     Envelope,
     LockEventData,
     MessageType,
@@ -67,7 +69,13 @@ from protocol.topics import Channel, GatewayTopic
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (Channel.EVENTS, Channel.STATUS, Channel.ACCESS_APPLIED, Channel.TELEMETRY)
+SUBSCRIPTIONS = (
+    Channel.EVENTS,
+    Channel.STATUS,
+    Channel.ACCESS_APPLIED,
+    Channel.TELEMETRY,
+    Channel.RESPONSE,  # fleet command replies
+)
 RECEIVE_MAXIMUM_LIMIT = 65_535  # the largest value MQTT 5 can express
 
 Delivery = tuple[int, int, str | None, bytes | bytearray]
@@ -192,6 +200,9 @@ class _Sorted:
     telemetry: list[tuple[GatewayTopic, TelemetryData]] = field(default_factory=list)
     # check-ins and staff actions of clinic agents: (topic, envelope id, data), in order
     clinic: list[tuple[GatewayTopic, str, ClinicEvent]] = field(default_factory=list)
+    # the fleet's: where each lock event came from (same order as events), command replies
+    event_topics: list[GatewayTopic] = field(default_factory=list)
+    replies: list[tuple[GatewayTopic, CommandReplyData]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4096)
@@ -243,11 +254,14 @@ class MqttBridge:
         services: Services,
         clock: Clock,
         tuning: BridgeTuning | None = None,
+        *,
         clinic: ClinicServices | None = None,
+        fleet: FleetLink | None = None,
     ) -> None:
         self._settings = settings
         self._services = services
         self._clinic = clinic
+        self._fleet = fleet
         self._clock = clock
         self._tuning = tuning or BridgeTuning()
         self.stats = BridgeStats()
@@ -358,6 +372,8 @@ class MqttBridge:
                             group.create_task(
                                 self._publish_clinics(client, self._clinic), name="mqtt-clinic"
                             )
+                        if self._fleet is not None:
+                            group.create_task(self._fleet.run(client), name="mqtt-fleet")
                         group.create_task(self._ingest(client, inbox), name="mqtt-ingest")
                         group.create_task(client.wait_disconnected(), name="mqtt-watch")
             except* aiomqtt.MqttError as group_error:
@@ -395,6 +411,9 @@ class MqttBridge:
                 continue
             if where.channel is Channel.EVENTS and isinstance(data, LockEventData):
                 out.events.append(data)
+                out.event_topics.append(where)
+            elif where.channel is Channel.RESPONSE and isinstance(data, CommandReplyData):
+                out.replies.append((where, data))
             elif where.channel is Channel.EVENTS and isinstance(
                 data, CheckinData | ClinicActionData
             ):
@@ -448,6 +467,18 @@ class MqttBridge:
                 by_gateway.setdefault((where.site, where.gateway), []).append((message_id, data))
             for (site, gateway), items in by_gateway.items():
                 self._clinic.agent_sync.apply(site, gateway, items)
+        if self._fleet is not None:  # replies are retried like lock events; health is not
+            self._fleet.store(
+                FleetBatch(
+                    statuses=[(w.site, w.gateway, s) for w, s in parsed.statuses],
+                    telemetry=[(s, g, t) for (s, g), t in latest.items()],
+                    events=[
+                        (w.site, w.gateway, e)
+                        for w, e in zip(parsed.event_topics, parsed.events, strict=True)
+                    ],
+                    replies=[(w.site, w.gateway, w.verb or "", r) for w, r in parsed.replies],
+                )
+            )
         return self._services.events.ingest_batch(parsed.events)
 
     @staticmethod

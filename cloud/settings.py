@@ -81,6 +81,21 @@ class CloudSettings(BaseSettings):
     clinic_card_secret: str = Field(default="", repr=False)
     clinic_poll_s: float = Field(default=5.0, gt=0)
     clinic_checkin_opens_s: int = Field(default=30 * 60, ge=0)  # before an appointment
+    # Fleet (cloud/fleet, docs in cloud/fleet/*.py): alerts go to the on-call address (none:
+    # only the inbox); the periodic pass judges silence, missed syncs, expiries, rollouts
+    fleet_oncall_email: str | None = None
+    fleet_poll_s: float = Field(default=15.0, gt=0)
+    fleet_telemetry_interval_s: float = Field(default=60.0, gt=0)  # unless the config says
+    fleet_heartbeat_misses: float = Field(default=2.0, ge=1)
+    fleet_sync_interval_s: int = Field(default=12 * 3600, ge=60)
+    fleet_sync_grace_s: int = Field(default=3600, ge=0)
+    fleet_sample_every_s: int = Field(default=3600, ge=1)
+    fleet_sample_keep_days: int = Field(default=45, ge=1)
+    fleet_command_ttl_s: int = Field(default=60, ge=1)
+    fleet_firmware_ttl_s: int = Field(default=900, ge=1)  # a BLE transfer takes minutes
+    fleet_config_timeout_s: int = Field(default=900, ge=1)  # a rollout's wait for a report
+    fleet_rollout_soak_s: int = Field(default=1800, ge=0)
+    fleet_booking_guard_s: int = Field(default=900, ge=0)  # no lock update this near a booking
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> CloudSettings:

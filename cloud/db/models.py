@@ -42,6 +42,7 @@ class Role(StrEnum):
     OPS = "ops"
     MANAGER = "manager"
     CLINIC = "clinic"  # clinic staff: queues, check-in at the desk, imports, figures
+    TECHNICIAN = "technician"  # fleet: reads everything, sends commands but no unlock
 
 
 class ReservationStatus(StrEnum):
@@ -326,6 +327,17 @@ class Gateway(Base):
     state: Mapped[str] = mapped_column(String(16))
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_seen: Mapped[int] = mapped_column(BigInteger)
+    # fleet health (cloud.fleet): availability is birth/will and heartbeat together
+    available: Mapped[bool | None] = mapped_column(Boolean)
+    available_since: Mapped[int | None] = mapped_column(BigInteger)
+    telemetry_at: Mapped[int | None] = mapped_column(BigInteger)
+    uptime_s: Mapped[float | None] = mapped_column(Float)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    outbox_oldest_age_s: Mapped[float | None] = mapped_column(Float)
+    outbox_growth: Mapped[int] = mapped_column(Integer, server_default="0")
+    frames_dropped: Mapped[int | None] = mapped_column(Integer)
+    time_trusted: Mapped[bool | None] = mapped_column(Boolean)
+    sampled_at: Mapped[int | None] = mapped_column(BigInteger)  # its last health sample
 
 
 class MailMessage(Base):
@@ -437,5 +449,6 @@ class BulkMailing(Base):
     submit_key: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-# the clinic's tables live in their own module; imported here so Alembic sees them
-from cloud.db import clinic_models  # noqa: E402, F401
+# the clinic's and the fleet's tables live in their own modules; imported here so Alembic
+# sees them
+from cloud.db import clinic_models, fleet_models  # noqa: E402, F401

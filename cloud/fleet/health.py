@@ -1,0 +1,499 @@
+"""Health: what the agents report (birth and last will, telemetry, lock events) becomes
+gateway and device rows, bounded history samples, twin reports and alerts; a periodic
+pass judges what only time reveals (a silent gateway, a missed lock sync).
+
+The rules themselves (thresholds, the forecast) are in :mod:`cloud.fleet.rules`.
+
+Alerts and the condition behind them change in one transaction. A gateway counts as
+offline from its last will (or its own "offline" on a clean stop) at once, and from
+silence once its telemetry is more than ``fleet_heartbeat_misses`` intervals late; the
+periodic pass judges silence only after the cloud itself has listened that long, so a
+cloud restart does not mark every gateway offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.db.fleet_models import Alert, Device, HealthSample
+from cloud.db.models import Gateway
+from cloud.fleet import rules
+from cloud.fleet.alerts import open_alert, open_alert_of, prime_open_keys, resolve_alert
+from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
+from cloud.fleet.sites import ensure_device, ensure_site
+from cloud.fleet.twins import (
+    desired_config,
+    desired_configs,
+    heartbeat_interval,
+    report_agent,
+    report_firmware,
+    sync_interval,
+)
+from cloud.localtime import format_local
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+from protocol.messages import (
+    CardReaderTelemetry,
+    DisplayTelemetry,
+    GatewayState,
+    LockEventData,
+    LockEventKind,
+    LockTelemetry,
+    StatusData,
+    TelemetryData,
+)
+
+# lock events that open or close an alert (the rest only go to the audit log)
+_OPENS = {
+    LockEventKind.LOCKOUT_STARTED: (
+        AlertKind.LOCKOUT,
+        "keypad locked out after repeated wrong PINs (someone may be guessing)",
+    ),
+    LockEventKind.DOOR_HELD_OPEN: (AlertKind.DOOR_HELD_OPEN, "door held open too long"),
+    LockEventKind.JAM: (AlertKind.JAM, "the bolt jammed: the door may not be locked"),
+}
+_CLOSES: dict[LockEventKind, tuple[tuple[AlertKind, str], ...]] = {
+    LockEventKind.DOOR_CLOSED: ((AlertKind.DOOR_HELD_OPEN, "the door closed"),),
+    LockEventKind.UNLOCKED: (
+        (AlertKind.LOCKOUT, "a valid PIN opened the door"),
+        (AlertKind.JAM, "the bolt moved again"),
+    ),
+    LockEventKind.RELOCKED: ((AlertKind.JAM, "the bolt moved again"),),
+    LockEventKind.REMOTE_UNLOCKED: ((AlertKind.JAM, "the bolt moved again"),),
+}
+RELEVANT_EVENTS = frozenset(_OPENS) | frozenset(_CLOSES) | {LockEventKind.BATTERY}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRun:
+    """What one periodic pass found."""
+
+    gateways_offline: int
+    syncs_missed: int
+
+
+def device_subject(d: Device) -> Subject:
+    return Subject(d.site, d.gateway, SubjectKind(d.kind.value), d.device_id)
+
+
+def gateway_subject(site: str, gateway: str) -> Subject:
+    return Subject(site, gateway, SubjectKind.GATEWAY, gateway)
+
+
+class HealthService:
+    """Turns reports into health and alerts; ``check`` is the periodic part."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Clock, settings: CloudSettings
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._settings = settings
+
+    # ------------------------------------------------------------------- ingest
+
+    def record_status(self, site: str, gateway: str, status: StatusData) -> None:
+        """Birth (online) resolves "gateway offline"; a last will opens it at once."""
+        now = int(self._clock.now())
+        with self._sessions.begin() as session:
+            ensure_site(session, site, now)
+            gw = _gateway(session, site, gateway, now)
+            gw.state = status.state.value
+            gw.agent_version = status.agent_version
+            gw.last_seen = now
+            subject = gateway_subject(site, gateway)
+            if status.state is GatewayState.ONLINE:
+                _set_available(gw, True, now)
+                resolve_alert(
+                    session, now, AlertKind.GATEWAY_OFFLINE, subject, "the agent came back online"
+                )
+                for lock_id in status.locks:
+                    ensure_device(session, site, gateway, lock_id, kind=DeviceKind.LOCK, now=now)
+            else:
+                _set_available(gw, False, now)
+                open_alert(
+                    session,
+                    self._settings,
+                    now,
+                    AlertKind.GATEWAY_OFFLINE,
+                    subject,
+                    message="the agent went offline (its last will: the connection dropped, "
+                    "or it stopped)",
+                )
+
+    def record_telemetry(self, site: str, gateway: str, telemetry: TelemetryData) -> None:
+        """The heartbeat: the gateway's health and every device's, samples, alerts."""
+        now = int(self._clock.now())
+        with self._sessions.begin() as session:
+            ensure_site(session, site, now)
+            gw = _gateway(session, site, gateway, now)
+            gw.last_seen = now
+            grew = gw.outbox_depth is not None and telemetry.outbox_depth > gw.outbox_depth
+            gw.outbox_growth = gw.outbox_growth + 1 if grew else 0
+            gw.telemetry_at = now
+            gw.uptime_s = telemetry.uptime_s
+            gw.outbox_depth = telemetry.outbox_depth
+            gw.outbox_oldest_age_s = telemetry.outbox_oldest_age_s
+            gw.frames_dropped = telemetry.frames_dropped
+            gw.time_trusted = telemetry.time_trusted
+            subject = gateway_subject(site, gateway)
+            if gw.state == GatewayState.ONLINE.value:
+                _set_available(gw, True, now)
+                resolve_alert(
+                    session, now, AlertKind.GATEWAY_OFFLINE, subject, "telemetry arrives again"
+                )
+            backlog = rules.outbox_backlog(
+                telemetry.outbox_depth, gw.outbox_growth, telemetry.outbox_oldest_age_s
+            )
+            if backlog:
+                age = telemetry.outbox_oldest_age_s
+                open_alert(
+                    session,
+                    self._settings,
+                    now,
+                    AlertKind.OUTBOX_BACKLOG,
+                    subject,
+                    message=f"{telemetry.outbox_depth} messages wait in the agent's outbox"
+                    + ("" if age is None else f", the oldest for {age:.0f} s"),
+                )
+            elif backlog is False:
+                resolve_alert(session, now, AlertKind.OUTBOX_BACKLOG, subject, "the outbox drained")
+            if gw.sampled_at is None or now - gw.sampled_at >= self._settings.fleet_sample_every_s:
+                gw.sampled_at = now
+                session.add(
+                    HealthSample(
+                        site=site,
+                        subject_kind=SubjectKind.GATEWAY,
+                        subject=gateway,
+                        at=now,
+                        outbox_depth=telemetry.outbox_depth,
+                    )
+                )
+            report_agent(session, site, gateway, telemetry, now)
+            for lock in telemetry.locks:
+                self._lock(session, site, gateway, lock, now)
+            for display in telemetry.displays:
+                self._display(session, site, gateway, display, now)
+            for reader in telemetry.card_readers:
+                self._reader(session, site, gateway, reader, now)
+
+    def record_events(self, events: Sequence[tuple[str, str, LockEventData]]) -> None:
+        """Lock events that open or close alerts (lockout, held open, jam) or carry a
+        battery level. Idempotent: an alert remembers the event (``seq``) that opened it,
+        and only a later event closes it."""
+        relevant = [e for e in events if e[2].kind in RELEVANT_EVENTS]
+        if not relevant:
+            return
+        now = int(self._clock.now())
+        with self._sessions.begin() as session:
+            for site, gateway, event in relevant:
+                ensure_site(session, site, now)
+                dev = ensure_device(
+                    session, site, gateway, event.lock_id, kind=DeviceKind.LOCK, now=now
+                )
+                self._event(session, dev, event, now)
+
+    def _event(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
+        subject = device_subject(dev)
+        if event.kind is LockEventKind.BATTERY and event.value is not None:
+            if 0 <= event.value <= 100:
+                self._battery(session, dev, event.value, now)
+            return
+        if event.kind in _OPENS:
+            kind, message = _OPENS[event.kind]
+            seen = session.scalar(
+                select(Alert.id).where(
+                    Alert.kind == kind,
+                    Alert.site == dev.site,
+                    Alert.subject == dev.device_id,
+                    Alert.source_seq == event.seq,
+                )
+            )
+            if seen is None:  # a redelivered event does not open its alert again
+                open_alert(
+                    session,
+                    self._settings,
+                    now,
+                    kind,
+                    subject,
+                    message=message,
+                    source_seq=event.seq,
+                )
+        for kind, resolution in _CLOSES.get(event.kind, ()):
+            alert = open_alert_of(session, kind, subject)
+            if alert is not None and (alert.source_seq is None or alert.source_seq < event.seq):
+                resolve_alert(session, now, kind, subject, resolution)
+
+    # ---------------------------------------------------------------- devices
+
+    def _lock(
+        self, session: Session, site: str, gateway: str, lock: LockTelemetry, now: int
+    ) -> None:
+        dev = ensure_device(session, site, gateway, lock.lock_id, kind=DeviceKind.LOCK, now=now)
+        subject = device_subject(dev)
+        dev.reachable = lock.reachable
+        dev.clock_offset_s = lock.clock_offset_s
+        dev.clock_drift_s = lock.clock_drift_s
+        dev.rssi_dbm = lock.rssi_dbm
+        dev.door_open = lock.door_open
+        dev.locked_out = lock.locked_out
+        dev.last_sync_at = lock.last_sync_at
+        dev.next_sync_at = lock.next_sync_at
+        dev.telemetry_at = now
+        if lock.firmware is not None:
+            dev.firmware = lock.firmware
+            report_firmware(session, subject, dev.firmware, now)
+        if lock.battery_pct is not None:
+            self._battery(session, dev, lock.battery_pct, now)
+        drifting = rules.clock_drifting(lock.clock_offset_s, lock.clock_drift_s)
+        if drifting:
+            off = max(abs(x) for x in (lock.clock_offset_s, lock.clock_drift_s) if x is not None)
+            open_alert(
+                session,
+                self._settings,
+                now,
+                AlertKind.CLOCK_DRIFT,
+                subject,
+                message=f"the lock's clock is {off:.0f} s off (more than "
+                f"{rules.CLOCK_DRIFT_S:.0f} s): PIN windows open and close late or early",
+            )
+        elif drifting is False:
+            resolve_alert(session, now, AlertKind.CLOCK_DRIFT, subject, "the clock is right again")
+        if lock.locked_out:
+            open_alert(
+                session,
+                self._settings,
+                now,
+                AlertKind.LOCKOUT,
+                subject,
+                message="keypad locked out after repeated wrong PINs (someone may be guessing)",
+            )
+        elif lock.locked_out is False:
+            self._settle(session, AlertKind.LOCKOUT, subject, now, "the keypad lockout ended")
+        if lock.door_open is False:
+            self._settle(session, AlertKind.DOOR_HELD_OPEN, subject, now, "the door is closed")
+        interval = sync_interval(desired_config(session, site, gateway), self._settings)
+        due = rules.sync_due(dev.last_sync_at, dev.next_sync_at, dev.first_seen_at, interval)
+        if not rules.sync_missed(due, now, self._settings.fleet_sync_grace_s):
+            resolve_alert(session, now, AlertKind.MISSED_SYNC, subject, "the lock synced")
+        self._sample(session, dev, now)
+
+    def _display(
+        self, session: Session, site: str, gateway: str, display: DisplayTelemetry, now: int
+    ) -> None:
+        dev = ensure_device(
+            session, site, gateway, display.display_id, kind=DeviceKind.DISPLAY, now=now
+        )
+        dev.reachable = display.reachable
+        dev.shown_version = display.shown_version
+        dev.telemetry_at = now
+        if display.firmware is not None:
+            dev.firmware = display.firmware
+            report_firmware(session, device_subject(dev), dev.firmware, now)
+
+    def _reader(
+        self, session: Session, site: str, gateway: str, reader: CardReaderTelemetry, now: int
+    ) -> None:
+        dev = ensure_device(
+            session, site, gateway, reader.reader_id, kind=DeviceKind.READER, now=now
+        )
+        dev.reachable = reader.reachable
+        dev.telemetry_at = now
+
+    def _settle(
+        self, session: Session, kind: AlertKind, subject: Subject, now: int, resolution: str
+    ) -> None:
+        # a report taken before the event that opened the alert may arrive after it
+        alert = open_alert_of(session, kind, subject)
+        if alert is not None and now - alert.opened_at >= rules.SETTLE_S:
+            resolve_alert(session, now, kind, subject, resolution)
+
+    def _battery(self, session: Session, dev: Device, pct: int, now: int) -> None:
+        changed = dev.battery_pct != pct
+        dev.battery_pct = pct
+        subject = device_subject(dev)
+        level = rules.battery_alert(pct)
+        for kind in (AlertKind.BATTERY_LOW, AlertKind.BATTERY_CRITICAL):
+            if kind is not level:
+                resolve_alert(session, now, kind, subject, f"battery at {pct} %")
+        if level is not None:
+            limit = (
+                rules.BATTERY_CRITICAL_PCT
+                if level is AlertKind.BATTERY_CRITICAL
+                else rules.BATTERY_LOW_PCT
+            )
+            open_alert(
+                session,
+                self._settings,
+                now,
+                level,
+                subject,
+                message=f"battery at {pct} % (under {limit} %): replace it soon",
+            )
+        if changed:
+            self._sample(session, dev, now, force=True)
+
+    def _sample(self, session: Session, dev: Device, now: int, *, force: bool = False) -> None:
+        """One history point per sampling interval (or at a battery change), and the
+        battery forecast from the recent points."""
+        every = self._settings.fleet_sample_every_s
+        if not force and dev.sampled_at is not None and now - dev.sampled_at < every:
+            return
+        if dev.sampled_at == now:
+            return  # a second reason to sample in the same second
+        dev.sampled_at = now
+        session.add(
+            HealthSample(
+                site=dev.site,
+                subject_kind=SubjectKind(dev.kind.value),
+                subject=dev.device_id,
+                at=now,
+                battery_pct=dev.battery_pct,
+                clock_offset_s=dev.clock_offset_s,
+                rssi_dbm=dev.rssi_dbm,
+                last_sync_at=dev.last_sync_at,
+            )
+        )
+        if dev.battery_pct is None:
+            return
+        session.flush()
+        points = session.execute(
+            select(HealthSample.at, HealthSample.battery_pct).where(
+                HealthSample.site == dev.site,
+                HealthSample.subject == dev.device_id,
+                HealthSample.subject_kind == SubjectKind(dev.kind.value),
+                HealthSample.at >= now - rules.FORECAST_WINDOW_S,
+                HealthSample.battery_pct.is_not(None),
+            )
+        ).all()
+        days = rules.battery_days_left(
+            [rules.BatterySample(at, pct) for at, pct in points if pct is not None], now
+        )
+        dev.battery_days_left = days
+        subject = device_subject(dev)
+        if days is not None and days < rules.FORECAST_ALERT_DAYS:
+            open_alert(
+                session,
+                self._settings,
+                now,
+                AlertKind.BATTERY_FORECAST,
+                subject,
+                message=f"at the current drain the battery ({dev.battery_pct} %) is empty in about "
+                f"{days:.1f} days",
+            )
+        elif days is None or days >= rules.FORECAST_ALERT_DAYS:
+            resolve_alert(
+                session, now, AlertKind.BATTERY_FORECAST, subject, "the forecast is 14 days or more"
+            )
+
+    # ----------------------------------------------------------------- periodic
+
+    def check(self, now: float, listening_since: float | None) -> HealthRun:
+        """Gateways silent beyond their heartbeat (judged only when ``listening_since``,
+        the time the cloud's MQTT connection came up, is given) and locks that missed
+        their sync; opens and resolves the alerts."""
+        at = int(now)
+        settings = self._settings
+        offline = missed = 0
+        with self._sessions.begin() as session:
+            configs = desired_configs(session)
+            gateways = session.scalars(select(Gateway)).all()
+            locks = session.scalars(select(Device).where(Device.kind == DeviceKind.LOCK)).all()
+            prime_open_keys(session, {g.site for g in gateways} | {d.site for d in locks})
+            for gw in gateways:
+                subject = gateway_subject(gw.site, gw.gateway)
+                if gw.state != GatewayState.ONLINE.value:
+                    _set_available(gw, False, at)
+                    offline += 1
+                    open_alert(  # normally open already, from the will itself
+                        session,
+                        settings,
+                        at,
+                        AlertKind.GATEWAY_OFFLINE,
+                        subject,
+                        message="the agent went offline (its last will: the connection "
+                        "dropped, or it stopped)",
+                    )
+                    continue
+                if listening_since is None:
+                    continue
+                interval = heartbeat_interval(configs.get((gw.site, gw.gateway)), settings)
+                heard = max(gw.last_seen, listening_since)
+                deadline = rules.heartbeat_deadline(
+                    heard, interval, settings.fleet_heartbeat_misses
+                )
+                if now <= deadline:
+                    continue
+                offline += 1
+                if gw.available is not False:
+                    _set_available(gw, False, at)
+                open_alert(
+                    session,
+                    settings,
+                    at,
+                    AlertKind.GATEWAY_OFFLINE,
+                    subject,
+                    message=f"no telemetry for {at - gw.last_seen} s (it comes every "
+                    f"{interval:.0f} s): the agent or its connection is down",
+                )
+            up = {(g.site, g.gateway) for g in gateways if rules.is_available(g.state, g.available)}
+            for dev in locks:
+                if (dev.site, dev.gateway) not in up:
+                    continue  # nothing is known while its gateway is away
+                interval = sync_interval(configs.get((dev.site, dev.gateway)), settings)
+                due = rules.sync_due(
+                    dev.last_sync_at, dev.next_sync_at, dev.first_seen_at, interval
+                )
+                subject = device_subject(dev)
+                if rules.sync_missed(due, now, settings.fleet_sync_grace_s):
+                    missed += 1
+                    last = (
+                        "never"
+                        if dev.last_sync_at is None
+                        else format_local(dev.last_sync_at, settings.zone)
+                    )
+                    open_alert(
+                        session,
+                        settings,
+                        at,
+                        AlertKind.MISSED_SYNC,
+                        subject,
+                        message=f"the lock missed its sync (due "
+                        f"{format_local(due, settings.zone)}, last {last}): it may be out of "
+                        "reach or its battery dead",
+                    )
+                else:
+                    resolve_alert(session, at, AlertKind.MISSED_SYNC, subject, "the lock synced")
+        return HealthRun(offline, missed)
+
+    def purge_samples(self, now: float) -> int:
+        """Drop history older than ``fleet_sample_keep_days``."""
+        cutoff = int(now) - self._settings.fleet_sample_keep_days * rules.DAY_S
+        with self._sessions.begin() as session:
+            result = session.execute(delete(HealthSample).where(HealthSample.at < cutoff))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult
+
+
+def _set_available(gw: Gateway, available: bool, now: int) -> None:
+    if gw.available is not available:
+        gw.available = available
+        gw.available_since = now
+
+
+def _gateway(session: Session, site: str, gateway: str, now: int) -> Gateway:
+    gw = session.get(Gateway, (site, gateway))
+    if gw is None:  # telemetry before any status: it is talking, so it is online
+        gw = Gateway(
+            site=site,
+            gateway=gateway,
+            state=GatewayState.ONLINE.value,
+            last_seen=now,
+            outbox_growth=0,
+        )
+        session.add(gw)
+        session.flush()
+    return gw

@@ -1,0 +1,32 @@
+"""The fleet's part of one cloud process: its services, its MQTT link (run by the
+bridge) and its periodic pass, wired by :func:`build_fleet` for ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.fleet.jobs import FleetJobs
+from cloud.fleet.link import FleetLink
+from cloud.fleet.notify import FleetChangeRelay
+from cloud.fleet.services import FleetServices, build_fleet_services
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    services: FleetServices
+    link: FleetLink
+    jobs: FleetJobs
+
+
+def build_fleet(sessions: sessionmaker[Session], clock: Clock, settings: CloudSettings) -> Fleet:
+    """Services that tell the link what to publish; a pass that judges silence only while
+    the link listens."""
+    relay = FleetChangeRelay()
+    services = build_fleet_services(sessions, clock, settings, relay)
+    link = FleetLink(services, clock)
+    relay.attach(link)
+    return Fleet(services, link, FleetJobs(settings, clock, services, link.listening_since))

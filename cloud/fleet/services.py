@@ -1,0 +1,53 @@
+"""The fleet's services of one cloud process, built once by :func:`build_fleet_services`
+(``create_app`` does, next to the other services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.fleet.alerts import AlertService
+from cloud.fleet.audit import FleetAuditService
+from cloud.fleet.commands import CommandService
+from cloud.fleet.firmware import FirmwareService
+from cloud.fleet.health import HealthService
+from cloud.fleet.notify import FleetChangeRelay, FleetNotifier
+from cloud.fleet.rollouts import RolloutService
+from cloud.fleet.sites import SiteService
+from cloud.fleet.twins import TwinService
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class FleetServices:
+    sites: SiteService
+    health: HealthService
+    alerts: AlertService
+    twins: TwinService
+    commands: CommandService
+    firmware: FirmwareService
+    rollouts: RolloutService
+    audit: FleetAuditService
+
+
+def build_fleet_services(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    settings: CloudSettings,
+    notifier: FleetNotifier | None = None,
+) -> FleetServices:
+    """Wire the fleet services to one session factory, clock and notifier (a relay with
+    no listener when none is given: commands then wait in the table)."""
+    notify = notifier or FleetChangeRelay()
+    return FleetServices(
+        sites=SiteService(sessions, clock, settings),
+        health=HealthService(sessions, clock, settings),
+        alerts=AlertService(sessions, clock),
+        twins=TwinService(sessions, clock, notify),
+        commands=CommandService(sessions, clock, settings, notify),
+        firmware=FirmwareService(sessions, clock),
+        rollouts=RolloutService(sessions, clock, settings, notify),
+        audit=FleetAuditService(sessions),
+    )
