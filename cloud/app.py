@@ -174,6 +174,8 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         CloudCollector(
             lambda: None if bridge is None else bridge.stats,
             lambda: _gateway_states(services),
+            lambda: fleet_runtime.link.stats,
+            fleet_runtime.services.alerts.open_counts,
         )
     )
     app.add_middleware(TracingMiddleware, metrics=HttpMetrics(registry))

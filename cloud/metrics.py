@@ -32,6 +32,7 @@ from protocol.ids import uuid7
 from protocol.tracing import TRACE_ID, valid_trace_id
 
 if TYPE_CHECKING:
+    from cloud.fleet.link import FleetLinkStats
     from cloud.mqtt_bridge import BridgeStats
 
 log = logging.getLogger("cloud.http")
@@ -114,9 +115,13 @@ class CloudCollector(Collector):
         self,
         bridge_stats: Callable[[], BridgeStats | None],
         gateway_states: Callable[[], dict[str, int]],
+        fleet_stats: Callable[[], FleetLinkStats] | None = None,
+        open_alerts: Callable[[], dict[tuple[str, str], int]] | None = None,
     ) -> None:
         self._bridge_stats = bridge_stats
         self._gateway_states = gateway_states
+        self._fleet_stats = fleet_stats
+        self._open_alerts = open_alerts
 
     def collect(self) -> Iterable[Metric]:
         stats = self._bridge_stats()
@@ -135,11 +140,37 @@ class CloudCollector(Collector):
                 counter = CounterMetricFamily(name, help_text)
                 counter.add_metric([], value)
                 yield counter
+        if self._fleet_stats is not None:
+            fleet = self._fleet_stats()
+            for name, help_text, value in (
+                ("denen_fleet_commands_published", "commands published", fleet.commands_published),
+                (
+                    "denen_fleet_configs_published",
+                    "desired configs published",
+                    fleet.configs_published,
+                ),
+                ("denen_fleet_replies_stored", "command replies stored", fleet.replies_stored),
+                (
+                    "denen_fleet_replies_ignored",
+                    "command replies ignored (duplicates, unknown)",
+                    fleet.replies_ignored,
+                ),
+            ):
+                counter = CounterMetricFamily(name, help_text)
+                counter.add_metric([], value)
+                yield counter
         try:
             states = self._gateway_states()
+            alerts = {} if self._open_alerts is None else self._open_alerts()
         except SQLAlchemyError:
-            log.exception("metrics: could not count the gateways")
+            log.exception("metrics: could not count the gateways and alerts")
             return
+        open_alerts = GaugeMetricFamily(
+            "denen_alerts_open", "open fleet alerts", labels=("kind", "severity")
+        )
+        for (kind, severity), count in sorted(alerts.items()):
+            open_alerts.add_metric([kind, severity], count)
+        yield open_alerts
         gauge = GaugeMetricFamily(
             "denen_gateways", "gateways by their last reported state", labels=("state",)
         )

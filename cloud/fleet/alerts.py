@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -196,6 +196,16 @@ class AlertService:
             query = query.where(Alert.severity == _known(Severity, severity, "severity"))
         with self._sessions() as session:
             return [alert_view(a) for a in session.scalars(query)]
+
+    def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open alerts by (kind, severity), for the metrics."""
+        query = (
+            select(Alert.kind, Alert.severity, func.count())
+            .where(Alert.resolved_at.is_(None))
+            .group_by(Alert.kind, Alert.severity)
+        )
+        with self._sessions() as session:
+            return {(k.value, s.value): n for k, s, n in session.execute(query)}
 
     def alert(self, alert_id: int, scope: Collection[str] | None) -> AlertView:
         """One alert (404 outside ``scope``)."""

@@ -110,6 +110,21 @@ async def test_gateway_states_are_a_gauge(cloud: tuple[FastAPI, httpx.AsyncClien
     assert _sample(text, "denen_gateways", state="offline") == 1.0
 
 
+async def test_open_alerts_are_a_gauge_by_kind_and_severity(
+    cloud: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, http = cloud
+    health = app.state.fleet.services.health
+    health.record_status("gym-a", "gw-1", StatusData(state=GatewayState.ONLINE))
+    health.record_status("gym-a", "gw-1", StatusData(state=GatewayState.OFFLINE))  # its will
+    text = (await http.get("/metrics")).text
+    assert _sample(text, "denen_alerts_open", kind="gateway_offline", severity="critical") == 1
+    assert _sample(text, "denen_fleet_commands_published_total") == 0.0
+    health.record_status("gym-a", "gw-1", StatusData(state=GatewayState.ONLINE))  # back
+    text = (await http.get("/metrics")).text
+    assert _sample(text, "denen_alerts_open", kind="gateway_offline") is None
+
+
 async def test_metrics_token_is_asked_for_when_set(tmp_path: Path) -> None:
     async for _, http in _app(tmp_path, metrics_token="t" * 32):
         refused = await http.get("/metrics")
