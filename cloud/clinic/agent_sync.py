@@ -48,6 +48,7 @@ from protocol.clock import Clock
 from protocol.errors import DenenError
 from protocol.messages import CheckinData, ClinicAction, ClinicActionData, LocalTicket
 from protocol.queue_rules import AGENT_NUMBERS, QueueTicket, tokyo_day
+from protocol.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class AgentSyncService:
                 if request_id in seen:
                     continue
                 seen.add(request_id)
-                answer = self._apply_one(batch, gateway, data, now)
+                with traced(request_id):  # its log lines carry the agent's request id
+                    answer = self._apply_one(batch, gateway, data, now)
                 session.add(
                     AppliedRequest(
                         request_id=request_id,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cloud.fleet.services import FleetServices
 from protocol.clock import Clock
 from protocol.messages import CommandReplyData, LockEventData, StatusData, TelemetryData
+from protocol.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class FleetLink:
         health is best effort (the next report repeats it) and only logged."""
         for site, gateway, verb, reply in batch.replies:
             try:
-                stored = self._fleet.commands.record_reply(site, gateway, verb, reply)
+                with traced(reply.transaction):  # the command's id, end to end
+                    stored = self._fleet.commands.record_reply(site, gateway, verb, reply)
             except SQLAlchemyError:
                 raise
             except Exception:  # a bug must not stop the bridge; the reply is dropped

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from protocol.messages import (
     make,
     parse,
 )
+from protocol.tracing import JsonFormatter
 from tests.support.clinic import NINE
 from tests.support.cloud import basic
 from tests.support.mosquitto import Mosquitto
@@ -63,6 +67,7 @@ class Site:
     seed: ClinicSeed
     broker: Mosquitto
     seen: Watched
+    last_request_id: str = ""
 
     def staff(self, name: str = "clinic") -> dict[str, str]:
         return basic(name, self.seed.users[name].password)
@@ -165,7 +170,24 @@ async def test_a_call_reaches_every_display_and_the_clinic_state_numbers_only(si
 
 
 async def test_a_kiosk_check_in_sent_twice_is_answered_once(site: Site) -> None:
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter("cloud"))  # formats at emit: sees the trace id
+    logging.getLogger("cloud.clinic").addHandler(handler)
+    logging.getLogger("cloud.clinic").setLevel(logging.INFO)
+    try:
+        await _check_in_twice(site)
+    finally:
+        logging.getLogger("cloud.clinic").removeHandler(handler)
+    # the cloud's log line for the check-in carries the agent's request id
+    traced = [json.loads(line) for line in lines.getvalue().splitlines()]
+    checkins = [line for line in traced if line["msg"].startswith("check-in A-001")]
+    assert [line.get("trace_id") for line in checkins] == [site.last_request_id]
+
+
+async def _check_in_twice(site: Site) -> None:
     request_id = uuid7(int(NINE * 1000))
+    site.last_request_id = request_id
     checkin = CheckinData(card=site.card("Tanaka Yuki"), kiosk="kiosk-1", at=int(NINE))
     payload = make(MessageType.CHECKIN, checkin, ts=NINE, message_id=request_id)
     async with site.client() as agent:
