@@ -100,6 +100,7 @@ NO_APPOINTMENT = "No appointment today for this card. Please go to the reception
 SHORTLY = "Checked in. Your number appears here shortly."
 SENT = "Sent to the cloud; it has not answered yet. The queue shows the result when it does."
 READY = "Please tap your patient card."
+ALREADY = "You are already checked in."
 CHECKING = "Checking you in…"
 
 
@@ -638,7 +639,7 @@ class ClinicDesk:
             log.info("kiosk %s: %s tapped again; same ticket", kiosk_id, record.number)
             return self._show(
                 kiosk_id,
-                self._ticket_result(ticket, self.running, now, "You are already checked in."),
+                self._ticket_result(ticket, self.running, now, ALREADY),
             )
         if record.request_id is None:
             return None

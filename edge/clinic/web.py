@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Generator
 from datetime import datetime
@@ -34,7 +35,20 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from edge.backoff import Backoff
-from edge.clinic.desk import ActionResult, ClinicDesk, QueueView, Running, StaffRequest
+from edge.clinic.desk import (
+    ALREADY,
+    CHECKING,
+    MISREAD,
+    NO_APPOINTMENT,
+    NO_DAY,
+    READY,
+    SHORTLY,
+    ActionResult,
+    ClinicDesk,
+    QueueView,
+    Running,
+    StaffRequest,
+)
 from edge.config import ClinicConfig
 from edge.errors import EdgeError, OutboxError, StoreError
 from protocol.messages import ClinicAction
@@ -44,6 +58,40 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STOP_GRACE_S = 5.0
+
+
+# What the kiosk says, in Japanese first (patients at a Yonago clinic read Japanese); the
+# English stays underneath. A message without an entry (e.g. a reason the cloud sent) is
+# shown in English only.
+KIOSK_JA: dict[str, str] = {
+    MISREAD: "カードを読み取れませんでした。もう一度かざしてください。",
+    NO_DAY: "ただいま受付できません。受付窓口へお越しください。",
+    NO_APPOINTMENT: "本日の予約がありません。受付窓口へお越しください。",
+    SHORTLY: "受付しました。番号はまもなくここに表示されます。",
+    READY: "診察券をかざしてください。",
+    CHECKING: "受付中です…",
+    ALREADY: "受付済みです。",
+}
+_APPOINTMENT_RE = re.compile(
+    r"Your appointment is at (\d\d:\d\d)\. Please check in from (\d\d:\d\d)\."
+)
+
+
+def kiosk_japanese(message: str) -> str:
+    """The Japanese line for a kiosk message; "" when there is none."""
+    if message in KIOSK_JA:
+        return KIOSK_JA[message]
+    early = _APPOINTMENT_RE.fullmatch(message)
+    if early is not None:
+        return f"ご予約は {early[1]} です。{early[2]} から受付できます。"
+    return ""
+
+
+def _minutes_ja(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes = round(seconds / 60)
+    return "まもなく" if minutes < 1 else f"約{minutes}分"
 
 
 def _minutes(seconds: float | None) -> str:
@@ -70,6 +118,8 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
     app = FastAPI(title="Denen clinic desk", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["minutes"] = _minutes
+    templates.env.filters["minutes_ja"] = _minutes_ja
+    templates.env.filters["ja"] = kiosk_japanese
     templates.env.filters["clock"] = _clock
 
     def kiosk_or_404(kiosk_id: str) -> str:

@@ -247,6 +247,7 @@ async def test_online_the_kiosk_shows_the_number_the_cloud_gave(
         page = (await site.http.get(f"/kiosk/{KIOSK}")).text
         assert "A-003" in page
         assert 'data-kind="ticket"' in page
+        assert "約10分" in page  # the wait in Japanese first, for the patient
         (event,) = site.cloud.events()
         assert isinstance(event.data, CheckinData)
         assert (event.data.card, event.data.kiosk, event.data.local) == (
@@ -264,6 +265,8 @@ async def test_online_the_kiosk_shows_the_number_the_cloud_gave(
             "error",
             "The card could not be read. Please tap it again.",
         )
+        page = (await site.http.get(f"/kiosk/{KIOSK}")).text
+        assert "カードを読み取れませんでした。もう一度かざしてください。" in page
 
         # a staff action goes to the cloud, which answers; the display follows its state
         called = await site.http.post(
