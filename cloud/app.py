@@ -28,6 +28,7 @@ from cloud.dashboard import (
     announcement_pages,
     clinic_figures_pages,
     clinic_pages,
+    fleet_pages,
     notifications_pages,
 )
 from cloud.dashboard import booking as booking_pages
@@ -198,6 +199,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         clinic_pages.router,
         clinic_figures_pages.router,
         announcement_pages.router,
+        fleet_pages.router,
         fleet.router,
     ):
         app.include_router(router)

@@ -19,10 +19,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.clinic import clinic_services
 from cloud.clinic.announcements import AnnouncementView
+from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr, when
 from cloud.dashboard.routes import render, require, settings_of
 from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
-from cloud.localtime import format_local, local
+from cloud.localtime import local
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -44,15 +45,19 @@ def _expiry(text: str, settings: CloudSettings) -> int:
     return int(wall.replace(tzinfo=settings.zone).timestamp())
 
 
-def _row(a: AnnouncementView, settings: CloudSettings) -> dict[str, Any]:
+def _where(lang: Lang, sites: tuple[str, ...] | list[str] | None) -> str:
+    return gettext(lang, "every clinic") if sites is None else ", ".join(sites)
+
+
+def _row(a: AnnouncementView, settings: CloudSettings, lang: Lang) -> dict[str, Any]:
     return {
         "id": a.id,
         "text": a.text,
         "level": a.level.value,
-        "sites": "every clinic" if a.sites is None else ", ".join(a.sites),
-        "expires_local": format_local(a.expires_at, settings.zone),
+        "sites": _where(lang, a.sites),
+        "expires_local": when(lang, a.expires_at, settings.zone),
         "created_by": a.created_by,
-        "created_local": format_local(a.created_at, settings.zone),
+        "created_local": when(lang, a.created_at, settings.zone),
     }
 
 
@@ -75,7 +80,7 @@ def _page(
         form=form,
         levels=[level.value for level in DisplayAnnouncementLevel],
         sites=[(c.site, c.name) for c in clinics.sites.all()],
-        active=[_row(a, settings) for a in clinics.announcements.active()],
+        active=[_row(a, settings, request_lang(request)) for a in clinics.announcements.active()],
         flash=flash,
         error=error,
     )
@@ -118,19 +123,24 @@ async def send_announcement(request: Request) -> Response:
             raise InvalidRequestError(f"level is info or urgent; got {form['level']!r}") from None
         sites = None if form["scope"] == "all" else form["sites"]
         if sites is not None and not sites:
-            raise InvalidRequestError("tick at least one site, or choose every clinic")
+            raise InvalidRequestError(N_("tick at least one site, or choose every clinic"))
         if sites is None and form["sites"]:  # a tick under "every clinic": ask, do not guess
             raise InvalidRequestError(
-                "you ticked sites but chose every clinic: choose 'only these clinics' or untick"
+                N_("you ticked sites but chose every clinic: choose 'only these clinics' or untick")
             )
         sent = clinic_services(request).announcements.send(
             form["text"], level, _expiry(form["expires"], settings), sites, f"ops:{user.username}"
         )
     except CloudError as exc:
         return _page(request, user, form, status_code=400, error=str(exc))
-    where = "every clinic" if sent.sites is None else ", ".join(sent.sites)
-    until = format_local(sent.expires_at, settings.zone)
-    flash = f"Showing on {where} until {until} ({settings.timezone})"
+    lang = request_lang(request)
+    flash = tr(
+        request,
+        "Showing on {where} until {until} ({timezone})",
+        where=_where(lang, sent.sites),
+        until=when(lang, sent.expires_at, settings.zone),
+        timezone=settings.timezone,
+    )
     return RedirectResponse(f"/announcements?flash={quote(flash)}", status_code=303)
 
 
@@ -144,5 +154,5 @@ def clear_announcement(request: Request, announcement_id: int) -> Response:
         )
     except CloudError as exc:
         return RedirectResponse(f"/announcements?error={quote(str(exc))}", status_code=303)
-    flash = f"Cleared: {cleared.text}"
+    flash = tr(request, "Cleared: {text}", text=cleared.text)
     return RedirectResponse(f"/announcements?flash={quote(flash)}", status_code=303)

@@ -7,7 +7,7 @@ import dataclasses
 import secrets
 from datetime import date, time
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,13 +15,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cloud.api.deps import services
 from cloud.api.facilities import availability_out
 from cloud.api.reservations import citizen_status, pin_while_valid
+from cloud.dashboard.i18n import N_, Lang, duration, request_lang, tr, weekday_name
 from cloud.dashboard.routes import render, settings_of
 from cloud.db.models import ReservationStatus
 from cloud.errors import CloudError, IdempotencyKeyReusedError, InvalidRequestError
-from cloud.localtime import local, slot_from_form
+from cloud.localtime import EN_DASH, WAVE_DASH, local, slot_from_form
 from cloud.services import Services
 from cloud.services.reservations import BookingRequest
-from cloud.services.rules import WEEKDAYS, format_clock, format_minutes
+from cloud.services.rules import format_clock
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
@@ -37,16 +38,22 @@ def _rooms(svc: Services) -> list[dict[str, Any]]:
     ]
 
 
-def _rules_summary(svc: Services, facility_id: int) -> dict[str, Any]:
+FORM_INCOMPLETE = N_(
+    "please give a room, a date, a start time, a duration in hours and the group size"
+)
+
+
+def _rules_summary(svc: Services, facility_id: int, lang: Lang) -> dict[str, Any]:
     r = svc.facility_rules.rules(facility_id)
+    dash = WAVE_DASH if lang == "ja" else EN_DASH
     return {
         "fee": r.hourly_fee_yen,
-        "min": format_minutes(r.min_booking_minutes),
-        "max": format_minutes(r.max_booking_minutes),
-        "lead": format_minutes(r.lead_time_minutes) if r.lead_time_minutes else "",
+        "min": duration(lang, r.min_booking_minutes),
+        "max": duration(lang, r.max_booking_minutes),
+        "lead": duration(lang, r.lead_time_minutes) if r.lead_time_minutes else "",
         "horizon": r.horizon_days,
         "hours": [
-            f"{WEEKDAYS[h.weekday]} {format_clock(h.opens_minute)}\u2013"
+            f"{weekday_name(lang, h.weekday)} {format_clock(h.opens_minute)}{dash}"
             f"{format_clock(h.closes_minute)}"
             for h in r.hours
         ],
@@ -59,7 +66,15 @@ def _book_page(
     svc, settings = services(request), settings_of(request)
     rooms = _rooms(svc)
     room = next((r for r in rooms if str(r["id"]) == form["room_id"]), rooms[0] if rooms else None)
-    context: dict[str, Any] = {"rooms": rooms, "form": form, "room": room, "day": None}
+    # the language switch comes back to this room and day, not to an empty form
+    back = {k: v for k, v in (("room_id", form["room_id"]), ("date", form["day"])) if v}
+    context: dict[str, Any] = {
+        "rooms": rooms,
+        "form": form,
+        "room": room,
+        "day": None,
+        "page_url": "/book" + (f"?{urlencode(back)}" if back else ""),
+    }
     if room is not None:
         form["room_id"] = str(room["id"])
         try:
@@ -70,7 +85,7 @@ def _book_page(
         context["day"] = availability_out(
             svc.availability.day(room["facility_id"], day, room["id"]), settings
         )
-        context["rules"] = _rules_summary(svc, room["facility_id"])
+        context["rules"] = _rules_summary(svc, room["facility_id"], request_lang(request))
     return render(request, "book.html", status_code=status_code, error=error, **context)
 
 
@@ -102,9 +117,7 @@ def _request_from(form: dict[str, str], settings: CloudSettings) -> BookingReque
         )
         room_id, group_size = int(form["room_id"]), int(form["group_size"] or "1")
     except ValueError:
-        raise InvalidRequestError(
-            "please give a room, a date, a start time, a duration in hours and the group size"
-        ) from None
+        raise InvalidRequestError(FORM_INCOMPLETE) from None
     return BookingRequest(
         citizen_name=form["name"],
         email=form["email"],
@@ -198,10 +211,18 @@ def cancel_booking(
     except InvalidRequestError as exc:
         view = svc.reservations.for_citizen(reservation_id, token)
         r = citizen_status(view, settings_of(request))
+        back = f"/r/{quote(reservation_id)}?token={quote(token)}"
         return render(
-            request, "status.html", 400, r=r, token=token, can_cancel=True, error=str(exc)
+            request,
+            "status.html",
+            400,
+            r=r,
+            token=token,
+            can_cancel=True,
+            error=str(exc),
+            page_url=back,
         )
-    flash = quote("Your booking is cancelled.")
+    flash = quote(tr(request, "Your booking is cancelled."))
     return RedirectResponse(
         f"/r/{reservation_id}?token={quote(token)}&flash={flash}", status_code=303
     )

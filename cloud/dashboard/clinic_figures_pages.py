@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from cloud.api.clinic import clinic_services
 from cloud.clinic.figures import ClinicDayFigures
 from cloud.dashboard.clinic_pages import CLINIC_STAFF
+from cloud.dashboard.i18n import Lang, gettext, request_lang
 from cloud.dashboard.routes import render, require
 from cloud.errors import InvalidRequestError
 from protocol.clock import Clock
@@ -57,19 +58,21 @@ def _day(request: Request, value: str) -> date:
         raise InvalidRequestError(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
-def _duration(seconds: float | None) -> str:
+def _duration(lang: Lang, seconds: float | None) -> str:
     """``12 min 05 s``; a dash when there is nothing to measure yet."""
     if seconds is None:
         return "\N{EN DASH}"
     whole = round(seconds)
-    return f"{whole // 60} min {whole % 60:02d} s"
+    return gettext(
+        lang, "{minutes} min {seconds} s", minutes=whole // 60, seconds=f"{whole % 60:02d}"
+    )
 
 
 def _percent(rate: float | None) -> str:
     return "\N{EN DASH}" if rate is None else f"{rate * 100:.1f}%"
 
 
-def _figures_context(figures: ClinicDayFigures) -> dict[str, Any]:
+def _figures_context(figures: ClinicDayFigures, lang: Lang) -> dict[str, Any]:
     peak = max((h.checkins for h in figures.checkins_per_hour), default=0)
     hours = [
         {
@@ -86,9 +89,9 @@ def _figures_context(figures: ClinicDayFigures) -> dict[str, Any]:
             "name": d.name,
             "tickets": d.tickets,
             "called": d.called,
-            "median": _duration(d.wait_median_s),
+            "median": _duration(lang, d.wait_median_s),
             "median_s": "" if d.wait_median_s is None else d.wait_median_s,
-            "p90": _duration(d.wait_p90_s),
+            "p90": _duration(lang, d.wait_p90_s),
             "p90_s": "" if d.wait_p90_s is None else d.wait_p90_s,
             "done": d.done,
             "no_shows": d.no_shows,
@@ -120,7 +123,7 @@ def clinic_figures_page(request: Request, site: str, on: DayParam = "") -> HTMLR
         day=day,
         csv_url=f"/clinic/{quote(site)}/figures.csv{query}",
         hours_csv_url=f"/clinic/{quote(site)}/checkins-per-hour.csv{query}",
-        **_figures_context(figures),
+        **_figures_context(figures, request_lang(request)),
     )
 
 

@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cloud.api.clinic import clinic_services
 from cloud.clinic.sites import ClinicView, DepartmentSpec
 from cloud.clinic.staff import QueueEntry, QueueView, StaffRequest
+from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr
 from cloud.dashboard.routes import render, require, settings_of
 from cloud.db.clinic_models import TicketSource
 from cloud.db.models import Role
@@ -52,23 +53,24 @@ STAFF_REFRESH_MS = 3000
 TICKET_REFRESH_MS = 5000
 
 # the buttons on a room's ticket, always in this order so they stay where hands expect
+# (labels in English, the catalogue's keys: the template says them in the page's language)
 TICKET_BUTTONS: tuple[tuple[ClinicAction, str], ...] = (
-    (ClinicAction.RECALL, "Recall"),
-    (ClinicAction.START, "Start"),
-    (ClinicAction.DONE, "Done"),
-    (ClinicAction.NO_SHOW, "No-show"),
-    (ClinicAction.SKIP, "Skip"),
+    (ClinicAction.RECALL, N_("Recall")),
+    (ClinicAction.START, N_("Start")),
+    (ClinicAction.DONE, N_("Done")),
+    (ClinicAction.NO_SHOW, N_("No-show")),
+    (ClinicAction.SKIP, N_("Skip")),
 )
 
 DONE_MESSAGES: dict[ClinicAction, str] = {
-    ClinicAction.CALL_NEXT: "Called {number} to room {room}",
-    ClinicAction.CALL: "Called {number} to room {room} (out of turn)",
-    ClinicAction.RECALL: "Called {number} again to room {room}",
-    ClinicAction.START: "{number} is in room {room}",
-    ClinicAction.DONE: "{number} is done",
-    ClinicAction.NO_SHOW: "{number} is marked no-show",
-    ClinicAction.SKIP: "{number} is set aside (skipped); recall it when the patient is back",
-    ClinicAction.TRANSFER: "{number} is moved to {target}",
+    ClinicAction.CALL_NEXT: N_("Called {number} to room {room}"),
+    ClinicAction.CALL: N_("Called {number} to room {room} (out of turn)"),
+    ClinicAction.RECALL: N_("Called {number} again to room {room}"),
+    ClinicAction.START: N_("{number} is in room {room}"),
+    ClinicAction.DONE: N_("{number} is done"),
+    ClinicAction.NO_SHOW: N_("{number} is marked no-show"),
+    ClinicAction.SKIP: N_("{number} is set aside (skipped); recall it when the patient is back"),
+    ClinicAction.TRANSFER: N_("{number} is moved to {target}"),
 }
 
 
@@ -85,15 +87,17 @@ def _allowed(state: str) -> frozenset[str]:
     return frozenset(a.value for a in TRANSITIONS[TicketState(state)])
 
 
-def _minutes(seconds: float) -> str:
-    return f"{max(int(seconds // 60), 0)} min"
+def _minutes(lang: Lang, seconds: float) -> str:
+    return gettext(lang, "{minutes} min", minutes=max(int(seconds // 60), 0))
 
 
-def _about(seconds: float | None) -> str:
+def _about(lang: Lang, seconds: float | None) -> str:
     if seconds is None:
         return ""
     minutes = math.ceil(seconds / 60)
-    return "now" if minutes < 1 else f"about {minutes} min"
+    if minutes < 1:
+        return gettext(lang, "now")
+    return gettext(lang, "about {minutes} min", minutes=minutes)
 
 
 def _live_url(site: str, choice: DeskChoice) -> str:
@@ -125,7 +129,7 @@ def clinic_index(request: Request) -> HTMLResponse:
 
 
 def _choose(
-    clinic: ClinicView, department: str, room: str, cookie: str | None
+    clinic: ClinicView, department: str, room: str, cookie: str | None, lang: Lang = "en"
 ) -> tuple[DeskChoice, str]:
     """The page's department and room: the query's, else the cookie's, else the first
     department; and a message when the query named something the site does not have."""
@@ -137,17 +141,28 @@ def _choose(
         if department not in by_slug:  # the site changed since: start over quietly
             department, room = "", ""
     if department and department not in by_slug:
-        problem = f"{clinic.site} has no department {department!r}; showing the first one"
+        problem = gettext(
+            lang,
+            "{site} has no department {department}; showing the first one",
+            site=clinic.site,
+            department=repr(department),
+        )
         department, room = "", ""
     chosen = by_slug.get(department) or clinic.departments[0]
     if room and room not in chosen.rooms:
-        problem = f"room {room} is not a room of {chosen.name} (rooms: {', '.join(chosen.rooms)})"
+        problem = gettext(
+            lang,
+            "room {room} is not a room of {department} (rooms: {rooms})",
+            room=room,
+            department=chosen.name,
+            rooms=", ".join(chosen.rooms),
+        )
         room = ""
     return DeskChoice(chosen, room or None), problem
 
 
 def _entry(e: QueueEntry, now: float, request: Request) -> dict[str, Any]:
-    zone = settings_of(request).zone
+    zone, lang = settings_of(request).zone, request_lang(request)
     return {
         "number": e.number,
         "state": e.state,
@@ -157,19 +172,24 @@ def _entry(e: QueueEntry, now: float, request: Request) -> dict[str, Any]:
         "preferred_room": e.preferred_room,
         "room": e.room,
         "position": e.position,
-        "waited": _minutes(now - e.queued_at),
+        "waited": _minutes(lang, now - e.queued_at),
         "waited_s": int(now - e.queued_at),
-        "estimate": _about(e.estimated_wait_s),
+        "estimate": _about(lang, e.estimated_wait_s),
         "allowed": _allowed(e.state),
     }
 
 
-def _targets(clinic: ClinicView) -> list[tuple[str, str]]:
+def _targets(clinic: ClinicView, lang: Lang) -> list[tuple[str, str]]:
     """Where a ticket may be transferred: each room, then each department (any room)."""
     rooms = [
-        (f"room:{room}", f"Room {room} ({d.name})") for d in clinic.departments for room in d.rooms
+        (f"room:{room}", gettext(lang, "Room {room} ({department})", room=room, department=d.name))
+        for d in clinic.departments
+        for room in d.rooms
     ]
-    return rooms + [(f"department:{d.slug}", f"{d.name}, any room") for d in clinic.departments]
+    return rooms + [
+        (f"department:{d.slug}", gettext(lang, "{department}, any room", department=d.name))
+        for d in clinic.departments
+    ]
 
 
 def _live_context(request: Request, clinic: ClinicView, choice: DeskChoice) -> dict[str, Any]:
@@ -207,7 +227,7 @@ def _live_context(request: Request, clinic: ClinicView, choice: DeskChoice) -> d
         "done": sum(e.state == TicketState.DONE.value for e in closed),
         "no_shows": sum(e.state == TicketState.NO_SHOW.value for e in closed),
         "buttons": TICKET_BUTTONS,
-        "targets": _targets(clinic),
+        "targets": _targets(clinic, request_lang(request)),
         "refresh_ms": STAFF_REFRESH_MS,
     }
     seen = repr((queue, int(now // 60)))
@@ -230,7 +250,9 @@ def staff_page(
     queue in call order, the desk check-in; it refreshes its live part by itself."""
     user = require(request, *CLINIC_STAFF)
     clinic = clinic_services(request).sites.get(site)
-    choice, problem = _choose(clinic, department, room, request.cookies.get(DESK_COOKIE))
+    choice, problem = _choose(
+        clinic, department, room, request.cookies.get(DESK_COOKIE), request_lang(request)
+    )
     response = render(
         request,
         "clinic_staff.html",
@@ -276,13 +298,15 @@ def staff_call_next(request: Request, site: str, department: FormStr, room: Form
     """My room calls the next patient; back to the page with the number or the reason."""
     user = require(request, *CLINIC_STAFF)
     if not room:
-        return _back(site, department, room, error="choose your room first, then call next")
+        return _back(
+            site, department, room, error=tr(request, "choose your room first, then call next")
+        )
     staff = clinic_services(request).staff
     try:
         done = staff.act(site, StaffRequest(ClinicAction.CALL_NEXT, room=room), _actor(user))
     except (CloudError, QueueError) as exc:
         return _back(site, department, room, error=str(exc))
-    flash = DONE_MESSAGES[ClinicAction.CALL_NEXT].format(number=done.number, room=done.room)
+    flash = tr(request, DONE_MESSAGES[ClinicAction.CALL_NEXT], number=done.number, room=done.room)
     return _back(site, department, room, flash=flash)
 
 
@@ -293,7 +317,7 @@ def _transfer_target(target: str) -> tuple[str | None, str | None]:
         return value, None
     if kind == "department" and value:
         return None, value
-    raise InvalidRequestError("choose where to transfer the ticket: a room or a department")
+    raise InvalidRequestError(N_("choose where to transfer the ticket: a room or a department"))
 
 
 @router.post("/clinic/{site}/staff/tickets/{number}/{action}")
@@ -317,16 +341,24 @@ def staff_ticket_action(
         try:
             what = ClinicAction(action)
         except ValueError:
-            raise InvalidRequestError(f"{action!r} is not an action on a ticket") from None
+            raise InvalidRequestError(
+                tr(request, "{action} is not an action on a ticket", action=repr(action))
+            ) from None
         if what is ClinicAction.CALL_NEXT:
-            raise InvalidRequestError("use the Call next button to call the next patient")
+            raise InvalidRequestError(
+                tr(request, "use the Call next button to call the next patient")
+            )
         if what is ClinicAction.CALL and not room:
-            raise InvalidRequestError(f"choose your room first, then call {number}")
+            raise InvalidRequestError(
+                tr(request, "choose your room first, then call {number}", number=number)
+            )
         moved_to = ""
         to_department = None
         if what is ClinicAction.TRANSFER:
             target_room, to_department = _transfer_target(target)
-            moved_to = f"room {target_room}" if target_room else f"{to_department}"
+            moved_to = (
+                tr(request, "room {room}", room=target_room) if target_room else f"{to_department}"
+            )
             ask = StaffRequest(what, number, None, to_department, target_room)
         elif what is ClinicAction.CALL:
             ask = StaffRequest(what, number, room=room)
@@ -337,7 +369,7 @@ def staff_ticket_action(
         done = staff.act(site, ask, _actor(user))
     except (CloudError, QueueError) as exc:
         return _back(site, department, room, error=str(exc))
-    flash = DONE_MESSAGES[what].format(number=done.number, room=done.room, target=moved_to)
+    flash = tr(request, DONE_MESSAGES[what], number=done.number, room=done.room, target=moved_to)
     return _back(site, department, room, flash=flash)
 
 
@@ -365,13 +397,26 @@ def staff_checkin(
         )
     except (CloudError, QueueError) as exc:
         return _back(site, department, room, error=str(exc))
+    lang = request_lang(request)
     if result.existing:
-        flash = f"This patient already holds {result.number} ({result.department_name}) today"
+        flash = gettext(
+            lang,
+            "This patient already holds {number} ({department}) today",
+            number=result.number,
+            department=result.department_name,
+        )
     else:
-        ahead = "nobody ahead" if result.ahead == 0 else f"{result.ahead} ahead"
-        flash = (
-            f"Checked in: {result.number}, {result.department_name}, {ahead}, "
-            f"wait {_about(result.estimated_wait_s)}"
+        if result.ahead == 0:
+            ahead = gettext(lang, "nobody ahead")
+        else:
+            ahead = gettext(lang, "{count} ahead", count=result.ahead)
+        flash = gettext(
+            lang,
+            "Checked in: {number}, {department}, {ahead}, wait {wait}",
+            number=result.number,
+            department=result.department_name,
+            ahead=ahead,
+            wait=_about(lang, result.estimated_wait_s),
         )
     return _back(site, department, room, flash=flash)
 
@@ -379,9 +424,9 @@ def staff_checkin(
 # ------------------------------------------------------------------ the patient's page
 
 TICKET_STATE_TEXT = {
-    TicketState.SKIPPED.value: "You were called but not found. Please tell the reception desk.",
-    TicketState.DONE.value: "Your visit is finished. Thank you.",
-    TicketState.NO_SHOW.value: (
+    TicketState.SKIPPED.value: N_("You were called but not found. Please tell the reception desk."),
+    TicketState.DONE.value: N_("Your visit is finished. Thank you."),
+    TicketState.NO_SHOW.value: N_(
         "This number was closed because you did not come when called. "
         "Please see the reception desk."
     ),
@@ -390,14 +435,15 @@ TICKET_STATE_TEXT = {
 
 def _ticket_context(request: Request, token: str) -> dict[str, Any]:
     status = clinic_services(request).checkin.status(token)
+    lang = request_lang(request)
     clock: Clock = request.app.state.clock
     now = local(clock.now(), settings_of(request).zone)
     final = status.state in (TicketState.DONE.value, TicketState.NO_SHOW.value)
     seen = repr((status, now.strftime("%H:%M")))
     return {
         "ticket": status,
-        "estimate": _about(status.estimated_wait_s),
-        "state_text": TICKET_STATE_TEXT.get(status.state, ""),
+        "estimate": _about(lang, status.estimated_wait_s),
+        "state_text": gettext(lang, TICKET_STATE_TEXT.get(status.state, "")),
         "updated": now.strftime("%H:%M"),
         "final": final,
         "version": hashlib.sha256(seen.encode()).hexdigest()[:16],

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
+from cloud.dashboard.i18n import day_text, request_lang, tr, weekday_name
 from cloud.dashboard.routes import render, require
 from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.services.facility_rules import RulesUpdate
-from cloud.services.rules import WEEKDAYS, format_clock, parse_clock
+from cloud.services.rules import format_clock, parse_clock
 from cloud.services.views import OpeningHoursView
 
 router = APIRouter(include_in_schema=False)
@@ -38,10 +39,11 @@ def facility_page(
     facility = svc.facilities.facility(facility_id)
     rules = svc.facility_rules.rules(facility_id)
     by_day = {h.weekday: h for h in rules.hours}
+    lang = request_lang(request)
     hours = [
         {
             "weekday": d,
-            "name": WEEKDAYS[d],
+            "name": weekday_name(lang, d),
             "opens": format_clock(by_day[d].opens_minute) if d in by_day else "",
             "closes": format_clock(by_day[d].closes_minute) if d in by_day else "",
         }
@@ -105,7 +107,7 @@ def save_rules(
         services(request).facility_rules.set_rules(facility_id, update)
     except CloudError as exc:
         return _back(facility_id, error=str(exc))
-    return _back(facility_id, flash="Rules saved")
+    return _back(facility_id, flash=tr(request, "Rules saved"))
 
 
 @router.post("/manage/facilities/{facility_id}/hours")
@@ -122,7 +124,7 @@ async def save_hours(request: Request, facility_id: int) -> Response:
         services(request).facility_rules.set_hours(facility_id, hours)
     except CloudError as exc:
         return _back(facility_id, error=str(exc))
-    return _back(facility_id, flash="Opening hours saved")
+    return _back(facility_id, flash=tr(request, "Opening hours saved"))
 
 
 @router.post("/manage/facilities/{facility_id}/closed-days")
@@ -132,12 +134,15 @@ def add_closed_day(request: Request, facility_id: int, day: FormStr, reason: For
     try:
         on = date.fromisoformat(day)
     except ValueError:
-        return _back(facility_id, error=f"give the day as YYYY-MM-DD; got {day!r}")
+        wrong = tr(request, "give the day as YYYY-MM-DD; got {day}", day=repr(day))
+        return _back(facility_id, error=wrong)
     try:
         services(request).facility_rules.add_closed_day(facility_id, on, reason)
     except CloudError as exc:
         return _back(facility_id, error=str(exc))
-    return _back(facility_id, flash=f"Closed on {day}")
+    return _back(
+        facility_id, flash=tr(request, "Closed on {day}", day=day_text(request_lang(request), on))
+    )
 
 
 @router.post("/manage/facilities/{facility_id}/closed-days/{day}/delete")
@@ -145,7 +150,10 @@ def remove_closed_day(request: Request, facility_id: int, day: date) -> Response
     """Open a closed day again."""
     require(request, *STAFF)
     services(request).facility_rules.remove_closed_day(facility_id, day)
-    return _back(facility_id, flash=f"Open again on {day}")
+    return _back(
+        facility_id,
+        flash=tr(request, "Open again on {day}", day=day_text(request_lang(request), day)),
+    )
 
 
 @router.post("/manage/facilities/{facility_id}/groups")
@@ -156,7 +164,7 @@ def add_group(request: Request, facility_id: int, name: FormStr, email: FormStr)
         services(request).facility_rules.add_group(facility_id, name, email)
     except CloudError as exc:
         return _back(facility_id, error=str(exc))
-    return _back(facility_id, flash=f"Registered {name}")
+    return _back(facility_id, flash=tr(request, "Registered {name}", name=name))
 
 
 @router.post("/manage/facilities/{facility_id}/groups/{group_id}/delete")
@@ -164,4 +172,4 @@ def remove_group(request: Request, facility_id: int, group_id: int) -> Response:
     """Forget a registered group."""
     require(request, *STAFF)
     services(request).facility_rules.remove_group(facility_id, group_id)
-    return _back(facility_id, flash="Group removed")
+    return _back(facility_id, flash=tr(request, "Group removed"))

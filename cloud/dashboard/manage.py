@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.reservations import reservation_out
+from cloud.dashboard.i18n import tr
 from cloud.dashboard.routes import render, require, settings_of
 from cloud.db.models import ReservationStatus, Role
 from cloud.errors import CloudError
@@ -52,8 +53,8 @@ def approve(request: Request, reservation_id: str) -> Response:
     user = require(request, Role.MANAGER)
     r = services(request).approvals.approve(reservation_id, by=user.username)
     if r.grant is not None and r.grant.offline:
-        return _back(f"Approved: {r.citizen_name}, an offline PIN was sent")
-    return _back(f"Approved: {r.citizen_name}, the PIN was sent")
+        return _back(tr(request, "Approved: {name}, an offline PIN was sent", name=r.citizen_name))
+    return _back(tr(request, "Approved: {name}, the PIN was sent", name=r.citizen_name))
 
 
 @router.post("/manage/{reservation_id}/reject")
@@ -61,7 +62,7 @@ def reject(request: Request, reservation_id: str) -> Response:
     """Reject one booking, then back to the list."""
     user = require(request, Role.MANAGER)
     r = services(request).approvals.reject(reservation_id, by=user.username)
-    return _back(f"Rejected: {r.citizen_name}")
+    return _back(tr(request, "Rejected: {name}", name=r.citizen_name))
 
 
 @router.post("/manage/{reservation_id}/paid")
@@ -69,7 +70,9 @@ def mark_paid(request: Request, reservation_id: str) -> Response:
     """Record the fee as paid at the counter."""
     user = require(request, Role.MANAGER)
     r = services(request).payments.mark_paid(reservation_id, by=f"manager:{user.username}")
-    return _back(f"Paid: {r.citizen_name}, \u00a5{r.fee_yen:,}")
+    return _back(
+        tr(request, "Paid: {name}, \u00a5{fee}", name=r.citizen_name, fee=f"{r.fee_yen:,}")
+    )
 
 
 @router.post("/manage/{reservation_id}/cancel")
@@ -80,4 +83,4 @@ def cancel(request: Request, reservation_id: str, reason: Annotated[str, Form()]
         r = services(request).cancellations.by_manager(reservation_id, user.username, reason)
     except CloudError as exc:
         return RedirectResponse(f"/manage?error={quote(str(exc))}", status_code=303)
-    return _back(f"Cancelled: {r.citizen_name}")
+    return _back(tr(request, "Cancelled: {name}", name=r.citizen_name))

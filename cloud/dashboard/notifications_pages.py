@@ -14,10 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.notifications import figure_range, mailing_out, preview_out
+from cloud.dashboard.i18n import N_, request_lang, tr
 from cloud.dashboard.routes import render, require, settings_of
 from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
-from cloud.localtime import format_span
+from cloud.localtime import format_span, format_span_ja
 from cloud.services.notifications import SurveyView
 from cloud.services.notifications_bulk import BulkMailDraft
 
@@ -98,7 +99,7 @@ def bulk_mail_page(
 def _draft(facility_id: int, form: dict[str, str]) -> BulkMailDraft:
     first, last = _day(form["from"]), _day(form["to"])
     if first is None or last is None:
-        raise InvalidRequestError("please give the first and the last day")
+        raise InvalidRequestError(N_("please give the first and the last day"))
     return BulkMailDraft(facility_id, first, last, form["subject"], form["body"])
 
 
@@ -145,18 +146,23 @@ def bulk_mail_send(
     except CloudError as exc:
         form["submit_key"] = ""
         return _bulk_page(request, facility_id, form, status_code=400, error=str(exc))
-    done = "was sent already" if m.replayed else "is queued"
-    flash = quote(f"Your mail to {m.recipients} citizens {done}.")
+    if m.replayed:
+        done = tr(request, "Your mail to {count} citizens was sent already.", count=m.recipients)
+    else:
+        done = tr(request, "Your mail to {count} citizens is queued.", count=m.recipients)
+    flash = quote(done)
     return RedirectResponse(f"/manage/facilities/{facility_id}/mail?flash={flash}", 303)
 
 
 def _survey_context(request: Request, view: SurveyView, sig: str) -> dict[str, Any]:
     zone = settings_of(request).zone
+    ja = request_lang(request) == "ja"
     return {
         "visit": view,
-        "when": format_span(view.starts_at, view.ends_at, zone),
+        "when": (format_span_ja if ja else format_span)(view.starts_at, view.ends_at, zone),
         "sig": sig,
         "scores": range(1, 6),
+        "page_url": f"/feedback/{quote(view.reservation_id)}?sig={quote(sig)}",
     }
 
 
@@ -180,7 +186,8 @@ def feedback(
         context = _survey_context(request, view, sig)
         return render(request, "feedback.html", status_code=409, error=str(exc), **context)
     context = _survey_context(request, view, sig)
-    return render(request, "feedback.html", flash="Thank you! Your score is recorded.", **context)
+    thanks = tr(request, "Thank you! Your score is recorded.")
+    return render(request, "feedback.html", flash=thanks, **context)
 
 
 @router.post("/mail/{mail_id}/retry")

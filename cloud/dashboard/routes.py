@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -12,10 +12,21 @@ from fastapi.templating import Jinja2Templates
 
 from cloud.api.deps import services
 from cloud.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
+from cloud.dashboard.i18n import (
+    LANG_COOKIE,
+    LANG_COOKIE_MAX_AGE_S,
+    LANG_NAMES,
+    LANGS,
+    install,
+    request_lang,
+    service_text,
+    tr,
+    when,
+)
 from cloud.dashboard.labels import event_label
 from cloud.db.models import Role
 from cloud.errors import TooManyAttemptsError
-from cloud.localtime import format_local
+from cloud.localtime import local
 from cloud.services.sync_status import short_time
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
@@ -23,6 +34,10 @@ from protocol.clock import Clock
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.filters["event_label"] = event_label
+templates.env.globals["lang_names"] = LANG_NAMES
+install(templates.env)
+# one-time messages a page carries in its address: not kept when the language switches
+ONCE_PARAMS = frozenset({"flash", "error"})
 router = APIRouter(include_in_schema=False)
 
 FormStr = Annotated[str, Form()]
@@ -47,11 +62,34 @@ def require(request: Request, *roles: Role) -> UserView:
     return check_role(page_user(request), frozenset(roles))
 
 
+def page_url(request: Request) -> str:
+    """Where the language switch comes back to: this page without its one-time messages
+    (the path alone after a form post; a handler may pass a better ``page_url``)."""
+    if request.method != "GET":
+        return request.url.path
+    query = urlencode(
+        [(k, v) for k, v in request.query_params.multi_items() if k not in ONCE_PARAMS]
+    )
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render ``name`` with the logged-in user and the time zone in the context."""
+    """Render ``name`` in the request's language (:mod:`cloud.dashboard.i18n`) with the
+    logged-in user and the time zone in the context; a service's English ``error`` is
+    said in Japanese where the catalogue knows it."""
+    settings = settings_of(request)
+    lang = request_lang(request)
     context.setdefault("user", page_user(request))
-    context.setdefault("timezone", settings_of(request).timezone)
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+    context.setdefault("timezone", settings.timezone)
+    context.setdefault("zone", settings.zone)
+    context.setdefault("page_url", page_url(request))
+    context["lang"] = lang
+    if isinstance(context.get("error"), str):
+        context["error"] = service_text(lang, context["error"])
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Content-Language"] = lang
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    return response
 
 
 def auth_error_page(request: Request, exc: AuthError) -> Response:
@@ -63,7 +101,24 @@ def auth_error_page(request: Request, exc: AuthError) -> Response:
 
 
 def _safe_next(target: str) -> str:
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    # "//host" and "/\\host" are other sites to a browser
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+
+
+@router.get("/lang/{code}")
+def switch_language(request: Request, code: str, next: str = "/") -> Response:
+    """The header's 日本語 / English switch: remember the language, back to the page."""
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if code in LANGS:
+        response.set_cookie(
+            LANG_COOKIE,
+            code,
+            max_age=LANG_COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=settings_of(request).public_url.startswith("https://"),
+        )
+    return response
 
 
 @router.get("/login")
@@ -90,7 +145,7 @@ def login(
             "login.html",
             status_code=401,
             next=_safe_next(next),
-            error="wrong user name or password; try again",
+            error=tr(request, "wrong user name or password; try again"),
         )
     clock: Clock = request.app.state.clock
     signer: SessionSigner = request.app.state.signer
@@ -125,30 +180,34 @@ def lock_page(request: Request, lock_id: str) -> HTMLResponse:
     """A lock's sync status (last sync, drift, next sync) and its audit log: each event
     once, newest first (manager or ops)."""
     user = require(request, Role.MANAGER, Role.OPS)
-    svc, zone = services(request), settings_of(request).zone
+    svc, zone, lang = services(request), settings_of(request).zone, request_lang(request)
     lock = svc.facilities.lock(lock_id)
     now = request.app.state.clock.now()
     events = [
         {
             "seq": e.seq,
             "kind": e.kind,
-            "label": event_label(e.kind, e.offline),
+            "label": event_label(e.kind, e.offline, lang),
             "offline": e.offline,
             "who": e.reservation_name,
-            "time_local": format_local(e.lock_ts, zone),
+            "time_local": when(lang, e.lock_ts, zone),
         }
         for e in svc.audit.events(lock_id)
     ]
     v = svc.sync_status.lock(lock_id)
 
-    def when(ts: int | None) -> str | None:
-        return None if ts is None else short_time(ts, zone, now)
+    def sync_time(ts: int | None) -> str | None:
+        if ts is None:
+            return None
+        if lang == "ja" and local(ts, zone).date() != local(now, zone).date():
+            return when(lang, ts, zone)
+        return short_time(ts, zone, now)
 
     sync = {
         "gateway_state": v.gateway_state,
         "reachable": v.reachable,
-        "last_sync": when(v.last_sync_at or v.applied_received_at),
-        "next_sync": when(v.next_sync_at),
+        "last_sync": sync_time(v.last_sync_at or v.applied_received_at),
+        "next_sync": sync_time(v.next_sync_at),
         "next_sync_overdue": v.next_sync_at is not None and v.next_sync_at < now,
         "drift_s": v.clock_drift_s if v.clock_drift_s is not None else v.clock_offset_s,
         "clock_set": v.clock_set,
@@ -167,7 +226,7 @@ def mail_page(request: Request) -> HTMLResponse:
     is the mailbox and shows bodies; with SMTP it does not (a body can hold a PIN)."""
     user = require(request, Role.OPS)
     settings = settings_of(request)
-    zone = settings.zone
+    zone, lang = settings.zone, request_lang(request)
     smtp = f"{settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host else ""
     mails = [
         {
@@ -175,11 +234,11 @@ def mail_page(request: Request) -> HTMLResponse:
             "to": m.to,
             "subject": m.subject,
             "body": "" if smtp else m.body,
-            "created_local": format_local(m.created_at, zone),
+            "created_local": when(lang, m.created_at, zone),
             "state": m.state.value,
             "attempts": m.attempts,
             "last_error": m.last_error,
-            "sent_local": "" if m.sent_at is None else format_local(m.sent_at, zone),
+            "sent_local": "" if m.sent_at is None else when(lang, m.sent_at, zone),
         }
         for m in services(request).mail.messages()
     ]

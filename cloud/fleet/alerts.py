@@ -109,7 +109,7 @@ def open_alert(
             f"{severity}: {kind.value.replace('_', ' ')} on {subject.label}\n\n"
             f"{message}\n\nOpened {when} ({settings.timezone}), alert #{alert_id}.\n"
             f"Acknowledge it in the alerts inbox: {settings.public_url.rstrip('/')}"
-            f"/api/fleet/alerts/{alert_id}\n"
+            f"/fleet/alerts#alert-{alert_id}\n"
             "It resolves by itself when the condition clears.\n"
         )
         subject_line = f"[Denen {severity}] {kind.value.replace('_', ' ')}: {subject.label}"

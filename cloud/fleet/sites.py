@@ -506,6 +506,7 @@ class SiteService:
                     ),
                     open_alerts=len(alerts),
                     critical_alerts=critical,
+                    last_seen=max((g.last_seen for g in gws), default=None),
                 )
             )
         return out

@@ -37,6 +37,7 @@ class SiteSummary:
     devices: HealthCounts
     open_alerts: int
     critical_alerts: int
+    last_seen: int | None = None  # the latest word from any of its gateways
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,10 @@ class Walkthrough:
         self.stack = stack
         users: Any = stack.seed["users"]
         self.manager = ("manager", str(users["manager"]["password"]))
-        self.cloud = httpx.Client(base_url=stack.cloud_url, timeout=10)
+        # the English lock page ("Unlocked with PIN"); without the header it is Japanese
+        self.cloud = httpx.Client(
+            base_url=stack.cloud_url, timeout=10, headers={"Accept-Language": "en"}
+        )
         self.sim = httpx.Client(base_url=stack.sim_url, timeout=10)
 
     def close(self) -> None:

@@ -56,7 +56,11 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
             with app.state.sessions.begin() as session:
                 seed = seed_demo(session)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+            async with httpx.AsyncClient(
+                transport=transport,
+                base_url="http://cloud",
+                headers={"Accept-Language": "en"},  # these tests read the English pages
+            ) as http:
                 yield Api(app, http, seed)
 
 

@@ -52,7 +52,9 @@ class Pages:
     def browser(self) -> httpx.AsyncClient:
         """A fresh client with its own cookie jar, as another person's browser."""
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://cloud"
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://cloud",
+            headers={"Accept-Language": "en"},  # these tests read the English pages
         )
         self.clients.append(client)
         return client

@@ -273,7 +273,11 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
     app = create_app(settings, clock=site.clock)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://c",
+            headers={"Accept-Language": "en"},  # the English manage and lock pages
+        ) as http,
     ):
         staff = basic("manager", site.seed.manager.password)
         listed = await http.get("/api/reservations", params={"status": "approved"}, headers=staff)
