@@ -1,11 +1,13 @@
 """Seed a database quickly for the demo and for tests: a facility with one room (the main
 hall) behind one entrance lock, and users; a clinic site with departments, patients and
-today's appointments (:func:`seed_clinic`)."""
+today's appointments (:func:`seed_clinic`). Each site belongs to a city department with
+the seeded manager or clinic staff as members, so they see it (:mod:`cloud.services.scope`).
+"""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -13,12 +15,35 @@ from sqlalchemy.orm import Session
 
 from cloud.clinic.sites import DepartmentSpec, create_clinic
 from cloud.db.clinic_models import Appointment, Patient
+from cloud.db.fleet_models import CityDepartment
 from cloud.db.models import Facility, Lock, OpeningHours, Role, Room, User
+from cloud.fleet import sites as fleet_sites
 from cloud.services.access import bump_version
 from cloud.services.facilities import check_offline_secret
 from cloud.services.users import generate_password, hash_password
 from protocol.clock import Clock, SystemClock
 from protocol.patient_card import PatientCardNumber
+
+# the city departments the seeds put their sites in (slug -> name)
+DEPARTMENT_NAMES = {
+    "education": "教育委員会 / Board of Education",
+    "health": "保健部 / Health Department",
+}
+SEED_ACTOR = "seed"
+
+
+def seed_department(
+    session: Session, department: str, site: str, members: Collection[str], now: int
+) -> None:
+    """Put ``site`` in ``department`` (created when missing, named from
+    :data:`DEPARTMENT_NAMES`) with ``members`` in it, through the fleet's own functions in
+    the caller's transaction."""
+    if session.get(CityDepartment, department) is None:
+        name = DEPARTMENT_NAMES.get(department, department)
+        fleet_sites.put_department(session, department, name, actor=SEED_ACTOR, now=now)
+    for username in members:
+        fleet_sites.add_member(session, department, username, actor=SEED_ACTOR, now=now)
+    fleet_sites.put_site(session, site, actor=SEED_ACTOR, now=now, department=department)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,8 @@ def seed_demo(
     pin_key: str | None = None,
     offline_secret: str | None = None,
     users: dict[str, Role] | None = None,
+    department: str = "education",
+    members: Collection[str] | None = None,
     clock: Clock | None = None,
 ) -> DemoSeed:
     """Create a facility with one room behind one entrance lock (``pin_key`` hex, random
@@ -74,6 +101,8 @@ def seed_demo(
     the lock gets no offline PINs) and users with generated passwords (default ``manager``
     and ``ops``). The facility is open around the clock with no lead time, so the demo and the
     end-to-end tests can book "in ten minutes" at any hour; rules are edited by the API.
+    Its site belongs to the city ``department`` with ``members`` (default: the seeded
+    managers) in it.
 
     Flushes but does not commit: the caller owns the transaction
     (``with sessions.begin() as s: seed = seed_demo(s)``).
@@ -118,6 +147,9 @@ def seed_demo(
         seeded[username] = SeededUser(username, role, password)
     session.flush()
     bump_version(session, site, gateway, now)
+    if members is None:
+        members = [u.username for u in seeded.values() if u.role is Role.MANAGER]
+    seed_department(session, department, site, members, now)
     return DemoSeed(
         facility.id,
         facility_name,
@@ -184,6 +216,8 @@ def seed_clinic(
     name: str = "Yonago Clinic A",
     displays: Sequence[str] = ("clinic-a-disp-1",),
     users: dict[str, Role] | None = None,
+    department: str = "health",
+    members: Collection[str] | None = None,
     clock: Clock | None = None,
 ) -> ClinicSeed:
     """A clinic site: internal medicine (numbers ``A-…``, rooms 1 and 2; also the walk-in
@@ -191,7 +225,8 @@ def seed_clinic(
     patients (one card issued by another hospital, one patient without email) and two
     appointments today relative to the clock: one that can be checked in now (in 20
     minutes, internal medicine) and one too early for it (in 2 hours, pediatrics); users
-    with generated passwords (default ``clinic`` with the clinic role).
+    with generated passwords (default ``clinic`` with the clinic role). The site belongs to
+    the city ``department`` with ``members`` (default: the seeded clinic staff) in it.
 
     Flushes but does not commit, like :func:`seed_demo`.
     """
@@ -266,6 +301,9 @@ def seed_clinic(
         )
         seeded[username] = SeededUser(username, role, password)
     session.flush()
+    if members is None:
+        members = [u.username for u in seeded.values() if u.role is Role.CLINIC]
+    seed_department(session, department, site, members, now)
     return ClinicSeed(
         site=site,
         gateway=gateway,

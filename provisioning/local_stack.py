@@ -210,6 +210,13 @@ class LocalStack:
             }
         )
 
+    def cloud_admin(self, *args: str) -> str:
+        """Run ``denen-cloud ARGS`` against this stack's cloud (its database and settings),
+        as city operations would on the cloud host; its standard output."""
+        return self._run(
+            f"denen-cloud {args[0]}", self._python("cloud.main", *args), self._cloud_env()
+        )
+
     def _run(self, what: str, argv: list[str], env: dict[str, str], stdin: str = "") -> str:
         """Run one installation step; raise with its own error message when it fails."""
         done = subprocess.run(  # noqa: S603 - our own console entry points

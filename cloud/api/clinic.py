@@ -3,9 +3,11 @@ desk), the ticket status link, staff actions, the staff's queue view, figures, t
 log, and city announcements. Thin: each route parses, calls a service in
 :mod:`cloud.clinic`, serialises.
 
-Roles: ``clinic`` (clinic staff) and ``ops`` for everything a clinic does; ``ops`` alone
-for sites and announcements; nobody for the patient's check-in and status link (the card
-number is what the patient has). Nothing here that a display gets carries a name."""
+Roles: ``clinic`` (clinic staff) and ``ops`` for everything a clinic does, clinic staff
+at the sites of their departments only (another site answers 404 like a site with no
+clinic: :mod:`cloud.services.scope`); ``ops`` alone for sites and announcements; nobody
+for the patient's check-in and status link (the card number is what the patient has).
+Nothing here that a display gets carries a name."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud.api.deps import Ops, api_user
+from cloud.api.deps import Ops, api_user, services
 from cloud.clinic.announcements import AnnouncementView
 from cloud.clinic.appointments import AppointmentRecord, ImportResult, PatientRecord
 from cloud.clinic.audit import ActionEntry
@@ -27,7 +29,8 @@ from cloud.clinic.sites import ClinicView, DepartmentSpec
 from cloud.clinic.staff import ActionResult, QueueView, StaffRequest
 from cloud.db.clinic_models import TicketSource
 from cloud.db.models import Role
-from cloud.errors import InvalidRequestError
+from cloud.errors import InvalidRequestError, NotFoundError
+from cloud.services.scope import within
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -42,6 +45,18 @@ from protocol.queue_rules import tokyo_day
 router = APIRouter(prefix="/api/clinic", tags=["clinic"])
 
 ClinicStaff = Annotated[UserView, Depends(api_user(Role.CLINIC, Role.OPS))]
+
+
+def clinic_staff_at(site: str, request: Request) -> UserView:
+    """A dependency for the ``/sites/{site}/…`` routes: clinic staff or ops who may see
+    the clinic at ``site`` (clinic staff: at their departments' sites); else 404, as for a
+    site with no clinic (:mod:`cloud.services.scope`)."""
+    user = api_user(Role.CLINIC, Role.OPS)(request)
+    services(request).scope.require_clinic(user, site)
+    return user
+
+
+StaffAtSite = Annotated[UserView, Depends(clinic_staff_at)]
 Card = Annotated[
     str,
     Field(
@@ -103,9 +118,10 @@ class ClinicIn(_In):
 
 
 @router.get("/sites")
-def list_sites(svc: Clinics, _user: ClinicStaff) -> list[ClinicView]:
-    """Every clinic site with its departments, rooms and displays."""
-    return svc.sites.all()
+def list_sites(request: Request, svc: Clinics, user: ClinicStaff) -> list[ClinicView]:
+    """The clinic sites the caller may see (clinic staff: of their departments; ops:
+    every one) with their departments, rooms and displays."""
+    return svc.sites.all(services(request).scope.sites(user))
 
 
 @router.post("/sites", status_code=status.HTTP_201_CREATED)
@@ -135,7 +151,7 @@ def create_site(body: ClinicIn, request: Request, svc: Clinics, _user: Ops) -> C
 
 
 @router.get("/sites/{site}")
-def get_site(site: str, svc: Clinics, _user: ClinicStaff) -> ClinicView:
+def get_site(site: str, svc: Clinics, _user: StaffAtSite) -> ClinicView:
     """One clinic site."""
     return svc.sites.get(site)
 
@@ -179,9 +195,16 @@ def import_patients(body: PatientsIn, svc: Clinics, _user: ClinicStaff) -> Impor
 
 
 @router.post("/appointments")
-def import_appointments(body: AppointmentsIn, svc: Clinics, _user: ClinicStaff) -> ImportResult:
+def import_appointments(
+    body: AppointmentsIn, request: Request, svc: Clinics, user: ClinicStaff
+) -> ImportResult:
     """Create, update or cancel appointments by ``(source, external_id)`` (a batch; all or
-    nothing; sending the same batch again changes nothing)."""
+    nothing; sending the same batch again changes nothing). Clinic staff send only their
+    departments' sites: another site is refused like a site with no clinic."""
+    scope = services(request).scope.sites(user)
+    for i, a in enumerate(body.appointments):
+        if not within(a.site, scope):
+            raise NotFoundError(f"appointments[{i}]: there is no clinic at site {a.site!r}")
     return svc.appointments.upsert_appointments(
         body.source,
         [
@@ -253,7 +276,7 @@ def app_checkin(body: AppCheckinIn, request: Request, svc: Clinics) -> CheckinOu
 
 @router.post("/sites/{site}/checkins")
 def desk_checkin(
-    site: str, body: DeskCheckinIn, request: Request, svc: Clinics, _user: ClinicStaff
+    site: str, body: DeskCheckinIn, request: Request, svc: Clinics, _user: StaffAtSite
 ) -> CheckinOut:
     """Reception: check a patient in (with or without a card, urgent or not)."""
     result = svc.checkin.check_in(
@@ -278,7 +301,7 @@ class ActionIn(_In):
 
 
 @router.post("/sites/{site}/rooms/{room}/call-next")
-def call_next(site: str, room: str, svc: Clinics, user: ClinicStaff) -> ActionResult:
+def call_next(site: str, room: str, svc: Clinics, user: StaffAtSite) -> ActionResult:
     """Room ``room`` calls the next patient of its department."""
     return svc.staff.act(site, StaffRequest(ClinicAction.CALL_NEXT, room=room), _actor(user))
 
@@ -290,7 +313,7 @@ def ticket_action(
     action: ClinicAction,
     *,
     svc: Clinics,
-    user: ClinicStaff,
+    user: StaffAtSite,
     body: ActionIn | None = None,
 ) -> ActionResult:
     """``call`` (with ``room``), ``recall``, ``start``, ``done``, ``no_show``, ``skip`` or
@@ -303,7 +326,7 @@ def ticket_action(
 
 
 @router.get("/sites/{site}/departments/{department}/queue")
-def department_queue(site: str, department: str, svc: Clinics, _user: ClinicStaff) -> QueueView:
+def department_queue(site: str, department: str, svc: Clinics, _user: StaffAtSite) -> QueueView:
     """The department today: each room's ticket, the waiting tickets in call order (with
     position and estimated wait) and the others; patient names for the staff."""
     return svc.staff.queue(site, department)
@@ -321,7 +344,7 @@ def _day(request: Request, day: date | None) -> date:
 
 @router.get("/sites/{site}/figures")
 def figures(
-    site: str, request: Request, svc: Clinics, _user: ClinicStaff, day: Day = None
+    site: str, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
 ) -> ClinicDayFigures:
     """Check-ins per hour, waiting time (check-in to first call) median and 90th
     percentile per department, no-show rate; offline (agent) tickets included."""
@@ -330,7 +353,7 @@ def figures(
 
 @router.get("/sites/{site}/actions")
 def actions(
-    site: str, request: Request, svc: Clinics, _user: ClinicStaff, day: Day = None
+    site: str, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
 ) -> list[ActionEntry]:
     """The day's staff action log, oldest first (refused offline replays included)."""
     return svc.audit.actions(site, _day(request, day))

@@ -1,4 +1,6 @@
-"""Facilities, their rooms and locks, and a day's availability."""
+"""Facilities, their rooms and locks, and a day's availability. Reading is public (the
+booking form needs it); a manager changes only the facilities of its departments
+(:mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -94,8 +96,10 @@ def list_facilities(svc: ServicesDep) -> list[FacilityOut]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_facility(body: FacilityIn, svc: ServicesDep, _user: Staff) -> FacilityOut:
-    """Register a facility, open 09:00-21:00 every day until set (manager or ops)."""
+def create_facility(body: FacilityIn, svc: ServicesDep, user: Staff) -> FacilityOut:
+    """Register a facility, open 09:00-21:00 every day until set (ops, or a manager at a
+    site of its departments)."""
+    svc.scope.require_site(user, body.site)
     return _out(svc.facilities.create_facility(body.name, body.site, body.gateway))
 
 
@@ -125,8 +129,9 @@ def list_rooms(facility_id: int, svc: ServicesDep) -> list[RoomOut]:
 
 
 @router.post("/{facility_id}/rooms", status_code=status.HTTP_201_CREATED)
-def add_room(facility_id: int, body: RoomIn, svc: ServicesDep, _user: Staff) -> RoomOut:
+def add_room(facility_id: int, body: RoomIn, svc: ServicesDep, user: Staff) -> RoomOut:
     """Add a bookable room or court (manager or ops)."""
+    svc.scope.require_facility(user, facility_id)
     return room_out(svc.facilities.add_room(facility_id, body.name, body.capacity))
 
 
@@ -137,8 +142,9 @@ def list_locks(facility_id: int, svc: ServicesDep) -> list[LockOut]:
 
 
 @router.post("/{facility_id}/locks", status_code=status.HTTP_201_CREATED)
-def add_lock(facility_id: int, body: LockIn, svc: ServicesDep, _user: Staff) -> LockCreated:
+def add_lock(facility_id: int, body: LockIn, svc: ServicesDep, user: Staff) -> LockCreated:
     """Register a lock; the answer carries its PIN key once (manager or ops)."""
+    svc.scope.require_facility(user, facility_id)
     lock, key = svc.facilities.add_lock(
         facility_id,
         body.lock_id,

@@ -1,5 +1,6 @@
 """A facility manager's figures (JSON and CSV), no-shows, and bulk mail to the citizens
-with bookings in a date range (preview, send, sent log)."""
+with bookings in a date range (preview, send, sent log); a manager reaches only the
+facilities of its departments, another's answers 404 (:mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -43,14 +44,16 @@ def figure_range(request: Request, from_day: date | None, to_day: date | None) -
 def figures(
     facility_id: int,
     request: Request,
+    *,
     svc: ServicesDep,
-    _user: Staff,
+    user: Staff,
     from_day: FromDay = None,
     to_day: ToDay = None,
 ) -> FacilityFigures:
     """Per local month: bookings, users (distinct citizens who came), visitors (their
     group sizes), utilisation (booked / open room-hours), no-show rate and the mean 1-5
     satisfaction score. Definitions: docs/reservations.md (staff)."""
+    svc.scope.require_facility(user, facility_id)
     first, last = figure_range(request, from_day, to_day)
     return svc.figures.monthly(facility_id, first, last)
 
@@ -59,12 +62,14 @@ def figures(
 def figures_as_csv(
     facility_id: int,
     request: Request,
+    *,
     svc: ServicesDep,
-    _user: Staff,
+    user: Staff,
     from_day: FromDay = None,
     to_day: ToDay = None,
 ) -> Response:
     """The same figures as CSV, one line per month (staff)."""
+    svc.scope.require_facility(user, facility_id)
     first, last = figure_range(request, from_day, to_day)
     body = figures_csv(svc.figures.monthly(facility_id, first, last))
     name = f"figures-facility-{facility_id}-{first}-{last}.csv"
@@ -92,12 +97,14 @@ class NoShowOut(BaseModel):
 def no_shows(
     facility_id: int,
     request: Request,
+    *,
     svc: ServicesDep,
-    _user: Staff,
+    user: Staff,
     from_day: Annotated[date | None, Query(alias="from")] = None,
     to_day: Annotated[date | None, Query(alias="to")] = None,
 ) -> list[NoShowOut]:
     """Approved bookings whose PIN opened no door by their end (staff)."""
+    svc.scope.require_facility(user, facility_id)
     settings: CloudSettings = request.app.state.settings
     zone = settings.zone
     return [
@@ -194,10 +201,11 @@ def mailing_out(m: BulkMailingView, settings: CloudSettings) -> BulkMailingOut:
 
 @router.post("/{facility_id}/bulk-mail/preview")
 def preview_bulk_mail(
-    facility_id: int, body: BulkMailIn, svc: ServicesDep, _user: Manager
+    facility_id: int, body: BulkMailIn, svc: ServicesDep, user: Manager
 ) -> BulkPreviewOut:
     """Who would get this mail (everyone with a pending or approved booking at the
     facility in the days), and how the first one's mail reads; nothing is sent."""
+    svc.scope.require_facility(user, facility_id)
     return preview_out(svc.bulk_mail.preview(body.draft(facility_id)))
 
 
@@ -219,6 +227,7 @@ def send_bulk_mail(
             "send an Idempotency-Key header (a fresh UUID per mailing) so that a retry "
             "does not mail everyone twice"
         )
+    svc.scope.require_facility(user, facility_id)
     m = svc.bulk_mail.send(body.draft(facility_id), f"manager:{user.username}", idempotency_key)
     if m.replayed:
         response.status_code = status.HTTP_200_OK
@@ -228,8 +237,9 @@ def send_bulk_mail(
 
 @router.get("/{facility_id}/bulk-mail")
 def bulk_mail_log(
-    facility_id: int, request: Request, svc: ServicesDep, _user: Manager
+    facility_id: int, request: Request, svc: ServicesDep, user: Manager
 ) -> list[BulkMailingOut]:
     """The facility's bulk mailings, newest first: who sent what, when, to how many."""
+    svc.scope.require_facility(user, facility_id)
     settings: CloudSettings = request.app.state.settings
     return [mailing_out(m, settings) for m in svc.bulk_mail.log(facility_id)]

@@ -34,8 +34,10 @@ def healthz(request: Request) -> JSONResponse:
 
 
 @router.get("/api/locks/{lock_id}/audit")
-def lock_audit(lock_id: str, svc: ServicesDep, _user: Staff, limit: int = 200) -> list[AuditOut]:
-    """A lock's events, newest first, with the reservation name behind each grant."""
+def lock_audit(lock_id: str, svc: ServicesDep, user: Staff, limit: int = 200) -> list[AuditOut]:
+    """A lock's events, newest first, with the reservation name behind each grant (a
+    manager: of its departments' facilities)."""
+    svc.scope.require_lock(user, lock_id)
     svc.facilities.lock(lock_id)  # 404 for an unknown lock
     return [
         AuditOut(
@@ -55,9 +57,11 @@ def lock_audit(lock_id: str, svc: ServicesDep, _user: Staff, limit: int = 200) -
 
 
 @router.get("/api/locks/{lock_id}/sync")
-def lock_sync(lock_id: str, request: Request, svc: ServicesDep, _user: Staff) -> LockSyncOut:
+def lock_sync(lock_id: str, request: Request, svc: ServicesDep, user: Staff) -> LockSyncOut:
     """What the site's agent last said about the lock: the snapshot version and grants it
-    holds, its last and next sync, its clock drift, its revocation list (manager or ops)."""
+    holds, its last and next sync, its clock drift, its revocation list (manager of its
+    facility's department, or ops)."""
+    svc.scope.require_lock(user, lock_id)
     v = svc.sync_status.lock(lock_id)
     settings: CloudSettings = request.app.state.settings
     zone = settings.zone

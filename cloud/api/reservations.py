@@ -1,5 +1,6 @@
 """Bookings: citizens create, follow and cancel them; managers list, approve, reject,
-cancel them and record counter payments."""
+cancel them and record counter payments, at the facilities of their departments only
+(another's booking is a 404 like a missing one: :mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -172,13 +173,14 @@ def create_reservation(
 def list_reservations(
     request: Request,
     svc: ServicesDep,
-    _user: Manager,
+    user: Manager,
     status: ReservationStatus | None = Query(default=None),  # noqa: B008 - FastAPI idiom
     facility_id: int | None = None,
 ) -> list[ReservationOut]:
-    """Reservations, optionally of one status or facility (manager)."""
+    """Reservations, optionally of one status or facility (manager: of the facilities of
+    its departments only)."""
     settings = _settings(request)
-    views = svc.reservations.list(status, facility_id)
+    views = svc.reservations.list(status, facility_id, sites=svc.scope.sites(user))
     access = svc.sync_status.grants(r for r in views if r.status is ReservationStatus.APPROVED)
     return [reservation_out(r, settings, access.get(r.id)) for r in views]
 
@@ -199,6 +201,7 @@ def approve(
     reservation_id: str, request: Request, svc: ServicesDep, user: Manager
 ) -> ReservationOut:
     """Approve a pending booking: issues the PIN, mails it, publishes the snapshot."""
+    svc.scope.require_reservation(user, reservation_id)
     view = svc.approvals.approve(reservation_id, by=user.username)
     access = svc.sync_status.grants([view])
     return reservation_out(view, _settings(request), access.get(view.id))
@@ -209,6 +212,7 @@ def reject(
     reservation_id: str, request: Request, svc: ServicesDep, user: Manager
 ) -> ReservationOut:
     """Reject a pending booking (manager)."""
+    svc.scope.require_reservation(user, reservation_id)
     view = svc.approvals.reject(reservation_id, by=user.username)
     return reservation_out(view, _settings(request))
 
@@ -223,6 +227,7 @@ def cancel(
         view = svc.cancellations.by_citizen(reservation_id, body.token, body.reason)
     else:
         user = api_user(Role.MANAGER)(request)
+        svc.scope.require_reservation(user, reservation_id)
         view = svc.cancellations.by_manager(reservation_id, user.username, body.reason)
     return reservation_out(view, _settings(request))
 
@@ -232,5 +237,6 @@ def mark_paid(
     reservation_id: str, request: Request, svc: ServicesDep, user: Manager
 ) -> ReservationOut:
     """The fee was paid at the counter: unpaid → paid (manager)."""
+    svc.scope.require_reservation(user, reservation_id)
     view = svc.payments.mark_paid(reservation_id, by=f"manager:{user.username}")
     return reservation_out(view, _settings(request))

@@ -4,7 +4,7 @@ departments each call-number display shows."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -209,12 +209,14 @@ class ClinicSiteService:
                 raise NotFoundError(f"there is no clinic at site {site!r}")
             return _view(clinic)
 
-    def all(self) -> list[ClinicView]:
-        """Every clinic site."""
+    def all(self, sites: Collection[str] | None = None) -> list[ClinicView]:
+        """Every clinic site, or those at ``sites`` (a user's scope:
+        :mod:`cloud.services.scope`)."""
+        query = select(Clinic) if sites is None else select(Clinic).where(Clinic.site.in_(sites))
         with self._sessions() as session:
             clinics = session.scalars(
-                select(Clinic)
-                .order_by(Clinic.site)
-                .options(selectinload(Clinic.departments).selectinload(Department.rooms))
+                query.order_by(Clinic.site).options(
+                    selectinload(Clinic.departments).selectinload(Department.rooms)
+                )
             ).all()
             return [_view(c) for c in clinics]

@@ -1,7 +1,7 @@
-"""The clinic manager's figures of one day, as a page and as CSV (clinic staff and ops):
-check-ins per hour as a bar chart, waiting time (check-in to first call) median and 90th
-percentile per department, no-shows. The numbers are :class:`cloud.clinic.figures.
-ClinicFigureService`'s; this module only lays them out.
+"""The clinic manager's figures of one day, as a page and as CSV (clinic staff of the
+site's department, and ops): check-ins per hour as a bar chart, waiting time (check-in to
+first call) median and 90th percentile per department, no-shows. The numbers are
+:class:`cloud.clinic.figures.ClinicFigureService`'s; this module only lays them out.
 
     GET /clinic/{site}/figures?date=YYYY-MM-DD
     GET /clinic/{site}/figures.csv?date=YYYY-MM-DD           one line per department
@@ -21,9 +21,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from cloud.api.clinic import clinic_services
 from cloud.clinic.figures import ClinicDayFigures
-from cloud.dashboard.clinic_pages import CLINIC_STAFF
+from cloud.dashboard.clinic_pages import require_clinic
 from cloud.dashboard.i18n import Lang, gettext, request_lang
-from cloud.dashboard.routes import render, require
+from cloud.dashboard.routes import render
 from cloud.errors import InvalidRequestError
 from protocol.clock import Clock
 from protocol.queue_rules import tokyo_day
@@ -110,7 +110,7 @@ def _figures_context(figures: ClinicDayFigures, lang: Lang) -> dict[str, Any]:
 @router.get("/clinic/{site}/figures")
 def clinic_figures_page(request: Request, site: str, on: DayParam = "") -> HTMLResponse:
     """A day's check-ins per hour, waiting times and no-shows, with CSV links."""
-    user = require(request, *CLINIC_STAFF)
+    user = require_clinic(request, site)
     day = _day(request, on)
     clinics = clinic_services(request)
     figures = clinics.figures.day(site, day)
@@ -144,7 +144,7 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...], name: str) -> Res
 def clinic_figures_csv(request: Request, site: str, on: DayParam = "") -> Response:
     """The day's figures per department as CSV (seconds, rates as fractions, blanks for
     none), like the gym's figures CSV."""
-    require(request, *CLINIC_STAFF)
+    require_clinic(request, site)
     figures = clinic_services(request).figures.day(site, _day(request, on))
     rows = [
         {
@@ -168,7 +168,7 @@ def clinic_figures_csv(request: Request, site: str, on: DayParam = "") -> Respon
 @router.get("/clinic/{site}/checkins-per-hour.csv")
 def clinic_hours_csv(request: Request, site: str, on: DayParam = "") -> Response:
     """The day's check-ins per local hour as CSV."""
-    require(request, *CLINIC_STAFF)
+    require_clinic(request, site)
     figures = clinic_services(request).figures.day(site, _day(request, on))
     rows = [
         {

@@ -12,8 +12,9 @@ to the staff page as its message, never as an error page.
     GET  /ticket/{token}                        the patient's page (no login)
     GET  /ticket/{token}/live                   its live part
 
-Staff pages are for the ``clinic`` and ``ops`` roles and may show patient names (it is
-the staff's own screen); the ticket page shows what a display shows: numbers, no names.
+Staff pages are for the ``clinic`` and ``ops`` roles, clinic staff at the sites of their
+departments only (another clinic is a 404), and may show patient names (it is the
+staff's own screen); the ticket page shows what a display shows: numbers, no names.
 Forms are protected from other sites like the rest of the dashboard: the session cookie
 is ``SameSite=Lax``, so a cross-site POST arrives without it and is refused.
 """
@@ -30,6 +31,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.clinic import clinic_services
+from cloud.api.deps import services
 from cloud.clinic.sites import ClinicView, DepartmentSpec
 from cloud.clinic.staff import QueueEntry, QueueView, StaffRequest
 from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr
@@ -107,6 +109,16 @@ def _live_url(site: str, choice: DeskChoice) -> str:
     return f"/clinic/{quote(site)}/staff/live?{urlencode(query)}"
 
 
+def require_clinic(request: Request, site: str) -> UserView:
+    """The logged-in clinic staff or ops user, who must see the clinic at ``site`` (clinic
+    staff: at their departments' sites); else 404, as for a site with no clinic
+    (:mod:`cloud.services.scope`). Before any form is handled: an action at another
+    department's clinic is refused the same way, not sent back as the page's message."""
+    user = require(request, *CLINIC_STAFF)
+    services(request).scope.require_clinic(user, site)
+    return user
+
+
 def _back(site: str, department: str, room: str, *, flash: str = "", error: str = "") -> Response:
     query = {"department": department, "room": room, "flash": flash, "error": error}
     target = f"/clinic/{quote(site)}/staff?{urlencode({k: v for k, v in query.items() if v})}"
@@ -118,11 +130,11 @@ def _back(site: str, department: str, room: str, *, flash: str = "", error: str 
 
 @router.get("/clinic")
 def clinic_index(request: Request) -> HTMLResponse:
-    """Every clinic site with links to its rooms' staff pages and its figures."""
+    """The clinic sites the user may see (clinic staff: of their departments) with links
+    to their rooms' staff pages and figures."""
     user = require(request, *CLINIC_STAFF)
-    return render(
-        request, "clinic_index.html", user=user, clinics=clinic_services(request).sites.all()
-    )
+    clinics = clinic_services(request).sites.all(services(request).scope.sites(user))
+    return render(request, "clinic_index.html", user=user, clinics=clinics)
 
 
 # -------------------------------------------------------------------------- staff page
@@ -248,7 +260,7 @@ def staff_page(
 ) -> Response:
     """A room's page: call next, the room's ticket and its buttons, the department's
     queue in call order, the desk check-in; it refreshes its live part by itself."""
-    user = require(request, *CLINIC_STAFF)
+    user = require_clinic(request, site)
     clinic = clinic_services(request).sites.get(site)
     choice, problem = _choose(
         clinic, department, room, request.cookies.get(DESK_COOKIE), request_lang(request)
@@ -279,7 +291,7 @@ def staff_page(
 def staff_live(request: Request, site: str, department: str = "", room: str = "") -> Response:
     """The live part of the staff page (rooms, the room's ticket, the queue), with its
     version in a header: the page swaps it in when the version changed."""
-    require(request, *CLINIC_STAFF)
+    require_clinic(request, site)
     clinic = clinic_services(request).sites.get(site)
     choice, _ = _choose(clinic, department, room, None)
     context = _live_context(request, clinic, choice)
@@ -296,7 +308,7 @@ def _actor(user: UserView) -> str:
 @router.post("/clinic/{site}/staff/call-next")
 def staff_call_next(request: Request, site: str, department: FormStr, room: FormStr) -> Response:
     """My room calls the next patient; back to the page with the number or the reason."""
-    user = require(request, *CLINIC_STAFF)
+    user = require_clinic(request, site)
     if not room:
         return _back(
             site, department, room, error=tr(request, "choose your room first, then call next")
@@ -335,7 +347,7 @@ def staff_ticket_action(
     """A button on a ticket: ``call`` (to my room, out of turn), ``recall`` (to its room,
     or ``to_room`` for a skipped ticket), ``start``, ``done``, ``no_show``, ``skip`` or
     ``transfer`` (``target`` is ``room:<label>`` or ``department:<slug>``)."""
-    user = require(request, *CLINIC_STAFF)
+    user = require_clinic(request, site)
     staff = clinic_services(request).staff
     try:
         try:
@@ -386,7 +398,7 @@ def staff_checkin(
 ) -> Response:
     """Check a patient in at the desk: with the card (their appointment, or a walk-in),
     or without one (a walk-in in ``to_department``); urgent when the box is ticked."""
-    require(request, *CLINIC_STAFF)
+    require_clinic(request, site)
     try:
         result = clinic_services(request).checkin.check_in(
             site,

@@ -1,5 +1,6 @@
 """A simple page for staff to edit a facility's booking rules, hours, closed days and
-registered groups (the same services as the API)."""
+registered groups (the same services as the API); a manager only those of its
+departments' facilities (:mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.dashboard.i18n import day_text, request_lang, tr, weekday_name
-from cloud.dashboard.routes import render, require
+from cloud.dashboard.routes import render, require_facility
 from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.services.facility_rules import RulesUpdate
@@ -34,7 +35,7 @@ def facility_page(
     request: Request, facility_id: int, flash: str = "", error: str = ""
 ) -> HTMLResponse:
     """The rules, hours, closed days and groups of one facility, each with its form."""
-    user = require(request, *STAFF)
+    user = require_facility(request, facility_id, *STAFF)
     svc = services(request)
     facility = svc.facilities.facility(facility_id)
     rules = svc.facility_rules.rules(facility_id)
@@ -89,7 +90,7 @@ def save_rules(
     off_peak: FormStr = "",
 ) -> Response:
     """Save the numbers; ``off_peak`` is ``HH:MM-HH:MM`` or empty."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     try:
         lo = hi = None
         if off_peak.strip():
@@ -113,7 +114,7 @@ def save_rules(
 @router.post("/manage/facilities/{facility_id}/hours")
 async def save_hours(request: Request, facility_id: int) -> Response:
     """Save the week: ``opens-<d>`` and ``closes-<d>`` per weekday; both empty: closed."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     form = await request.form()
     try:
         hours = []
@@ -130,7 +131,7 @@ async def save_hours(request: Request, facility_id: int) -> Response:
 @router.post("/manage/facilities/{facility_id}/closed-days")
 def add_closed_day(request: Request, facility_id: int, day: FormStr, reason: FormStr) -> Response:
     """Close the facility on a day."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     try:
         on = date.fromisoformat(day)
     except ValueError:
@@ -148,7 +149,7 @@ def add_closed_day(request: Request, facility_id: int, day: FormStr, reason: For
 @router.post("/manage/facilities/{facility_id}/closed-days/{day}/delete")
 def remove_closed_day(request: Request, facility_id: int, day: date) -> Response:
     """Open a closed day again."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     services(request).facility_rules.remove_closed_day(facility_id, day)
     return _back(
         facility_id,
@@ -159,7 +160,7 @@ def remove_closed_day(request: Request, facility_id: int, day: date) -> Response
 @router.post("/manage/facilities/{facility_id}/groups")
 def add_group(request: Request, facility_id: int, name: FormStr, email: FormStr) -> Response:
     """Register a group."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     try:
         services(request).facility_rules.add_group(facility_id, name, email)
     except CloudError as exc:
@@ -170,6 +171,6 @@ def add_group(request: Request, facility_id: int, name: FormStr, email: FormStr)
 @router.post("/manage/facilities/{facility_id}/groups/{group_id}/delete")
 def remove_group(request: Request, facility_id: int, group_id: int) -> Response:
     """Forget a registered group."""
-    require(request, *STAFF)
+    require_facility(request, facility_id, *STAFF)
     services(request).facility_rules.remove_group(facility_id, group_id)
     return _back(facility_id, flash=tr(request, "Group removed"))

@@ -1,5 +1,6 @@
 """The facility manager's pages: the approval queue, upcoming bookings with their
-payment, cancelling with a reason."""
+payment, cancelling with a reason; of the facilities of the manager's departments only
+(another's booking is a 404: :mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cloud.dashboard.i18n import tr
 from cloud.dashboard.routes import render, require, settings_of
 from cloud.db.models import ReservationStatus, Role
 from cloud.errors import CloudError
+from cloud.services.views import UserView
 from protocol.clock import Clock
 
 router = APIRouter(include_in_schema=False)
@@ -24,6 +26,14 @@ def _back(flash: str) -> Response:
     return RedirectResponse(f"/manage?flash={quote(flash)}", status_code=303)
 
 
+def _manager_of(request: Request, reservation_id: str) -> UserView:
+    """The logged-in manager, if the booking is at one of its departments' facilities;
+    else 404, as for a booking that does not exist."""
+    user = require(request, Role.MANAGER)
+    services(request).scope.require_reservation(user, reservation_id)
+    return user
+
+
 @router.get("/manage")
 def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
     """Pending bookings to approve or reject; approved ones to come, with where their PIN
@@ -31,9 +41,12 @@ def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
     user = require(request, Role.MANAGER)
     svc, settings = services(request), settings_of(request)
     clock: Clock = request.app.state.clock
-    pending = svc.reservations.list(ReservationStatus.PENDING)
+    sites = svc.scope.sites(user)  # only the facilities of the manager's departments
+    pending = svc.reservations.list(ReservationStatus.PENDING, sites=sites)
     upcoming = [
-        r for r in svc.reservations.list(ReservationStatus.APPROVED) if r.ends_at > clock.now()
+        r
+        for r in svc.reservations.list(ReservationStatus.APPROVED, sites=sites)
+        if r.ends_at > clock.now()
     ]
     access = svc.sync_status.grants(upcoming)
     return render(
@@ -50,7 +63,7 @@ def manage(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
 @router.post("/manage/{reservation_id}/approve")
 def approve(request: Request, reservation_id: str) -> Response:
     """Approve one booking, then back to the list."""
-    user = require(request, Role.MANAGER)
+    user = _manager_of(request, reservation_id)
     r = services(request).approvals.approve(reservation_id, by=user.username)
     if r.grant is not None and r.grant.offline:
         return _back(tr(request, "Approved: {name}, an offline PIN was sent", name=r.citizen_name))
@@ -60,7 +73,7 @@ def approve(request: Request, reservation_id: str) -> Response:
 @router.post("/manage/{reservation_id}/reject")
 def reject(request: Request, reservation_id: str) -> Response:
     """Reject one booking, then back to the list."""
-    user = require(request, Role.MANAGER)
+    user = _manager_of(request, reservation_id)
     r = services(request).approvals.reject(reservation_id, by=user.username)
     return _back(tr(request, "Rejected: {name}", name=r.citizen_name))
 
@@ -68,7 +81,7 @@ def reject(request: Request, reservation_id: str) -> Response:
 @router.post("/manage/{reservation_id}/paid")
 def mark_paid(request: Request, reservation_id: str) -> Response:
     """Record the fee as paid at the counter."""
-    user = require(request, Role.MANAGER)
+    user = _manager_of(request, reservation_id)
     r = services(request).payments.mark_paid(reservation_id, by=f"manager:{user.username}")
     return _back(
         tr(request, "Paid: {name}, \u00a5{fee}", name=r.citizen_name, fee=f"{r.fee_yen:,}")
@@ -78,7 +91,7 @@ def mark_paid(request: Request, reservation_id: str) -> Response:
 @router.post("/manage/{reservation_id}/cancel")
 def cancel(request: Request, reservation_id: str, reason: Annotated[str, Form()] = "") -> Response:
     """Cancel a booking with a reason: the PIN stops working, a paid fee is refunded."""
-    user = require(request, Role.MANAGER)
+    user = _manager_of(request, reservation_id)
     try:
         r = services(request).cancellations.by_manager(reservation_id, user.username, reason)
     except CloudError as exc:

@@ -1,6 +1,7 @@
 """Pages for notifications and figures: a facility's monthly figures (staff), bulk mail
 to its citizens (manager: write, preview, send, sent log), the citizen's one-click
-satisfaction score, and queueing a failed mail again (ops)."""
+satisfaction score, and queueing a failed mail again (ops). A manager reaches only the
+facilities of its departments (:mod:`cloud.services.scope`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cloud.api.deps import services
 from cloud.api.notifications import figure_range, mailing_out, preview_out
 from cloud.dashboard.i18n import N_, request_lang, tr
-from cloud.dashboard.routes import render, require, settings_of
+from cloud.dashboard.routes import render, require, require_facility, settings_of
 from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.localtime import format_span, format_span_ja
@@ -46,7 +47,7 @@ def figures_page(
     to_day: Annotated[str, Query(alias="to")] = "",
 ) -> HTMLResponse:
     """Monthly users, utilisation, no-show rate and satisfaction, with a CSV link."""
-    user = require(request, *STAFF)
+    user = require_facility(request, facility_id, *STAFF)
     first, last = figure_range(request, _day(from_day), _day(to_day))
     figures = services(request).figures.monthly(facility_id, first, last)
     rows = [
@@ -71,7 +72,7 @@ def _bulk_page(
     flash: str = "",
     error: str = "",
 ) -> HTMLResponse:
-    user = require(request, Role.MANAGER)
+    user = require_facility(request, facility_id, Role.MANAGER)
     svc, settings = services(request), settings_of(request)
     return render(
         request,
@@ -114,7 +115,7 @@ def bulk_mail_preview(
     body: FormStr,
 ) -> HTMLResponse:
     """Who would get the mail and how it reads; the send button carries a fresh key."""
-    require(request, Role.MANAGER)
+    require_facility(request, facility_id, Role.MANAGER)
     form = {"from": from_day, "to": to_day, "subject": subject, "body": body}
     # one key per preview: a double click on "send" (or a reload) sends once
     form["submit_key"] = secrets.token_urlsafe(16)
@@ -137,7 +138,7 @@ def bulk_mail_send(
     submit_key: FormStr,
 ) -> Response:
     """Queue the mails, then back to the page with the log."""
-    user = require(request, Role.MANAGER)
+    user = require_facility(request, facility_id, Role.MANAGER)
     form = {"from": from_day, "to": to_day, "subject": subject, "body": body}
     try:
         m = services(request).bulk_mail.send(

@@ -62,6 +62,15 @@ def require(request: Request, *roles: Role) -> UserView:
     return check_role(page_user(request), frozenset(roles))
 
 
+def require_facility(request: Request, facility_id: int, *roles: Role) -> UserView:
+    """The logged-in user, who must hold one of ``roles`` and see the facility (a manager:
+    at its departments' sites, :mod:`cloud.services.scope`); else 404, as for a facility
+    that does not exist."""
+    user = require(request, *roles)
+    services(request).scope.require_facility(user, facility_id)
+    return user
+
+
 def page_url(request: Request) -> str:
     """Where the language switch comes back to: this page without its one-time messages
     (the path alone after a form post; a handler may pass a better ``page_url``)."""
@@ -171,16 +180,24 @@ def logout() -> Response:
 
 @router.get("/")
 def index(request: Request) -> HTMLResponse:
-    """Facilities, their rooms and locks."""
-    return render(request, "index.html", facilities=services(request).facilities.facilities())
+    """Facilities, their rooms and locks (public: the booking form starts here); the staff
+    links of the facilities the logged-in manager or ops user may manage."""
+    svc, user = services(request), page_user(request)
+    managed: frozenset[int] | None = frozenset()
+    if user is not None and user.role in (Role.MANAGER, Role.OPS):
+        managed = svc.scope.facility_ids(user)
+    return render(
+        request, "index.html", user=user, facilities=svc.facilities.facilities(), managed=managed
+    )
 
 
 @router.get("/locks/{lock_id}")
 def lock_page(request: Request, lock_id: str) -> HTMLResponse:
     """A lock's sync status (last sync, drift, next sync) and its audit log: each event
-    once, newest first (manager or ops)."""
+    once, newest first (manager of its facility's department, or ops)."""
     user = require(request, Role.MANAGER, Role.OPS)
     svc, zone, lang = services(request), settings_of(request).zone, request_lang(request)
+    svc.scope.require_lock(user, lock_id)  # another department's lock: 404
     lock = svc.facilities.lock(lock_id)
     now = request.app.state.clock.now()
     events = [

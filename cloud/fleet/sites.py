@@ -1,8 +1,9 @@
-"""Sites, the city departments that own them, and who sees what.
+"""Sites, the city departments that own them, and the fleet's views of them.
 
-Ops and technicians see every site; a facility manager (role ``manager``) sees only the
-sites of the departments it is a member of; other roles see none. A site outside the
-caller's scope answers 404 like a site that does not exist.
+Who sees which site is the cloud's one rule in :mod:`cloud.services.scope`: ops and
+technicians every site; a facility manager or clinic staff the sites of the departments
+they are members of. A site outside the caller's scope answers 404 like a site that does
+not exist.
 
 The overview and the detail pages are computed here from the health rows (see
 :mod:`cloud.fleet.health`) and the open alerts.
@@ -29,7 +30,7 @@ from cloud.db.fleet_models import (
     Site,
     Twin,
 )
-from cloud.db.models import Facility, Gateway, Role, User
+from cloud.db.models import Facility, Gateway, User
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet import rules
 from cloud.fleet.alerts import alert_view
@@ -48,13 +49,13 @@ from cloud.fleet.views import (
     SiteDetail,
     SiteSummary,
 )
+from cloud.services.scope import ALL_SITES_ROLES, Scope, sites_in_scope
 from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.ids import is_slug
 from protocol.messages import AgentConfigData
 
-ALL_SITES_ROLES = frozenset({Role.OPS, Role.TECHNICIAN})
 RINGS = (0, 1, 2)
 
 
@@ -92,6 +93,78 @@ def ensure_device(
         dev = session.scalars(query).one()
     dev.gateway = gateway
     return dev
+
+
+def put_department(
+    session: Session, slug: str, name: str, *, actor: str, now: int
+) -> CityDepartment:
+    """Create or rename a city department, in ``session``'s transaction."""
+    check_slug("department", slug)
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidRequestError("a department name has 1 to 200 characters")
+    dep = session.get(CityDepartment, slug)
+    if dep is None:
+        dep = CityDepartment(slug=slug, name=name, created_at=now)
+        session.add(dep)
+    dep.name = name
+    audit(session, now, actor, "department.put", subject=slug, detail={"name": name})
+    session.flush()
+    return dep
+
+
+def add_member(session: Session, slug: str, username: str, *, actor: str, now: int) -> None:
+    """Let ``username`` (a facility manager, clinic staff) act for the department's
+    sites, in ``session``'s transaction."""
+    if session.get(CityDepartment, slug) is None:
+        raise NotFoundError(f"no department {slug!r}; create it first")
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    if session.get(DepartmentMember, (user.id, slug)) is None:
+        session.add(DepartmentMember(user_id=user.id, department=slug))
+        audit(session, now, actor, "department.member", subject=slug, detail={"user": username})
+    session.flush()
+
+
+def put_site(
+    session: Session,
+    slug: str,
+    *,
+    actor: str,
+    now: int,
+    name: str | None = None,
+    department: str | None = None,
+    ring: int | None = None,
+) -> Site:
+    """Create a site or change its name, department or default rollout ring, in
+    ``session``'s transaction."""
+    check_slug("site", slug)
+    if ring is not None and ring not in RINGS:
+        raise InvalidRequestError("ring is 0 (first sites), 1 (more) or 2 (the rest)")
+    if department is not None and session.get(CityDepartment, department) is None:
+        raise NotFoundError(f"no department {department!r}; create it first")
+    ensure_site(session, slug, now)
+    row = session.get(Site, slug)
+    assert row is not None
+    if name is not None:
+        if not 1 <= len(name.strip()) <= 200:
+            raise InvalidRequestError("a site name has 1 to 200 characters")
+        row.name = name.strip()
+    if department is not None:
+        row.department = department
+    if ring is not None:
+        row.ring = ring
+    audit(
+        session,
+        now,
+        actor,
+        "site.put",
+        site=slug,
+        detail={"name": row.name, "department": row.department, "ring": row.ring},
+    )
+    session.flush()
+    return row
 
 
 def command_view(c: Command) -> CommandView:
@@ -145,36 +218,20 @@ class SiteService:
 
     # ------------------------------------------------------------------- scope
 
-    def scope(self, user: UserView) -> frozenset[str] | None:
-        """The sites ``user`` may see; None: every site."""
+    def scope(self, user: UserView) -> Scope:
+        """The sites ``user`` may see; None: every site (:mod:`cloud.services.scope`)."""
         if user.role in ALL_SITES_ROLES:
             return None
-        if user.role is not Role.MANAGER:
-            return frozenset()
         with self._sessions() as session:
-            rows = session.scalars(
-                select(Site.slug)
-                .join(DepartmentMember, DepartmentMember.department == Site.department)
-                .where(DepartmentMember.user_id == user.id)
-            )
-            return frozenset(rows)
+            return sites_in_scope(session, user)
 
     # ------------------------------------------------------------------- admin
 
     def put_department(self, slug: str, name: str, actor: str) -> DepartmentView:
         """Create or rename a city department."""
-        check_slug("department", slug)
-        name = name.strip()
-        if not 1 <= len(name) <= 200:
-            raise InvalidRequestError("a department name has 1 to 200 characters")
         now = int(self._clock.now())
         with self._sessions.begin() as session:
-            dep = session.get(CityDepartment, slug)
-            if dep is None:
-                dep = CityDepartment(slug=slug, name=name, created_at=now)
-                session.add(dep)
-            dep.name = name
-            audit(session, now, actor, "department.put", subject=slug, detail={"name": name})
+            dep = put_department(session, slug, name, actor=actor, now=now)
             return self._department(session, dep)
 
     def departments(self) -> list[DepartmentView]:
@@ -183,26 +240,13 @@ class SiteService:
             return [self._department(session, d) for d in rows]
 
     def add_member(self, slug: str, username: str, actor: str) -> DepartmentView:
-        """Let ``username`` (a facility manager) act for the department."""
+        """Let ``username`` (a facility manager, clinic staff) act for the department's
+        sites."""
         now = int(self._clock.now())
         with self._sessions.begin() as session:
+            add_member(session, slug, username, actor=actor, now=now)
             dep = session.get(CityDepartment, slug)
-            if dep is None:
-                raise NotFoundError(f"no department {slug!r}; create it first")
-            user = session.scalars(select(User).where(User.username == username)).first()
-            if user is None:
-                raise NotFoundError(f"no user {username!r}")
-            if session.get(DepartmentMember, (user.id, slug)) is None:
-                session.add(DepartmentMember(user_id=user.id, department=slug))
-                audit(
-                    session,
-                    now,
-                    actor,
-                    "department.member",
-                    subject=slug,
-                    detail={"user": username},
-                )
-            session.flush()
+            assert dep is not None
             return self._department(session, dep)
 
     @staticmethod
@@ -225,33 +269,11 @@ class SiteService:
         ring: int | None = None,
     ) -> SiteSummary:
         """Create a site or change its name, department or default rollout ring."""
-        check_slug("site", slug)
-        if ring is not None and ring not in RINGS:
-            raise InvalidRequestError("ring is 0 (first sites), 1 (more) or 2 (the rest)")
         now = int(self._clock.now())
         with self._sessions.begin() as session:
-            if department is not None and session.get(CityDepartment, department) is None:
-                raise NotFoundError(f"no department {department!r}; create it first")
-            ensure_site(session, slug, now)
-            row = session.get(Site, slug)
-            assert row is not None
-            if name is not None:
-                if not 1 <= len(name.strip()) <= 200:
-                    raise InvalidRequestError("a site name has 1 to 200 characters")
-                row.name = name.strip()
-            if department is not None:
-                row.department = department
-            if ring is not None:
-                row.ring = ring
-            audit(
-                session,
-                now,
-                actor,
-                "site.put",
-                site=slug,
-                detail={"name": row.name, "department": row.department, "ring": row.ring},
+            put_site(
+                session, slug, actor=actor, now=now, name=name, department=department, ring=ring
             )
-            session.flush()
             return self._summaries(self._load(session, [slug]))[0]
 
     def put_device(

@@ -27,6 +27,7 @@ from cloud.services.notifications import NotificationService
 from cloud.services.notifications_bulk import BulkMailService
 from cloud.services.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.services.reservations import ReservationService
+from cloud.services.scope import SiteScopeService
 from cloud.services.sync_status import SyncStatusService
 from cloud.services.users import UserService
 from cloud.settings import CloudSettings
@@ -50,6 +51,7 @@ class Services:
     mail: MailOutbox
     payments: PaymentService
     reservations: ReservationService
+    scope: SiteScopeService  # who sees which sites: cloud/services/scope.py
     users: UserService
     sync_status: SyncStatusService
     notifications: NotificationService
@@ -85,6 +87,7 @@ def build_services(
         mail=MailOutbox(sessions, clock),
         payments=PaymentService(sessions, clock, providers),
         reservations=ReservationService(*booking),
+        scope=SiteScopeService(sessions),
         users=UserService(sessions, clock),
         sync_status=SyncStatusService(sessions, clock, settings),
         notifications=NotificationService(sessions, clock, settings),

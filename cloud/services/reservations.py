@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -301,13 +301,21 @@ class ReservationService:
             return reservation_view(r, self._providers)
 
     def list(
-        self, status: ReservationStatus | None = None, facility_id: int | None = None
+        self,
+        status: ReservationStatus | None = None,
+        facility_id: int | None = None,
+        *,
+        sites: Collection[str] | None = None,
     ) -> list[ReservationView]:
-        """Reservations, soonest first, optionally of one status and facility."""
+        """Reservations, soonest first, optionally of one status and facility, and of the
+        facilities at ``sites`` only (a user's scope: :mod:`cloud.services.scope`)."""
         query = select(Reservation).options(*LOAD).order_by(Reservation.starts_at)
         if status is not None:
             query = query.where(Reservation.status == status)
         if facility_id is not None:
             query = query.where(Reservation.facility_id == facility_id)
+        if sites is not None:
+            in_scope = select(Facility.id).where(Facility.site.in_(sites))
+            query = query.where(Reservation.facility_id.in_(in_scope))
         with self._sessions() as session:
             return [reservation_view(r, self._providers) for r in session.scalars(query).all()]

@@ -28,6 +28,13 @@ def seeded_login(stack: LocalStack, role: str) -> Login:
     raise AssertionError(f"the seed has no {role} user: {sorted(users)}")
 
 
+def created_login(stack: LocalStack, username: str, role: str) -> Login:
+    """A new user of the running stack, made as ops would: ``denen-cloud create-user``
+    against the stack's cloud database."""
+    out = stack.cloud_admin("create-user", username, "--role", role)
+    return Login(username, out.rsplit(": ", 1)[1].strip())
+
+
 def log_in(page: Page, base_url: str, login: Login) -> None:
     """Log in on the login page (following whatever ``next`` it carries)."""
     if "/login" not in page.url:

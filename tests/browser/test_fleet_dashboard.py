@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from provisioning.local_stack import GATEWAY, LOCK_ID, SITE, LocalStack
-from tests.browser.people import Login, log_in, seeded_login
+from tests.browser.people import Login, created_login, log_in, seeded_login
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.browser
@@ -58,9 +58,11 @@ def _wait_online(api: httpx.Client, deadline_s: float = ONLINE_WITHIN_S) -> None
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetStack]:
     """The stack, with the city's departments as ops sets them up through the JSON API:
-    the gym belongs to the board of education, the manager to the health department."""
+    the gym belongs to the board of education (the seed's, with the seeded manager), a
+    second manager to the health department."""
     with running_stack(tmp_path_factory.mktemp("fleet-stack")) as stack:
-        ops, manager = seeded_login(stack, "ops"), seeded_login(stack, "manager")
+        ops = seeded_login(stack, "ops")
+        manager = created_login(stack, "fm-health", "manager")
         auth = (ops.username, ops.password)
         with httpx.Client(base_url=stack.cloud_url, auth=auth, timeout=10) as api:
             for path, body in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.db.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
@@ -254,3 +256,73 @@ async def test_five_wrong_passwords_lock_the_user_name_for_five_minutes(api: Api
     clock.advance(301)
     r = await api.http.get("/api/reservations", headers=api.as_user("manager"))
     assert r.status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def _logged_in(api: Api, username: str, password: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of its own (cookie jar), logged in as ``username``."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app),
+        base_url="http://cloud",
+        headers={"Accept-Language": "en"},
+    ) as client:
+        r = await client.post("/login", data={"username": username, "password": password})
+        assert r.status_code == 303, r.text
+        yield client
+
+
+async def test_a_manager_of_another_department_neither_sees_nor_acts_at_the_gym(
+    api: Api,
+) -> None:
+    rid, fid = (await _book(api))["id"], api.seed.facility_id
+    _, password = api.app.state.services.users.create("fm-health", Role.MANAGER)
+    sites = api.app.state.fleet.services.sites
+    sites.put_department("health", "Health Department", "ops")
+    sites.add_member("health", "fm-health", "ops")
+    other = basic("fm-health", password)
+
+    # the API: no booking listed; the gym's booking, facility and lock answer like missing
+    for query in ("", "?status=pending", f"?facility_id={fid}"):
+        r = await api.http.get(f"/api/reservations{query}", headers=other)
+        assert (r.status_code, r.json()) == (200, []), query
+    for method, path in (
+        ("POST", f"/api/reservations/{rid}/approve"),
+        ("POST", f"/api/reservations/{rid}/payment/paid"),
+        ("GET", f"/api/facilities/{fid}/figures"),
+        ("GET", f"/api/facilities/{fid}/no-shows"),
+        ("GET", f"/api/facilities/{fid}/groups"),
+        ("GET", "/api/locks/gym-a-1/sync"),
+        ("GET", "/api/locks/gym-a-1/audit"),
+    ):
+        r = await api.http.request(method, path, headers=other)
+        assert r.status_code == 404, (path, r.text)
+    missing = await api.http.post("/api/reservations/no-such-id/approve", headers=other)
+    refused = await api.http.post(f"/api/reservations/{rid}/approve", headers=other)
+    assert refused.json()["detail"] == missing.json()["detail"].replace("no-such-id", rid)
+
+    # the pages: an empty queue, no staff links, and 404 for the gym's own pages
+    async with _logged_in(api, "fm-health", password) as page:
+        manage = await page.get("/manage")
+        assert manage.status_code == 200
+        assert rid not in manage.text
+        assert f'data-testid="rules-link-{fid}"' not in (await page.get("/")).text
+        for path in (
+            f"/manage/facilities/{fid}",
+            f"/manage/facilities/{fid}/figures",
+            f"/manage/facilities/{fid}/mail",
+            "/locks/gym-a-1",
+        ):
+            assert (await page.get(path)).status_code == 404, path
+        assert (await page.post(f"/manage/{rid}/approve")).status_code == 404
+
+    # the gym's own manager sees and approves it
+    mine = api.as_user("manager")
+    listed = await api.http.get("/api/reservations?status=pending", headers=mine)
+    assert [r["id"] for r in listed.json()] == [rid]
+    assert (await api.http.get(f"/api/facilities/{fid}/figures", headers=mine)).status_code == 200
+    async with _logged_in(api, "manager", api.seed.manager.password) as page:
+        assert f'data-testid="approve-{rid}"' in (await page.get("/manage")).text
+        assert f'data-testid="rules-link-{fid}"' in (await page.get("/")).text
+        for path in (f"/manage/facilities/{fid}", f"/manage/facilities/{fid}/figures"):
+            assert (await page.get(path)).status_code == 200, path
+        assert (await page.post(f"/manage/{rid}/approve")).status_code == 303

@@ -281,3 +281,67 @@ async def test_announcements_reach_every_clinic_or_chosen_ones_and_clear_at_expi
     assert (await api.post("/api/clinic/announcements", json=past, user="ops")).status_code == 400
     staff = await api.post("/api/clinic/announcements", json=everyone, user="clinic")
     assert staff.status_code == 403
+
+
+async def test_clinic_staff_of_another_department_neither_see_nor_act_at_the_clinic(
+    api: Api,
+) -> None:
+    # clinic-b moves to the welfare department, whose desk is desk-w; clinic-a stays health's
+    _, password = api.app.state.services.users.create("desk-w", Role.CLINIC)
+    sites = api.app.state.fleet.services.sites
+    sites.put_department("welfare", "Welfare Department", "ops")
+    sites.add_member("welfare", "desk-w", "ops")
+    sites.put_site("clinic-b", actor="ops", department="welfare")
+    waiting = await api.post(f"/api/clinic/sites/{SITE}/checkins", json={})
+    assert waiting.json()["number"] == "A-001"
+    other = basic("desk-w", password)
+
+    listed = await api.http.get("/api/clinic/sites", headers=other)
+    assert [c["site"] for c in listed.json()] == ["clinic-b"]
+    queue = "/departments/internal/queue"
+    for method, path in (
+        ("GET", ""),
+        ("GET", queue),
+        ("GET", "/figures"),
+        ("GET", "/actions"),
+        ("POST", "/rooms/1/call-next"),
+        ("POST", "/tickets/A-001/call"),
+        ("POST", "/checkins"),
+    ):
+        kw: dict[str, Any] = {"json": {}} if method == "POST" else {}
+        r = await api.http.request(method, f"/api/clinic/sites/{SITE}{path}", headers=other, **kw)
+        missing = await api.http.request(
+            method, f"/api/clinic/sites/clinic-z{path}", headers=other, **kw
+        )
+        assert (r.status_code, r.json()["detail"]) == (
+            404,
+            missing.json()["detail"].replace("clinic-z", SITE),
+        ), path
+    visit = {"external_id": "w-1", "card": api.card("Sato Ken"), "site": SITE}
+    visit |= {"department": "internal", "at": NINE + 30 * MIN}
+    r = await api.http.post(
+        "/api/clinic/appointments",
+        json={"source": "his-w", "appointments": [visit]},
+        headers=other,
+    )
+    assert r.status_code == 404
+    assert (await api.http.get(f"/api/clinic/sites/clinic-b{queue}", headers=other)).is_success
+
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as desk:
+        login = {"username": "desk-w", "password": password}
+        assert (await desk.post("/login", data=login)).status_code == 303
+        assert f"/clinic/{SITE}/" not in (await desk.get("/clinic")).text
+        for path in ("/staff?department=internal&room=1", "/figures", "/figures.csv"):
+            assert (await desk.get(f"/clinic/{SITE}{path}")).status_code == 404, path
+        form = {"department": "internal", "room": "1"}
+        r = await desk.post(f"/clinic/{SITE}/staff/call-next", data=form)
+        assert r.status_code == 404
+
+    # nothing was called; the clinic's own staff still call, read the queue and figures
+    assert (await api.call_next("1")).json()["number"] == "A-001"
+    for path in (queue, "/figures"):
+        r = await api.http.get(f"/api/clinic/sites/{SITE}{path}", headers=api.as_user("clinic"))
+        assert r.status_code == 200, path
+    r = await api.http.get(f"/api/clinic/sites/clinic-b{queue}", headers=api.as_user("clinic"))
+    assert r.status_code == 404  # clinic-b is the welfare department's now

@@ -121,7 +121,7 @@ async def pages(tmp_path: Path, template: Template) -> AsyncIterator[Pages]:
         app = create_app(settings, clock=clock)
         async with app.router.lifespan_context(app):
             with app.state.sessions.begin() as session:
-                seed = seed_demo(session, clock=clock, users=USERS)
+                seed = seed_demo(session, clock=clock, users=USERS, members=["fm-edu"])
             world = Pages(app, clock, seed)
             sites = world.fleet.sites
             sites.put_department("education", "Board of Education", "ops")
