@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.db.fleet_models import Alert, Device, HealthSample
 from cloud.db.models import Gateway
 from cloud.fleet import rules
-from cloud.fleet.alerts import open_alert, open_alert_of, prime_open_keys, resolve_alert
+from cloud.fleet.alerts import (
+    is_open,
+    open_alert,
+    open_alert_of,
+    prime_open_keys,
+    resolve_alert,
+)
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
 from cloud.fleet.sites import ensure_device, ensure_site
 from cloud.fleet.twins import (
@@ -190,11 +196,15 @@ class HealthService:
             return
         now = int(self._clock.now())
         with self._sessions.begin() as session:
+            devices: dict[tuple[str, str], Device] = {}  # once per lock, not once per event
             for site, gateway, event in relevant:
-                ensure_site(session, site, now)
-                dev = ensure_device(
-                    session, site, gateway, event.lock_id, kind=DeviceKind.LOCK, now=now
-                )
+                dev = devices.get((site, event.lock_id))
+                if dev is None:
+                    ensure_site(session, site, now)
+                    dev = ensure_device(
+                        session, site, gateway, event.lock_id, kind=DeviceKind.LOCK, now=now
+                    )
+                    devices[(site, event.lock_id)] = dev
                 self._event(session, dev, event, now)
 
     def _event(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
@@ -224,6 +234,8 @@ class HealthService:
                     source_seq=event.seq,
                 )
         for kind, resolution in _CLOSES.get(event.kind, ()):
+            if not is_open(session, kind, subject):
+                continue  # nearly always: an unlock with no jam or lockout open
             alert = open_alert_of(session, kind, subject)
             if alert is not None and (alert.source_seq is None or alert.source_seq < event.seq):
                 resolve_alert(session, now, kind, subject, resolution)
