@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup check test test-fast demo bench clean
+.PHONY: setup check test test-fast demo bench bench-fleet clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/calls.py
+
+bench-fleet: setup
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,8 @@
     denen-sim display --id clinic-a-disp-1 --link /tmp/disp-1 --control-port 8110
     denen-sim card-reader --id clinic-a-kiosk-1 --link /tmp/kiosk-1 --control-port 8120
 
+    denen-sim fleet --gateways 5000 --broker 127.0.0.1:1883 --control-port 8130
+
 With ``--ble-hci`` the ``--id`` lock is a BLE GATT peripheral (bumble) instead of a pty:
 the hub is the shared virtual air, and the agent reaches the lock through it with
 ``[ble] hci = "tcp-client:127.0.0.1:9100"``. Its BLE pairing passkey shows on its display.
@@ -51,6 +53,7 @@ from firmware_sim.clinic_cli import (
 )
 from firmware_sim.control import create_app
 from firmware_sim.errors import SimulatorError
+from firmware_sim.fleet.cli import add_fleet_parser, serve_fleet
 from firmware_sim.lock.ble_host import LockBleHost, bond_file_for
 from firmware_sim.lock.firmware import LockFirmware
 from firmware_sim.lock.pty_host import LockPtyHost
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--host", default="127.0.0.1")
     hub.add_argument("--port", type=int, default=9100, help="TCP port for HCI clients")
     add_clinic_parsers(devices)  # display, card-reader
+    add_fleet_parser(devices)  # many gateways for load (firmware_sim/fleet)
     return parser
 
 
@@ -245,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve_hub(args))
         elif args.device in ("display", "card-reader"):
             asyncio.run(serve_clinic_device(args))
+        elif args.device == "fleet":
+            asyncio.run(serve_fleet(args))
         else:
             asyncio.run(serve_locks(lock_specs(args), args))
     except SimulatorError as exc:

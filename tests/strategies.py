@@ -7,6 +7,7 @@ import uuid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
+from firmware_sim.fleet import mqtt_wire as mw
 from protocol import display_wire as dw
 from protocol import firmware_image as fi
 from protocol import framing
@@ -180,4 +181,68 @@ firmware_images = st.builds(
     image_models,
     firmware_versions,
     st.binary(max_size=3000),
+)
+
+
+# ------------------------------------------------------------------ MQTT 5 (fleet simulator)
+
+mqtt_strings = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40
+)
+mqtt_packet_ids = st.integers(1, 0xFFFF)
+mqtt_packets = st.one_of(
+    st.builds(
+        mw.Connect,
+        client_id=mqtt_strings,
+        keepalive=u16,
+        clean_start=st.booleans(),
+        session_expiry_s=u32,
+        receive_maximum=st.none() | st.integers(1, 0xFFFF),
+        will=st.none()
+        | st.builds(
+            mw.Will,
+            topic=mqtt_strings,
+            payload=st.binary(max_size=200),
+            qos=st.integers(0, 1),
+            retain=st.booleans(),
+        ),
+    ),
+    st.builds(
+        mw.ConnAck,
+        session_present=st.booleans(),
+        reason_code=u8,
+        properties=st.lists(
+            st.tuples(st.just(int(mw.Prop.RECEIVE_MAXIMUM)), st.integers(1, 0xFFFF)), max_size=1
+        ).map(tuple),
+    ),
+    st.builds(
+        mw.Publish,
+        topic=mqtt_strings,
+        payload=st.binary(max_size=300),
+        qos=st.just(0),
+        retain=st.booleans(),
+    ),
+    st.builds(
+        mw.Publish,
+        topic=mqtt_strings,
+        payload=st.binary(max_size=300),
+        qos=st.just(1),
+        retain=st.booleans(),
+        packet_id=mqtt_packet_ids,
+        dup=st.booleans(),
+    ),
+    st.builds(mw.PubAck, packet_id=mqtt_packet_ids, reason_code=u8),
+    st.builds(
+        mw.Subscribe,
+        packet_id=mqtt_packet_ids,
+        filters=st.lists(st.tuples(mqtt_strings, st.integers(0, 2)), min_size=1, max_size=4).map(
+            tuple
+        ),
+    ),
+    st.builds(
+        mw.SubAck, packet_id=mqtt_packet_ids, reason_codes=st.lists(u8, max_size=4).map(tuple)
+    ),
+    st.just(mw.PingReq()),
+    st.just(mw.PingResp()),
+    st.builds(mw.Disconnect, reason_code=u8),
 )

@@ -1,0 +1,43 @@
+"""A fleet of simulated site gateways in one asyncio process, for load (``bench/fleet.py``,
+``denen-sim fleet``).
+
+Each gateway speaks the real contract (``protocol.topics``, ``protocol.messages``) as the
+agent does (``edge/mqtt_link.py``): a persistent MQTT 5 session (``clean_start=False``,
+session expiry) with the retained last will ``offline`` and the retained birth
+``online``; telemetry every ``telemetry_s`` (QoS 0) with its locks, and its displays at a
+clinic; lock events on ``events`` (QoS 1) numbered by each lock's own ``seq``; the
+retained, versioned access snapshot taken when newer and reported per lock on
+``access/applied`` (QoS 1). A lost connection is retried after a delay drawn uniformly
+over a window that doubles per failure (full jitter), so a fleet that lost its broker at
+once does not come back in the same second.
+
+Pieces: :mod:`.mqtt_wire` (the MQTT 5 packets a gateway needs, sans-IO),
+:mod:`.model` (a gateway, its locks and displays, sans-IO: payloads in, payloads out),
+:mod:`.link` (one gateway's session as an :class:`asyncio.Protocol`), :mod:`.fleet` (N
+links, the connect ramp, reconnects, one ticker for keepalive, telemetry and a steady
+event stream), :mod:`.control` (JSON API), :mod:`.cli` (``denen-sim fleet``).
+
+Why a codec of our own instead of aiomqtt clients on one loop: measured here (2 cores,
+Mosquitto 2.0.11 on loopback, 5,000 gateways, each with a will, a retained birth and one
+subscription; then 4 QoS 1 lock events per gateway, all at once):
+
+================================  ===================  =================================
+per gateway                       aiomqtt 2.5 / paho   own codec + ``asyncio.Protocol``
+================================  ===================  =================================
+memory (RSS)                      20.5 KB              4.5 KB (model and topics included)
+CPU to connect                    1.1-1.7 ms           0.6 ms (birth, will and telemetry
+                                                       built with pydantic included)
+idle CPU, 5,000 connected         11 % of a core       2 % (paho's per-client misc loop)
+QoS 1 publish, fleet-wide         3,500 acked/s        35,000 acked/s
+threads                           7                    1
+================================  ===================  =================================
+
+aiomqtt would fit 5,000 in memory, but its per-publish cost (paho's packet building and a
+future per message) makes the simulator, not the cloud, the bottleneck of an ingest
+bench, and its idle timers alone take a tenth of a core that the broker, the cloud and
+PostgreSQL need on this machine. The codec is a few hundred lines, sans-IO, and tested by
+round trips (``tests/unit/test_fleet_mqtt_wire.py``); firmware_sim needs no MQTT
+dependency for it. It leaves out what gateways do not use: QoS 2, AUTH, UNSUBSCRIBE,
+topic aliases, TLS (the bench runs plain TCP; the TLS cost per connection is measured
+separately).
+"""

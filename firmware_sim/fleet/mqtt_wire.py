@@ -1,0 +1,580 @@
+"""The slice of MQTT 5 a simulated gateway speaks, sans-IO (OASIS MQTT 5.0, section 3).
+
+Packets are frozen dataclasses: ``bytes(packet)`` encodes one, :class:`PacketParser` is a
+push parser (``feed(data)`` → packets, any chunking), :func:`parse_packet` decodes exactly
+one. Covered: CONNECT (will, clean start, session expiry, receive maximum), CONNACK,
+PUBLISH at QoS 0 and 1, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT — both
+directions, so every packet round-trips. Not covered (a gateway never needs them): QoS 2,
+AUTH, UNSUBSCRIBE, topic aliases; properties other than the few named here are decoded
+into :attr:`properties` and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from firmware_sim.errors import SimulatorError
+
+PROTOCOL_NAME = b"MQTT"
+PROTOCOL_LEVEL = 5
+MAX_REMAINING = 268_435_455  # four bytes of variable byte integer
+MAX_PACKET_ID = 0xFFFF
+
+
+class MqttWireError(SimulatorError, ValueError):
+    """The peer sent bytes that are not MQTT 5 as this codec knows it."""
+
+
+class PacketType(IntEnum):
+    CONNECT = 1
+    CONNACK = 2
+    PUBLISH = 3
+    PUBACK = 4
+    SUBSCRIBE = 8
+    SUBACK = 9
+    PINGREQ = 12
+    PINGRESP = 13
+    DISCONNECT = 14
+
+
+class Prop(IntEnum):
+    """The property identifiers (section 2.2.2.2) this codec reads or writes by name."""
+
+    SESSION_EXPIRY_INTERVAL = 0x11
+    ASSIGNED_CLIENT_IDENTIFIER = 0x12
+    SERVER_KEEP_ALIVE = 0x13
+    REASON_STRING = 0x1F
+    RECEIVE_MAXIMUM = 0x21
+    TOPIC_ALIAS_MAXIMUM = 0x22
+    MAXIMUM_QOS = 0x24
+    RETAIN_AVAILABLE = 0x25
+    USER_PROPERTY = 0x26
+    MAXIMUM_PACKET_SIZE = 0x27
+
+
+# the wire type of every property identifier MQTT 5 defines
+_BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
+_PROPERTY_TYPES: dict[int, int] = {
+    0x01: _BYTE,
+    0x02: _U32,
+    0x03: _STR,
+    0x08: _STR,
+    0x09: _BIN,
+    0x0B: _VARINT,
+    0x11: _U32,
+    0x12: _STR,
+    0x13: _U16,
+    0x15: _STR,
+    0x16: _BIN,
+    0x17: _BYTE,
+    0x18: _U32,
+    0x19: _BYTE,
+    0x1A: _STR,
+    0x1C: _STR,
+    0x1F: _STR,
+    0x21: _U16,
+    0x22: _U16,
+    0x23: _U16,
+    0x24: _BYTE,
+    0x25: _BYTE,
+    0x26: _PAIR,
+    0x27: _U32,
+    0x28: _BYTE,
+    0x29: _BYTE,
+    0x2A: _BYTE,
+}
+
+PropertyValue = int | str | bytes | tuple[str, str]
+Properties = tuple[tuple[int, PropertyValue], ...]
+
+
+# ------------------------------------------------------------------ primitives
+
+
+def encode_varint(value: int) -> bytes:
+    """A variable byte integer (section 1.5.5)."""
+    if not 0 <= value <= MAX_REMAINING:
+        raise ValueError(f"{value} does not fit a variable byte integer")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _bin(value: bytes) -> bytes:
+    return struct.pack("!H", len(value)) + value
+
+
+def encode_properties(props: Properties) -> bytes:
+    """A property list with its length in front."""
+    body = bytearray()
+    for ident, value in props:
+        kind = _PROPERTY_TYPES.get(ident)
+        if kind is None:
+            raise ValueError(f"unknown property 0x{ident:02x}")
+        body += encode_varint(ident)
+        if kind == _BYTE and isinstance(value, int):
+            body.append(value)
+        elif kind == _U16 and isinstance(value, int):
+            body += struct.pack("!H", value)
+        elif kind == _U32 and isinstance(value, int):
+            body += struct.pack("!I", value)
+        elif kind == _VARINT and isinstance(value, int):
+            body += encode_varint(value)
+        elif kind == _STR and isinstance(value, str):
+            body += _str(value)
+        elif kind == _BIN and isinstance(value, bytes):
+            body += _bin(value)
+        elif kind == _PAIR and isinstance(value, tuple):
+            body += _str(value[0]) + _str(value[1])
+        else:
+            raise TypeError(f"property 0x{ident:02x} cannot hold {type(value).__name__}")
+    return encode_varint(len(body)) + bytes(body)
+
+
+_NO_PROPERTIES = b"\x00"
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + encode_varint(len(body)) + body
+
+
+class _Reader:
+    """Reads one packet's body front to back; every short read is the peer's error."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise MqttWireError("packet ends in the middle of a field")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def byte(self) -> int:
+        return self._take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack("!H", self._take(2))[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack("!I", self._take(4))[0])
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 28, 7):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise MqttWireError("variable byte integer longer than four bytes")
+
+    def string(self) -> str:
+        try:
+            return self._take(self.u16()).decode()
+        except UnicodeDecodeError:
+            raise MqttWireError("a string field is not UTF-8") from None
+
+    def binary(self) -> bytes:
+        return self._take(self.u16())
+
+    def rest(self) -> bytes:
+        chunk = self.data[self.pos :]
+        self.pos = len(self.data)
+        return chunk
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def properties(self) -> Properties:
+        length = self.varint()
+        end = self.pos + length
+        if end > len(self.data):
+            raise MqttWireError("property length runs past the packet")
+        out: list[tuple[int, PropertyValue]] = []
+        while self.pos < end:
+            ident = self.varint()
+            kind = _PROPERTY_TYPES.get(ident)
+            value: PropertyValue
+            if kind == _BYTE:
+                value = self.byte()
+            elif kind == _U16:
+                value = self.u16()
+            elif kind == _U32:
+                value = self.u32()
+            elif kind == _VARINT:
+                value = self.varint()
+            elif kind == _STR:
+                value = self.string()
+            elif kind == _BIN:
+                value = self.binary()
+            elif kind == _PAIR:
+                value = (self.string(), self.string())
+            else:
+                raise MqttWireError(f"unknown property 0x{ident:02x}")
+            out.append((ident, value))
+        if self.pos != end:
+            raise MqttWireError("a property runs past the property length")
+        return tuple(out)
+
+
+def _prop(props: Properties, ident: Prop) -> PropertyValue | None:
+    for key, value in props:
+        if key == ident:
+            return value
+    return None
+
+
+# ------------------------------------------------------------------ packets
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    client_id: str
+    keepalive: int = 60
+    clean_start: bool = False
+    session_expiry_s: int = 0
+    receive_maximum: int | None = None
+    will: Will | None = None
+
+    def __bytes__(self) -> bytes:
+        flags = 0x02 if self.clean_start else 0
+        props: list[tuple[int, PropertyValue]] = []
+        if self.session_expiry_s:
+            props.append((Prop.SESSION_EXPIRY_INTERVAL, self.session_expiry_s))
+        if self.receive_maximum is not None:
+            props.append((Prop.RECEIVE_MAXIMUM, self.receive_maximum))
+        payload = _str(self.client_id)
+        if self.will is not None:
+            flags |= 0x04 | (self.will.qos << 3) | (0x20 if self.will.retain else 0)
+            payload += _NO_PROPERTIES + _str(self.will.topic) + _bin(self.will.payload)
+        body = (
+            _bin(PROTOCOL_NAME)
+            + bytes([PROTOCOL_LEVEL, flags])
+            + struct.pack("!H", self.keepalive)
+            + encode_properties(tuple(props))
+            + payload
+        )
+        return _packet(PacketType.CONNECT << 4, body)
+
+    @classmethod
+    def decode(cls, r: _Reader) -> Connect:
+        if r.binary() != PROTOCOL_NAME or r.byte() != PROTOCOL_LEVEL:
+            raise MqttWireError("CONNECT is not MQTT 5")
+        flags = r.byte()
+        keepalive = r.u16()
+        props = r.properties()
+        client_id = r.string()
+        will = None
+        if flags & 0x04:
+            r.properties()
+            topic = r.string()
+            will = Will(topic, r.binary(), (flags >> 3) & 0x03, bool(flags & 0x20))
+        expiry = _prop(props, Prop.SESSION_EXPIRY_INTERVAL)
+        receive = _prop(props, Prop.RECEIVE_MAXIMUM)
+        return cls(
+            client_id,
+            keepalive,
+            bool(flags & 0x02),
+            expiry if isinstance(expiry, int) else 0,
+            receive if isinstance(receive, int) else None,
+            will,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnAck:
+    session_present: bool
+    reason_code: int = 0
+    properties: Properties = ()
+
+    def __bytes__(self) -> bytes:
+        body = bytes([int(self.session_present), self.reason_code])
+        return _packet(PacketType.CONNACK << 4, body + encode_properties(self.properties))
+
+    @classmethod
+    def decode(cls, r: _Reader) -> ConnAck:
+        flags = r.byte()
+        reason = r.byte()
+        props = r.properties() if r.left else ()
+        return cls(bool(flags & 0x01), reason, props)
+
+    @property
+    def receive_maximum(self) -> int:
+        """How many QoS 1 publishes the broker takes unacknowledged (absent: 65,535)."""
+        value = _prop(self.properties, Prop.RECEIVE_MAXIMUM)
+        return value if isinstance(value, int) else 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    packet_id: int = 0  # 0 at QoS 0
+    dup: bool = False
+    properties: Properties = field(default=())
+
+    def __bytes__(self) -> bytes:
+        return encode_publish(
+            self.topic,
+            self.payload,
+            qos=self.qos,
+            retain=self.retain,
+            packet_id=self.packet_id,
+            dup=self.dup,
+            properties=self.properties,
+        )
+
+    @classmethod
+    def decode(cls, flags: int, r: _Reader) -> Publish:
+        qos = (flags >> 1) & 0x03
+        if qos == 3:
+            raise MqttWireError("PUBLISH with QoS 3")
+        topic = r.string()
+        packet_id = r.u16() if qos else 0
+        props = r.properties()
+        return cls(topic, r.rest(), qos, bool(flags & 0x01), packet_id, bool(flags & 0x08), props)
+
+
+def encode_publish(
+    topic: str,
+    payload: bytes,
+    *,
+    qos: int = 0,
+    retain: bool = False,
+    packet_id: int = 0,
+    dup: bool = False,
+    properties: Properties = (),
+) -> bytes:
+    """A PUBLISH, without building a :class:`Publish` (the simulator's hot path)."""
+    first = (PacketType.PUBLISH << 4) | (qos << 1) | (0x08 if dup else 0) | int(retain)
+    head = _str(topic)
+    if qos:
+        head += struct.pack("!H", packet_id)
+    props = encode_properties(properties) if properties else _NO_PROPERTIES
+    return _packet(first, head + props + payload)
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    packet_id: int
+    reason_code: int = 0
+
+    def __bytes__(self) -> bytes:
+        if self.reason_code == 0:  # the short form (section 3.4.2.1)
+            return struct.pack("!BBH", PacketType.PUBACK << 4, 2, self.packet_id)
+        body = struct.pack("!HB", self.packet_id, self.reason_code)
+        return _packet(PacketType.PUBACK << 4, body)
+
+    @classmethod
+    def decode(cls, r: _Reader) -> PubAck:
+        packet_id = r.u16()
+        reason = r.byte() if r.left else 0
+        if r.left:
+            r.properties()
+        return cls(packet_id, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    packet_id: int
+    filters: tuple[tuple[str, int], ...]  # (topic filter, QoS)
+
+    def __bytes__(self) -> bytes:
+        body = struct.pack("!H", self.packet_id) + _NO_PROPERTIES
+        for topic_filter, qos in self.filters:
+            body += _str(topic_filter) + bytes([qos])
+        return _packet((PacketType.SUBSCRIBE << 4) | 0x02, body)
+
+    @classmethod
+    def decode(cls, r: _Reader) -> Subscribe:
+        packet_id = r.u16()
+        r.properties()
+        filters = []
+        while r.left:
+            topic_filter = r.string()
+            filters.append((topic_filter, r.byte() & 0x03))
+        if not filters:
+            raise MqttWireError("SUBSCRIBE without a topic filter")
+        return cls(packet_id, tuple(filters))
+
+
+@dataclass(frozen=True, slots=True)
+class SubAck:
+    packet_id: int
+    reason_codes: tuple[int, ...]
+
+    def __bytes__(self) -> bytes:
+        body = struct.pack("!H", self.packet_id) + _NO_PROPERTIES + bytes(self.reason_codes)
+        return _packet(PacketType.SUBACK << 4, body)
+
+    @classmethod
+    def decode(cls, r: _Reader) -> SubAck:
+        packet_id = r.u16()
+        r.properties()
+        return cls(packet_id, tuple(r.rest()))
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    def __bytes__(self) -> bytes:
+        return PINGREQ
+
+
+@dataclass(frozen=True, slots=True)
+class PingResp:
+    def __bytes__(self) -> bytes:
+        return bytes([PacketType.PINGRESP << 4, 0])
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    reason_code: int = 0
+
+    def __bytes__(self) -> bytes:
+        if self.reason_code == 0:
+            return bytes([PacketType.DISCONNECT << 4, 0])
+        return _packet(PacketType.DISCONNECT << 4, bytes([self.reason_code]) + _NO_PROPERTIES)
+
+    @classmethod
+    def decode(cls, r: _Reader) -> Disconnect:
+        reason = r.byte() if r.left else 0
+        if r.left:
+            r.properties()
+        return cls(reason)
+
+
+PINGREQ = bytes([PacketType.PINGREQ << 4, 0])
+
+Packet = Connect | ConnAck | Publish | PubAck | Subscribe | SubAck | PingReq | PingResp | Disconnect
+
+# the fixed-header flags MQTT 5 requires for each type (PUBLISH carries its own)
+_REQUIRED_FLAGS = {
+    PacketType.CONNECT: 0,
+    PacketType.CONNACK: 0,
+    PacketType.PUBACK: 0,
+    PacketType.SUBSCRIBE: 0x02,
+    PacketType.SUBACK: 0,
+    PacketType.PINGREQ: 0,
+    PacketType.PINGRESP: 0,
+    PacketType.DISCONNECT: 0,
+}
+
+
+def _decode(first: int, body: bytes) -> Packet:
+    try:
+        kind = PacketType(first >> 4)
+    except ValueError:
+        raise MqttWireError(f"unsupported packet type {first >> 4}") from None
+    flags = first & 0x0F
+    r = _Reader(body)
+    packet: Packet
+    if kind is PacketType.PUBLISH:
+        packet = Publish.decode(flags, r)
+    else:
+        if flags != _REQUIRED_FLAGS[kind]:
+            raise MqttWireError(f"{kind.name} with fixed-header flags {flags:#x}")
+        if kind is PacketType.CONNECT:
+            packet = Connect.decode(r)
+        elif kind is PacketType.CONNACK:
+            packet = ConnAck.decode(r)
+        elif kind is PacketType.PUBACK:
+            packet = PubAck.decode(r)
+        elif kind is PacketType.SUBSCRIBE:
+            packet = Subscribe.decode(r)
+        elif kind is PacketType.SUBACK:
+            packet = SubAck.decode(r)
+        elif kind is PacketType.PINGREQ:
+            packet = PingReq()
+        elif kind is PacketType.PINGRESP:
+            packet = PingResp()
+        else:
+            packet = Disconnect.decode(r)
+    if r.left:
+        raise MqttWireError(f"{kind.name} has {r.left} bytes after its last field")
+    return packet
+
+
+def parse_packet(data: bytes) -> Packet:
+    """Decode exactly one packet; :class:`MqttWireError` for anything else."""
+    parser = PacketParser()
+    packets = parser.feed(data)
+    if len(packets) != 1 or parser.buffered:
+        raise MqttWireError(f"expected one whole packet, got {len(packets)} (+{parser.buffered} B)")
+    return packets[0]
+
+
+class PacketParser:
+    """Push parser: ``feed(data)`` returns every packet completed by ``data``."""
+
+    __slots__ = ("_buf", "max_packet")
+
+    def __init__(self, max_packet: int = 1 << 20) -> None:
+        self._buf = bytearray()
+        self.max_packet = max_packet
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back, waiting for the rest of a packet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Packet]:
+        buf = self._buf
+        buf += data
+        out: list[Packet] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 2:
+            # the remaining length: one to four bytes after the first
+            length = 0
+            shift = 0
+            i = pos + 1
+            complete = False
+            while i < end:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    raise MqttWireError("remaining length longer than four bytes")
+            if not complete:
+                break  # wait for the rest of the length
+            if length > self.max_packet:
+                raise MqttWireError(f"a {length}-byte packet is larger than {self.max_packet}")
+            if end - i < length:
+                break  # wait for the rest of the packet
+            out.append(_decode(buf[pos], bytes(buf[i : i + length])))
+            pos = i + length
+        if pos:
+            del buf[:pos]
+        return out
