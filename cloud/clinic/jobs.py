@@ -5,17 +5,13 @@ card key before the first patient arrives. Tests call :meth:`ClinicJobs.run_due`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from dataclasses import dataclass
 
 from cloud.clinic.announcements import AnnouncementService
 from cloud.clinic.publish import ClinicNotifier, ClinicPublisher
+from cloud.periodic import PeriodicPass
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +36,7 @@ class ClinicJobs:
         self._announcements = announcements
         self._publisher = publisher
         self._notifier = notifier
-        self._task: asyncio.Task[None] | None = None
+        self._pass = PeriodicPass("clinic-jobs", self.run_due, settings.clinic_poll_s)
 
     def run_due(self) -> ClinicRun:
         """One pass (blocking: the web process runs it in a worker thread)."""
@@ -52,24 +48,9 @@ class ClinicJobs:
         return ClinicRun(expired, len(stale))
 
     async def start(self) -> None:
-        """Start the loop (returns at once)."""
-        self._task = asyncio.create_task(self._loop(), name="clinic-jobs")
+        """Start the pass every ``clinic_poll_s`` (returns at once)."""
+        await self._pass.start()
 
     async def stop(self) -> None:
-        """Cancel the loop and wait for it."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-
-    async def _loop(self) -> None:
-        every = self._settings.clinic_poll_s
-        while True:
-            await asyncio.sleep(every)
-            try:
-                result = await asyncio.to_thread(self.run_due)
-                log.debug("clinic pass: %s", result)
-            except Exception:  # a bad pass (DB away) must not end the loop; the next retries
-                log.exception("clinic pass failed; retrying in %.0f s", every)
+        """Cancel the pass and wait for it."""
+        await self._pass.stop()

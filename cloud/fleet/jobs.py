@@ -8,18 +8,14 @@ Several workers may run it: each step is idempotent in the database.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloud.fleet.health import HealthRun
 from cloud.fleet.services import FleetServices
+from cloud.periodic import PeriodicPass
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,7 @@ class FleetJobs:
         self._clock = clock
         self._fleet = fleet
         self._listening_since = listening_since
-        self._task: asyncio.Task[None] | None = None
+        self._pass = PeriodicPass("fleet-jobs", self.run_due, settings.fleet_poll_s)
 
     def run_due(self) -> FleetRun:
         """One pass (blocking)."""
@@ -56,24 +52,9 @@ class FleetJobs:
         return FleetRun(health, expired, moved, purged)
 
     async def start(self) -> None:
-        """Start the loop (returns at once)."""
-        self._task = asyncio.create_task(self._loop(), name="fleet-jobs")
+        """Start the pass every ``fleet_poll_s`` (returns at once)."""
+        await self._pass.start()
 
     async def stop(self) -> None:
-        """Cancel the loop and wait for it."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-
-    async def _loop(self) -> None:
-        every = self._settings.fleet_poll_s
-        while True:
-            await asyncio.sleep(every)
-            try:
-                result = await asyncio.to_thread(self.run_due)
-                log.debug("fleet pass: %s", result)
-            except Exception:  # a bad pass (DB away) must not end the loop; the next retries
-                log.exception("fleet pass failed; retrying in %.0f s", every)
+        """Cancel the pass and wait for it."""
+        await self._pass.stop()

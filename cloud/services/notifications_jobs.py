@@ -10,17 +10,13 @@ cloud's install does not pull APScheduler in.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 
+from cloud.periodic import PeriodicPass
 from cloud.services.mail import MailDelivery
 from cloud.services.notifications import NotificationService
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
-
-log = logging.getLogger(__name__)
 
 
 class NotificationJobs:
@@ -37,38 +33,27 @@ class NotificationJobs:
         self._clock = clock
         self._notifications = notifications
         self._delivery = delivery
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[PeriodicPass] = []
 
     async def start(self) -> None:
         """Start the loops (returns at once)."""
         s = self._settings
         if s.notifications_enabled:
-            self._spawn(
+            await self._spawn(
                 "notifications",
                 lambda: self._notifications.run_due(self._clock.now()),
                 s.notifications_poll_s,
             )
         if self._delivery is not None:
-            self._spawn("mail-delivery", self._delivery.deliver_due, s.mail_poll_s)
+            await self._spawn("mail-delivery", self._delivery.deliver_due, s.mail_poll_s)
 
     async def stop(self) -> None:
         """Cancel the loops and wait for them (a pass in a thread finishes by itself)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        for loop in self._loops:
+            await loop.stop()
+        self._loops.clear()
 
-    def _spawn(self, name: str, job: Callable[[], object], every_s: float) -> None:
-        self._tasks.append(asyncio.create_task(self._loop(name, job, every_s), name=name))
-
-    @staticmethod
-    async def _loop(name: str, job: Callable[[], object], every_s: float) -> None:
-        while True:
-            await asyncio.sleep(every_s)  # not at start-up: let the app come up first
-            try:
-                result = await asyncio.to_thread(job)
-                log.debug("%s: %s", name, result)
-            except Exception:  # a bad pass (DB away) must not end the loop; the next retries
-                log.exception("%s pass failed; retrying in %.0f s", name, every_s)
+    async def _spawn(self, name: str, job: Callable[[], object], every_s: float) -> None:
+        loop = PeriodicPass(name, job, every_s)
+        await loop.start()
+        self._loops.append(loop)
