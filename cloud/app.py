@@ -49,11 +49,12 @@ from cloud.metrics import (
     CloudCollector,
     HttpMetrics,
     TracingMiddleware,
+    gateway_states,
     metrics_router,
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services import AccessChangeRelay, Services, build_services
+from cloud.services import AccessChangeRelay, build_services
 from cloud.services.notifications_jobs import NotificationJobs
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
@@ -71,13 +72,6 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnavailableError, 503),
     (TooManyAttemptsError, 429),
 )
-
-
-def _gateway_states(services: Services) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for gateway in services.gateways.gateways():
-        counts[gateway.state] = counts.get(gateway.state, 0) + 1
-    return counts
 
 
 def _is_api(request: Request) -> bool:
@@ -174,7 +168,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     registry.register(
         CloudCollector(
             lambda: None if bridge is None else bridge.stats,
-            lambda: _gateway_states(services),
+            lambda: gateway_states(sessions),
             lambda: fleet_runtime.link.stats,
             fleet_runtime.services.alerts.open_counts,
         )

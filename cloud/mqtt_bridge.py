@@ -23,12 +23,18 @@ Deliveries are taken in batches of at most ``batch_max``; the broker may hold at
 ``receive_maximum`` deliveries unacknowledged (MQTT 5 Receive Maximum, sent in CONNECT;
 Mosquitto 2.0 honours it in place of its ``max_inflight_messages``, default 20), which is
 two batches: one being committed while the next one arrives. A broker that grants fewer
-still works, as a batch is also cut when ``batch_window_s`` has passed."""
+still works, as a batch is also cut when ``batch_window_s`` has passed.
+
+Telemetry (QoS 0, every minute from every gateway: most of the traffic of a large fleet)
+does not wait in those batches: only each gateway's newest report is kept, and stored in
+large transactions of its own between the batches, so a cloud behind on health still
+stores lock events at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -46,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.clinic.agent_sync import ClinicEvent
 from cloud.clinic.services import ClinicServices
+from cloud.db.batches import store_many
 from cloud.fleet.link import FleetBatch, FleetLink
 from cloud.services import Services
 from cloud.settings import CloudSettings
@@ -77,6 +84,11 @@ SUBSCRIPTIONS = (
     Channel.RESPONSE,  # fleet command replies
 )
 RECEIVE_MAXIMUM_LIMIT = 65_535  # the largest value MQTT 5 can express
+# when many access snapshots are due (at a connect: every gateway's), this many are built
+# per transaction and published at once, each awaiting its PUBACK
+SNAPSHOT_CHUNK = 200
+SNAPSHOT_RETRY_S = 1.0  # a chunk that could not be built (the DB is away) is due again after
+_BuiltSnapshot = tuple[str, str, int, bytes]  # site, gateway, version, payload
 
 Delivery = tuple[int, int, str | None, bytes | bytearray]
 """One received message: ``(mid, qos, topic, payload)``; topic None when not UTF-8.
@@ -105,6 +117,10 @@ class BridgeTuning:
 
     batch_window_s: float = 0.05
     batch_max: int = 1000
+    # telemetry is best effort and coalesced per gateway: gathered this long, stored this
+    # many reports per transaction
+    telemetry_window_s: float = 0.5
+    telemetry_chunk: int = 500
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 30.0
 
@@ -272,6 +288,13 @@ class MqttBridge:
         self._clinic_pending: set[str] = set()
         self._clinic_dirty = asyncio.Event()
         self._connected = asyncio.Event()
+        # the newest telemetry report of each gateway not stored yet (a dict, so a cloud
+        # that falls behind stores each gateway's latest once, never a stale queue)
+        self._telemetry: dict[tuple[str, str], TelemetryData] = {}
+        self._telemetry_due = asyncio.Event()
+        # one transaction at a time from this bridge: telemetry waits its turn behind a
+        # batch of lock events, never the whole telemetry backlog before it
+        self._db_turn = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -375,6 +398,7 @@ class MqttBridge:
                         if self._fleet is not None:
                             group.create_task(self._fleet.run(client), name="mqtt-fleet")
                         group.create_task(self._ingest(client, inbox), name="mqtt-ingest")
+                        group.create_task(self._store_health(), name="mqtt-telemetry")
                         group.create_task(client.wait_disconnected(), name="mqtt-watch")
             except* aiomqtt.MqttError as group_error:
                 reason = "; ".join(str(e) for e in group_error.exceptions)
@@ -389,13 +413,41 @@ class MqttBridge:
         return self._settings.mqtt_host, self._settings.mqtt_port
 
     async def _ingest(self, client: AckAfterCommitClient, inbox: _Inbox) -> None:
-        """Batch by batch: parse, commit, then acknowledge, in arrival order."""
+        """Batch by batch: parse, commit, then acknowledge, in arrival order. Telemetry
+        goes aside to :meth:`_store_health` (best effort: the next report repeats it)."""
         while True:
             batch = await inbox.take(self._tuning.batch_window_s)
             parsed = await asyncio.to_thread(self._sort, batch)
+            if parsed.telemetry:
+                for where, data in parsed.telemetry:
+                    self._telemetry[(where.site, where.gateway)] = data
+                self._telemetry_due.set()
             await self._commit(parsed)
             for delivery in batch:
                 client.ack(delivery)
+
+    async def _store_health(self) -> None:
+        """Store the waiting telemetry, ``telemetry_chunk`` gateways per transaction.
+
+        With thousands of gateways reporting every minute this is the cloud's steadiest
+        load; lock events must not queue behind it, so it has its own path: each gateway's
+        newest report only, gathered for ``telemetry_window_s``, and stored between event
+        batches (:attr:`_db_turn`)."""
+        tuning = self._tuning
+        while True:
+            await self._telemetry_due.wait()
+            await asyncio.sleep(tuning.telemetry_window_s)
+            while self._telemetry:
+                keys = list(itertools.islice(self._telemetry, tuning.telemetry_chunk))
+                reports = [(site, gw, self._telemetry.pop((site, gw))) for site, gw in keys]
+                async with self._db_turn:
+                    await asyncio.to_thread(self._store_telemetry, reports)
+            self._telemetry_due.clear()
+
+    def _store_telemetry(self, reports: list[tuple[str, str, TelemetryData]]) -> None:
+        store_many(self._services.gateways.record_telemetry_many, reports, "telemetry reports")
+        if self._fleet is not None:
+            self._fleet.store_telemetry(reports)
 
     def _sort(self, batch: list[Delivery]) -> _Sorted:
         out = _Sorted()
@@ -440,7 +492,8 @@ class MqttBridge:
         attempt = 0
         while True:
             try:
-                stored = await asyncio.to_thread(self._store, parsed)
+                async with self._db_turn:
+                    stored = await asyncio.to_thread(self._store, parsed)
             except SQLAlchemyError:
                 log.exception("storing %d lock events failed; retrying", len(parsed.events))
                 cap = min(self._tuning.backoff_cap_s, self._tuning.backoff_base_s * 2**attempt)
@@ -453,13 +506,10 @@ class MqttBridge:
     def _store(self, parsed: _Sorted) -> int:
         # status and applied versions: a failure is logged and the message dropped, as
         # the next birth or report repeats it; lock events are retried until stored
-        for where, status in parsed.statuses:
-            self._try_db(self._services.gateways.update_status, where.site, where.gateway, status)
-        for applied in parsed.applied:
-            self._try_db(self._services.gateways.record_applied, applied)
-        latest = {(where.site, where.gateway): data for where, data in parsed.telemetry}
-        for (site, gateway), telemetry in latest.items():
-            self._try_db(self._services.gateways.record_telemetry, site, gateway, telemetry)
+        gateways = self._services.gateways
+        statuses = [(where.site, where.gateway, status) for where, status in parsed.statuses]
+        store_many(gateways.update_status_many, statuses, "gateway statuses")
+        store_many(gateways.record_applied_many, parsed.applied, "applied versions")
         if parsed.clinic and self._clinic is not None:
             # like lock events: retried until stored; applied once each by envelope id
             by_gateway: dict[tuple[str, str], list[tuple[str, ClinicEvent]]] = {}
@@ -471,7 +521,6 @@ class MqttBridge:
             self._fleet.store(
                 FleetBatch(
                     statuses=[(w.site, w.gateway, s) for w, s in parsed.statuses],
-                    telemetry=[(s, g, t) for (s, g), t in latest.items()],
                     events=[
                         (w.site, w.gateway, e)
                         for w, e in zip(parsed.event_topics, parsed.events, strict=True)
@@ -481,31 +530,101 @@ class MqttBridge:
             )
         return self._services.events.ingest_batch(parsed.events)
 
-    @staticmethod
-    def _try_db(fn: Callable[..., object], *args: object) -> None:
-        try:
-            fn(*args)
-        except SQLAlchemyError:
-            log.exception("could not store a message from MQTT")
-
     async def _publish_snapshots(self, client: aiomqtt.Client) -> None:
+        """Publish the snapshots due, :data:`SNAPSHOT_CHUNK` gateways at a time (a connect
+        makes every gateway's due at once): the next chunk is built (in a thread) while
+        this one's PUBACKs come back. Whatever is not acknowledged when this stops (the
+        connection was lost) goes back to ``_dirty``, to go out after the reconnect."""
+        # aiomqtt warns of more than 10 publishes awaiting their PUBACK: a chunk is many more
+        client.pending_calls_threshold = max(client.pending_calls_threshold, 2 * SNAPSHOT_CHUNK)
         while True:
             pending = {await self._dirty.get()}
             while not self._dirty.empty():
                 pending.add(self._dirty.get_nowait())
-            for site, gateway in sorted(pending):
-                try:
-                    await self._publish_one(client, site, gateway)
-                except aiomqtt.MqttError:
-                    self._dirty.put_nowait((site, gateway))  # goes out after the reconnect
-                    raise
+            unsent = set(pending)
+            keys = sorted(pending)
+            chunks = [keys[i : i + SNAPSHOT_CHUNK] for i in range(0, len(keys), SNAPSHOT_CHUNK)]
+            building = asyncio.create_task(self._build_chunk(chunks[0]))
+            try:
+                for i in range(len(chunks)):
+                    built = await building
+                    if i + 1 < len(chunks):
+                        building = asyncio.create_task(self._build_chunk(chunks[i + 1]))
+                    if built is None:  # retried in a second
+                        unsent.difference_update(chunks[i])
+                    else:  # a snapshot that could not be built was logged; not again now
+                        unsent.difference_update(set(chunks[i]) - {(s, g) for s, g, *_ in built})
+                        await self._publish_chunk(client, built, unsent)
+            finally:
+                building.cancel()
+                for key in sorted(unsent):
+                    self._dirty.put_nowait(key)
 
-    async def _publish_one(self, client: aiomqtt.Client, site: str, gateway: str) -> None:
-        snapshot = await asyncio.to_thread(self._services.access.snapshot, site, gateway)
-        payload = make(MessageType.ACCESS_SNAPSHOT, snapshot, ts=self._clock.now())
+    async def _build_chunk(self, keys: list[tuple[str, str]]) -> list[_BuiltSnapshot] | None:
+        """The snapshots of ``keys``, built in one transaction and serialised, in a thread;
+        None when the DB failed: then they are due again in :data:`SNAPSHOT_RETRY_S`."""
+        try:
+            return await asyncio.to_thread(self._build_snapshots, keys)
+        except SQLAlchemyError:  # the DB is away: these gateways again shortly
+            log.exception("could not build %d access snapshots; retrying", len(keys))
+            asyncio.get_running_loop().call_later(SNAPSHOT_RETRY_S, self._snapshots_due, keys)
+            return None
+
+    def _build_snapshots(self, keys: list[tuple[str, str]]) -> list[_BuiltSnapshot]:
+        access = self._services.access
+        try:
+            snapshots = access.snapshots(keys)
+        except SQLAlchemyError:
+            raise
+        except Exception:  # a bad row (a bug) must cost only its own gateway
+            log.exception("building %d access snapshots failed; one at a time now", len(keys))
+            snapshots = {}
+            for key in keys:
+                try:
+                    snapshots.update(access.snapshots([key]))
+                except SQLAlchemyError:
+                    raise
+                except Exception:
+                    log.exception("could not build the access snapshot of %s/%s", *key)
+        now = self._clock.now()
+        return [
+            (site, gateway, snapshot.version, make(MessageType.ACCESS_SNAPSHOT, snapshot, ts=now))
+            for (site, gateway), snapshot in snapshots.items()
+        ]
+
+    async def _publish_chunk(
+        self, client: aiomqtt.Client, built: list[_BuiltSnapshot], unsent: set[tuple[str, str]]
+    ) -> None:
+        """Publish ``built`` all at once and await the PUBACKs together; discard each
+        acknowledged key from ``unsent``; raise the first :class:`aiomqtt.MqttError`."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(
+            *(self._publish_one(client, *snapshot) for snapshot in built), return_exceptions=True
+        )
+        lost: aiomqtt.MqttError | None = None
+        for (site, gateway, _version, _payload), result in zip(built, results, strict=True):
+            if result is None:
+                unsent.discard((site, gateway))
+            elif isinstance(result, aiomqtt.MqttError):
+                lost = lost or result
+            else:
+                raise result
+        if lost is not None:
+            raise lost
+        elapsed_ms = (loop.time() - started) * 1000
+        log.info("published %d access snapshots in %.0f ms", len(built), elapsed_ms)
+
+    def _snapshots_due(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            self._dirty.put_nowait(key)
+
+    async def _publish_one(
+        self, client: aiomqtt.Client, site: str, gateway: str, version: int, payload: bytes
+    ) -> None:
         await client.publish(topics.access(site, gateway), payload, qos=1, retain=True)
         self.stats.snapshots_published += 1
-        log.info("published access snapshot v%d to %s/%s", snapshot.version, site, gateway)
+        log.debug("published access snapshot v%d to %s/%s", version, site, gateway)
 
     async def _publish_clinics(self, client: aiomqtt.Client, clinic: ClinicServices) -> None:
         """Publish a changed clinic site's display and clinic states as soon as it changed:

@@ -13,13 +13,14 @@ cloud restart does not mark every gateway offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import Alert, Device, HealthSample
+from cloud.db.fleet_models import Alert, Device, HealthSample, Site
 from cloud.db.models import Gateway
 from cloud.fleet import rules
 from cloud.fleet.alerts import (
@@ -30,14 +31,15 @@ from cloud.fleet.alerts import (
     resolve_alert,
 )
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
-from cloud.fleet.sites import ensure_device, ensure_site
+from cloud.fleet.sites import ensure_device, ensure_devices, ensure_site
 from cloud.fleet.twins import (
-    desired_config,
     desired_configs,
     heartbeat_interval,
+    prime_twins,
     report_agent,
     report_firmware,
     sync_interval,
+    twin_config,
 )
 from cloud.localtime import format_local
 from cloud.settings import CloudSettings
@@ -104,88 +106,230 @@ class HealthService:
 
     def record_status(self, site: str, gateway: str, status: StatusData) -> None:
         """Birth (online) resolves "gateway offline"; a last will opens it at once."""
+        self.record_status_many([(site, gateway, status)])
+
+    def record_status_many(self, statuses: Sequence[tuple[str, str, StatusData]]) -> None:
+        """Many births and wills in one transaction, in order (after a broker restart every
+        gateway's retained status arrives at once, then its new birth). The sites,
+        gateways, locks and open alerts they touch are loaded up front."""
+        if not statuses:
+            return
         now = int(self._clock.now())
         with self._sessions.begin() as session:
-            ensure_site(session, site, now)
-            gw = _gateway(session, site, gateway, now)
-            gw.state = status.state.value
-            gw.agent_version = status.agent_version
-            gw.last_seen = now
-            subject = gateway_subject(site, gateway)
-            if status.state is GatewayState.ONLINE:
-                _set_available(gw, True, now)
-                resolve_alert(
-                    session, now, AlertKind.GATEWAY_OFFLINE, subject, "the agent came back online"
+            sites = list(dict.fromkeys(site for site, _gw, _s in statuses))
+            known = set(session.scalars(select(Site.slug).where(Site.slug.in_(sites))))
+            for site in sites:
+                if site not in known:
+                    ensure_site(session, site, now)
+            gateways = _gateways(session, sites)
+            new = [k for k in dict.fromkeys((s, g) for s, g, _st in statuses) if k not in gateways]
+            if new:
+                _ensure_gateways(session, new, now)
+                gateways.update(_gateways(session, list(dict.fromkeys(s for s, _g in new))))
+            query = select(Device).where(Device.site.in_(sites))
+            devices = {(d.site, d.device_id): d for d in session.scalars(query)}
+            first = {
+                (site, lock_id): gateway
+                for site, gateway, status in statuses
+                if status.state is GatewayState.ONLINE
+                for lock_id in status.locks
+                if (site, lock_id) not in devices
+            }
+            if first:
+                ensure_devices(
+                    session, [(s, g, d, DeviceKind.LOCK) for (s, d), g in first.items()], now
                 )
-                for lock_id in status.locks:
-                    ensure_device(session, site, gateway, lock_id, kind=DeviceKind.LOCK, now=now)
-            else:
-                _set_available(gw, False, now)
-                open_alert(
-                    session,
-                    self._settings,
-                    now,
-                    AlertKind.GATEWAY_OFFLINE,
-                    subject,
-                    message="the agent went offline (its last will: the connection dropped, "
-                    "or it stopped)",
-                )
+                devices.update({(d.site, d.device_id): d for d in session.scalars(query)})
+            prime_open_keys(session, sites)
+            for site, gateway, status in statuses:
+                self._status(session, gateways[(site, gateway)], devices, status, now)
+
+    def _status(
+        self,
+        session: Session,
+        gw: Gateway,
+        devices: dict[tuple[str, str], Device],
+        status: StatusData,
+        now: int,
+    ) -> None:
+        gw.state = status.state.value
+        gw.agent_version = status.agent_version
+        gw.last_seen = now
+        subject = gateway_subject(gw.site, gw.gateway)
+        if status.state is GatewayState.ONLINE:
+            _set_available(gw, True, now)
+            resolve_alert(
+                session, now, AlertKind.GATEWAY_OFFLINE, subject, "the agent came back online"
+            )
+            for lock_id in status.locks:
+                dev = devices.get((gw.site, lock_id))
+                if dev is None:  # created by someone else meanwhile and not seen: ask
+                    dev = ensure_device(
+                        session, gw.site, gw.gateway, lock_id, kind=DeviceKind.LOCK, now=now
+                    )
+                    devices[(gw.site, lock_id)] = dev
+                dev.gateway = gw.gateway
+        else:
+            _set_available(gw, False, now)
+            open_alert(
+                session,
+                self._settings,
+                now,
+                AlertKind.GATEWAY_OFFLINE,
+                subject,
+                message="the agent went offline (its last will: the connection dropped, "
+                "or it stopped)",
+            )
 
     def record_telemetry(self, site: str, gateway: str, telemetry: TelemetryData) -> None:
         """The heartbeat: the gateway's health and every device's, samples, alerts."""
+        self.record_telemetry_many([(site, gateway, telemetry)])
+
+    def record_telemetry_many(self, reports: Sequence[tuple[str, str, TelemetryData]]) -> None:
+        """Many gateways' heartbeats in one transaction, each as :meth:`record_telemetry`
+        would take it, in order (a gateway that reported twice ends as its later report
+        says). The rows they touch are loaded up front in a few queries, not per device."""
+        if not reports:
+            return
         now = int(self._clock.now())
         with self._sessions.begin() as session:
-            ensure_site(session, site, now)
-            gw = _gateway(session, site, gateway, now)
-            gw.last_seen = now
-            grew = gw.outbox_depth is not None and telemetry.outbox_depth > gw.outbox_depth
-            gw.outbox_growth = gw.outbox_growth + 1 if grew else 0
-            gw.telemetry_at = now
-            gw.uptime_s = telemetry.uptime_s
-            gw.outbox_depth = telemetry.outbox_depth
-            gw.outbox_oldest_age_s = telemetry.outbox_oldest_age_s
-            gw.frames_dropped = telemetry.frames_dropped
-            gw.time_trusted = telemetry.time_trusted
-            subject = gateway_subject(site, gateway)
-            if gw.state == GatewayState.ONLINE.value:
-                _set_available(gw, True, now)
-                resolve_alert(
-                    session, now, AlertKind.GATEWAY_OFFLINE, subject, "telemetry arrives again"
-                )
-            backlog = rules.outbox_backlog(
-                telemetry.outbox_depth, gw.outbox_growth, telemetry.outbox_oldest_age_s
+            batch = self._load(session, reports, now)
+            for site, gateway, telemetry in reports:
+                self._telemetry(batch, site, gateway, telemetry)
+
+    def _telemetry(self, batch: _Batch, site: str, gateway: str, telemetry: TelemetryData) -> None:
+        session, now = batch.session, batch.now
+        gw = batch.gateways[(site, gateway)]
+        gw.last_seen = now
+        grew = gw.outbox_depth is not None and telemetry.outbox_depth > gw.outbox_depth
+        gw.outbox_growth = gw.outbox_growth + 1 if grew else 0
+        gw.telemetry_at = now
+        gw.uptime_s = telemetry.uptime_s
+        gw.outbox_depth = telemetry.outbox_depth
+        gw.outbox_oldest_age_s = telemetry.outbox_oldest_age_s
+        gw.frames_dropped = telemetry.frames_dropped
+        gw.time_trusted = telemetry.time_trusted
+        subject = gateway_subject(site, gateway)
+        if gw.state == GatewayState.ONLINE.value:
+            _set_available(gw, True, now)
+            resolve_alert(
+                session, now, AlertKind.GATEWAY_OFFLINE, subject, "telemetry arrives again"
             )
-            if backlog:
-                age = telemetry.outbox_oldest_age_s
-                open_alert(
-                    session,
-                    self._settings,
-                    now,
-                    AlertKind.OUTBOX_BACKLOG,
-                    subject,
-                    message=f"{telemetry.outbox_depth} messages wait in the agent's outbox"
-                    + ("" if age is None else f", the oldest for {age:.0f} s"),
+        backlog = rules.outbox_backlog(
+            telemetry.outbox_depth, gw.outbox_growth, telemetry.outbox_oldest_age_s
+        )
+        if backlog:
+            age = telemetry.outbox_oldest_age_s
+            open_alert(
+                session,
+                self._settings,
+                now,
+                AlertKind.OUTBOX_BACKLOG,
+                subject,
+                message=f"{telemetry.outbox_depth} messages wait in the agent's outbox"
+                + ("" if age is None else f", the oldest for {age:.0f} s"),
+            )
+        elif backlog is False:
+            resolve_alert(session, now, AlertKind.OUTBOX_BACKLOG, subject, "the outbox drained")
+        if gw.sampled_at is None or now - gw.sampled_at >= self._settings.fleet_sample_every_s:
+            gw.sampled_at = now
+            session.add(
+                HealthSample(
+                    site=site,
+                    subject_kind=SubjectKind.GATEWAY,
+                    subject=gateway,
+                    at=now,
+                    outbox_depth=telemetry.outbox_depth,
                 )
-            elif backlog is False:
-                resolve_alert(session, now, AlertKind.OUTBOX_BACKLOG, subject, "the outbox drained")
-            if gw.sampled_at is None or now - gw.sampled_at >= self._settings.fleet_sample_every_s:
-                gw.sampled_at = now
-                session.add(
-                    HealthSample(
-                        site=site,
-                        subject_kind=SubjectKind.GATEWAY,
-                        subject=gateway,
-                        at=now,
-                        outbox_depth=telemetry.outbox_depth,
-                    )
-                )
-            report_agent(session, site, gateway, telemetry, now)
+            )
+        twin = report_agent(session, site, gateway, telemetry, now)
+        interval = sync_interval(twin_config(twin), self._settings)
+        for lock in telemetry.locks:
+            self._lock(batch, site, gateway, lock, interval)
+        for display in telemetry.displays:
+            self._display(batch, site, gateway, display)
+        for reader in telemetry.card_readers:
+            self._reader(batch, site, gateway, reader)
+
+    def _load(
+        self, session: Session, reports: Sequence[tuple[str, str, TelemetryData]], now: int
+    ) -> _Batch:
+        """The sites, gateways and devices of ``reports`` (created when first seen), their
+        twins and open alerts, and the battery history of every lock that may take a
+        sample: a query each, whatever the number of reports."""
+        sites = list(dict.fromkeys(site for site, _gw, _t in reports))
+        known = set(session.scalars(select(Site.slug).where(Site.slug.in_(sites))))
+        for site in sites:
+            if site not in known:
+                ensure_site(session, site, now)
+        gateways = _gateways(session, sites)
+        new = [k for k in dict.fromkeys((s, g) for s, g, _t in reports) if k not in gateways]
+        if new:
+            _ensure_gateways(session, new, now)
+            gateways.update(_gateways(session, list(dict.fromkeys(site for site, _g in new))))
+        query = select(Device).where(Device.site.in_(sites))
+        devices = {(d.site, d.device_id): d for d in session.scalars(query)}
+        first: dict[tuple[str, str], tuple[str, DeviceKind]] = {}
+        for site, gateway, telemetry in reports:
+            for device_id, kind in _reported_devices(telemetry):
+                if (site, device_id) not in devices:
+                    first.setdefault((site, device_id), (gateway, kind))
+        if first:
+            ensure_devices(session, [(s, g, d, k) for (s, d), (g, k) in first.items()], now)
+            query = select(Device).where(
+                Device.site.in_({s for s, _d in first}),
+                Device.device_id.in_({d for _s, d in first}),
+            )
+            devices.update({(d.site, d.device_id): d for d in session.scalars(query)})
+        prime_twins(session, sites)
+        prime_open_keys(session, sites)
+        battery = self._battery_history(session, reports, devices, now)
+        return _Batch(session, now, gateways, devices, battery)
+
+    def _battery_history(
+        self,
+        session: Session,
+        reports: Sequence[tuple[str, str, TelemetryData]],
+        devices: dict[tuple[str, str], Device],
+        now: int,
+    ) -> _History:
+        """The forecast's points of every lock that may take a sample in this batch (its
+        interval is up, or its battery changed), in one query; :meth:`_sample` adds the
+        point it takes. A lock missing here queries its own, as it always did."""
+        every = self._settings.fleet_sample_every_s
+        wanted: set[tuple[str, SubjectKind, str]] = set()
+        for site, _gateway, telemetry in reports:
             for lock in telemetry.locks:
-                self._lock(session, site, gateway, lock, now)
-            for display in telemetry.displays:
-                self._display(session, site, gateway, display, now)
-            for reader in telemetry.card_readers:
-                self._reader(session, site, gateway, reader, now)
+                dev = devices.get((site, lock.lock_id))
+                if dev is None:
+                    continue  # not there even after the load created it: queries its own
+                due = dev.sampled_at is None or now - dev.sampled_at >= every
+                changed = lock.battery_pct is not None and lock.battery_pct != dev.battery_pct
+                has_battery = lock.battery_pct is not None or dev.battery_pct is not None
+                if (due or changed) and has_battery and dev.sampled_at != now:
+                    wanted.add((site, SubjectKind(dev.kind.value), dev.device_id))
+        if not wanted:
+            return {}
+        out: _History = {key: [] for key in wanted}
+        rows = session.execute(
+            select(
+                HealthSample.site,
+                HealthSample.subject_kind,
+                HealthSample.subject,
+                HealthSample.at,
+                HealthSample.battery_pct,
+            ).where(
+                HealthSample.site.in_({site for site, _k, _s in wanted}),
+                HealthSample.subject.in_({subject for _site, _k, subject in wanted}),
+                HealthSample.at >= now - rules.FORECAST_WINDOW_S,
+                HealthSample.battery_pct.is_not(None),
+            )
+        )
+        for site, kind, subject, at, pct in rows:
+            points = out.get((site, kind, subject))
+            if points is not None and pct is not None:
+                points.append(rules.BatterySample(at, pct))
+        return out
 
     def record_events(self, events: Sequence[tuple[str, str, LockEventData]]) -> None:
         """Lock events that open or close alerts (lockout, held open, jam) or carry a
@@ -243,9 +387,10 @@ class HealthService:
     # ---------------------------------------------------------------- devices
 
     def _lock(
-        self, session: Session, site: str, gateway: str, lock: LockTelemetry, now: int
+        self, batch: _Batch, site: str, gateway: str, lock: LockTelemetry, interval: float
     ) -> None:
-        dev = ensure_device(session, site, gateway, lock.lock_id, kind=DeviceKind.LOCK, now=now)
+        session, now = batch.session, batch.now
+        dev = batch.device(site, gateway, lock.lock_id, DeviceKind.LOCK)
         subject = device_subject(dev)
         dev.reachable = lock.reachable
         dev.clock_offset_s = lock.clock_offset_s
@@ -260,7 +405,7 @@ class HealthService:
             dev.firmware = lock.firmware
             report_firmware(session, subject, dev.firmware, now)
         if lock.battery_pct is not None:
-            self._battery(session, dev, lock.battery_pct, now)
+            self._battery(session, dev, lock.battery_pct, now, batch.battery)
         drifting = rules.clock_drifting(lock.clock_offset_s, lock.clock_drift_s)
         if drifting:
             off = max(abs(x) for x in (lock.clock_offset_s, lock.clock_drift_s) if x is not None)
@@ -288,43 +433,38 @@ class HealthService:
             self._settle(session, AlertKind.LOCKOUT, subject, now, "the keypad lockout ended")
         if lock.door_open is False:
             self._settle(session, AlertKind.DOOR_HELD_OPEN, subject, now, "the door is closed")
-        interval = sync_interval(desired_config(session, site, gateway), self._settings)
         due = rules.sync_due(dev.last_sync_at, dev.next_sync_at, dev.first_seen_at, interval)
         if not rules.sync_missed(due, now, self._settings.fleet_sync_grace_s):
             resolve_alert(session, now, AlertKind.MISSED_SYNC, subject, "the lock synced")
-        self._sample(session, dev, now)
+        self._sample(session, dev, now, history=batch.battery)
 
-    def _display(
-        self, session: Session, site: str, gateway: str, display: DisplayTelemetry, now: int
-    ) -> None:
-        dev = ensure_device(
-            session, site, gateway, display.display_id, kind=DeviceKind.DISPLAY, now=now
-        )
+    def _display(self, batch: _Batch, site: str, gateway: str, display: DisplayTelemetry) -> None:
+        dev = batch.device(site, gateway, display.display_id, DeviceKind.DISPLAY)
         dev.reachable = display.reachable
         dev.shown_version = display.shown_version
-        dev.telemetry_at = now
+        dev.telemetry_at = batch.now
         if display.firmware is not None:
             dev.firmware = display.firmware
-            report_firmware(session, device_subject(dev), dev.firmware, now)
+            report_firmware(batch.session, device_subject(dev), dev.firmware, batch.now)
 
-    def _reader(
-        self, session: Session, site: str, gateway: str, reader: CardReaderTelemetry, now: int
-    ) -> None:
-        dev = ensure_device(
-            session, site, gateway, reader.reader_id, kind=DeviceKind.READER, now=now
-        )
+    def _reader(self, batch: _Batch, site: str, gateway: str, reader: CardReaderTelemetry) -> None:
+        dev = batch.device(site, gateway, reader.reader_id, DeviceKind.READER)
         dev.reachable = reader.reachable
-        dev.telemetry_at = now
+        dev.telemetry_at = batch.now
 
     def _settle(
         self, session: Session, kind: AlertKind, subject: Subject, now: int, resolution: str
     ) -> None:
         # a report taken before the event that opened the alert may arrive after it
+        if not is_open(session, kind, subject):
+            return  # nearly always, and resolve_alert would find nothing to resolve
         alert = open_alert_of(session, kind, subject)
         if alert is not None and now - alert.opened_at >= rules.SETTLE_S:
             resolve_alert(session, now, kind, subject, resolution)
 
-    def _battery(self, session: Session, dev: Device, pct: int, now: int) -> None:
+    def _battery(
+        self, session: Session, dev: Device, pct: int, now: int, history: _History | None = None
+    ) -> None:
         changed = dev.battery_pct != pct
         dev.battery_pct = pct
         subject = device_subject(dev)
@@ -347,11 +487,19 @@ class HealthService:
                 message=f"battery at {pct} % (under {limit} %): replace it soon",
             )
         if changed:
-            self._sample(session, dev, now, force=True)
+            self._sample(session, dev, now, force=True, history=history)
 
-    def _sample(self, session: Session, dev: Device, now: int, *, force: bool = False) -> None:
+    def _sample(
+        self,
+        session: Session,
+        dev: Device,
+        now: int,
+        *,
+        force: bool = False,
+        history: _History | None = None,
+    ) -> None:
         """One history point per sampling interval (or at a battery change), and the
-        battery forecast from the recent points."""
+        battery forecast from the recent points (``history``: loaded for the batch)."""
         every = self._settings.fleet_sample_every_s
         if not force and dev.sampled_at is not None and now - dev.sampled_at < every:
             return
@@ -372,19 +520,23 @@ class HealthService:
         )
         if dev.battery_pct is None:
             return
-        session.flush()
-        points = session.execute(
-            select(HealthSample.at, HealthSample.battery_pct).where(
-                HealthSample.site == dev.site,
-                HealthSample.subject == dev.device_id,
-                HealthSample.subject_kind == SubjectKind(dev.kind.value),
-                HealthSample.at >= now - rules.FORECAST_WINDOW_S,
-                HealthSample.battery_pct.is_not(None),
+        kind = SubjectKind(dev.kind.value)
+        points = None if history is None else history.get((dev.site, kind, dev.device_id))
+        if points is not None:
+            points.append(rules.BatterySample(now, dev.battery_pct))  # the one just added
+        else:
+            session.flush()
+            rows = session.execute(
+                select(HealthSample.at, HealthSample.battery_pct).where(
+                    HealthSample.site == dev.site,
+                    HealthSample.subject == dev.device_id,
+                    HealthSample.subject_kind == kind,
+                    HealthSample.at >= now - rules.FORECAST_WINDOW_S,
+                    HealthSample.battery_pct.is_not(None),
+                )
             )
-        ).all()
-        days = rules.battery_days_left(
-            [rules.BatterySample(at, pct) for at, pct in points if pct is not None], now
-        )
+            points = [rules.BatterySample(at, pct) for at, pct in rows if pct is not None]
+        days = rules.battery_days_left(points, now)
         dev.battery_days_left = days
         subject = device_subject(dev)
         if days is not None and days < rules.FORECAST_ALERT_DAYS:
@@ -490,22 +642,62 @@ class HealthService:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult
 
 
+# the recent battery points of locks, by (site, kind, device), for the forecast
+_History = dict[tuple[str, SubjectKind, str], list[rules.BatterySample]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch of telemetry's transaction and the rows it touches, loaded up front
+    (:meth:`HealthService._load`; the twins and open alerts are primed in the session)."""
+
+    session: Session
+    now: int
+    gateways: dict[tuple[str, str], Gateway]
+    devices: dict[tuple[str, str], Device]
+    battery: _History
+
+    def device(self, site: str, gateway: str, device_id: str, kind: DeviceKind) -> Device:
+        """The device, moved to ``gateway`` if it changed gateways, as :func:`ensure_device`
+        gives it (which creates one the load did not find)."""
+        dev = self.devices.get((site, device_id))
+        if dev is None:
+            dev = ensure_device(self.session, site, gateway, device_id, kind=kind, now=self.now)
+            self.devices[(site, device_id)] = dev
+        dev.gateway = gateway
+        return dev
+
+
+def _reported_devices(telemetry: TelemetryData) -> Iterator[tuple[str, DeviceKind]]:
+    yield from ((lock.lock_id, DeviceKind.LOCK) for lock in telemetry.locks)
+    yield from ((d.display_id, DeviceKind.DISPLAY) for d in telemetry.displays)
+    yield from ((r.reader_id, DeviceKind.READER) for r in telemetry.card_readers)
+
+
+def _gateways(session: Session, sites: Sequence[str]) -> dict[tuple[str, str], Gateway]:
+    query = select(Gateway).where(Gateway.site.in_(sites))
+    return {(g.site, g.gateway): g for g in session.scalars(query)}
+
+
+def _ensure_gateways(session: Session, gateways: Sequence[tuple[str, str]], now: int) -> None:
+    """Create the rows of gateways whose telemetry came before any status (as
+    :func:`_gateway` does, in one statement, race-free with other workers)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "site": site,
+            "gateway": gateway,
+            "state": GatewayState.ONLINE.value,  # it is talking, so it is online
+            "last_seen": now,
+            "outbox_growth": 0,
+        }
+        for site, gateway in gateways
+    ]
+    stmt = insert(Gateway).values(rows).on_conflict_do_nothing(index_elements=["site", "gateway"])
+    session.execute(stmt)
+
+
 def _set_available(gw: Gateway, available: bool, now: int) -> None:
     if gw.available is not available:
         gw.available = available
         gw.available_since = now
-
-
-def _gateway(session: Session, site: str, gateway: str, now: int) -> Gateway:
-    gw = session.get(Gateway, (site, gateway))
-    if gw is None:  # telemetry before any status: it is talking, so it is online
-        gw = Gateway(
-            site=site,
-            gateway=gateway,
-            state=GatewayState.ONLINE.value,
-            last_seen=now,
-            outbox_growth=0,
-        )
-        session.add(gw)
-        session.flush()
-    return gw

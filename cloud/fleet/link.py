@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud.db.batches import store_many
 from cloud.fleet.services import FleetServices
 from protocol.clock import Clock
 from protocol.messages import CommandReplyData, LockEventData, StatusData, TelemetryData
@@ -33,7 +34,6 @@ class FleetBatch:
     """One ingest batch's fleet messages, each with its site and gateway (and verb)."""
 
     statuses: list[tuple[str, str, StatusData]] = field(default_factory=list)
-    telemetry: list[tuple[str, str, TelemetryData]] = field(default_factory=list)
     events: list[tuple[str, str, LockEventData]] = field(default_factory=list)
     replies: list[tuple[str, str, str, CommandReplyData]] = field(default_factory=list)
 
@@ -111,14 +111,18 @@ class FleetLink:
             else:
                 self.stats.replies_ignored += 1
         health = self._fleet.health
-        for site, gateway, status in batch.statuses:
-            self._guarded(health.record_status, site, gateway, status)
-        for site, gateway, telemetry in batch.telemetry:
-            self._guarded(health.record_telemetry, site, gateway, telemetry)
+        store_many(health.record_status_many, batch.statuses, "gateway statuses (fleet)")
         if batch.events:
             self._guarded(health.record_events, batch.events)
-        if batch.replies or batch.telemetry or batch.statuses:
+        if batch.replies or batch.statuses:
             self._guarded(self._fleet.rollouts.step_all)
+
+    def store_telemetry(self, reports: Sequence[tuple[str, str, TelemetryData]]) -> None:
+        """Apply telemetry reports (blocking; best effort: a failure is only logged, the
+        next report of each gateway repeats it), then move rollouts whose health gate
+        they may have decided."""
+        store_many(self._fleet.health.record_telemetry_many, reports, "telemetry reports (fleet)")
+        self._guarded(self._fleet.rollouts.step_all)
 
     @staticmethod
     def _guarded(fn: Callable[..., object], *args: object) -> None:

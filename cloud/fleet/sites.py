@@ -95,6 +95,30 @@ def ensure_device(
     return dev
 
 
+def ensure_devices(
+    session: Session, devices: Sequence[tuple[str, str, str, DeviceKind]], now: int
+) -> None:
+    """Create the rows of many devices ``(site, gateway, device_id, kind)`` in one
+    statement, each unless it exists (race-free as :func:`ensure_device`; a device listed
+    twice is created as its first listing says)."""
+    if not devices:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "site": site,
+            "gateway": gateway,
+            "device_id": device_id,
+            "kind": kind,
+            "first_seen_at": now,
+        }
+        for site, gateway, device_id, kind in devices
+    ]
+    session.execute(
+        insert(Device).values(rows).on_conflict_do_nothing(index_elements=["site", "device_id"])
+    )
+
+
 def put_department(
     session: Session, slug: str, name: str, *, actor: str, now: int
 ) -> CityDepartment:

@@ -9,6 +9,7 @@ its firmware: desired when a rollout sent an image, reported by telemetry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,11 +45,40 @@ def twin_view(t: Twin) -> TwinView:
     )
 
 
+def prime_twins(session: Session, sites: Iterable[str]) -> None:
+    """Load the twins of many sites in one query (a batch of reports): a twin of those
+    sites is then found, or known to be missing, without a query."""
+    cache: dict[str, dict[tuple[SubjectKind, str], Twin]] = session.info.setdefault(
+        "fleet_twins", {}
+    )
+    todo = [site for site in dict.fromkeys(sites) if site not in cache]
+    for site in todo:
+        cache[site] = {}
+    if todo:
+        for twin in session.scalars(select(Twin).where(Twin.site.in_(todo))):
+            cache[twin.site][(twin.kind, twin.subject)] = twin
+
+
+def _primed(session: Session, site: str) -> dict[tuple[SubjectKind, str], Twin] | None:
+    primed: dict[str, dict[tuple[SubjectKind, str], Twin]] = session.info.get("fleet_twins", {})
+    return primed.get(site)
+
+
+def _find(session: Session, site: str, kind: SubjectKind, subject: str) -> Twin | None:
+    primed = _primed(session, site)
+    if primed is None:
+        return session.get(Twin, (site, kind, subject))
+    return primed.get((kind, subject))
+
+
 def _twin(session: Session, site: str, gateway: str, kind: SubjectKind, subject: str) -> Twin:
-    twin = session.get(Twin, (site, kind, subject))
+    twin = _find(session, site, kind, subject)
     if twin is None:
         twin = Twin(site=site, kind=kind, subject=subject, gateway=gateway)
         session.add(twin)
+        primed = _primed(session, site)
+        if primed is not None:  # a pending twin is not in the identity map yet
+            primed[(kind, subject)] = twin
     twin.gateway = gateway
     return twin
 
@@ -62,7 +92,11 @@ def _diverge(twin: Twin, now: int, differs: bool) -> None:
 
 def desired_config(session: Session, site: str, gateway: str) -> AgentConfigData | None:
     """The gateway's desired agent config, if the cloud ever set one."""
-    twin = session.get(Twin, (site, SubjectKind.GATEWAY, gateway))
+    return twin_config(_find(session, site, SubjectKind.GATEWAY, gateway))
+
+
+def twin_config(twin: Twin | None) -> AgentConfigData | None:
+    """The desired agent config a gateway's twin holds, if the cloud ever set one."""
     if twin is None or twin.desired is None:
         return None
     return AgentConfigData.model_validate(twin.desired)
@@ -113,8 +147,8 @@ def put_desired_config(
 
 def report_agent(
     session: Session, site: str, gateway: str, telemetry: TelemetryData, now: int
-) -> None:
-    """What the agent says it runs: the config version, its hash, a refusal."""
+) -> Twin:
+    """What the agent says it runs: the config version, its hash, a refusal; its twin."""
     twin = _twin(session, site, gateway, SubjectKind.GATEWAY, gateway)
     twin.reported = {
         "config_version": telemetry.config_version,
@@ -128,6 +162,7 @@ def report_agent(
         now,
         twin.desired_version is not None and telemetry.config_version != twin.desired_version,
     )
+    return twin
 
 
 def desire_firmware(session: Session, device: Subject, version: str, now: int) -> None:

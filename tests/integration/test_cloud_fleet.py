@@ -5,6 +5,7 @@ rollback, and who sees which sites."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from alembic import command as alembic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +21,7 @@ from cloud.auth import AuthError
 from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.migrate import alembic_config
-from cloud.db.models import Role, User
+from cloud.db.models import Base, Role, User
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet.commands import CommandRequest
 from cloud.fleet.kinds import DeviceKind
@@ -35,6 +36,7 @@ from protocol.clock import ManualClock
 from protocol.firmware_image import DeviceKind as ImageKind
 from protocol.firmware_image import build_image
 from protocol.messages import (
+    AccessAppliedData,
     CommandReplyData,
     CommandStatus,
     DisplayTelemetry,
@@ -143,8 +145,9 @@ def template(
         yield made
 
 
-@pytest.fixture
-def world(template: Template, tmp_path: Path) -> Iterator[World]:
+@contextlib.contextmanager
+def world_in(template: Template, tmp_path: Path) -> Iterator[World]:
+    """A world on a fresh copy of ``template`` (in ``tmp_path``)."""
     with copy_of(template, tmp_path) as url:
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
@@ -164,6 +167,12 @@ def world(template: Template, tmp_path: Path) -> Iterator[World]:
         users = {name: svc.users.get(name) for name in ("ops", *others)}
         yield World(fleet, svc, sessions, clock, seed, sent, {k: v for k, v in users.items() if v})
         engine.dispose()
+
+
+@pytest.fixture
+def world(template: Template, tmp_path: Path) -> Iterator[World]:
+    with world_in(template, tmp_path) as made:
+        yield made
 
 
 # ------------------------------------------------------------------------ alerts
@@ -320,6 +329,143 @@ def test_a_growing_outbox_opens_a_backlog_alert(world: World) -> None:
         TelemetryData(uptime_s=1, outbox_depth=0, frames_dropped=0, time_trusted=True),
     )
     assert world.kinds() == []
+
+
+def stored(world: World) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the tables telemetry writes, without surrogate ids, in a stable order."""
+    tables = ("sites", "gateways", "devices", "twins", "health_samples", "alerts", "lock_sync")
+    out = {}
+    with world.sessions() as session:
+        for name in (*tables, "mail_outbox"):
+            columns = [c for c in Base.metadata.tables[name].columns if c.name != "id"]
+            out[name] = sorted((tuple(row) for row in session.execute(select(*columns))), key=repr)
+    return out
+
+
+def test_a_batch_of_reports_stores_what_one_report_at_a_time_does(
+    template: Template, tmp_path: Path
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    with world_in(template, tmp_path / "one") as one, world_in(template, tmp_path / "many") as many:
+        for w in (one, many):  # a drain series, and gym-a-2's clock off since the last report
+            w.online()
+            for pct in range(34, 27, -1):
+                drifting = [LockTelemetry(lock_id="gym-a-2", reachable=True, clock_drift_s=45.0)]
+                w.telemetry(lock(pct), *(drifting if pct == 28 else []))
+                w.clock.advance(12 * HOUR)
+            assert w.kinds() == ["clock_drift"]
+
+        def report(
+            *locks: LockTelemetry, displays: tuple[DisplayTelemetry, ...] = ()
+        ) -> TelemetryData:
+            return TelemetryData(
+                uptime_s=100,
+                outbox_depth=0,
+                frames_dropped=0,
+                time_trusted=True,
+                locks=list(locks),
+                displays=list(displays),
+            )
+
+        reports = [
+            (  # 27 %: under 14 days left; gym-a-2's clock is right again
+                "gym-a",
+                "gw-1",
+                report(lock(27), LockTelemetry(lock_id="gym-a-2", reachable=True, clock_drift_s=1)),
+            ),
+            (  # a site, gateway, lock and display never seen
+                "gym-b",
+                "gw-1",
+                report(
+                    LockTelemetry(lock_id="gym-b-1", reachable=True, battery_pct=15),
+                    displays=(DisplayTelemetry(display_id="gym-b-d1", reachable=True),),
+                ),
+            ),
+            (  # a second gateway of a known site, with a lock locked out
+                "gym-a",
+                "gw-2",
+                report(LockTelemetry(lock_id="gym-a-3", reachable=True, locked_out=True)),
+            ),
+            (  # gw-1 once more in the same batch: gym-a-2's clock is off again
+                "gym-a",
+                "gw-1",
+                report(
+                    lock(27), LockTelemetry(lock_id="gym-a-2", reachable=True, clock_drift_s=45)
+                ),
+            ),
+        ]
+        for site, gateway, telemetry in reports:
+            one.fleet.health.record_telemetry(site, gateway, telemetry)
+            one.svc.gateways.record_telemetry(site, gateway, telemetry)
+        many.fleet.health.record_telemetry_many(reports)
+        many.svc.gateways.record_telemetry_many(reports)
+
+        for w in (one, many):
+            assert w.kinds() == ["battery_forecast", "battery_low", "clock_drift", "lockout"]
+            assert [(a.kind, a.subject) for a in w.alerts("resolved")] == [
+                ("clock_drift", "gym-a-2")
+            ]
+            assert len(w.mails()) == 5
+            device = w.fleet.sites.device("gym-a", "gym-a-1", None).device
+            assert device.battery_days_left == pytest.approx(13.5, abs=0.1)
+        assert stored(many) == stored(one)
+
+
+def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_does(
+    template: Template, tmp_path: Path
+) -> None:
+    """After a broker restart every gateway's retained status, its new birth and every
+    lock's applied version arrive at once: the bridge stores them a batch at a time."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    online = StatusData(state=GatewayState.ONLINE, locks=["gym-a-1", "gym-a-2"])
+    offline = StatusData(state=GatewayState.OFFLINE)
+    statuses = [
+        ("gym-a", "gw-1", offline),  # the retained will, then the new birth: online at the end
+        ("gym-b", "gw-1", StatusData(state=GatewayState.ONLINE, locks=["gym-b-1"])),  # new site
+        ("gym-a", "gw-2", offline),  # a gateway first heard of by its will: stays offline
+        ("gym-a", "gw-1", online),
+    ]
+    applied = [
+        AccessAppliedData(lock_id="gym-a-1", version=4, grant_ids=[], clock_set=True),
+        AccessAppliedData(lock_id="no-such-lock", version=9, grant_ids=[]),  # ignored
+        AccessAppliedData(lock_id="gym-a-1", version=5, grant_ids=[], clock_offset_s=2.0),
+    ]
+    with world_in(template, tmp_path / "one") as one, world_in(template, tmp_path / "many") as many:
+        for site, gateway, status in statuses:
+            one.fleet.health.record_status(site, gateway, status)
+            one.svc.gateways.update_status(site, gateway, status)
+        for report in applied:
+            one.svc.gateways.record_applied(report)
+        many.fleet.health.record_status_many(statuses)
+        many.svc.gateways.update_status_many(statuses)
+        many.svc.gateways.record_applied_many(applied)
+
+        for w in (one, many):
+            assert [(a.kind, a.site, a.subject) for a in w.alerts()] == [
+                ("gateway_offline", "gym-a", "gw-2")
+            ]
+            assert [(a.kind, a.subject) for a in w.alerts("resolved")] == [
+                ("gateway_offline", "gw-1")
+            ]
+            states = {(g.site, g.gateway): g.state for g in w.svc.gateways.gateways()}
+            assert states == {
+                ("gym-a", "gw-1"): "online",
+                ("gym-a", "gw-2"): "offline",
+                ("gym-b", "gw-1"): "online",
+            }
+            site = w.fleet.sites.site("gym-b", None)
+            assert [d.device_id for d in site.devices] == ["gym-b-1"]
+        with many.sessions() as session:
+            row = session.execute(
+                text(
+                    "select applied_version, clock_offset_s from lock_sync "
+                    "where lock_id = 'gym-a-1'"
+                )
+            ).one()
+        assert tuple(row) == (5, 2.0)  # the later report of the lock wins
+        assert stored(many) == stored(one)
 
 
 # ---------------------------------------------------------------------- commands

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,13 @@ import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.db.models import Facility, Lock
 from cloud.mqtt_bridge import MqttBridge
+from cloud.services.access import bump_version
 from cloud.settings import CloudSettings
 from protocol import topics
 from protocol.clock import ManualClock
@@ -28,6 +32,7 @@ from protocol.messages import (
     parse,
 )
 from protocol.pin import pin_tag
+from protocol.topics import Channel
 from tests.support.cloud import basic
 from tests.support.mosquitto import Mosquitto
 
@@ -178,3 +183,80 @@ async def test_bridge_reconnects_after_a_broker_restart(cloud: Cloud) -> None:
         await client.publish(topics.events(cloud.seed.site, cloud.seed.gateway), _unlock(9), qos=1)
     assert [row["seq"] for row in await _audit_until(cloud, 1)] == [9]
     assert (await cloud.http.get("/healthz")).json()["mqtt"] == "connected"
+
+
+def _settings(tmp_path: Path, broker: Mosquitto) -> CloudSettings:
+    return CloudSettings(
+        database_url=f"sqlite:///{tmp_path}/many.db",
+        secret_key="s" * 40,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_client_id="cloud-many",
+    )
+
+
+async def _retained_snapshots(broker: Mosquitto, count: int) -> dict[str, AccessSnapshotData]:
+    """What a gateway connecting now would get: the retained snapshot of each topic."""
+    got: dict[str, AccessSnapshotData] = {}
+    client = aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5)
+    async with client, asyncio.timeout(20):
+        await client.subscribe(topics.cloud_subscription(Channel.ACCESS, shared=False), qos=1)
+        async for message in client.messages:
+            assert message.retain
+            assert isinstance(message.payload, bytes)
+            _envelope, snapshot = parse(message.payload)
+            assert isinstance(snapshot, AccessSnapshotData)
+            got[message.topic.value] = snapshot
+            if len(got) == count:
+                return got
+    raise AssertionError("unreachable")
+
+
+async def test_a_reconnect_republishes_every_gateways_snapshot(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    app = create_app(_settings(tmp_path, mosquitto), clock=ManualClock(NOW))
+    async with app.router.lifespan_context(app):
+        bridge: MqttBridge = app.state.bridge
+        async with asyncio.timeout(10):
+            await bridge.wait_connected()
+        # 300 gateways appear in the database and nothing tells the bridge: only the
+        # reconnect after the broker's restart publishes their snapshots
+        sites = [f"site-{i:03d}" for i in range(300)]
+        with app.state.sessions.begin() as session:
+            for site in sites:
+                lock = Lock(lock_id=f"{site}-1", name="Door", pin_key=secrets.token_hex(32))
+                session.add(Facility(name=site, site=site, gateway="gw-1", locks=[lock]))
+                bump_version(session, site, "gw-1", NOW)
+                bump_version(session, site, "gw-1", NOW)  # version 2
+        await asyncio.to_thread(mosquitto.restart)
+        await _eventually(lambda: bridge.stats.connects >= 2 and bridge.connected)
+        await _eventually(lambda: bridge.stats.snapshots_published >= len(sites))
+        retained = await _retained_snapshots(mosquitto, len(sites))
+    for site in sites:
+        snapshot = retained[topics.access(site, "gw-1")]
+        assert snapshot.version == 2
+        assert [lock.lock_id for lock in snapshot.locks] == [f"{site}-1"]
+
+
+async def test_a_database_failure_delays_a_snapshot_but_the_bridge_keeps_going(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(_settings(tmp_path, mosquitto), clock=ManualClock(NOW))
+    async with app.router.lifespan_context(app):
+        bridge: MqttBridge = app.state.bridge
+        async with asyncio.timeout(10):
+            await bridge.wait_connected()
+        with app.state.sessions.begin() as session:
+            seed = seed_demo(session)
+            session.execute(text("ALTER TABLE site_access_versions RENAME TO away"))
+        with caplog.at_level(logging.ERROR, logger="cloud.mqtt_bridge"):
+            await bridge.publish_snapshot(seed.site, seed.gateway)
+            await _eventually(lambda: "could not build 1 access snapshots" in caplog.text)
+        with app.state.sessions.begin() as session:
+            session.execute(text("ALTER TABLE away RENAME TO site_access_versions"))
+        await _eventually(lambda: bridge.stats.snapshots_published == 1)  # tried again
+        (snapshot,) = (await _retained_snapshots(mosquitto, 1)).values()
+        assert bridge.connected
+        assert bridge.stats.connects == 1
+    assert [lock.lock_id for lock in snapshot.locks] == [seed.lock_id]

@@ -29,6 +29,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import (
     AccessAppliedData,
+    AccessSnapshotData,
     GatewayState,
     LockEventData,
     LockEventKind,
@@ -222,6 +223,58 @@ def test_cancelling_an_offline_pin_revokes_it_in_the_next_snapshot(site: Site) -
     assert site.svc.access.snapshot("gym-a", "gw-1").locks[0].revoked_offline == []
 
 
+def test_many_snapshots_at_once_are_each_gateways_own(site: Site) -> None:
+    # gym-a/gw-1: a cancelled offline PIN (revocation list), a slot PIN that will have
+    # ended, a live one and a cancelled one
+    site.gateway(GatewayState.OFFLINE)
+    offline = site.book("2027-01-15 18:00", "2027-01-15 19:00")
+    site.svc.approvals.approve(offline, by="manager")
+    site.svc.cancellations.by_manager(offline, "manager", "closed for a drill")
+    site.gateway(GatewayState.ONLINE)
+    ended, live, cancelled = (
+        site.book(f"2027-01-15 {h}:00", f"2027-01-15 {h}:30", name=f"n{h}") for h in (9, 20, 21)
+    )
+    for rid in (ended, live, cancelled):
+        site.svc.approvals.approve(rid, by="manager")
+    site.svc.cancellations.by_manager(cancelled, "manager", "double booking")
+    # gym-a/gw-2: an entrance every room's PIN opens, and each room behind its own door
+    f = site.svc.facilities.create_facility("Gym B", "gym-a", "gw-2")
+    rooms = [site.svc.facilities.add_room(f.id, name).id for name in ("Hall", "Court")]
+    site.svc.facilities.add_lock(f.id, "gym-b-door", "Entrance")
+    site.svc.facilities.add_lock(f.id, "gym-b-hall", "Hall", room_id=rooms[0])
+    site.svc.facilities.add_lock(f.id, "gym-b-court", "Court", room_id=rooms[1])
+    for hour, room in ((19, rooms[1]), (18, rooms[0])):
+        rid = site.svc.reservations.create(
+            BookingRequest(
+                f"r{hour}",
+                "r@example.jp",
+                at(f"2027-01-15 {hour}:00"),
+                at(f"2027-01-15 {hour}:30"),
+                room_id=room,
+            )
+        ).reservation.id
+        site.svc.approvals.approve(rid, by="manager")
+    site.clock.set(at("2027-01-15 10:00"))  # the 09:00 booking's window has ended
+
+    # and a gateway with no facility and no version yet: it gets version 1, no locks
+    keys = [("gym-a", "gw-2"), ("gym-z", "gw-1"), ("gym-a", "gw-1"), ("gym-a", "gw-2")]
+    many = site.svc.access.snapshots(keys)
+    assert list(many) == [("gym-a", "gw-2"), ("gym-z", "gw-1"), ("gym-a", "gw-1")]
+    assert many == {key: site.svc.access.snapshot(*key) for key in many}
+
+    (front,) = many[("gym-a", "gw-1")].locks
+    assert [g.grant_id for g in front.grants] == [_grant_id(site, live)]
+    assert len(front.revoked_offline) == 1
+    b = {lock.lock_id: lock for lock in many[("gym-a", "gw-2")].locks}
+    assert list(b) == ["gym-b-court", "gym-b-door", "gym-b-hall"]
+    hall, court = b["gym-b-hall"].grants, b["gym-b-court"].grants
+    door = b["gym-b-door"].grants  # both rooms' PINs, in window order
+    assert [(g.grant_id, g.start) for g in door] == [(g.grant_id, g.start) for g in hall + court]
+    assert door[0].tag != hall[0].tag  # each lock's own key
+    assert many[("gym-z", "gw-1")] == AccessSnapshotData(version=1, locks=[])
+    assert site.svc.access.snapshots([]) == {}
+
+
 async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
     site.gateway(GatewayState.ONLINE)
     loaded = site.book("2027-01-15 10:00", "2027-01-15 11:00")
@@ -343,6 +396,12 @@ def test_offline_secret_is_checked_when_a_lock_is_added(site: Site) -> None:
     site.svc.facilities.add_lock(
         site.seed.facility_id, "gym-a-2", "Back", offline_secret=OTHER_SECRET.hex().upper()
     )
+
+
+def _grant_id(site: Site, rid: str) -> str:
+    grant = site.svc.reservations.get(rid).grant
+    assert grant is not None
+    return grant.id
 
 
 def _token(site: Site, rid: str) -> str:

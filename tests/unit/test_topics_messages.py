@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 from protocol import messages, topics
 from protocol.errors import MessageError, TopicError
 from protocol.messages import (
+    AccessAppliedData,
     AccessGrantEntry,
     AccessSnapshotData,
     LockAccess,
     LockEventData,
     LockEventKind,
+    LockTelemetry,
     MessageType,
+    RevokedOffline,
+    TelemetryData,
 )
 
 slugs = st.from_regex(r"[a-z0-9-]{1,40}", fullmatch=True)
@@ -151,3 +155,44 @@ def test_make_refuses_the_wrong_data_model() -> None:
     )
     with pytest.raises(TypeError):
         messages.make(MessageType.LOCK_EVENT, snap, ts=1)
+
+
+def test_fields_added_after_v1_stay_off_the_wire_only_while_at_their_default() -> None:
+    revoked = RevokedOffline(id="000001000100", expires_at=5)
+    bare = LockAccess(lock_id="d", revoked_offline=[])  # given, but equal to the default
+    assert json.loads(bare.model_dump_json()) == {"lock_id": "d", "grants": []}
+    listed = LockAccess(lock_id="d", revoked_offline=[revoked])
+    assert json.loads(listed.model_dump_json())["revoked_offline"] == [
+        {"id": "000001000100", "expires_at": 5}
+    ]
+    # the same again: a serialisation never changes the default the next one compares with
+    assert json.loads(LockAccess(lock_id="d").model_dump_json()) == {"lock_id": "d", "grants": []}
+
+    lock = LockTelemetry(lock_id="d", reachable=True, battery_pct=80)
+    assert set(lock.model_dump()) == {
+        "lock_id",
+        "reachable",
+        "battery_pct",
+        "clock_offset_s",
+        "door_open",
+        "locked_out",
+        "clock_drift_s",
+        "last_sync_at",
+        "next_sync_at",
+    }
+    assert lock.model_copy(update={"rssi_dbm": -60}).model_dump()["rssi_dbm"] == -60
+    health = TelemetryData(
+        uptime_s=1, outbox_depth=0, frames_dropped=0, time_trusted=True, locks=[lock]
+    )
+    assert set(health.model_dump()) == {
+        "uptime_s",
+        "outbox_depth",
+        "frames_dropped",
+        "time_trusted",
+        "locks",
+    }
+    richer = health.model_copy(update={"displays": [], "config_version": 2})
+    assert set(richer.model_dump()) - set(health.model_dump()) == {"config_version"}
+    applied = AccessAppliedData(lock_id="d", version=1, revocations=0)
+    assert applied.model_dump()["revocations"] == 0  # 0 is not the default (None)
+    assert "revocation_error" not in applied.model_dump()
