@@ -12,7 +12,8 @@ and committing loses nothing; the ``(lock_id, seq)`` key makes the redelivery a 
 aiomqtt 2.5 acknowledges every delivery as it arrives and has no manual-ack option, so
 :class:`AckAfterCommitClient` switches on paho's own (``manual_ack``) on the paho client
 aiomqtt wraps, and takes deliveries straight from paho's callback instead of aiomqtt's
-per-message queue and iterator. That is the one place the bridge leans on aiomqtt
+per-message queue and iterator (plain PUBLISHes even before paho decodes them:
+:mod:`cloud.mqtt_receive`). That is the one place the bridge leans on aiomqtt
 internals (``Client._client``, ``Client._on_message``); the integration tests in
 ``tests/integration/test_cloud_mqtt_durability.py`` pin the behaviour (no PUBACK before
 ``ack()``, redelivery after a kill), so an aiomqtt upgrade that changes it fails there.
@@ -54,6 +55,7 @@ from cloud.clinic.agent_sync import ClinicEvent
 from cloud.clinic.services import ClinicServices
 from cloud.db.batches import store_many
 from cloud.fleet.link import FleetBatch, FleetLink
+from cloud.mqtt_receive import Delivery, acknowledge, read_fast
 from cloud.services import Services
 from cloud.settings import CloudSettings
 from protocol import topics
@@ -89,14 +91,6 @@ RECEIVE_MAXIMUM_LIMIT = 65_535  # the largest value MQTT 5 can express
 SNAPSHOT_CHUNK = 200
 SNAPSHOT_RETRY_S = 1.0  # a chunk that could not be built (the DB is away) is due again after
 _BuiltSnapshot = tuple[str, str, int, bytes]  # site, gateway, version, payload
-
-Delivery = tuple[int, int, str | None, bytes | bytearray]
-"""One received message: ``(mid, qos, topic, payload)``; topic None when not UTF-8.
-
-A plain tuple, not paho's ``MQTTMessage``: thousands wait for their commit, and each paho
-message holds some sixty dicts and lists (its MQTT 5 properties) that the garbage collector
-would walk again and again."""
-
 
 @dataclass
 class BridgeStats:
@@ -148,6 +142,7 @@ class AckAfterCommitClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self._on_delivery = on_delivery
         self._client.manual_ack_set(True)
+        read_fast(self._client, on_delivery)  # plain PUBLISHes skip paho's decoding
 
     def _on_message(self, client: PahoClient, userdata: Any, message: MQTTMessage) -> None:
         try:
@@ -159,6 +154,10 @@ class AckAfterCommitClient(aiomqtt.Client):
     def ack(self, delivery: Delivery) -> None:
         """Send the PUBACK of ``delivery`` (nothing for QoS 0): the broker forgets it."""
         self._client.ack(delivery[0], delivery[1])
+
+    def ack_all(self, deliveries: list[Delivery]) -> None:
+        """:meth:`ack` each of ``deliveries``, in one write to the broker."""
+        acknowledge(self._client, deliveries)
 
     async def wait_disconnected(self) -> None:
         """Return never; raise :class:`aiomqtt.MqttError` when the connection is lost.
@@ -423,8 +422,7 @@ class MqttBridge:
                     self._telemetry[(where.site, where.gateway)] = data
                 self._telemetry_due.set()
             await self._commit(parsed)
-            for delivery in batch:
-                client.ack(delivery)
+            client.ack_all(batch)
 
     async def _store_health(self) -> None:
         """Store the waiting telemetry, ``telemetry_chunk`` gateways per transaction.

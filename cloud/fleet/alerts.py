@@ -74,6 +74,16 @@ def prime_open_keys(session: Session, sites: Iterable[str]) -> None:
                 cache[site].add(key)
 
 
+def open_keys_of_kinds(session: Session, kinds: Collection[AlertKind]) -> set[str]:
+    """The keys of every open alert of ``kinds``, fleet-wide, in one query: the lock
+    events of a batch come from thousands of sites, and the alerts they may close (a jam,
+    a lockout, a door held open) are nearly always none."""
+    rows = session.scalars(
+        select(Alert.open_key).where(Alert.open_key.is_not(None), Alert.kind.in_(list(kinds)))
+    )
+    return {key for key in rows if key is not None}
+
+
 def open_alert(
     session: Session,
     settings: CloudSettings,

@@ -27,6 +27,8 @@ from cloud.fleet.alerts import (
     is_open,
     open_alert,
     open_alert_of,
+    open_key,
+    open_keys_of_kinds,
     prime_open_keys,
     resolve_alert,
 )
@@ -74,6 +76,7 @@ _CLOSES: dict[LockEventKind, tuple[tuple[AlertKind, str], ...]] = {
     LockEventKind.REMOTE_UNLOCKED: ((AlertKind.JAM, "the bolt moved again"),),
 }
 RELEVANT_EVENTS = frozenset(_OPENS) | frozenset(_CLOSES) | {LockEventKind.BATTERY}
+_CLOSABLE = frozenset(kind for closes in _CLOSES.values() for kind, _ in closes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +343,15 @@ class HealthService:
             return
         now = int(self._clock.now())
         with self._sessions.begin() as session:
+            open_now = open_keys_of_kinds(session, _CLOSABLE)
             devices: dict[tuple[str, str], Device] = {}  # once per lock, not once per event
             for site, gateway, event in relevant:
+                if event.kind in _CLOSES and event.kind not in _OPENS:
+                    subject = Subject(site, gateway, SubjectKind.LOCK, event.lock_id)
+                    if all(
+                        open_key(kind, subject) not in open_now for kind, _ in _CLOSES[event.kind]
+                    ):
+                        continue  # nearly always: an unlock with no jam or lockout open
                 dev = devices.get((site, event.lock_id))
                 if dev is None:
                     ensure_site(session, site, now)
