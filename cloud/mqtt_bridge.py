@@ -92,6 +92,7 @@ SNAPSHOT_CHUNK = 200
 SNAPSHOT_RETRY_S = 1.0  # a chunk that could not be built (the DB is away) is due again after
 _BuiltSnapshot = tuple[str, str, int, bytes]  # site, gateway, version, payload
 
+
 @dataclass
 class BridgeStats:
     """Counters a dashboard or a test can read."""
