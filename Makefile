@@ -33,6 +33,8 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/calls.py
+	$(BIN)/python bench/telemetry.py
+	$(BIN)/python bench/snapshots.py
 
 bench-fleet: setup
 	$(BIN)/python bench/fleet.py

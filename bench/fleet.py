@@ -20,6 +20,8 @@ Figures:
   stored by then.
 - steady state (printed, not in RESULT): one telemetry interval with nothing else, the
   cloud's CPU per report, and whether it heard every gateway within 75 s.
+- the dashboard (printed): the sites overview, its live part, the sites API and the
+  alerts inbox as ``ops`` with every site there.
 - cloud_rss_mb: the cloud process's VmRSS while the fleet is connected: the largest of
   the samples taken every 2 s.
 - resync_s: the broker is stopped (SIGTERM: it saves its persistence), every site gets a
@@ -79,6 +81,7 @@ from cloud.db.models import (  # noqa: E402
     Room,
     SiteAccessVersion,
 )
+from cloud.services.users import hash_password  # noqa: E402
 from firmware_sim.fleet.fleet import FleetShape  # noqa: E402
 from firmware_sim.fleet.model import lock_name  # noqa: E402
 from provisioning.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
@@ -631,6 +634,37 @@ def steady_phase(stack: Stack, seconds: float) -> None:
     )
 
 
+def dashboard_phase(stack: Stack) -> None:
+    """What city ops wait for at this size: the sites overview and its live part (polled
+    every 4 s by each open page), the sites API, the alerts inbox; as ``ops``, median of
+    3 requests each."""
+    n = stack.shape.gateways
+    print(f"[1c] the dashboard with {n} sites, as ops")
+    password = secrets.token_urlsafe(12)
+    with psycopg.connect(psycopg_dsn(stack.db_url)) as conn:
+        conn.execute(
+            "insert into users (username, password_hash, role, created_at) "
+            "values ('bench-ops', %s, 'ops', extract(epoch from now())::int)",
+            (hash_password(password),),
+        )
+    with httpx.Client(base_url=stack.cloud_http, timeout=120) as client:
+        login = client.post("/login", data={"username": "bench-ops", "password": password})
+        if login.status_code >= 400:
+            print(f"    could not log in ({login.status_code}); skipped")
+            return
+        for path in ("/fleet", "/fleet/live", "/api/fleet/sites", "/fleet/alerts"):
+            times, size = [], 0
+            for _ in range(3):
+                t = time.monotonic()
+                response = client.get(path)
+                times.append(time.monotonic() - t)
+                size = len(response.content)
+            status = "" if response.status_code == 200 else f" (HTTP {response.status_code})"
+            print(
+                f"    {path}: {percentile(times, 50) * 1000:.0f} ms, {size / 1024:.0f} KiB{status}"
+            )
+
+
 def ingest_phase(stack: Stack, per_gateway: int) -> float:
     n = stack.shape.gateways
     total = n * per_gateway
@@ -803,6 +837,7 @@ def main() -> None:
             print("the cloud did not connect to the broker; see cloud.log")
         connect_phase(stack, n)
         steady_phase(stack, args.steady_s)
+        dashboard_phase(stack)
         ratio = ingest_phase(stack, per_gateway)
         resync = resync_phase(stack)
         check_stored(stack, n * per_gateway)
