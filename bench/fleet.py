@@ -652,11 +652,13 @@ def dashboard_phase(stack: Stack) -> None:
         if login.status_code >= 400:
             print(f"    could not log in ({login.status_code}); skipped")
             return
-        for path in ("/fleet", "/fleet/live", "/api/fleet/sites", "/fleet/alerts"):
+        for path in ("/fleet", "/fleet/live", "/fleet/alerts", "/fleet/audit", "/api/fleet/sites"):
             times, size = [], 0
             for _ in range(3):
                 t = time.monotonic()
-                response = client.get(path)
+                # the API takes Basic credentials, the pages the session cookie
+                auth = ("bench-ops", password) if path.startswith("/api/") else None
+                response = client.get(path, auth=auth)
                 times.append(time.monotonic() - t)
                 size = len(response.content)
             status = "" if response.status_code == 200 else f" (HTTP {response.status_code})"

@@ -31,7 +31,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -97,6 +97,9 @@ SITE_STATUS: dict[str, str] = {
     "offline": N_("offline"),
     "unknown": N_("no gateway yet"),
 }
+# the sites page lists those in trouble first, a page at a time (a city has thousands)
+STATUS_ORDER = {key: rank for rank, key in enumerate(("offline", "critical", "warning", "unknown"))}
+SITES_PER_PAGE = 100
 HEALTH: dict[str, str] = {
     "ok": N_("ok"),
     "warning": N_("warning"),
@@ -252,29 +255,34 @@ def _query(**params: str) -> str:
 # ----------------------------------------------------------------- links elsewhere
 
 
-def _figures(request: Request, user: UserView) -> dict[str, list[dict[str, str]]]:
-    """The figure pages of the gym and clinic at each site, for the roles that may open
-    them (a facility's: managers and ops; a clinic's: ops, and clinic staff elsewhere)."""
+def _figures(
+    request: Request, user: UserView, sites: Collection[str]
+) -> dict[str, list[dict[str, str]]]:
+    """The figure pages of the gym and clinic at each of ``sites``, for the roles that may
+    open them (a facility's: managers and ops; a clinic's: ops, and clinic staff
+    elsewhere)."""
     links: dict[str, list[dict[str, str]]] = {}
+    if not sites:
+        return links
     if user.role in (Role.MANAGER, Role.OPS):
-        for f in services(request).facilities.facilities():
+        for f in services(request).facilities.facilities(sites):
             links.setdefault(f.site, []).append(
                 {"kind": "gym", "name": f.name, "url": f"/manage/facilities/{f.id}/figures"}
             )
     if user.role is Role.OPS:
-        for c in clinic_services(request).sites.all():
+        for c in clinic_services(request).sites.all(sites):
             links.setdefault(c.site, []).append(
                 {"kind": "clinic", "name": c.name, "url": f"/clinic/{quote(c.site)}/figures"}
             )
     return links
 
 
-def _lock_pages(request: Request, user: UserView) -> frozenset[str]:
-    """The locks whose own page (sync status, events) this user may open."""
+def _lock_pages(request: Request, user: UserView, site: str) -> frozenset[str]:
+    """The locks of ``site`` whose own page (sync status, events) this user may open."""
     if user.role not in (Role.MANAGER, Role.OPS):
         return frozenset()
     return frozenset(
-        lock.lock_id for f in services(request).facilities.facilities() for lock in f.locks
+        lock.lock_id for f in services(request).facilities.facilities([site]) for lock in f.locks
     )
 
 
@@ -291,47 +299,78 @@ def _site_row(s: SiteSummary, t: _Times, departments: Mapping[str, str]) -> dict
 
 
 def _sites_context(
-    request: Request, user: UserView, department: str, status: str
+    request: Request, user: UserView, *, department: str, status: str, q: str, page: int
 ) -> dict[str, Any]:
     fleet = _fleet(request)
     t = _Times(request)
     everything = fleet.sites.overview(fleet.sites.scope(user))
     departments = {d.slug: d.name for d in fleet.sites.departments()}
     mine = sorted({s.department for s in everything if s.department})
-    shown = [
-        s
-        for s in everything
-        if (not department or s.department == department) and (not status or s.status == status)
-    ]
+    needle = q.strip().casefold()
+    shown = sorted(
+        (
+            s
+            for s in everything
+            if (not department or s.department == department)
+            and (not status or s.status == status)
+            and (not needle or needle in s.site.casefold() or needle in s.name.casefold())
+        ),
+        key=lambda s: (STATUS_ORDER.get(s.status, len(STATUS_ORDER)), s.name, s.site),
+    )
+    pages = max(1, -(-len(shown) // SITES_PER_PAGE))
+    page = min(max(page, 1), pages)
+    first = (page - 1) * SITES_PER_PAGE
+    on_page = shown[first : first + SITES_PER_PAGE]
     counts = {key: sum(1 for s in everything if s.status == key) for key in SITE_STATUS}
+    kept = {"department": department, "status": status, "q": q.strip()}
+
+    def page_url(number: int) -> str:
+        return "/fleet" + _query(**kept, page=str(number) if number > 1 else "")
+
     return {
         "user": user,
-        "rows": [_site_row(s, t, departments) for s in shown],
+        "rows": [_site_row(s, t, departments) for s in on_page],
         "total": len(everything),
+        "matching": len(shown),
+        "first": first + 1,
+        "last": first + len(on_page),
+        "page": page,
+        "pages": pages,
+        "previous_url": page_url(page - 1) if page > 1 else "",
+        "next_url": page_url(page + 1) if page < pages else "",
         "counts": counts,
         "statuses": SITE_STATUS,
         "departments": [(slug, departments.get(slug, slug)) for slug in mine],
-        "filter": {"department": department, "status": status},
-        "figures": _figures(request, user),
+        "filter": {**kept, "page": page},
+        "figures": _figures(request, user, [s.site for s in on_page]),
     }
 
 
 @router.get("/fleet")
-def sites_page(request: Request, department: str = "", status: str = "") -> HTMLResponse:
-    """Every site the user may see: status, gateways, devices by health, open alerts,
-    last seen; filtered by department and status; it updates itself."""
+def sites_page(
+    request: Request, department: str = "", status: str = "", q: str = "", page: int = 1
+) -> HTMLResponse:
+    """Every site the user may see, those in trouble first: status, gateways, devices by
+    health, open alerts, last seen; searched, filtered by department and status, a page
+    of :data:`SITES_PER_PAGE` at a time; it updates itself."""
     user = require(request, *READERS)
-    context = _sites_context(request, user, department, status)
-    live_url = "/fleet/live" + _query(department=department, status=status)
+    context = _sites_context(request, user, department=department, status=status, q=q, page=page)
+    live_url = "/fleet/live" + _query(
+        department=department, status=status, q=q.strip(), page=str(context["page"])
+    )
     return _page(request, "fleet_sites.html", "fleet_sites_live.html", live_url, context)
 
 
 @router.get("/fleet/live")
-def sites_live(request: Request, department: str = "", status: str = "") -> Response:
+def sites_live(
+    request: Request, department: str = "", status: str = "", q: str = "", page: int = 1
+) -> Response:
     """The live part of the sites page."""
     user = require(request, *READERS)
     return _live(
-        request, "fleet_sites_live.html", _sites_context(request, user, department, status)
+        request,
+        "fleet_sites_live.html",
+        _sites_context(request, user, department=department, status=status, q=q, page=page),
     )
 
 
@@ -442,7 +481,7 @@ def _site_context(request: Request, user: UserView, site: str) -> dict[str, Any]
     detail = fleet.sites.site(site, scope)  # 404 outside the user's sites
     gateways = [fleet.sites.gateway(site, g.gateway, scope, days=1) for g in detail.gateways]
     departments = {d.slug: d.name for d in fleet.sites.departments()}
-    lock_pages = _lock_pages(request, user)
+    lock_pages = _lock_pages(request, user, site)
     devices = [
         {
             "view": d,
@@ -462,7 +501,7 @@ def _site_context(request: Request, user: UserView, site: str) -> dict[str, Any]
         "alerts": [_alert(a, t) for a in detail.open_alerts],
         "can_ack": user.role in ACTORS,
         "verbs": [(v.value, VERBS[v]) for v in FORM_VERBS if user.role in roles_for(v)],
-        "figures": _figures(request, user).get(site, []),
+        "figures": _figures(request, user, [site]).get(site, []),
     }
 
 
@@ -640,7 +679,7 @@ def device_page(request: Request, site: str, device_id: str, days: int = 7) -> H
         samples=len(detail.history),
         days=days,
         chart_days=CHART_DAYS,
-        lock_page=d.kind == "lock" and d.device_id in _lock_pages(request, user),
+        lock_page=d.kind == "lock" and d.device_id in _lock_pages(request, user, site),
         can_ack=user.role in ACTORS,
     )
 
@@ -678,7 +717,7 @@ def _inbox_context(
         "states": INBOX_STATES,
         "kinds": ALERT_KINDS,
         "severities": SEVERITIES,
-        "sites": [s.site for s in fleet.sites.overview(scope)],
+        "sites": fleet.sites.slugs(scope),
         "can_ack": user.role in ACTORS,
         "here": here,
     }
@@ -820,7 +859,7 @@ def audit_page(
         limit=AUDIT_PAGE_LIMIT,
         filter=params,
         actions=_families(fleet.audit.actions()),
-        sites=[s.site for s in fleet.sites.overview(None)],
+        sites=fleet.sites.slugs(None),
         csv_url="/fleet/audit.csv" + _query(**params),
         error=error,
     )

@@ -345,6 +345,14 @@ class SiteService:
 
     # ------------------------------------------------------------------- views
 
+    def slugs(self, scope: Collection[str] | None) -> list[str]:
+        """The sites in ``scope`` (None: all), by slug: what a filter offers."""
+        query = select(Site.slug).order_by(Site.slug)
+        if scope is not None:
+            query = query.where(Site.slug.in_(list(scope)))
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
     def overview(self, scope: Collection[str] | None) -> list[SiteSummary]:
         """Every site in ``scope`` at a glance."""
         with self._sessions() as session:
@@ -437,7 +445,7 @@ class SiteService:
                 .where(within(Alert.site), Alert.resolved_at.is_(None))
                 .order_by(Alert.opened_at.desc(), Alert.id.desc())
             ).all(),
-            configs=desired_configs(session),
+            configs=desired_configs(session, sites),
         )
 
     def _gateway_view(self, gw: Gateway, fleet: _Fleet) -> GatewayView:
@@ -517,14 +525,22 @@ class SiteService:
         return out
 
     def _summaries(self, fleet: _Fleet) -> list[SiteSummary]:
-        devices = self._device_views(fleet)
+        gateways: dict[str, list[Gateway]] = {}
+        for g in fleet.gateways:
+            gateways.setdefault(g.site, []).append(g)
+        site_alerts: dict[str, list[Alert]] = {}
+        for a in fleet.alerts:
+            site_alerts.setdefault(a.site, []).append(a)
+        site_health: dict[str, list[str]] = {}
+        for d in self._device_views(fleet):
+            site_health.setdefault(d.site, []).append(d.health)
         out = []
         for site in fleet.sites:
-            gws = [g for g in fleet.gateways if g.site == site.slug]
+            gws = gateways.get(site.slug, [])
             online = sum(1 for g in gws if rules.is_available(g.state, g.available))
-            alerts = [a for a in fleet.alerts if a.site == site.slug]
+            alerts = site_alerts.get(site.slug, [])
             critical = sum(1 for a in alerts if a.severity is Severity.CRITICAL)
-            health = [d.health for d in devices if d.site == site.slug]
+            health = site_health.get(site.slug, [])
             if not gws:
                 status = "unknown"
             elif online < len(gws):

@@ -9,7 +9,7 @@ its firmware: desired when a rollout sent an image, reported by telemetry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -209,14 +209,16 @@ def sync_interval(config: AgentConfigData | None, settings: CloudSettings) -> fl
     return settings.fleet_sync_interval_s
 
 
-def desired_configs(session: Session) -> dict[tuple[str, str], AgentConfigData]:
-    """Every gateway's desired config, by (site, gateway)."""
-    rows = session.execute(
-        select(Twin.site, Twin.subject, Twin.desired).where(
-            Twin.kind == SubjectKind.GATEWAY, Twin.desired.is_not(None)
-        )
+def desired_configs(
+    session: Session, sites: Collection[str] | None = None
+) -> dict[tuple[str, str], AgentConfigData]:
+    """Every gateway's desired config (of ``sites`` only, when given), by (site, gateway)."""
+    query = select(Twin.site, Twin.subject, Twin.desired).where(
+        Twin.kind == SubjectKind.GATEWAY, Twin.desired.is_not(None)
     )
-    return {(s, g): AgentConfigData.model_validate(d) for s, g, d in rows}
+    if sites is not None:
+        query = query.where(Twin.site.in_(list(sites)))
+    return {(s, g): AgentConfigData.model_validate(d) for s, g, d in session.execute(query)}
 
 
 class TwinService:

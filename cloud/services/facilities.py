@@ -9,6 +9,7 @@ courts inside one hall share the entrance door, a separate room may have its own
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -179,13 +180,13 @@ class FacilityService:
         self._notifier.access_changed(site, gateway)
         return view, key
 
-    def facilities(self) -> list[FacilityView]:
-        """Every facility with its locks."""
+    def facilities(self, sites: Collection[str] | None = None) -> list[FacilityView]:
+        """Every facility with its locks (at ``sites`` only, when given)."""
+        query = select(Facility).options(*_WITH_ROOMS).order_by(Facility.id)
+        if sites is not None:
+            query = query.where(Facility.site.in_(list(sites)))
         with self._sessions() as session:
-            rows = session.scalars(
-                select(Facility).options(*_WITH_ROOMS).order_by(Facility.id)
-            ).all()
-            return [_facility_view(f) for f in rows]
+            return [_facility_view(f) for f in session.scalars(query).all()]
 
     def facility(self, facility_id: int) -> FacilityView:
         """One facility with its locks."""

@@ -224,6 +224,32 @@ async def test_the_sites_page_filters_by_department_and_status(pages: Pages) -> 
     assert attrs(live, "site-row", "data-site") == ["clinic-b"]
 
 
+async def test_a_city_of_sites_pages_those_in_trouble_first_and_searches(pages: Pages) -> None:
+    """230 more sites: the page shows 100 at a time, the offline and warning ones first,
+    counts every site, and finds one by its code or name."""
+    online = StatusData(state=GatewayState.ONLINE)
+    pages.fleet.health.record_status_many([(f"town-{i:03d}", "gw-1", online) for i in range(230)])
+    pages.fleet.health.record_status("town-150", "gw-1", StatusData(state=GatewayState.OFFLINE))
+    ops = await pages.logged_in("ops")
+    first = await get_ok(ops, "/fleet")
+    rows = attrs(first, "site-row", "data-site")
+    assert len(rows) == 100
+    # clinic-b's and town-150's gateways are offline; gym-a has a battery warning
+    assert rows[:3] == ["clinic-b", "town-150", "gym-a"]
+    assert "232 sites in all" in first
+    assert "Sites 1\u2013100 of 232" in text_of(first, "pager-top")
+    assert attrs(first, "page-next", "href") == ["/fleet?page=2"] * 2  # top and bottom
+    third = await get_ok(ops, "/fleet?page=3")
+    assert len(attrs(third, "site-row", "data-site")) == 32
+    assert attrs(third, "page-next", "href") == []
+    assert attrs(third, "live", "data-live-url") == ["/fleet/live?page=3"]
+    found = await get_ok(ops, "/fleet?q=TOWN-04")  # a code or a name, any case
+    assert attrs(found, "site-row", "data-site") == [f"town-{i:03d}" for i in range(40, 50)]
+    assert attrs(found, "pager-top", "class") == []  # one page: no pager
+    offline = await get_ok(ops, "/fleet?status=offline&page=9")  # past the end: the last
+    assert attrs(offline, "site-row", "data-site") == ["clinic-b", "town-150"]
+
+
 async def test_a_device_page_charts_its_history(pages: Pages) -> None:
     for day in range(1, 6):  # a battery draining 5 % a day, a sync every 12 hours
         pages.clock.advance(12 * HOUR)
