@@ -612,7 +612,11 @@ class MqttBridge:
         if lost is not None:
             raise lost
         elapsed_ms = (loop.time() - started) * 1000
-        log.info("published %d access snapshots in %.0f ms", len(built), elapsed_ms)
+        if len(built) == 1:  # a change (an approval, a cancellation): say where it went
+            site, gateway, version, _payload = built[0]
+            log.info("published access snapshot v%d to %s/%s", version, site, gateway)
+        else:
+            log.info("published %d access snapshots in %.0f ms", len(built), elapsed_ms)
 
     def _snapshots_due(self, keys: list[tuple[str, str]]) -> None:
         for key in keys:

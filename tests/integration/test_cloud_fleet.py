@@ -426,6 +426,9 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
         ("gym-b", "gw-1", StatusData(state=GatewayState.ONLINE, locks=["gym-b-1"])),  # new site
         ("gym-a", "gw-2", offline),  # a gateway first heard of by its will: stays offline
         ("gym-a", "gw-1", online),
+        ("gym-c", "gw-1", offline),  # down, up and down again: a second alert opens
+        ("gym-c", "gw-1", StatusData(state=GatewayState.ONLINE)),
+        ("gym-c", "gw-1", offline),
     ]
     applied = [
         AccessAppliedData(lock_id="gym-a-1", version=4, grant_ids=[], clock_set=True),
@@ -443,17 +446,20 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
         many.svc.gateways.record_applied_many(applied)
 
         for w in (one, many):
-            assert [(a.kind, a.site, a.subject) for a in w.alerts()] == [
-                ("gateway_offline", "gym-a", "gw-2")
+            assert sorted((a.kind, a.site, a.subject) for a in w.alerts()) == [
+                ("gateway_offline", "gym-a", "gw-2"),
+                ("gateway_offline", "gym-c", "gw-1"),
             ]
-            assert [(a.kind, a.subject) for a in w.alerts("resolved")] == [
-                ("gateway_offline", "gw-1")
+            assert sorted((a.kind, a.site, a.subject) for a in w.alerts("resolved")) == [
+                ("gateway_offline", "gym-a", "gw-1"),
+                ("gateway_offline", "gym-c", "gw-1"),
             ]
             states = {(g.site, g.gateway): g.state for g in w.svc.gateways.gateways()}
             assert states == {
                 ("gym-a", "gw-1"): "online",
                 ("gym-a", "gw-2"): "offline",
                 ("gym-b", "gw-1"): "online",
+                ("gym-c", "gw-1"): "offline",
             }
             site = w.fleet.sites.site("gym-b", None)
             assert [d.device_id for d in site.devices] == ["gym-b-1"]
