@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.clinic.staff_access import PinHash, StaffAccessError
 from edge.errors import ConfigError
 from edge.transports.spec import TransportKind, TransportSpec, parse_spec
 from protocol.lock_gatt import is_ble_address
@@ -65,6 +66,10 @@ host = "0.0.0.0"               # the clinic network; pages work with no internet
 port = 8080
 reply_timeout_s = 3.0          # then the kiosk says "your number appears here shortly"
 screen_hold_s = 60             # a kiosk shows a check-in this long, then "tap your card"
+# staff_pin_hash = "$scrypt$…"  # the staff page's PIN, as its hash: set it on the Pi with
+                               #   `denen-agent clinic set-staff-pin --config site.toml`;
+                               #   without one the staff page stays closed
+# staff_pin_required = false   # only on a closed network: no PIN, anyone may call patients
 
 [ble]                          # the radio every ble: lock goes through
 hci = "bleak"                  # BlueZ on the Pi; or a bumble HCI transport spec:
@@ -189,6 +194,25 @@ class ClinicConfig(_Section):
     housekeeping_s: float = Field(default=30.0, gt=0)  # checks for the end of the day
     reader_reconnect_base_s: float = Field(default=0.5, gt=0)
     reader_reconnect_cap_s: float = Field(default=30.0, gt=0)
+    # the staff side's PIN as its scrypt hash (`denen-agent clinic set-staff-pin`); None:
+    # the staff side is closed, unless staff_pin_required = false opens it to anyone
+    staff_pin_hash: str | None = None
+    staff_pin_required: bool = True
+
+    @field_validator("staff_pin_hash")
+    @classmethod
+    def _check_pin_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                PinHash.parse(value)
+            except StaffAccessError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def staff_pin(self) -> PinHash | None:
+        """The staff PIN's hash, parsed; None when no PIN is set."""
+        return None if self.staff_pin_hash is None else PinHash.parse(self.staff_pin_hash)
 
 
 class BleConfig(_Section):

@@ -1,4 +1,5 @@
 """``denen-agent --config site.toml``: the composition root of the edge agent.
+(``denen-agent clinic set-staff-pin``: :mod:`edge.clinic.staff_cli`.)
 
 Builds settings → store and outbox → transports → coordinators → (at a clinic) desk,
 kiosk readers and pages → config twin → MQTT link → agent → fleet commands and
@@ -20,6 +21,7 @@ from importlib import metadata
 
 from edge.agent import AccessService, Agent, DisplayService
 from edge.agent_config import ConfigTwin
+from edge.clinic import staff_cli
 from edge.clinic.day_store import DayStore
 from edge.clinic.desk import ClinicDesk
 from edge.clinic.kiosk import KioskReader
@@ -179,8 +181,15 @@ async def serve(config: SiteConfig, clock: Clock) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``denen-agent``."""
-    parser = argparse.ArgumentParser(prog="denen-agent", description="Denen site gateway agent")
-    parser.add_argument("--config", required=True, help="path to the site TOML file")
+    parser = argparse.ArgumentParser(
+        prog="denen-agent",
+        description="Denen site gateway agent",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="run the agent:\n  denen-agent --config /etc/denen/site.toml\n"
+        "set the clinic staff page's PIN:\n"
+        "  denen-agent clinic set-staff-pin --config /etc/denen/site.toml",
+    )
+    parser.add_argument("--config", help="path to the site TOML file (required)")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -190,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["json", "text"],
         help="json: one object per line with the trace id (default); text: for a terminal",
     )
+    staff_cli.add_commands(parser.add_subparsers(dest="command", metavar="{clinic}"))
     args = parser.parse_args(argv)
+    if args.command == "clinic":
+        return staff_cli.run(args)
+    if args.config is None:
+        parser.error("the following arguments are required: --config")
     configure_logging(args.log_level, args.log_format, service="agent")
     try:
         config = load_config(args.config)

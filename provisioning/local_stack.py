@@ -15,7 +15,8 @@ security setup:
 4. ``denen-cloud create-enrollment-token`` + ``denen provision enroll``: the agent gets its
    own certificate, and the cloud adds it to the broker's ACL and reloads the broker.
 
-The clinic's agent is enrolled the same way (its own certificate, ``clinic-a/gw-1``), and
+The clinic's agent is enrolled the same way (its own certificate, ``clinic-a/gw-1``), its
+staff page gets a PIN (``denen-agent clinic set-staff-pin``; the demo prints it), and
 ``denen-cloud seed-clinic`` creates its departments, patients with cards and today's
 appointments. With ``clinic_devices=False`` the stack does not start the display and
 reader simulators: the caller hosts them on the same pty paths (the bench does, to time
@@ -117,6 +118,7 @@ class LocalStack:
     clinic_port: int = field(default_factory=free_port)  # the clinic agent's pages
     clinic_sim_port: int = field(default_factory=free_port)  # first of the sims' pages
     clinic_seed: dict[str, object] = field(default_factory=dict)
+    clinic_staff_pin: str = ""  # the clinic agent's staff page PIN, made up on the first start
     metrics_port: int = field(default_factory=free_port)  # the gym agent's /metrics
     clinic_metrics_port: int = field(default_factory=free_port)
 
@@ -300,6 +302,25 @@ class LocalStack:
         parts.append(f'\n[metrics]\nhost = "127.0.0.1"\nport = {self.clinic_metrics_port}\n')
         with config.open("a") as toml:
             toml.write("".join(parts))
+
+    def _set_clinic_staff_pin(self) -> None:
+        """What the technician does on the clinic's Pi: ``denen-agent clinic set-staff-pin``.
+        The demo makes a PIN up and keeps it in ``workdir/clinic-staff-pin`` (0600)."""
+        path = self.workdir / "clinic-staff-pin"
+        if not path.exists():
+            path.touch(0o600)
+            path.write_text(f"{secrets.randbelow(10**6):06d}")
+        self.clinic_staff_pin = path.read_text().strip()
+        config = self.clinic_etc / "site.toml"
+        if "staff_pin_hash" not in config.read_text():
+            self._run(
+                "denen-agent clinic set-staff-pin",
+                self._python(
+                    "edge.main", "clinic", "set-staff-pin", "--config", str(config), "--pin-stdin"
+                ),
+                self._env(),
+                stdin=self.clinic_staff_pin + "\n",
+            )
 
     def _enroll(self, site: str, gateway: str, etc: Path, state: Path) -> None:
         issued = json.loads(
@@ -516,6 +537,7 @@ class LocalStack:
         for _device, _kind, port in sims:
             wait_for_port(port, timeout=30)
         self._enroll_clinic_agent()
+        self._set_clinic_staff_pin()
         self.services["clinic-agent"] = Service(
             "clinic-agent",
             self._python("edge.main", "--config", str(self.clinic_etc / "site.toml")),
@@ -584,7 +606,7 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
         print("\n  clinic (Yonago Clinic A):")
         print(f"  tap a card    {stack.reader_sim_url}/readers/{KIOSK_ID}")
         print(f"  kiosk screen  {stack.clinic_url}/kiosk/{KIOSK_ID}")
-        print(f"  staff page    {stack.clinic_url}/staff   (the agent's, works offline)")
+        print(f"  staff page    {stack.clinic_url}/staff   (the agent's, works offline, PIN below)")
         for n, d in enumerate(stack.display_ids(), start=1):
             print(f"  display {n}     {stack.display_sim_url(n)}/displays/{d}")
         patients = stack.clinic_seed.get("patients", [])
@@ -598,6 +620,7 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
                     if isinstance(info, dict):
                         role, password = info.get("role", "?"), info.get("password", "?")
                         print(f"    {role:8} {name} / {password}")
+        print(f"    staff PIN {stack.clinic_staff_pin} (the clinic agent's staff page)")
         print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while all(s.running() for s in stack.services.values()):

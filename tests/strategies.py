@@ -7,6 +7,7 @@ import uuid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
+from edge.clinic.staff_access import PinHash
 from firmware_sim.fleet import mqtt_wire as mw
 from protocol import display_wire as dw
 from protocol import firmware_image as fi
@@ -245,4 +246,14 @@ mqtt_packets = st.one_of(
     st.just(mw.PingReq()),
     st.just(mw.PingResp()),
     st.builds(mw.Disconnect, reason_code=u8),
+)
+
+# the staff PIN's hash as the site config keeps it (any parameters the parser accepts)
+pin_hashes = st.builds(
+    PinHash,
+    ln=st.integers(10, 20),
+    r=st.integers(1, 16),
+    p=st.integers(1, 4),
+    salt=st.binary(min_size=16, max_size=32),
+    digest=st.binary(min_size=32, max_size=32),
 )

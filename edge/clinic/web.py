@@ -2,15 +2,34 @@
 and the small JSON API behind them. Server-rendered, no build step and no outside assets,
 so they work with the internet down.
 
-    GET  /                          links to every page
-    GET  /kiosk/{kiosk}             the kiosk's screen (reloads itself)
-    GET  /staff?department=&room=   the staff page: the queue, who runs it, the buttons
-    POST /staff                     a button of the staff page (form), then back to it
-    GET  /api/status                who runs the queues, link, events waiting
-    GET  /api/kiosks/{kiosk}        the kiosk's screen as JSON
-    GET  /api/departments           departments and rooms
-    GET  /api/queues/{department}   the queue in call order
-    POST /api/actions               a staff action (JSON :class:`StaffRequest`)
+    who    route
+    open   GET  /                          links to every page
+    open   GET  /kiosk/{kiosk}             the kiosk's screen (reloads itself)
+    open   GET  /staff/login?next=         the staff PIN form (Japanese, then English)
+    open   POST /staff/login               a PIN: the session cookie, then ``next``
+    staff  POST /staff/logout              ends the session, back to the PIN form
+    staff  GET  /staff?department=&room=   the staff page: the queue, who runs it, buttons
+    staff  POST /staff                     a button of the staff page (form), then back
+    open   GET  /api/status                who runs the queues, link, events waiting
+    open   GET  /api/kiosks/{kiosk}        the kiosk's screen as JSON
+    open   GET  /api/departments           departments and rooms
+    staff  GET  /api/queues/{department}   the queue in call order (urgent, appointments)
+    staff  POST /api/actions               a staff action (JSON :class:`StaffRequest`)
+
+**Staff** routes need the staff PIN (:mod:`edge.clinic.staff_access`). A page without a
+session redirects (303) to ``/staff/login?next=…``; the API answers 401 JSON
+``{"detail": …}`` unless the request carries the session cookie or
+``Authorization: Bearer <staff PIN>`` (for scripts; a wrong PIN counts toward the lock
+like one typed in the form). While wrong PINs have locked the PIN: 429 with
+``Retry-After``. With no PIN set every staff route answers 403 with how to set one,
+unless ``[clinic] staff_pin_required = false`` opens them to anyone.
+
+The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict`` (not ``Secure``: the
+pages are plain HTTP on the clinic network). **Cross-site requests**: SameSite=Strict keeps
+the cookie off requests from other sites' pages, and every staff POST (and a login) is
+also refused (403) when its ``Origin`` header, or without one its ``Referer``, names a
+host other than the request's ``Host``. Browsers send ``Origin`` with every cross-site
+POST; a script that sends neither passes this check and still needs the cookie or the PIN.
 
 Routes are thin: they parse, call the desk, render. Served in-process by uvicorn
 (:class:`ClinicPages`), which leaves the agent's signal handlers alone.
@@ -21,16 +40,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import socket
 from collections.abc import Generator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -49,8 +69,16 @@ from edge.clinic.desk import (
     Running,
     StaffRequest,
 )
+from edge.clinic.staff_access import (
+    LOCK_S,
+    MAX_WRONG,
+    PinCheck,
+    StaffGate,
+    load_session_secret,
+)
 from edge.config import ClinicConfig
 from edge.errors import EdgeError, OutboxError, StoreError
+from protocol.clock import Clock
 from protocol.messages import ClinicAction
 from protocol.queue_rules import TOKYO, QueueTicket
 
@@ -58,6 +86,14 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STOP_GRACE_S = 5.0
+SESSION_COOKIE = "denen_clinic_staff"
+SET_PIN_COMMAND = "sudo denen-agent clinic set-staff-pin --config /etc/denen/site.toml"
+NO_PIN = (
+    "The staff side is closed: no staff PIN is set on this agent. A technician sets one "
+    f"on the agent with `{SET_PIN_COMMAND}` and restarts it (`sudo systemctl restart "
+    "denen-agent`)."
+)
+_BEARER = {"WWW-Authenticate": 'Bearer realm="denen clinic staff"'}
 
 
 # What the kiosk says, in Japanese first (patients at a Yonago clinic read Japanese); the
@@ -113,14 +149,162 @@ def _status_code(result: ActionResult) -> int:
     return 200 if result.ok else 409
 
 
-def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
-    """The kiosk and staff pages and their API for ``desk``."""
-    app = FastAPI(title="Denen clinic desk", docs_url=None, redoc_url=None, openapi_url=None)
+def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["minutes"] = _minutes
     templates.env.filters["minutes_ja"] = _minutes_ja
     templates.env.filters["ja"] = kiosk_japanese
     templates.env.filters["clock"] = _clock
+    templates.env.globals |= {"max_wrong": MAX_WRONG, "lock_minutes": round(LOCK_S / 60)}
+    return templates
+
+
+class StaffDoor:
+    """The staff side's door in HTTP terms: who is logged in, what a refused page or API
+    call answers, and the PIN checks logged (never the PIN)."""
+
+    def __init__(self, gate: StaffGate, templates: Jinja2Templates, clock: Clock) -> None:
+        self.gate = gate
+        self.templates = templates
+        self.clock = clock
+
+    def logged_in(self, request: Request) -> bool:
+        return self.gate.is_open or self.gate.session_valid(request.cookies.get(SESSION_COOKIE))
+
+    def locked_context(self) -> dict[str, Any]:
+        """What the login page says about the lock (``locked_until`` None: not locked)."""
+        until = self.gate.locked_until()
+        if until is None:
+            return {"locked_until": None}
+        minutes = max(1, math.ceil((until - self.clock.now()) / 60))
+        return {"locked_until": until, "locked_minutes": minutes}
+
+    def check_pin(self, request: Request, pin: str) -> PinCheck:
+        """Check a PIN (form or bearer) and log the outcome, never the PIN."""
+        was_locked = self.gate.locked_until() is not None
+        result = self.gate.check_pin(pin)
+        who = request.client.host if request.client else "?"
+        if result is PinCheck.RIGHT:
+            log.info("clinic staff PIN accepted from %s", who)
+        elif result is PinCheck.WRONG:
+            left = self.gate.attempts.left
+            log.warning("wrong clinic staff PIN from %s (%d more before the lock)", who, left)
+        elif not was_locked:
+            log.warning(
+                "wrong clinic staff PIN from %s, %d in a row: the PIN is refused until %s",
+                who,
+                MAX_WRONG,
+                _clock(self.gate.locked_until()),
+            )
+        return result
+
+    def no_pin_page(self, request: Request) -> Response:
+        context = {"command": SET_PIN_COMMAND}
+        return self.templates.TemplateResponse(request, "staff_no_pin.html", context, 403)
+
+    def refused_page(self, request: Request) -> Response | None:
+        """Why a staff page is refused (no PIN set, another site's form, no session)."""
+        if self.gate.is_unset:
+            return self.no_pin_page(request)
+        if request.method == "POST" and not _from_here(request):
+            return HTMLResponse(_CROSS_SITE, status_code=403)
+        if self.logged_in(request):
+            return None
+        target = "/staff"
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/staff/login?{urlencode({'next': target})}", status_code=303)
+
+    def api_staff(self, request: Request) -> None:
+        """The staff API's door: the session cookie or ``Authorization: Bearer <PIN>``."""
+        if self.gate.is_unset:
+            raise HTTPException(403, NO_PIN)
+        if request.method == "POST" and not _from_here(request):
+            raise HTTPException(403, _CROSS_SITE)
+        if self.logged_in(request):
+            return
+        scheme, _, pin = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not pin.strip():
+            raise HTTPException(
+                401,
+                "staff only: log in at /staff/login, or send Authorization: Bearer <staff PIN>",
+                headers=_BEARER,
+            )
+        result = self.check_pin(request, pin.strip())
+        if result is PinCheck.LOCKED:
+            wait = self.locked_context()
+            raise HTTPException(
+                429,
+                f"too many wrong staff PINs: the PIN is refused until "
+                f"{_clock(wait['locked_until'])} (Asia/Tokyo)",
+                headers={"Retry-After": str(wait["locked_minutes"] * 60)},
+            )
+        if result is PinCheck.WRONG:
+            raise HTTPException(401, "wrong staff PIN", headers=_BEARER)
+
+
+def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
+    """``/staff/login`` (the PIN form and its answer) and ``/staff/logout``."""
+    gate, templates = door.gate, door.templates
+
+    @app.get("/staff/login", response_class=HTMLResponse)
+    async def login_page(request: Request, next: str = "/staff", out: bool = False) -> Response:
+        target = _staff_target(next)
+        if gate.is_unset:
+            return door.no_pin_page(request)
+        if door.logged_in(request):
+            return RedirectResponse(target, status_code=303)
+        context = {"next": target, "logged_out": out, **door.locked_context()}
+        return templates.TemplateResponse(request, "staff_login.html", context)
+
+    @app.post("/staff/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        if gate.is_unset:
+            return door.no_pin_page(request)
+        if not _from_here(request):
+            return HTMLResponse(_CROSS_SITE, status_code=403)
+        if gate.is_open:
+            return RedirectResponse("/staff", status_code=303)
+        form = _form(await request.body())
+        target = _staff_target(form.get("next"))
+        pin = form.get("pin", "").strip()
+        context: dict[str, Any] = {"next": target, "empty": not pin}
+        if not pin:
+            context |= door.locked_context()
+            return templates.TemplateResponse(request, "staff_login.html", context, 400)
+        result = door.check_pin(request, pin)
+        if result is PinCheck.RIGHT:
+            value, max_age = gate.open_session()
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(
+                SESSION_COOKIE,
+                value,
+                max_age=max_age,
+                path="/",
+                httponly=True,
+                samesite="strict",
+            )
+            return response
+        context |= {"wrong": True, "left": gate.attempts.left, **door.locked_context()}
+        status = 429 if result is PinCheck.LOCKED else 401  # as the cloud's login answers
+        return templates.TemplateResponse(request, "staff_login.html", context, status)
+
+    @app.post("/staff/logout")
+    async def logout(request: Request) -> Response:
+        if (refusal := door.refused_page(request)) is not None:
+            return refusal
+        gate.close_session(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/staff/login?out=true", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+
+def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastAPI:
+    """The kiosk and staff pages and their API for ``desk``; ``gate`` guards the staff side."""
+    app = FastAPI(title="Denen clinic desk", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = _templates()
+    door = StaffDoor(gate, templates, desk.clock)
+    _add_login_routes(app, door)
 
     def kiosk_or_404(kiosk_id: str) -> str:
         if kiosk_id not in desk.kiosks:
@@ -151,7 +335,9 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
         room: str | None = None,
         msg: str | None = None,
         ok: bool = True,
-    ) -> HTMLResponse:
+    ) -> Response:
+        if (refusal := door.refused_page(request)) is not None:
+            return refusal
         departments = desk.departments()
         view: QueueView | None = None
         if department is None and departments:
@@ -171,12 +357,15 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
             "ok": ok,
             "refresh_s": config.staff_refresh_s,
             "targets": _transfer_targets(desk),
+            "open_to_all": gate.is_open,
         }
         return templates.TemplateResponse(request, "staff.html", context)
 
     @app.post("/staff")
-    async def staff_button(request: Request) -> RedirectResponse:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+    async def staff_button(request: Request) -> Response:
+        if (refusal := door.refused_page(request)) is not None:
+            return refusal
+        form = _form(await request.body())
         department = form.get("department", "")
         room = form.get("room") or None
         query = {"department": department, "room": room or ""}
@@ -211,7 +400,7 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
             for d in desk.departments()
         ]
 
-    @app.get("/api/queues/{department_id}")
+    @app.get("/api/queues/{department_id}", dependencies=[Depends(door.api_staff)])
     async def api_queue(department_id: str) -> dict[str, Any]:
         view = desk.queue_view(department_id)
         if view is None:
@@ -225,12 +414,34 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig) -> FastAPI:
             "closed": view.closed,
         }
 
-    @app.post("/api/actions")
+    @app.post("/api/actions", dependencies=[Depends(door.api_staff)])
     async def api_action(body: StaffRequest) -> JSONResponse:
         result = await desk.staff_action(body)
         return JSONResponse(result.model_dump(mode="json"), status_code=_status_code(result))
 
     return app
+
+
+_CROSS_SITE = "refused: a staff form must be sent from this agent's own pages"
+
+
+def _from_here(request: Request) -> bool:
+    """False when the browser says the request comes from another site's page."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source is None:
+        return True  # not a browser's cross-site form: it cannot carry the cookie
+    return urlsplit(source).netloc.lower() == request.headers.get("host", "").lower()
+
+
+def _staff_target(target: str | None) -> str:
+    """Where to go after logging in: a staff page of this agent, never another site."""
+    if target and (target == "/staff" or target.startswith("/staff?")):
+        return target
+    return "/staff"
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(body.decode(errors="replace")).items()}
 
 
 def _ticket(ticket: QueueTicket, wait: float | None = None) -> dict[str, Any]:
@@ -323,9 +534,25 @@ class ClinicPages:
                 sock.close()
             return
 
+    def _gate(self) -> StaffGate:
+        gate = StaffGate(
+            self.config.staff_pin,
+            secret=load_session_secret(self.desk.config.state_dir),
+            clock=self.desk.clock,
+            required=self.config.staff_pin_required,
+        )
+        if gate.is_open:
+            log.warning(
+                "clinic staff page open to anyone on the clinic network: no staff PIN and "
+                "[clinic] staff_pin_required = false"
+            )
+        elif gate.is_unset:
+            log.warning("clinic staff page closed: no staff PIN set: run `%s`", SET_PIN_COMMAND)
+        return gate
+
     async def _serve(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            clinic_app(self.desk, self.config),
+            clinic_app(self.desk, self.config, self._gate()),
             lifespan="off",
             log_config=None,
             log_level="warning",

@@ -34,6 +34,7 @@ from cloud.db.models import Role
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
 from edge.agent import Agent
+from edge.clinic.staff_access import PinHash
 from edge.config import parse_config
 from edge.main import build_agent
 from firmware_sim.card_reader.firmware import CardReaderFirmware
@@ -52,6 +53,7 @@ KIOSK = "clinic-a-kiosk-1"
 DISPLAYS = ("clinic-a-disp-1", "clinic-a-disp-2")
 # walk-ins of the morning, imported like a hospital system would (none has an appointment)
 WALK_INS = [PatientCardNumber.issue(5, 100 + i) for i in range(8)]
+STAFF_PIN = "80512"  # the agent's staff page (its hash is in the site config)
 
 
 @dataclass
@@ -126,6 +128,7 @@ def _agent_config(
                 "port": page_port,
                 "reply_timeout_s": 5.0,
                 "housekeeping_s": 0.05,
+                "staff_pin_hash": str(PinHash.make(STAFF_PIN)),
             },
             "metrics": {"host": "127.0.0.1", "port": 0},
         }
@@ -185,6 +188,9 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
             )
             assert agent.pages is not None
             await within("the agent's pages listen", agent.pages.listening.wait())
+            # reception logs in to the agent's staff page with the PIN (no cloud needed)
+            login = await pages.post("/staff/login", data={"pin": STAFF_PIN})
+            assert login.status_code == 303, login.text
             yield Morning(
                 clock, cloud, app, seed, agent, pages, reader, displays, line, tmp_path / "agent"
             )

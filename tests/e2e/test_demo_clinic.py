@@ -54,6 +54,12 @@ def _walk_through(
         return bool(status["connected"] and status["has_day"])
 
     eventually("the clinic agent has the cloud's day", ready)
+    # the agent's staff page wants the PIN the demo set on it (and printed)
+    assert agent.get("/staff").headers["location"].startswith("/staff/login")
+    assert agent.post("/api/actions", json={}).status_code == 401
+    login = agent.post("/staff/login", data={"pin": stack.clinic_staff_pin})
+    assert login.status_code == 303, login.text
+    assert agent.get("/api/queues/internal").status_code == 200
     patients: Any = stack.clinic_seed["patients"]
     patient = patients[2]  # a walk-in today
     tapped = reader.post(f"/api/readers/{KIOSK_ID}/tap", json={"card": patient["card"]})
@@ -81,3 +87,4 @@ def _walk_through(
     log = stack.services["clinic-agent"].log_text()
     assert number in log
     assert patient["card"] not in log
+    assert "$scrypt$" not in log  # nor the staff PIN's hash

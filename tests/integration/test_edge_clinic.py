@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from edge.agent import Agent
+from edge.clinic.staff_access import PinHash
 from edge.config import SiteConfig, parse_config
 from edge.main import build_agent
 from firmware_sim.card_reader.firmware import CardReaderFirmware
@@ -45,6 +46,8 @@ BOOKED = PatientCardNumber.issue(2, 42)  # orthopaedics at 09:20
 OTHER = PatientCardNumber.issue(3, 7)
 THIRD = PatientCardNumber.issue(1, 99)
 CARDS = (WALK_IN, BOOKED, OTHER, THIRD)
+STAFF_PIN = "4721"
+STAFF_PIN_HASH = str(PinHash.make(STAFF_PIN))
 DEPARTMENTS = [
     ClinicDepartment(id="internal", name="Internal medicine", prefix="A", rooms=["1", "2"]),
     ClinicDepartment(id="ortho", name="Orthopaedics", prefix="B", rooms=["3"]),
@@ -95,6 +98,7 @@ def site_config(
                 "housekeeping_s": 0.05,
                 "reader_reconnect_base_s": 0.05,
                 "reader_reconnect_cap_s": 0.2,
+                "staff_pin_hash": STAFF_PIN_HASH,
             },
         }
     )
@@ -139,13 +143,18 @@ async def clinic(
 
 
 @contextlib.asynccontextmanager
-async def agent_running(site: Clinic, *, online: bool = True) -> AsyncIterator[Agent]:
+async def agent_running(
+    site: Clinic, *, online: bool = True, log_in: bool = True
+) -> AsyncIterator[Agent]:
+    """The agent on ``site``; with ``log_in`` the pages' client has logged in as staff."""
     agent = build_agent(site.config, site.clock)
     async with agent:
         task = asyncio.create_task(agent.run(), name="agent-under-test")
         try:
             assert agent.pages is not None
             await within("the clinic pages listen", agent.pages.listening.wait())
+            if log_in:
+                await staff_log_in(site.http)
             if online:
                 await within("the agent connects", agent.link.connected.wait())
                 await eventually("the clinic state arrives", lambda: agent_has_day(agent))
@@ -153,6 +162,13 @@ async def agent_running(site: Clinic, *, online: bool = True) -> AsyncIterator[A
         finally:
             agent.stop()
             await within("agent stop", task, limit_s=15)
+
+
+async def staff_log_in(http: httpx.AsyncClient, pin: str = STAFF_PIN) -> None:
+    """The staff PIN typed into the login form; the client keeps the session cookie."""
+    answer = await http.post("/staff/login", data={"pin": pin, "next": "/staff"})
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/staff"
 
 
 def agent_has_day(agent: Agent) -> bool:

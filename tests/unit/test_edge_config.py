@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.clinic.staff_access import PinHash
 from edge.config import SITE_TOML_EXAMPLE, load_config
 from edge.errors import ConfigError
 from edge.transports import TransportKind
@@ -140,3 +141,38 @@ def test_the_documented_example_has_a_clinic(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, SITE_TOML_EXAMPLE))
     assert config.clinic is not None
     assert config.card_readers[0].baud == 9600
+
+
+def test_a_clinic_keeps_its_staff_pin_as_a_hash_only(tmp_path: Path) -> None:
+    clinic = MINIMAL + "[clinic]\n"
+    config = load_config(write(tmp_path, clinic))
+    assert config.clinic is not None
+    assert (config.clinic.staff_pin, config.clinic.staff_pin_required) == (None, True)
+    hashed = str(PinHash.make("4711"))
+    config = load_config(write(tmp_path, clinic + f'staff_pin_hash = "{hashed}"\n'))
+    assert config.clinic is not None
+    assert config.clinic.staff_pin is not None
+    assert config.clinic.staff_pin.matches("4711")
+    assert not config.clinic.staff_pin.matches("4712")
+    opened = load_config(write(tmp_path, clinic + "staff_pin_required = false\n"))
+    assert opened.clinic is not None
+    assert opened.clinic.staff_pin_required is False
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("4711", "never the PIN itself"),
+        ("$scrypt$ln=14,r=8,p=1$c2FsdA$aGFzaA", "the salt needs 16+ bytes"),
+        ("$scrypt$ln=40,r=8,p=1$" + "A" * 22 + "$" + "A" * 43, "ln must be 10 to 20"),
+        ("$pbkdf2$i=1$salt$hash", "not a staff PIN hash"),
+    ],
+)
+def test_a_staff_pin_hash_that_is_no_hash_is_refused_without_echoing_it(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + f'[clinic]\nstaff_pin_hash = "{value}"\n'))
+    assert "site.toml: clinic.staff_pin_hash: " in str(info.value)
+    assert why in str(info.value)
+    assert value not in str(info.value)

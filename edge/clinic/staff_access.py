@@ -1,0 +1,323 @@
+"""Who may use the staff side of the clinic agent's pages: a staff PIN, checked here.
+
+Works with the internet down, so nothing here asks the cloud.
+
+- **The PIN** is 4 to 12 digits. The site config keeps only its scrypt hash,
+  ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (salt and hash base64 without padding), made by
+  ``denen-agent clinic set-staff-pin``.
+- **Wrong PINs.** After :data:`MAX_WRONG` wrong PINs in a row the PIN is refused for
+  everyone for :data:`LOCK_S` seconds, even the right one: on a shared clinic Wi-Fi a
+  client's address says nothing about who typed. Staff already logged in keep working.
+  The count lives in memory: a restart of the agent forgets it.
+- **The session** is a cookie ``<expires>.<nonce>.<mac>``: HMAC-SHA256 under a key made
+  from a random secret in the agent's state dir and the PIN's hash (so a new PIN logs
+  everybody out). It ends after :data:`SESSION_S` or at the end of the Tokyo day, whichever
+  comes first. Logging out forgets the cookie's nonce until it would have expired anyway.
+
+Nothing here logs, and nothing here keeps the PIN: only its hash and, after the first
+right PIN, an HMAC of it under the session secret (so a script sending the PIN with each
+request does not pay for scrypt each time).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from edge.errors import EdgeError
+from protocol.clock import Clock
+from protocol.queue_rules import TOKYO, tokyo_day
+
+PIN_RE = re.compile(r"[0-9]{4,12}")
+MAX_WRONG = 5
+LOCK_S = 5 * 60.0
+SESSION_S = 12 * 3600.0
+KEY_FILE = "clinic-staff-session.key"
+KEY_BYTES = 32
+
+# scrypt with n = 2**14, r = 8: about 16 MiB and a few tens of milliseconds per check on a Pi 4
+SCRYPT_LN, SCRYPT_R, SCRYPT_P = 14, 8, 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+_HASH_RE = re.compile(
+    r"\$scrypt\$ln=(?P<ln>\d+),r=(?P<r>\d+),p=(?P<p>\d+)\$(?P<salt>[A-Za-z0-9+/]+)\$(?P<hash>[A-Za-z0-9+/]+)"
+)
+_LIMITS = {"ln": (10, 20), "r": (1, 16), "p": (1, 4)}
+
+
+class StaffAccessError(EdgeError, ValueError):
+    """A PIN or a PIN hash that cannot be used; the message says what is wrong."""
+
+
+def check_pin_format(pin: str) -> str:
+    """``pin`` when it is 4 to 12 digits; raise :class:`StaffAccessError` otherwise."""
+    if PIN_RE.fullmatch(pin) is None:
+        raise StaffAccessError("a staff PIN is 4 to 12 digits (0-9), nothing else")
+    return pin
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+@dataclass(frozen=True)
+class PinHash:
+    """A staff PIN's scrypt hash with its parameters and salt."""
+
+    ln: int
+    r: int
+    p: int
+    salt: bytes
+    digest: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> PinHash:
+        """Read ``$scrypt$ln=…,r=…,p=…$salt$hash``; raise :class:`StaffAccessError`."""
+        found = _HASH_RE.fullmatch(text)
+        if found is None:
+            raise StaffAccessError(
+                "not a staff PIN hash ($scrypt$ln=…,r=…,p=…$salt$hash): set it with "
+                "`denen-agent clinic set-staff-pin`, never the PIN itself"
+            )
+        numbers = {name: int(found[name]) for name in _LIMITS}
+        for name, (low, high) in _LIMITS.items():
+            if not low <= numbers[name] <= high:
+                raise StaffAccessError(f"staff PIN hash: {name} must be {low} to {high}")
+        try:
+            salt, digest = _unb64(found["salt"]), _unb64(found["hash"])
+        except binascii.Error:
+            raise StaffAccessError("staff PIN hash: salt or hash is not base64") from None
+        if len(salt) < SALT_BYTES or len(digest) != HASH_BYTES:
+            raise StaffAccessError(
+                f"staff PIN hash: the salt needs {SALT_BYTES}+ bytes, the hash {HASH_BYTES}"
+            )
+        return cls(numbers["ln"], numbers["r"], numbers["p"], salt, digest)
+
+    @classmethod
+    def make(cls, pin: str, *, salt: bytes | None = None) -> PinHash:
+        """Hash a new PIN (4 to 12 digits) with a random salt."""
+        check_pin_format(pin)
+        salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+        digest = _scrypt(pin, salt, SCRYPT_LN, SCRYPT_R, SCRYPT_P)
+        return cls(SCRYPT_LN, SCRYPT_R, SCRYPT_P, salt, digest)
+
+    def matches(self, pin: str) -> bool:
+        """Whether ``pin`` is the PIN this hash was made from (constant-time compare)."""
+        if PIN_RE.fullmatch(pin) is None:
+            return False
+        return hmac.compare_digest(_scrypt(pin, self.salt, self.ln, self.r, self.p), self.digest)
+
+    def __str__(self) -> str:
+        return f"$scrypt$ln={self.ln},r={self.r},p={self.p}${_b64(self.salt)}${_b64(self.digest)}"
+
+
+def _scrypt(pin: str, salt: bytes, ln: int, r: int, p: int) -> bytes:
+    n = 1 << ln
+    memory = 128 * r * (n + p + 2) + (1 << 20)  # what OpenSSL needs, and some room
+    return hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=HASH_BYTES, maxmem=memory)
+
+
+# ------------------------------------------------------------------------ wrong PINs
+
+
+@dataclass(frozen=True)
+class PinAttempts:
+    """Wrong PINs in a row and, after :data:`MAX_WRONG` of them, until when PINs are refused.
+
+    ``open`` → (MAX_WRONG wrong PINs) → ``locked until t`` → (time passes t) → ``open``
+    with a clean count; a right PIN while open clears the count."""
+
+    wrong: int = 0
+    locked_until: float | None = None
+
+    def at(self, now: float) -> PinAttempts:
+        """The attempts as they stand at ``now``: a lock that ran out is lifted."""
+        if self.locked_until is not None and now >= self.locked_until:
+            return PinAttempts()
+        return self
+
+    def is_locked(self, now: float) -> bool:
+        return self.at(now).locked_until is not None
+
+    def after_wrong(self, now: float) -> PinAttempts:
+        current = self.at(now)
+        if current.locked_until is not None:
+            return current
+        wrong = current.wrong + 1
+        until = now + LOCK_S if wrong >= MAX_WRONG else None
+        return replace(current, wrong=wrong, locked_until=until)
+
+    def after_right(self, now: float) -> PinAttempts:
+        current = self.at(now)
+        return current if current.locked_until is not None else PinAttempts()
+
+    @property
+    def left(self) -> int:
+        """Wrong PINs left before the lock."""
+        return max(0, MAX_WRONG - self.wrong)
+
+
+class PinCheck(StrEnum):
+    RIGHT = "right"
+    WRONG = "wrong"
+    LOCKED = "locked"  # refused without looking: too many wrong PINs just now
+
+
+# ------------------------------------------------------------------------ sessions
+
+
+def session_end(now: float) -> float:
+    """When a session started at ``now`` ends: after :data:`SESSION_S`, or at the end of the
+    Tokyo day (the clinic day) when that comes first."""
+    tomorrow = tokyo_day(now) + timedelta(days=1)
+    midnight = datetime.combine(tomorrow, time(0), TOKYO).timestamp()
+    return min(now + SESSION_S, midnight)
+
+
+def sign_session(key: bytes, expires: int, nonce: str) -> str:
+    """The cookie value for a session ending at ``expires`` (epoch seconds)."""
+    body = f"{expires}.{nonce}"
+    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{mac}"
+
+
+def read_session(key: bytes, value: str, now: float) -> tuple[int, str] | None:
+    """``(expires, nonce)`` of a cookie signed with ``key`` that has not expired; else None."""
+    parts = value.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 12:
+        return None
+    expires_text, nonce, _ = parts
+    expires = int(expires_text)
+    if not hmac.compare_digest(sign_session(key, expires, nonce), value):
+        return None
+    # expired, or from a clock far ahead of ours (a session is never longer than SESSION_S)
+    if not now < expires <= now + SESSION_S:
+        return None
+    return expires, nonce
+
+
+def load_session_secret(state_dir: Path) -> bytes:
+    """The agent's random session secret (``state_dir/clinic-staff-session.key``, 0600),
+    made on first use; raise :class:`StaffAccessError` saying what to fix."""
+    path = state_dir / KEY_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    except OSError as exc:
+        raise StaffAccessError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) == KEY_BYTES:
+        return data
+    data = secrets.token_bytes(KEY_BYTES)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StaffAccessError(
+            f"cannot write {path}: {exc.strerror or exc}: check state_dir in the site config"
+        ) from exc
+    return data
+
+
+class StaffGate:
+    """The staff side's door: checks PINs (counting wrong ones), issues and reads session
+    cookies. ``pin_hash`` None: no PIN set (``required`` says whether that means closed)."""
+
+    def __init__(
+        self, pin_hash: PinHash | None, *, secret: bytes, clock: Clock, required: bool = True
+    ) -> None:
+        self.pin_hash = pin_hash
+        self.required = required
+        self.clock = clock
+        self.attempts = PinAttempts()
+        material = b"denen-clinic-staff-session\0" + str(pin_hash or "").encode()
+        self._key = hmac.new(secret, material, hashlib.sha256).digest()
+        self._known_pin: bytes | None = None  # HMAC of the last right PIN
+        self._logged_out: dict[str, int] = {}  # nonce -> expires
+
+    @property
+    def is_open(self) -> bool:
+        """No PIN, and the site said none is needed: anyone may use the staff side."""
+        return self.pin_hash is None and not self.required
+
+    @property
+    def is_unset(self) -> bool:
+        """No PIN, yet one is needed: the staff side is closed until one is set."""
+        return self.pin_hash is None and self.required
+
+    def locked_until(self) -> float | None:
+        return self.attempts.at(self.clock.now()).locked_until
+
+    def check_pin(self, pin: str) -> PinCheck:
+        """Check a PIN someone typed (or sent), counting a wrong one. Full-width digits (a
+        Japanese IME's) count as the digits they are."""
+        now = self.clock.now()
+        pin = unicodedata.normalize("NFKC", pin).strip()
+        if self.pin_hash is None:
+            return PinCheck.WRONG
+        if self.attempts.is_locked(now):
+            return PinCheck.LOCKED
+        tag = hmac.new(self._key, pin.encode(), hashlib.sha256).digest()
+        known = self._known_pin is not None and hmac.compare_digest(tag, self._known_pin)
+        if known or self.pin_hash.matches(pin):
+            self._known_pin = tag
+            self.attempts = self.attempts.after_right(now)
+            return PinCheck.RIGHT
+        self.attempts = self.attempts.after_wrong(now)
+        return PinCheck.LOCKED if self.attempts.is_locked(now) else PinCheck.WRONG
+
+    def open_session(self) -> tuple[str, int]:
+        """A new session: the cookie value and its lifetime in seconds."""
+        now = self.clock.now()
+        expires = int(session_end(now))
+        return sign_session(self._key, expires, secrets.token_hex(16)), max(1, int(expires - now))
+
+    def session_valid(self, value: str | None) -> bool:
+        if not value or self.pin_hash is None:
+            return False
+        found = read_session(self._key, value, self.clock.now())
+        return found is not None and found[1] not in self._logged_out
+
+    def close_session(self, value: str | None) -> None:
+        """Log a session out: its cookie is refused from now on, even if a copy is kept."""
+        now = self.clock.now()
+        self._logged_out = {n: e for n, e in self._logged_out.items() if e > now}
+        found = None if not value else read_session(self._key, value, now)
+        if found is not None:
+            self._logged_out[found[1]] = found[0]
+
+
+__all__ = [
+    "LOCK_S",
+    "MAX_WRONG",
+    "SESSION_S",
+    "PinAttempts",
+    "PinCheck",
+    "PinHash",
+    "StaffAccessError",
+    "StaffGate",
+    "check_pin_format",
+    "load_session_secret",
+    "session_end",
+]

@@ -1,0 +1,449 @@
+"""The staff PIN in front of the clinic agent's staff page and staff API, over real HTTP:
+the pages as the agent serves them (:class:`ClinicPages` on uvicorn, a free port), on a
+desk running today's queues by itself (no broker: the internet is down), its real SQLite
+stores and outbox, and the session secret in a real state dir. Time is a
+:class:`ManualClock` at 09:00 in Tokyo; the kiosk stays open to anyone throughout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from edge.clinic import staff_cli
+from edge.clinic.day_store import DayStore
+from edge.clinic.desk import ClinicDesk
+from edge.clinic.staff_access import KEY_FILE, PinHash, sign_session
+from edge.clinic.web import SESSION_COOKIE, ClinicPages
+from edge.config import load_config, parse_config
+from edge.outbox import Outbox
+from edge.store import Store
+from protocol.clock import ManualClock
+from tests.integration.test_edge_agent import within
+from tests.unit.test_edge_clinic_desk import KIOSK, T0, clinic_state
+
+PIN = "918273"
+PIN_HASH = str(PinHash.make(PIN))
+STAFF = "/staff?department=internal&room=1"
+CALL_NEXT = {"department": "internal", "room": "1", "action": "call_next"}
+
+
+@dataclass
+class Desk:
+    clock: ManualClock
+    desk: ClinicDesk
+    outbox: Outbox
+    pages: ClinicPages
+    url: str
+    state_dir: Path
+
+    def client(self, **kw: Any) -> httpx.AsyncClient:
+        """A browser of its own: its own cookies."""
+        return httpx.AsyncClient(base_url=self.url, **kw)
+
+    def room_1(self) -> list[str]:
+        view = self.desk.queue_view("internal")
+        assert view is not None
+        return [t.number for t in view.in_rooms if t.room == "1"]
+
+
+@contextlib.asynccontextmanager
+async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
+    """The agent's desk with today's queue (A-001 waiting) and its pages listening."""
+    state_dir = tmp_path / "state"
+    config = parse_config(
+        {
+            "site": "clinic-a",
+            "gateway": "gw-1",
+            "state_dir": str(state_dir),
+            "mqtt": {"host": "127.0.0.1"},
+            "card_readers": [
+                {"id": KIOSK, "transport": "serial:/dev/null", "walk_in_department": "internal"}
+            ],
+            "clinic": {"host": "127.0.0.1", "port": 0, **clinic},
+        }
+    )
+    assert config.clinic is not None
+    state_dir.mkdir(parents=True)
+    clock = ManualClock(T0)
+    outbox = Outbox(state_dir / "outbox.sqlite3")
+    store = Store(state_dir / "state.sqlite3")
+    outbox.open()
+    store.open()
+    desk = ClinicDesk(
+        config,
+        store=DayStore(state_dir / "clinic.sqlite3"),
+        outbox=outbox,
+        display_store=store,
+        clock=clock,
+    )
+    desk.open()
+    desk.clinic_state_arrived(clinic_state())
+    pages = ClinicPages(desk, config.clinic)
+    task = asyncio.create_task(pages.run(), name="clinic-pages-under-test")
+    try:
+        await within("the clinic pages listen", pages.listening.wait())
+        yield Desk(clock, desk, outbox, pages, f"http://127.0.0.1:{pages.port}", state_dir)
+    finally:
+        pages.stop()
+        await within("the pages stop", task)
+        desk.close()
+        outbox.close()
+        store.close()
+
+
+async def log_in(http: httpx.AsyncClient, pin: str = PIN, target: str = STAFF) -> httpx.Response:
+    return await http.post("/staff/login", data={"pin": pin, "next": target})
+
+
+async def kiosk_is_open(http: httpx.AsyncClient) -> None:
+    assert (await http.get(f"/kiosk/{KIOSK}")).status_code == 200
+    assert (await http.get(f"/api/kiosks/{KIOSK}")).json()["kind"] == "ready"
+    assert (await http.get("/api/status")).json()["running"] == "agent"
+    assert (await http.get("/")).status_code == 200
+
+
+def no_secrets(text: str, state_dir: Path) -> None:
+    """Neither the PIN nor its hash in ``text`` (the log) or in the agent's state files."""
+    salt = PIN_HASH.split("$")[3]
+    for secret in (PIN, PIN_HASH, salt):
+        assert secret not in text
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert PIN_HASH.encode() not in data, path.name
+            assert salt.encode() not in data, path.name
+
+
+# ------------------------------------------------------------------ tests
+
+
+async def test_a_stranger_is_sent_to_the_login_and_the_staff_api_answers_401(
+    tmp_path: Path,
+) -> None:
+    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+        page = await http.get(STAFF)
+        assert page.status_code == 303
+        assert page.headers["location"] == f"/staff/login?next={quote(STAFF, safe='')}"
+        button = await http.post("/staff", data=CALL_NEXT)
+        assert button.status_code == 303
+        assert button.headers["location"].startswith("/staff/login")
+
+        for method, path, body in (
+            ("POST", "/api/actions", {"action": "call_next", "department": "internal"}),
+            ("GET", "/api/queues/internal", None),
+        ):
+            answer = await http.request(method, path, json=body)
+            assert answer.status_code == 401, path
+            assert "log in at /staff/login" in answer.json()["detail"]
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+        assert d.room_1() == []  # nobody was called
+        assert d.outbox.depth() == 0
+        await kiosk_is_open(http)
+
+
+async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+        form = (await http.get(f"/staff/login?next={quote(STAFF)}")).text
+        assert form.index("スタッフ ログイン") < form.index("Staff login")  # Japanese first
+        assert 'name="pin"' in form
+
+        wrong = await log_in(http, "1111")
+        assert wrong.status_code == 401
+        assert "PINが違います" in wrong.text
+        assert "Wrong PIN. 4 more wrong PINs" in wrong.text
+        assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
+
+        right = await log_in(http)
+        assert (right.status_code, right.headers["location"]) == (303, STAFF)
+        cookie = right.headers["set-cookie"].lower()
+        assert all(flag in cookie for flag in ("httponly", "samesite=strict", "max-age=43200"))
+        page = await http.get(STAFF)
+        assert page.status_code == 200
+        assert 'data-testid="waiting-A-001"' in page.text
+
+        called = await http.post("/staff", data=CALL_NEXT, follow_redirects=True)
+        assert called.status_code == 200
+        assert 'data-testid="in-room-A-001"' in called.text
+        assert d.room_1() == ["A-001"]
+        queue = (await http.get("/api/queues/internal")).json()
+        assert [t["number"] for t in queue["in_rooms"]] == ["A-001"]
+
+        # logging out ends the session, also for a copy of the cookie kept elsewhere
+        session = http.cookies[SESSION_COOKIE]
+        out = await http.post("/staff/logout", follow_redirects=True)
+        assert "ログアウトしました" in out.text
+        assert "You are logged out." in out.text
+        assert (await http.get(STAFF)).status_code == 303
+        async with d.client(cookies={SESSION_COOKIE: session}) as kept:
+            assert (await kept.get(STAFF)).status_code == 303
+    no_secrets(caplog.text, d.state_dir)
+    assert "wrong clinic staff PIN" in caplog.text
+    assert "clinic staff PIN accepted" in caplog.text
+
+
+async def test_a_forged_or_expired_session_cookie_is_refused(tmp_path: Path) -> None:
+    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d:
+        async with d.client() as http:
+            assert (await log_in(http)).status_code == 303
+            good = http.cookies[SESSION_COOKIE]
+        expires, nonce, mac = good.split(".")
+        later = str(int(expires) + 3600)
+        forged = [
+            f"{later}.{nonce}.{mac}",  # a longer session, the old signature
+            f"{expires}.{nonce}.{'0' * len(mac)}",
+            sign_session(b"k" * 32, int(expires), nonce),  # signed with another key
+            sign_session((d.state_dir / KEY_FILE).read_bytes(), int(expires), nonce),  # raw
+            "",
+            "garbage",
+        ]
+        for value in forged:
+            async with d.client(cookies={SESSION_COOKIE: value}) as http:
+                assert (await http.get(STAFF)).status_code == 303, value
+                assert (await http.post("/api/actions", json={})).status_code == 401
+
+        async with d.client(cookies={SESSION_COOKIE: good}) as http:
+            assert (await http.get(STAFF)).status_code == 200
+            d.clock.advance(12 * 3600 - 1)  # 20:59:59: still today's session
+            assert (await http.get(STAFF)).status_code == 200
+            d.clock.advance(1)  # twelve hours after logging in
+            assert (await http.get(STAFF)).status_code == 303
+
+        # a session ends with the Tokyo day, before twelve hours are up
+        d.clock.set(T0 + 14 * 3600)  # 23:00
+        async with d.client() as http:
+            assert (await log_in(http)).status_code == 303
+            d.clock.advance(3599)
+            assert (await http.get(STAFF)).status_code == 200
+            d.clock.advance(1)  # midnight
+            assert (await http.get(STAFF)).status_code == 303
+
+
+async def test_five_wrong_pins_lock_the_pin_for_everyone_for_five_minutes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d,
+        d.client() as reception,
+        d.client() as stranger,
+        d.client() as colleague,
+    ):
+        assert (await log_in(reception)).status_code == 303  # logged in before the lock
+        for left in (4, 3, 2, 1):
+            wrong = await log_in(stranger, "0000")
+            assert wrong.status_code == 401
+            assert f"Wrong PIN. {left} more wrong PIN" in wrong.text
+        locked = await log_in(stranger, "0000")
+        assert locked.status_code == 429
+        assert "09:05" in locked.text  # says when to try again
+        assert "5 wrong PINs in a row: the PIN is refused for everyone until" in locked.text
+        assert "PINが5回続けて間違えられたため" in locked.text
+
+        # the lock is global: another client with the right PIN is refused too, and told why
+        refused = await log_in(colleague)
+        assert refused.status_code == 429
+        assert 'data-testid="locked"' in refused.text
+        form = await colleague.get("/staff/login")
+        assert 'data-testid="locked"' in form.text
+        assert "about 5 min" in form.text
+        bearer = await colleague.get(
+            "/api/queues/internal", headers={"Authorization": f"Bearer {PIN}"}
+        )
+        assert bearer.status_code == 429
+        assert bearer.headers["retry-after"] == "300"
+        # staff who were logged in lose nothing
+        assert (await reception.post("/staff", data=CALL_NEXT)).status_code == 303
+        assert d.room_1() == ["A-001"]
+
+        d.clock.advance(299)
+        assert (await log_in(colleague)).status_code == 429
+        d.clock.advance(1)
+        assert (await log_in(colleague)).status_code == 303
+        assert (await colleague.get(STAFF)).status_code == 200
+        # a clean count after the lock
+        assert "Wrong PIN. 4 more" in (await log_in(stranger, "0000")).text
+    no_secrets(caplog.text, d.state_dir)
+    assert "5 in a row: the PIN is refused until 09:05" in caplog.text
+
+
+async def test_the_staff_api_takes_the_pin_as_a_bearer_token(tmp_path: Path) -> None:
+    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as script:
+        body = {"action": "call_next", "department": "internal", "room": "1"}
+        wrong = await script.post("/api/actions", json=body, headers={"Authorization": "Bearer 1"})
+        assert (wrong.status_code, wrong.json()["detail"]) == (401, "wrong staff PIN")
+        for _ in range(2):  # the second time from the remembered PIN, same answer
+            called = await script.post(
+                "/api/actions", json=body, headers={"Authorization": f"Bearer {PIN}"}
+            )
+            body = {"action": "start", "department": "internal", "number": "A-001"}
+            assert called.status_code == 200, called.text
+        view = d.desk.queue_view("internal")
+        assert view is not None
+        assert [(t.number, t.state.value) for t in view.in_rooms] == [("A-001", "in_room")]
+
+
+async def test_a_staff_form_sent_from_another_site_is_refused(tmp_path: Path) -> None:
+    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+        assert (await log_in(http)).status_code == 303
+        host = d.url.removeprefix("http://")
+        for header in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+            {"Referer": "http://evil.example/page"},
+        ):
+            button = await http.post("/staff", data=CALL_NEXT, headers=header)
+            assert button.status_code == 403, header
+            action = await http.post("/api/actions", json={**CALL_NEXT}, headers=header)
+            assert action.status_code == 403, header
+            login = await http.post("/staff/login", data={"pin": PIN}, headers=header)
+            assert login.status_code == 403, header
+        assert d.room_1() == []
+        ours = await http.post("/staff", data=CALL_NEXT, headers={"Origin": f"http://{host}"})
+        assert ours.status_code == 303
+        assert ours.headers["location"].startswith("/staff?")
+        assert d.room_1() == ["A-001"]
+
+
+async def test_with_no_pin_set_the_staff_side_is_closed_and_says_how_to_set_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with staff_desk(tmp_path) as d, d.client() as http:
+        for path in (STAFF, "/staff/login"):
+            page = await http.get(path)
+            assert page.status_code == 403
+            assert "スタッフ用PINが設定されていません" in page.text
+            assert "denen-agent clinic set-staff-pin --config /etc/denen/site.toml" in page.text
+        assert (await http.post("/staff", data=CALL_NEXT)).status_code == 403
+        assert (await log_in(http)).status_code == 403
+        api = await http.post(
+            "/api/actions", json=CALL_NEXT, headers={"Authorization": "Bearer 1234"}
+        )
+        assert api.status_code == 403
+        assert "set-staff-pin" in api.json()["detail"]
+        assert d.room_1() == []
+        await kiosk_is_open(http)
+    assert "clinic staff page closed: no staff PIN set" in caplog.text
+
+
+async def test_staff_pin_required_false_opens_the_staff_side_to_anyone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with staff_desk(tmp_path, staff_pin_required=False) as d, d.client() as http:
+        page = await http.get(STAFF)
+        assert page.status_code == 200
+        assert 'data-testid="open-to-all"' in page.text
+        called = await http.post("/api/actions", json=CALL_NEXT)
+        assert called.status_code == 200
+        assert d.room_1() == ["A-001"]
+    assert "clinic staff page open to anyone on the clinic network" in caplog.text
+
+
+SITE_TOML = """\
+# the clinic's Pi
+site = "clinic-a"
+gateway = "gw-1"
+state_dir = "{state}"
+
+[mqtt]
+host = "127.0.0.1"   # the broker
+
+[[card_readers]]
+id = "{kiosk}"
+transport = "serial:/dev/null"
+
+[clinic]
+host = "127.0.0.1"
+port = 0   # any free port
+
+[metrics]
+port = 0
+"""
+
+
+def set_pin_process(config: Path, pin: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "edge.main", "clinic", "set-staff-pin", "--config", str(config)]
+    return subprocess.run(  # the technician's command on the Pi
+        [*argv, "--pin-stdin"], input=f"{pin}\n", capture_output=True, text=True, check=False
+    )
+
+
+async def test_the_technicians_command_sets_the_pin_and_the_agent_takes_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
+    config.chmod(0o640)
+    done = set_pin_process(config, "13579")
+    assert done.returncode == 0, done.stderr
+    assert "Restart the agent" in done.stdout
+    assert "13579" not in done.stdout + done.stderr
+    text = config.read_text()
+    assert "13579" not in text
+    added = [line for line in text.splitlines() if line.startswith("staff_pin_hash = ")]
+    assert len(added) == 1
+    assert text.replace(f"[clinic]\n{added[0]}\n", "[clinic]\n") == SITE_TOML.format(
+        state=tmp_path / "state", kiosk=KIOSK
+    )  # one line added under [clinic], the rest as it was
+    assert config.stat().st_mode & 0o777 == 0o640
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert clinic.staff_pin is not None
+    assert clinic.staff_pin.matches("13579")
+    first = clinic.staff_pin_hash
+
+    # again: the line is replaced, not added twice
+    assert set_pin_process(config, "24680").returncode == 0
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert clinic.staff_pin_hash != first
+    assert config.read_text().count("staff_pin_hash") == 1
+
+    # the pages of an agent with this config take the new PIN, and only it
+    hashed = clinic.staff_pin_hash
+    async with staff_desk(tmp_path / "agent", staff_pin_hash=hashed) as d, d.client() as http:
+        assert (await log_in(http, "13579")).status_code == 401
+        assert (await log_in(http, "24680")).status_code == 303
+
+
+def test_the_command_refuses_a_bad_pin_two_different_pins_and_a_gym(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
+    before = config.read_text()
+    for pin in ("123", "12345678901234", "12a4", ""):
+        done = set_pin_process(config, pin)
+        assert done.returncode == staff_cli.EXIT_BAD_PIN
+        assert "4 to 12 digits" in done.stderr
+    args = staff_cli_args(config)
+    answers = iter(["1234", "4321"])
+    assert staff_cli.run(args, ask=lambda _: next(answers)) == staff_cli.EXIT_BAD_PIN
+    assert config.read_text() == before
+
+    answers = iter(["1234", "1234"])
+    assert staff_cli.run(args, ask=lambda _: next(answers)) == 0
+    assert "staff_pin_hash" in config.read_text()
+
+    gym = tmp_path / "gym.toml"
+    gym.write_text('site = "gym-a"\ngateway = "gw-1"\nstate_dir = "/tmp/x"\n[mqtt]\nhost = "h"\n')
+    done = set_pin_process(gym, "1234")
+    assert done.returncode == staff_cli.EXIT_BAD_CONFIG
+    assert "not a clinic's site file" in done.stderr
+    assert "staff_pin_hash" not in gym.read_text()
+
+
+def staff_cli_args(config: Path) -> argparse.Namespace:
+    return argparse.Namespace(config=str(config), pin_stdin=False)
