@@ -183,6 +183,13 @@ def add_member(slug: str, username: str, fleet: FleetDep, user: OpsUser) -> Depa
     return fleet.sites.add_member(slug, username, user.username)
 
 
+@router.delete("/departments/{slug}/members/{username}")
+def remove_member(slug: str, username: str, fleet: FleetDep, user: OpsUser) -> DepartmentView:
+    """A facility manager or clinic staff member no longer sees the department's sites
+    (ops); audited."""
+    return fleet.sites.remove_member(slug, username, user.username)
+
+
 # ------------------------------------------------------------------------- alerts
 
 

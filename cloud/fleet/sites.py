@@ -273,6 +273,30 @@ class SiteService:
             assert dep is not None
             return self._department(session, dep)
 
+    def remove_member(self, slug: str, username: str, actor: str) -> DepartmentView:
+        """``username`` no longer acts for the department's sites (they moved, or left):
+        from the next request on, its pages and API answer as for any other site."""
+        now = int(self._clock.now())
+        with self._sessions.begin() as session:
+            dep = session.get(CityDepartment, slug)
+            if dep is None:
+                raise NotFoundError(f"no department {slug!r}; list them at /api/fleet/departments")
+            user = session.scalars(select(User).where(User.username == username)).first()
+            member = None if user is None else session.get(DepartmentMember, (user.id, slug))
+            if member is None:
+                raise NotFoundError(f"{username!r} is not a member of {slug!r}")
+            session.delete(member)
+            audit(
+                session,
+                now,
+                actor,
+                "department.member_removed",
+                subject=slug,
+                detail={"user": username},
+            )
+            session.flush()
+            return self._department(session, dep)
+
     @staticmethod
     def _department(session: Session, dep: CityDepartment) -> DepartmentView:
         members = session.scalars(

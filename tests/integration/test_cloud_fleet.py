@@ -461,8 +461,8 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
                 ("gym-b", "gw-1"): "online",
                 ("gym-c", "gw-1"): "offline",
             }
-            site = w.fleet.sites.site("gym-b", None)
-            assert [d.device_id for d in site.devices] == ["gym-b-1"]
+            detail = w.fleet.sites.site("gym-b", None)
+            assert [d.device_id for d in detail.devices] == ["gym-b-1"]
         with many.sessions() as session:
             row = session.execute(
                 text(
@@ -801,6 +801,17 @@ def test_a_facility_manager_sees_only_their_departments_sites(world: World) -> N
     assert [a.kind for a in world.fleet.alerts.alerts(health)] == ["gateway_offline"]
     assert sites.scope(world.users["tech"]) is None
     assert [s.site for s in sites.overview(None)] == ["clinic-a", "gym-a"]
+    # fm-edu moves on: from now on education's sites are as hidden as any other
+    assert sites.remove_member("education", "fm-edu", "ops").members == ()
+    assert sites.scope(world.users["fm-edu"]) == frozenset()
+    with pytest.raises(NotFoundError, match="not a member"):
+        sites.remove_member("education", "fm-edu", "ops")
+    with pytest.raises(NotFoundError, match="no department 'parks'"):
+        sites.remove_member("parks", "fm-edu", "ops")
+    removed = world.fleet.audit.search(None, action="department.member_removed")
+    assert [(e.actor, e.subject, e.detail) for e in removed] == [
+        ("ops", "education", {"user": "fm-edu"})
+    ]
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
