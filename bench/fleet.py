@@ -1,7 +1,7 @@
 """A city's fleet on one machine: N simulated gateways, one Mosquitto, one cloud process.
 
-Processes: a private Mosquitto (plain TCP on loopback: the TLS handshake per connection
-is a separate question; persistence on, as ``provisioning/broker.py`` runs it), the cloud
+Processes: a private Mosquitto (plain TCP on loopback, or mutual TLS with ``--tls``, see
+below; persistence on, as ``provisioning/broker.py`` runs it), the cloud
 (``python -m cloud.main serve``) on PostgreSQL — what a city of thousands of gateways
 runs; a fresh database ``denen_bench_…`` on 127.0.0.1:5432, dropped afterwards — and the
 fleet simulator (``python -m firmware_sim.main fleet``, :mod:`firmware_sim.fleet`): every
@@ -32,6 +32,21 @@ Figures:
   when the cloud, and every gateway, had reconnected, and when the cloud had republished
   every snapshot (``denen_mqtt_snapshots_published`` on its ``/metrics``).
 
+``--tls``: every connection as in production. A CA made for the run in the work directory
+by the project's own PKI code (``provisioning.pki``, ``protocol.certs``: P-256), with the
+broker's certificate (``localhost``, ``127.0.0.1``), the cloud's (CN ``cloud``), one per
+gateway (CN ``{site}.gw-1``: 5,000 take 3.5 s, most of it fsync) and one for the raw pipe;
+the broker runs the production config (``provisioning/broker_config.py``: TLS 1.2 or newer,
+``require_certificate``, ``use_identity_as_username``, the CRL) with the ACL production
+renders (``protocol.acl``: each gateway confined to its own subtree) plus the raw pipe's
+root. The cloud gets ``DENEN_CLOUD_MQTT_TLS_*``, the fleet ``--tls-ca/--tls-cert/--tls-key``
+(a certificate per gateway), and both ends of the raw pipe connect with TLS too, so
+``ingest_ratio`` compares like with like. Printed besides: 200 TLS handshakes alone, one at
+a time (``[0]``: the broker's and a client's CPU per handshake), and in the connect and
+resync phases the broker's and the fleet's CPU per connection made (all a connection then
+does included: set it against a plain run's cpu lines), and the fleet's RSS (asyncio's TLS
+transport keeps a 256 KiB read buffer per connection: ~300 KB per gateway, not 4.5 KB).
+
 ``--py-spy DIR`` records the cloud and the fleet in the steady state, during ingest and
 during the resync (collapsed stacks; ``pip install py-spy``).
 
@@ -44,11 +59,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import random
 import resource
 import secrets
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -83,8 +101,12 @@ from cloud.db.models import (  # noqa: E402
 )
 from cloud.services.users import hash_password  # noqa: E402
 from firmware_sim.fleet.fleet import FleetShape  # noqa: E402
-from firmware_sim.fleet.model import lock_name  # noqa: E402
+from firmware_sim.fleet.model import lock_name, site_name  # noqa: E402
+from protocol import certs  # noqa: E402
+from protocol.acl import render_acl  # noqa: E402
+from provisioning import pki  # noqa: E402
 from provisioning.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
+from provisioning.broker_config import BrokerConfig, render_config  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "DENEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -97,6 +119,8 @@ GATEWAY = "gw-1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 INGEST_LIMIT_S = 300.0
 RESYNC_LIMIT_S = 600.0
+RAW_IDENTITY = "bench-raw"  # --tls: the raw pipe's certificate CN, its own ACL user
+HANDSHAKES = 200
 
 
 # ------------------------------------------------------------------ processes and /proc
@@ -134,6 +158,7 @@ class CpuMeter:
     pids: dict[str, Callable[[], int | None]]
     start: dict[str, float] = field(default_factory=dict)
     machine: tuple[float, float] = (0.0, 0.0)
+    spent: dict[str, float] = field(default_factory=dict)  # after the block
 
     def __enter__(self) -> CpuMeter:
         self.start = {name: cpu_s(pid()) for name, pid in self.pids.items()}
@@ -143,6 +168,7 @@ class CpuMeter:
     def __exit__(self, *_: object) -> None:
         busy, total = machine_busy()
         spent = {name: cpu_s(pid()) - self.start[name] for name, pid in self.pids.items()}
+        self.spent = spent
         share = (busy - self.machine[0]) / max(total - self.machine[1], 1)
         parts = ", ".join(f"{name} {s:.1f}" for name, s in spent.items())
         print(f"    cpu s: {parts}; machine busy {share:.0%} of {os.cpu_count()} cores")
@@ -360,6 +386,87 @@ class EventCounter:
         self.conn.close()
 
 
+# ------------------------------------------------------------------ mutual TLS (--tls)
+
+
+@dataclass(frozen=True)
+class BenchTls:
+    """The run's CA and certificates, made with the project's PKI code (``provisioning.pki``,
+    ``protocol.certs``: P-256 keys) as ``denen provision ca init`` and enrollment make them."""
+
+    ca: pki.CaFiles  # ca.crt, server.crt (localhost, 127.0.0.1), cloud.crt (CN cloud), crl.pem
+    acl: Path
+    gateway_cert: str  # {site} and {gateway}: one certificate per gateway
+    gateway_key: str
+    raw_cert: Path
+    raw_key: Path
+
+    def gateway_files(self, site: str, gateway: str) -> tuple[Path, Path]:
+        return (
+            Path(self.gateway_cert.format(site=site, gateway=gateway)),
+            Path(self.gateway_key.format(site=site, gateway=gateway)),
+        )
+
+    def context(self, cert: Path, key: Path) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca.ca_cert))
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+
+def make_pki(directory: Path, shape: FleetShape) -> BenchTls:
+    """A CA for this run; a certificate per gateway (CN ``{site}.{gw}``) and one for the raw
+    pipe; the ACL as production renders it (``protocol.acl``: the cloud on ``denen/v1/#``,
+    each gateway on its own subtree) plus the raw pipe's topic root."""
+    t = time.monotonic()
+    ca = pki.init_ca(directory / "ca", days=30)
+    authority = pki.load_ca(ca)
+    now = dt.datetime.now(dt.UTC)
+    gateways = [(site_name(shape.prefix, i), shape.gateway) for i in range(1, shape.gateways + 1)]
+    out = BenchTls(
+        ca,
+        directory / "acl",
+        str(directory / "gateways" / "{site}.{gateway}.crt"),
+        str(directory / "gateways" / "{site}.{gateway}.key"),
+        directory / f"{RAW_IDENTITY}.crt",
+        directory / f"{RAW_IDENTITY}.key",
+    )
+    for site, gateway in gateways:
+        cert, key = out.gateway_files(site, gateway)
+        identity = certs.gateway_identity(site, gateway)
+        pki.issue_client_files(authority, identity, cert, key, now=now, days=30)
+    pki.issue_client_files(authority, RAW_IDENTITY, out.raw_cert, out.raw_key, now=now, days=30)
+    acl = render_acl(gateways) + f"\nuser {RAW_IDENTITY}\ntopic readwrite {RAW_ROOT}/#\n"
+    pki.write_public(out.acl, acl.encode())
+    print(
+        f"TLS: a CA for this run, the broker's certificate (localhost, 127.0.0.1), the "
+        f"cloud's (CN {certs.CLOUD_IDENTITY}), one per gateway (CN {gateways[0][0]}."
+        f"{gateways[0][1]} …; P-256) and the raw pipe's: {len(gateways) + 3} in "
+        f"{time.monotonic() - t:.1f} s; the ACL has a user per gateway, as in production"
+    )
+    return out
+
+
+def tls_broker(directory: Path, tls: BenchTls) -> Mosquitto:
+    """The production broker config (``provisioning/broker_config.py``: TLS 1.2,
+    require_certificate, use_identity_as_username, the CRL, the ACL) on loopback."""
+    port = free_port()
+    config = BrokerConfig(
+        cafile=tls.ca.ca_cert,
+        certfile=tls.ca.server_cert,
+        keyfile=tls.ca.server_key,
+        crlfile=tls.ca.crl,
+        acl_file=tls.acl,
+        persistence_location=directory,
+        port=port,
+        bind_address="127.0.0.1",
+        max_queued_messages=100_000,  # as the plain bench broker
+        log_dest=None,  # Mosquitto() logs to its own file
+    )
+    return Mosquitto(
+        directory, port=port, config=render_config(config), extra_config="max_connections -1\n"
+    )
+
+
 # ------------------------------------------------------------------ the raw pipe
 
 
@@ -373,10 +480,14 @@ def raw_payloads(shape: FleetShape, per_gateway: int) -> list[tuple[str, bytes]]
     return out
 
 
-def publish_pairs(port: int, pairs: list[tuple[str, bytes]]) -> None:
+def publish_pairs(port: int, pairs: list[tuple[str, bytes]], tls: BenchTls | None = None) -> None:
     """bench/ingest.py's publisher (QoS 1, 100 in flight) over many topics."""
     done = threading.Semaphore(RAW_INFLIGHT)
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    if tls is not None:
+        client.tls_set(
+            ca_certs=str(tls.ca.ca_cert), certfile=str(tls.raw_cert), keyfile=str(tls.raw_key)
+        )
     client.max_inflight_messages_set(RAW_INFLIGHT)
     client.max_queued_messages_set(0)
     client.on_publish = lambda *_: done.release()
@@ -391,26 +502,20 @@ def publish_pairs(port: int, pairs: list[tuple[str, bytes]]) -> None:
     client.disconnect()
 
 
-def run_raw(port: int, pairs: list[tuple[str, bytes]]) -> float:
-    """bench/ingest.py's raw subscriber (its own process) counts every message."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(INGEST_SCRIPT),
-            "--raw-subscriber",
-            str(port),
-            f"{RAW_ROOT}/+/+/events",
-            str(len(pairs)),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def run_raw(port: int, pairs: list[tuple[str, bytes]], tls: BenchTls | None = None) -> float:
+    """bench/ingest.py's raw subscriber (its own process) counts every message; with
+    ``tls`` over mutual TLS."""
+    args = ["--raw-subscriber", str(port), f"{RAW_ROOT}/+/+/events", str(len(pairs))]
+    if tls is not None:
+        args += [str(tls.ca.ca_cert), str(tls.raw_cert), str(tls.raw_key)]
+    command = [sys.executable, str(INGEST_SCRIPT), *args]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     if child.stdout.readline().strip() != "ready":
         child.kill()
         return float("nan")
     start = time.perf_counter()
-    publish_pairs(port, pairs)
+    publish_pairs(port, pairs, tls)
     line = child.stdout.readline().split()
     child.wait(30)
     return float(line[1]) - start if len(line) == 2 else float("nan")
@@ -426,6 +531,7 @@ class Stack:
     shape: FleetShape
     reconnect_window_s: float
     profile_dir: Path | None = None
+    tls: BenchTls | None = None
     broker: Mosquitto = field(init=False)
     cloud: subprocess.Popen[bytes] | None = None
     fleet: subprocess.Popen[str] | None = None
@@ -435,6 +541,9 @@ class Stack:
     _sampling: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        if self.tls is not None:
+            self.broker = tls_broker(self.workdir / "broker", self.tls)
+            return
         self.broker = Mosquitto(
             self.workdir / "broker",
             # no connection limit; a fleet's sessions and queues must all fit
@@ -458,6 +567,12 @@ class Stack:
             DENEN_CLOUD_MQTT_CLIENT_ID="bench-cloud",
             DENEN_CLOUD_SECRET_KEY=secrets.token_urlsafe(32),
         )
+        if self.tls is not None:  # CN cloud: the ACL's user on denen/v1/#
+            env |= {
+                "DENEN_CLOUD_MQTT_TLS_CA": str(self.tls.ca.ca_cert),
+                "DENEN_CLOUD_MQTT_TLS_CERT": str(self.tls.ca.cloud_cert),
+                "DENEN_CLOUD_MQTT_TLS_KEY": str(self.tls.ca.cloud_key),
+            }
         self.cloud = subprocess.Popen(
             [sys.executable, "-m", "cloud.main", "serve", "--port", str(http_port)],
             env=env,
@@ -483,6 +598,10 @@ class Stack:
 
     def start_fleet(self) -> None:
         s = self.shape
+        tls = []
+        if self.tls is not None:
+            tls = ["--tls-ca", str(self.tls.ca.ca_cert)]
+            tls += ["--tls-cert", self.tls.gateway_cert, "--tls-key", self.tls.gateway_key]
         self.fleet = subprocess.Popen(
             [
                 sys.executable,
@@ -513,6 +632,7 @@ class Stack:
                 "0",
                 "--seed",
                 "1",
+                *tls,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -589,9 +709,46 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
 
 
+def handshake_phase(stack: Stack, count: int = HANDSHAKES) -> None:
+    """``--tls``: TLS handshakes alone, one at a time, no MQTT: what one costs the broker
+    (its CPU) and a client (this process's), apart from everything else a connect does."""
+    assert stack.tls is not None
+    print(f"[0] {count} TLS handshakes alone (the raw pipe's certificate, no MQTT, one at a time)")
+    ctx = stack.tls.context(stack.tls.raw_cert, stack.tls.raw_key)
+    broker = stack.pids()["broker"]
+    version: str | None = None
+    b0, c0, t0 = cpu_s(broker()), time.process_time(), time.monotonic()
+    for _ in range(count):
+        with (
+            socket.create_connection(("127.0.0.1", stack.broker.port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,  # the whole handshake
+        ):
+            version = tls.version()
+    wall = time.monotonic() - t0
+    time.sleep(0.2)  # TLS 1.3: the broker checks the client's certificate after it left
+    b, c = cpu_s(broker()) - b0, time.process_time() - c0
+    print(
+        f"    {version}: {wall / count * 1000:.2f} ms each; CPU per handshake: broker "
+        f"{b / count * 1000:.2f} ms, client {c / count * 1000:.2f} ms (cpu s resolution "
+        f"{1000 / CLK_TCK:.0f} ms over {count})"
+    )
+
+
+def tls_cost(what: str, meter: CpuMeter, count: int, note: str = "") -> None:
+    """``--tls``: the phase's broker and fleet CPU per connection made in it (everything a
+    connection then does included; a plain run's cpu lines show what TLS adds)."""
+    if count <= 0:
+        return
+    b, f = meter.spent.get("broker", 0.0), meter.spent.get("fleet", 0.0)
+    print(
+        f"    with TLS: broker {b / count * 1000:.2f} ms, fleet {f / count * 1000:.2f} ms of "
+        f"CPU per {what} ({count}) over the whole phase{note}"
+    )
+
+
 def connect_phase(stack: Stack, n: int) -> None:
     print(f"[1] {n} gateways connect (500/s), take their first snapshot")
-    with CpuMeter(stack.pids()):
+    with CpuMeter(stack.pids()) as meter:
         t0 = time.monotonic()
         stack.start_fleet()
         stack.sample_rss_every(2.0)
@@ -608,6 +765,12 @@ def connect_phase(stack: Stack, n: int) -> None:
         rss = stack.sample_rss()  # while it takes the births, reports and telemetry
         waited = caught_up(stack.db_url, 1, n * stack.shape.locks)
     print(f"    cloud RSS {rss:.0f} MB; the cloud recorded every lock's applied report {waited}")
+    if stack.tls is not None and stack.fleet is not None:
+        tls_cost("gateway session", meter, stats["sessions"], "; the fleet's start-up included")
+        print(
+            f"    fleet RSS {rss_mb(stack.fleet.pid):.0f} MB (asyncio's TLS transport: a 256 KiB "
+            "read buffer per connection)"
+        )
 
 
 def steady_phase(stack: Stack, seconds: float) -> None:
@@ -674,9 +837,13 @@ def ingest_phase(stack: Stack, per_gateway: int) -> float:
     size = sum(len(p) for _, p in pairs) / len(pairs)
     print(f"[2] ingest: {total} lock events ({per_gateway} per gateway, ~{size:.0f} B each)")
     with CpuMeter(stack.pids()):
-        raw_s = run_raw(stack.broker.port, pairs)
+        raw_s = run_raw(stack.broker.port, pairs, stack.tls)
     raw_rate = total / raw_s
-    print(f"    raw  paho -> mosquitto -> paho (100 in flight): {raw_s:.2f} s, {raw_rate:,.0f}/s")
+    over = "" if stack.tls is None else ", mutual TLS"
+    print(
+        f"    raw  paho -> mosquitto -> paho (100 in flight{over}): {raw_s:.2f} s, "
+        f"{raw_rate:,.0f}/s"
+    )
     counter = EventCounter(stack.db_url)
     try:
         before = counter()
@@ -720,12 +887,15 @@ def resync_phase(stack: Stack) -> float:
     )
     target = min(targets.values())
     published_before = stack.cloud_metric("denen_mqtt_snapshots_published_total")
-    with CpuMeter(pids), stack.profiled("resync"):
+    sessions_before = stack.fleet_stats()["sessions"]
+    with CpuMeter(pids) as meter, stack.profiled("resync"):
         stack.broker.start()
         t0 = time.monotonic()
         print(f"    broker back after {t0 - t_stop:.1f} s down")
         marks = resync_marks(stack, t0, target, published_before + n)
         stats = stack.fleet_stats()
+    if stack.tls is not None:
+        tls_cost("gateway reconnection", meter, stats["sessions"] - sessions_before)
 
     def mark(name: str) -> str:
         return "never" if name not in marks else f"{marks[name]:.1f} s"
@@ -806,6 +976,11 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="profile the cloud and the fleet into DIR"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS everywhere, as in production (a CA and certificates for the run)",
+    )
     args = parser.parse_args()
     n = 200 if args.quick else args.gateways
     per_gateway = args.events_per_gateway or max(1, 20_000 // n)
@@ -816,10 +991,18 @@ def main() -> None:
         f"clinic with {shape.displays} displays), telemetry every 60 s; "
         f"open-files limit {fds}"
     )
-    print(
-        "broker: Mosquitto, plain TCP on loopback (no TLS: its per-connection cost is "
-        "a separate question), persistence on; cloud: one process on PostgreSQL"
-    )
+    if args.tls:
+        print(
+            "broker: Mosquitto, mutual TLS on loopback (provisioning/broker_config.py as in "
+            "production: TLS 1.2 or newer, require_certificate, use_identity_as_username, the "
+            "CRL, an ACL user per gateway), persistence on; every client (cloud, each gateway, "
+            "the raw pipe) presents its own certificate; cloud: one process on PostgreSQL"
+        )
+    else:
+        print(
+            "broker: Mosquitto, plain TCP on loopback (no TLS: its per-connection cost is "
+            "a separate question), persistence on; cloud: one process on PostgreSQL"
+        )
     with contextlib.ExitStack() as cleanup:
         if args.keep is not None:
             workdir = args.keep
@@ -831,12 +1014,15 @@ def main() -> None:
         migrate(db_url)
         seed(db_url, shape)
         print(f"seeded {n} sites, {n * shape.locks} locks in {time.monotonic() - t:.1f} s")
-        stack = Stack(workdir, db_url, shape, args.reconnect_window_s, args.py_spy)
+        tls = make_pki(workdir / "pki", shape) if args.tls else None
+        stack = Stack(workdir, db_url, shape, args.reconnect_window_s, args.py_spy, tls)
         cleanup.callback(stack.stop)
         stack.broker.start()
         stack.start_cloud()
         if not wait_until(stack.cloud_connected, 60, 0.2):
             print("the cloud did not connect to the broker; see cloud.log")
+        if tls is not None:
+            handshake_phase(stack)
         connect_phase(stack, n)
         steady_phase(stack, args.steady_s)
         dashboard_phase(stack)

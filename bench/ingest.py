@@ -63,8 +63,9 @@ def publish_all(port: int, topic: str, bodies: list[bytes]) -> None:
     client.disconnect()
 
 
-def raw_subscriber(port: int, topic: str, n: int) -> None:
-    """Child process: count ``n`` messages, then print the monotonic time of the last."""
+def raw_subscriber(port: int, topic: str, n: int, tls: list[str] | None = None) -> None:
+    """Child process: count ``n`` messages, then print the monotonic time of the last
+    (``tls``: CA, certificate and key files, for a broker with mutual TLS)."""
     got = 0
     all_in = threading.Event()
     subscribed = threading.Event()
@@ -76,6 +77,8 @@ def raw_subscriber(port: int, topic: str, n: int) -> None:
             all_in.set()
 
     sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    if tls:
+        sub.tls_set(ca_certs=tls[0], certfile=tls[1], keyfile=tls[2])
     sub.on_message = on_message
     sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", port)
@@ -158,11 +161,12 @@ def run_ours(port: int, workdir: Path, topic: str, bodies: list[bytes]) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--events", type=int, default=20000)
-    parser.add_argument("--raw-subscriber", nargs=3, help=argparse.SUPPRESS)
+    # the raw pipe's subscriber: PORT TOPIC N [CA CERT KEY] (bench/fleet.py --tls)
+    parser.add_argument("--raw-subscriber", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_subscriber:
-        port, topic_name, count = args.raw_subscriber
-        raw_subscriber(int(port), topic_name, int(count))
+        port, topic_name, count, *tls = args.raw_subscriber
+        raw_subscriber(int(port), topic_name, int(count), tls)
         return
     bodies = payloads(args.events)
     topic = topics.events("bench-site", "bench-gw")

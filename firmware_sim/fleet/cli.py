@@ -2,7 +2,15 @@
 
     denen-sim fleet --gateways 5000 --broker 127.0.0.1:1883 [--locks 2] \\
         [--clinic-every 10 --displays 2] [--telemetry-s 60] [--events-per-s 50] \\
-        [--reconnect-window-s 10] [--connect-rate 500] [--control-port 0]
+        [--reconnect-window-s 10] [--connect-rate 500] [--control-port 0] \\
+        [--tls-ca ca.crt --tls-cert 'certs/{site}.{gateway}.crt' \\
+         --tls-key 'certs/{site}.{gateway}.key']
+
+With ``--tls-*`` every gateway connects with mutual TLS, as to the production broker
+(``provisioning/broker_config.py``): ``--tls-cert`` and ``--tls-key`` naming ``{site}`` and
+``{gateway}`` give each gateway its own certificate (as production issues them: CN
+``{site}.{gateway}``, its own ACL user); without them the whole fleet shares one. Without
+``--tls-*``: plain TCP.
 
 Sites are ``{prefix}-00001`` … with gateway ``gw-1`` and locks ``{site}-l1`` …; the cloud
 must know them for their access snapshots (``bench/fleet.py`` seeds them). Prints one line
@@ -24,12 +32,14 @@ import resource
 import signal
 import sys
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 
 from firmware_sim.errors import SimulatorError
 from firmware_sim.fleet.control import create_app
-from firmware_sim.fleet.fleet import Fleet, FleetSettings, FleetShape
+from firmware_sim.fleet.fleet import Fleet, FleetSettings, FleetShape, FleetTls
+from firmware_sim.fleet.model import site_name
 from protocol.clock import SystemClock
 from protocol.ids import SLUG_RE
 
@@ -77,6 +87,14 @@ def add_fleet_parser(devices: argparse._SubParsersAction[argparse.ArgumentParser
     fleet.add_argument("--seed", type=int, default=None, help="random seed (batteries, jitter)")
     fleet.add_argument("--control-host", default="127.0.0.1")
     fleet.add_argument("--control-port", type=int, default=8130, help="0 picks a free port")
+    tls = fleet.add_argument_group("mutual TLS (all three, or none for plain TCP)")
+    tls.add_argument("--tls-ca", type=Path, metavar="PATH", help="the CA the broker's cert is from")
+    tls.add_argument(
+        "--tls-cert",
+        metavar="PATH",
+        help="client certificate; may name {site} and {gateway}: one per gateway",
+    )
+    tls.add_argument("--tls-key", metavar="PATH", help="its key; the same placeholders")
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -101,9 +119,35 @@ def _check(args: argparse.Namespace) -> None:
         raise SimulatorError("--locks must be 1..32")
 
 
+def tls_settings(args: argparse.Namespace) -> FleetTls | None:
+    """``--tls-*`` as settings, checked by loading the first gateway's certificate (a
+    wrong path or key says so now, not as 5,000 failed connects)."""
+    given = [args.tls_ca, args.tls_cert, args.tls_key]
+    if not any(given):
+        return None
+    if not all(given):
+        raise SimulatorError("mutual TLS needs --tls-ca, --tls-cert and --tls-key together")
+    tls = FleetTls(args.tls_ca, args.tls_cert, args.tls_key)
+    try:
+        files = tls.files(site_name(args.prefix, 1), args.gateway_id)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise SimulatorError(
+            f"--tls-cert/--tls-key may name only {{site}} and {{gateway}}: {exc!r}"
+        ) from None
+    try:
+        tls.context(*files)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise SimulatorError(
+            f"cannot load the TLS files (--tls-ca {args.tls_ca}, --tls-cert {files[0]}, "
+            f"--tls-key {files[1]}): {exc}"
+        ) from exc
+    return tls
+
+
 async def serve_fleet(args: argparse.Namespace) -> None:
     """Run the fleet and its control API until a signal."""
     _check(args)
+    tls = tls_settings(args)
     soft = raise_fd_limit(args.gateways * FDS_PER_GATEWAY + FDS_SPARE)
     if soft < args.gateways + FDS_SPARE:
         log.warning(
@@ -125,6 +169,7 @@ async def serve_fleet(args: argparse.Namespace) -> None:
             reconnect_window_s=args.reconnect_window_s,
             reconnect_cap_s=args.reconnect_cap_s,
             events_per_s=args.events_per_s,
+            tls=tls,
         )
     except ValueError as exc:
         raise SimulatorError(str(exc)) from None
@@ -172,8 +217,9 @@ async def _announce(server: uvicorn.Server, args: argparse.Namespace) -> None:
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     host, broker_port = args.broker
+    tls = "" if args.tls_ca is None else " (mutual TLS)"
     sys.stdout.write(
-        f"fleet of {args.gateways} gateways on {host}:{broker_port}, "
+        f"fleet of {args.gateways} gateways on {host}:{broker_port}{tls}, "
         f"control http://{args.control_host}:{port}/api/fleet\n"
     )
     sys.stdout.flush()
