@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from cloud.clinic.publish import ClinicNotifier
 from cloud.db.clinic_models import Clinic, Department, DepartmentRoom
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.fleet.site_rows import ensure_site
 from protocol import display_wire as dw
 from protocol.ids import is_slug
 from protocol.messages import PREFIX_PATTERN
@@ -117,6 +118,7 @@ def create_clinic(
     )
     session.add(clinic)
     session.flush()
+    ensure_site(session, site, now)  # on the fleet's pages before its gateway reports
     for spec in departments:
         department = Department(
             clinic_id=clinic.id,

@@ -33,7 +33,8 @@ from cloud.fleet.alerts import (
     resolve_alert,
 )
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
-from cloud.fleet.sites import ensure_device, ensure_devices, ensure_site
+from cloud.fleet.site_rows import ensure_site
+from cloud.fleet.sites import ensure_device, ensure_devices
 from cloud.fleet.twins import (
     desired_configs,
     heartbeat_interval,

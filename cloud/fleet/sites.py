@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.clinic_models import Clinic
 from cloud.db.fleet_models import (
     Alert,
     CityDepartment,
@@ -30,12 +29,13 @@ from cloud.db.fleet_models import (
     Site,
     Twin,
 )
-from cloud.db.models import Facility, Gateway, User
+from cloud.db.models import Gateway, User
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet import rules
 from cloud.fleet.alerts import alert_view
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import DeviceKind, Severity, SubjectKind
+from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.twins import desired_configs, heartbeat_interval, sync_interval, twin_view
 from cloud.fleet.views import (
     CommandView,
@@ -57,21 +57,6 @@ from protocol.ids import is_slug
 from protocol.messages import AgentConfigData
 
 RINGS = (0, 1, 2)
-
-
-def ensure_site(session: Session, site: str, now: int) -> None:
-    """Create the site row when a gateway of it first reports (named like its facility or
-    clinic when the cloud knows one); race-free with other workers."""
-    if session.get(Site, site) is not None:
-        return
-    name = session.scalar(select(Facility.name).where(Facility.site == site).limit(1))
-    name = name or session.scalar(select(Clinic.name).where(Clinic.site == site))
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Site)
-        .values(slug=site, name=name or site, ring=2, created_at=now)
-        .on_conflict_do_nothing(index_elements=["slug"])
-    )
 
 
 def ensure_device(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.db.models import Facility, Lock, OpeningHours, Room
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.fleet.site_rows import ensure_site
 from cloud.services.access import AccessNotifier, bump_version
 from cloud.services.views import FacilityView, LockView, RoomView
 from protocol.clock import Clock
@@ -100,7 +101,9 @@ class FacilityService:
                 )
                 for d in range(7)
             )
-            bump_version(session, site, gateway, int(self._clock.now()))
+            now = int(self._clock.now())
+            bump_version(session, site, gateway, now)
+            ensure_site(session, site, now)  # on the fleet's pages before its gateway reports
             view = FacilityView(facility.id, facility.name, site, gateway)
         self._notifier.access_changed(site, gateway)
         return view

@@ -814,6 +814,18 @@ def test_a_facility_manager_sees_only_their_departments_sites(world: World) -> N
     ]
 
 
+def test_a_facility_registered_later_is_on_the_fleet_pages_before_its_gateway_reports(
+    world: World,
+) -> None:
+    world.svc.facilities.create_facility("Minami gym", "minami", "gw-1")
+    mine = {s.site: s for s in world.fleet.sites.overview(None)}
+    assert (mine["minami"].name, mine["minami"].status) == ("Minami gym", "unknown")
+    world.fleet.sites.put_site("minami", actor="ops", department="education")  # ops place it
+    world.online("minami")
+    mine = {s.site: s for s in world.fleet.sites.overview(None)}
+    assert (mine["minami"].status, mine["minami"].department) == ("ok", "education")
+
+
 @pytest.mark.parametrize("kind", DB_KINDS)
 def test_0007_admits_the_technician_role(kind: str, tmp_path: Path) -> None:
     insert = text(
