@@ -82,13 +82,12 @@ import httpx
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from psycopg import sql
 from sqlalchemy import create_engine, insert, text, update
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pg import bench_database, psycopg_dsn  # noqa: E402
 from cloud.db import migrate  # noqa: E402
 from cloud.db.models import (  # noqa: E402
     AccessGrant,
@@ -108,9 +107,6 @@ from provisioning import pki  # noqa: E402
 from provisioning.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
 from provisioning.broker_config import BrokerConfig, render_config  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "DENEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 INGEST_SCRIPT = ROOT / "bench" / "ingest.py"
 RAW_ROOT = "bench/v1"  # as long as "denen/v1": same topic sizes, not the cloud's
 RAW_INFLIGHT = 100
@@ -264,25 +260,6 @@ def wait_until(probe: Callable[[], bool], timeout: float, poll: float = 0.05) ->
 
 
 # ------------------------------------------------------------------ database
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    admin = make_url(POSTGRES_URL)
-    name = f"denen_bench_{secrets.token_hex(5)}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def psycopg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def seed(url: str, shape: FleetShape) -> None:

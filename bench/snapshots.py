@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import subprocess
@@ -36,22 +35,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
-import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from psycopg import sql
 from sqlalchemy import create_engine, insert
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pg import bench_database  # noqa: E402
 from cloud.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from cloud.db.models import (  # noqa: E402
     AccessGrant,
@@ -71,9 +67,6 @@ from protocol.clock import SystemClock  # noqa: E402
 from protocol.topics import Channel  # noqa: E402
 from provisioning.broker import Mosquitto  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "DENEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 PREFIX = "snap"
 GATEWAY = "gw-1"
 HOUR = 3600
@@ -81,21 +74,6 @@ ACCESS_FILTER = topics.cloud_subscription(Channel.ACCESS, shared=False)  # every
 
 
 # ------------------------------------------------------------------ database
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards (as in ``bench/fleet.py``)."""
-    admin = make_url(POSTGRES_URL)
-    name = f"denen_bench_{secrets.token_hex(5)}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _booking(facility_id: int, room_id: int, start: int, now: int) -> dict[str, object]:

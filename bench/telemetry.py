@@ -30,24 +30,20 @@ Never fails on time; it only measures. The database ``denen_bench_…`` on 127.0
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import random
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import insert
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pg import bench_database  # noqa: E402
 from cloud.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from cloud.db.fleet_models import Device, Site  # noqa: E402
 from cloud.db.models import Facility, Gateway, Lock, Room  # noqa: E402
@@ -61,28 +57,10 @@ from protocol import messages  # noqa: E402
 from protocol.clock import ManualClock  # noqa: E402
 from protocol.messages import GatewayState, TelemetryData  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "DENEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 START = 1_800_000_000
 INTERVAL_S = 60
 
 Report = tuple[str, str, TelemetryData]
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    admin = make_url(POSTGRES_URL)
-    name = f"denen_bench_{secrets.token_hex(5)}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def seed(url: str, fleet: Sequence[SimGateway]) -> None:

@@ -584,7 +584,11 @@ class MqttBridge:
                 except SQLAlchemyError:
                     raise
                 except Exception:
-                    log.exception("could not build the access snapshot of %s/%s", *key)
+                    log.exception(
+                        "could not build the access snapshot of %s/%s: its gateway keeps "
+                        "the last one until the next change or reconnect",
+                        *key,
+                    )
         now = self._clock.now()
         return [
             (site, gateway, snapshot.version, make(MessageType.ACCESS_SNAPSHOT, snapshot, ts=now))

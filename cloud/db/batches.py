@@ -30,11 +30,16 @@ def store_many(store: Callable[[Sequence[T]], object], items: Sequence[T], what:
     try:
         store(items)
     except OperationalError:
-        log.exception("could not store %d %s: the database is not answering", len(items), what)
+        log.exception(
+            "could not store %d %s: the database is not answering; they are dropped (the "
+            "next reports repeat them); check the database",
+            len(items),
+            what,
+        )
         return False
     except Exception:
         if len(items) == 1:
-            log.exception("could not store a report (%s)", what)
+            log.exception("could not store a report (%s); dropped, the next one repeats it", what)
             return False
         log.warning(
             "storing %d %s in one transaction failed; storing them one at a time",
@@ -49,9 +54,17 @@ def store_many(store: Callable[[Sequence[T]], object], items: Sequence[T], what:
         try:
             store([item])
         except OperationalError:
-            log.exception("could not store %s: the database is not answering", what)
+            log.exception(
+                "could not store %s: the database is not answering; the rest of the batch "
+                "is dropped (the next reports repeat it); check the database",
+                what,
+            )
             return False
         except Exception:
-            log.exception("could not store one report (%s); the others are stored", what)
+            log.exception(
+                "could not store one report (%s); the others are stored, this one is "
+                "dropped (the traceback says which value the database refused)",
+                what,
+            )
             stored = False
     return stored
