@@ -88,8 +88,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pg import bench_database, psycopg_dsn  # noqa: E402
+from cloud.core.users import hash_password  # noqa: E402
 from cloud.db import migrate  # noqa: E402
-from cloud.db.models import (  # noqa: E402
+from cloud.gym.models import (  # noqa: E402
     AccessGrant,
     Facility,
     Lock,
@@ -98,7 +99,6 @@ from cloud.db.models import (  # noqa: E402
     Room,
     SiteAccessVersion,
 )
-from cloud.services.users import hash_password  # noqa: E402
 from firmware_sim.fleet.fleet import FleetShape  # noqa: E402
 from firmware_sim.fleet.model import lock_name, site_name  # noqa: E402
 from protocol import certs  # noqa: E402

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pg import bench_database  # noqa: E402
 from cloud.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from cloud.db.models import (  # noqa: E402
+from cloud.gym.models import (  # noqa: E402
     AccessGrant,
     Facility,
     Lock,

@@ -44,11 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pg import bench_database  # noqa: E402
+from cloud.core.models import Site  # noqa: E402
 from cloud.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from cloud.db.fleet_models import Device, Site  # noqa: E402
-from cloud.db.models import Facility, Gateway, Lock, Room  # noqa: E402
 from cloud.fleet.kinds import DeviceKind  # noqa: E402
+from cloud.fleet.models import (  # noqa: E402
+    Device,
+    Gateway,
+)
 from cloud.fleet.services import build_fleet_services  # noqa: E402
+from cloud.gym.models import Facility, Lock, Room  # noqa: E402
 from cloud.services import build_services  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
 from firmware_sim.fleet.fleet import FleetShape  # noqa: E402

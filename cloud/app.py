@@ -45,6 +45,8 @@ from cloud.errors import (
     UnavailableError,
 )
 from cloud.fleet.runtime import build_fleet
+from cloud.gym.access import AccessChangeRelay
+from cloud.gym.notifications_jobs import NotificationJobs
 from cloud.metrics import (
     CloudCollector,
     HttpMetrics,
@@ -54,8 +56,7 @@ from cloud.metrics import (
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services import AccessChangeRelay, build_services
-from cloud.services.notifications_jobs import NotificationJobs
+from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
 from protocol.errors import DenenError

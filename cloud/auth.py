@@ -7,10 +7,10 @@ import binascii
 import hashlib
 import hmac
 
-from cloud.db.models import Role
+from cloud.core.models import Role
+from cloud.core.users import UserService
+from cloud.core.views import UserView
 from cloud.errors import CloudError
-from cloud.services.users import UserService
-from cloud.services.views import UserView
 
 SESSION_COOKIE = "denen_session"
 SESSION_MAX_AGE_S = 12 * 3600

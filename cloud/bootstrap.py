@@ -1,7 +1,7 @@
 """Seed a database quickly for the demo and for tests: a facility with one room (the main
 hall) behind one entrance lock, and users; a clinic site with departments, patients and
 today's appointments (:func:`seed_clinic`). Each site belongs to a city department with
-the seeded manager or clinic staff as members, so they see it (:mod:`cloud.services.scope`).
+the seeded manager or clinic staff as members, so they see it (:mod:`cloud.core.scope`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.clinic.models import Appointment, Patient
 from cloud.clinic.sites import DepartmentSpec, create_clinic
-from cloud.db.clinic_models import Appointment, Patient
-from cloud.db.fleet_models import CityDepartment
-from cloud.db.models import Facility, Lock, OpeningHours, Role, Room, User
+from cloud.core.models import CityDepartment, Role, User
+from cloud.core.users import generate_password, hash_password
 from cloud.fleet import sites as fleet_sites
-from cloud.services.access import bump_version
-from cloud.services.facilities import check_offline_secret
-from cloud.services.users import generate_password, hash_password
+from cloud.gym.access import bump_version
+from cloud.gym.facilities import check_offline_secret
+from cloud.gym.models import Facility, Lock, OpeningHours, Room
 from protocol.clock import Clock, SystemClock
 from protocol.patient_card import PatientCardNumber
 

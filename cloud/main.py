@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import seed_clinic, seed_demo
+from cloud.core.models import Role
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import Role
 from cloud.errors import CloudError
 from cloud.services import build_services
 from cloud.settings import CloudSettings

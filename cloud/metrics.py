@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud.db.models import Gateway
+from cloud.fleet.models import Gateway
 from protocol.ids import uuid7
 from protocol.tracing import TRACE_ID, valid_trace_id
 

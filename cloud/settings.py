@@ -37,7 +37,7 @@ class CloudSettings(BaseSettings):
     mqtt_tls_ca: Path | None = None
     mqtt_tls_cert: Path | None = None
     mqtt_tls_key: Path | None = None
-    # Enrollment: the cloud holds the issuing CA (see cloud/services/enrollment.py)
+    # Enrollment: the cloud holds the issuing CA (see cloud/fleet/enrollment.py)
     ca_cert_path: Path | None = None
     ca_key_path: Path | None = None
     crl_path: Path | None = None

@@ -5,7 +5,7 @@ log, and city announcements. Thin: each route parses, calls a service in
 
 Roles: ``clinic`` (clinic staff) and ``ops`` for everything a clinic does, clinic staff
 at the sites of their departments only (another site answers 404 like a site with no
-clinic: :mod:`cloud.services.scope`); ``ops`` alone for sites and announcements; nobody
+clinic: :mod:`cloud.core.scope`); ``ops`` alone for sites and announcements; nobody
 for the patient's check-in and status link (the card number is what the patient has).
 Nothing here that a display gets carries a name."""
 
@@ -24,14 +24,14 @@ from cloud.clinic.appointments import AppointmentRecord, ImportResult, PatientRe
 from cloud.clinic.audit import ActionEntry
 from cloud.clinic.checkin import CheckinResult, TicketStatus
 from cloud.clinic.figures import ClinicDayFigures
+from cloud.clinic.models import TicketSource
 from cloud.clinic.services import ClinicServices
 from cloud.clinic.sites import ClinicView, DepartmentSpec
 from cloud.clinic.staff import ActionResult, QueueView, StaffRequest
-from cloud.db.clinic_models import TicketSource
-from cloud.db.models import Role
+from cloud.core.models import Role
+from cloud.core.scope import within
+from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError
-from cloud.services.scope import within
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import (
@@ -50,7 +50,7 @@ ClinicStaff = Annotated[UserView, Depends(api_user(Role.CLINIC, Role.OPS))]
 def clinic_staff_at(site: str, request: Request) -> UserView:
     """A dependency for the ``/sites/{site}/…`` routes: clinic staff or ops who may see
     the clinic at ``site`` (clinic staff: at their departments' sites); else 404, as for a
-    site with no clinic (:mod:`cloud.services.scope`)."""
+    site with no clinic (:mod:`cloud.core.scope`)."""
     user = api_user(Role.CLINIC, Role.OPS)(request)
     services(request).scope.require_clinic(user, site)
     return user

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from cloud.auth import check_role, user_from_basic
-from cloud.db.models import Role
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.services import Services
-from cloud.services.views import UserView
 
 
 def services(request: Request) -> Services:

@@ -1,6 +1,6 @@
 """Facilities, their rooms and locks, and a day's availability. Reading is public (the
 booking form needs it); a manager changes only the facilities of its departments
-(:mod:`cloud.services.scope`)."""
+(:mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from cloud.api.schemas import (
     RoomOut,
     SlotOut,
 )
+from cloud.gym.views import AvailabilityDay, FacilityView, LockView, RoomView
 from cloud.localtime import local
-from cloud.services.views import AvailabilityDay, FacilityView, LockView, RoomView
 from cloud.settings import CloudSettings
 
 router = APIRouter(prefix="/api/facilities", tags=["facilities"])

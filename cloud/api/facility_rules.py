@@ -1,6 +1,6 @@
 """A facility's booking rules, opening hours, closed days and registered groups. Reading
 the rules is public (the booking page states them); changing them is for staff (a
-manager: of its departments' facilities only, :mod:`cloud.services.scope`)."""
+manager: of its departments' facilities only, :mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from cloud.api.schemas import (
     RulesIn,
     RulesOut,
 )
-from cloud.services.facility_rules import RulesUpdate
-from cloud.services.rules import format_clock, parse_clock
-from cloud.services.views import GroupView, OpeningHoursView, RulesView
+from cloud.gym.facility_rules import RulesUpdate
+from cloud.gym.rules import format_clock, parse_clock
+from cloud.gym.views import GroupView, OpeningHoursView, RulesView
 
 router = APIRouter(prefix="/api/facilities", tags=["facility rules"])
 

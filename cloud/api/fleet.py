@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.deps import api_user
-from cloud.db.models import Role
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.fleet.commands import CommandRequest
 from cloud.fleet.kinds import DeviceKind
 from cloud.fleet.rollouts import RolloutRequest
@@ -39,7 +40,6 @@ from cloud.fleet.views import (
     SiteDetail,
     SiteSummary,
 )
-from cloud.services.views import UserView
 from protocol.messages import FIRMWARE_IMAGE_MAX
 
 router = APIRouter(prefix="/api/fleet", tags=["fleet"])

@@ -1,6 +1,6 @@
 """A facility manager's figures (JSON and CSV), no-shows, and bulk mail to the citizens
 with bookings in a date range (preview, send, sent log); a manager reaches only the
-facilities of its departments, another's answers 404 (:mod:`cloud.services.scope`)."""
+facilities of its departments, another's answers 404 (:mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.deps import Manager, ServicesDep, Staff
 from cloud.errors import InvalidRequestError
+from cloud.gym.figures import FacilityFigures, figures_csv
+from cloud.gym.notifications_bulk import BulkMailDraft, BulkMailingView, BulkPreview
 from cloud.localtime import format_local, local
-from cloud.services.figures import FacilityFigures, figures_csv
-from cloud.services.notifications_bulk import BulkMailDraft, BulkMailingView, BulkPreview
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 

@@ -1,6 +1,6 @@
 """Bookings: citizens create, follow and cancel them; managers list, approve, reject,
 cancel them and record counter payments, at the facilities of their departments only
-(another's booking is a 404 like a missing one: :mod:`cloud.services.scope`)."""
+(another's booking is a 404 like a missing one: :mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from cloud.api.schemas import (
     ReservationIn,
     ReservationOut,
 )
-from cloud.db.models import ReservationStatus, Role
+from cloud.core.models import Role
+from cloud.gym.models import ReservationStatus
+from cloud.gym.reservations import BookingRequest
+from cloud.gym.sync_status import GrantSync
+from cloud.gym.views import ReservationView
 from cloud.localtime import format_local
-from cloud.services.reservations import BookingRequest
-from cloud.services.sync_status import GrantSync
-from cloud.services.views import ReservationView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 

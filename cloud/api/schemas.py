@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud.db.models import PaymentState, ReservationStatus
+from cloud.gym.models import PaymentState, ReservationStatus
 from protocol.messages import SLUG_PATTERN
 
 

@@ -19,5 +19,5 @@ Where things are:
   and their expiry; :mod:`~cloud.clinic.notify`: telling patients (email);
 - :mod:`~cloud.clinic.figures`, :mod:`~cloud.clinic.audit`, :mod:`~cloud.clinic.sites`;
 - :mod:`~cloud.clinic.services`: all of them built once; the API is
-  :mod:`cloud.api.clinic`, the tables :mod:`cloud.db.clinic_models`.
+  :mod:`cloud.api.clinic`, the tables :mod:`cloud.clinic.models`.
 """

@@ -38,10 +38,10 @@ from cloud.clinic.checkin import (
     parse_card,
 )
 from cloud.clinic.day import SiteDay, lock_clinic
+from cloud.clinic.models import AppliedRequest, Clinic, TicketSource
 from cloud.clinic.notify import PatientNotifier, notify_patients
 from cloud.clinic.publish import ClinicNotifier
 from cloud.clinic.staff import StaffRequest, act_on
-from cloud.db.clinic_models import AppliedRequest, Clinic, TicketSource
 from cloud.errors import ConflictError, NotFoundError
 from protocol.clinic_sync import number_value
 from protocol.clock import Clock

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.clinic.models import Announcement, Clinic
 from cloud.clinic.publish import ClinicNotifier
-from cloud.db.clinic_models import Announcement, Clinic
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from protocol.clock import Clock
 from protocol.messages import DisplayAnnouncement, DisplayAnnouncementLevel, DisplayContent

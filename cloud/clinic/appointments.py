@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.clinic.checkin import parse_card
+from cloud.clinic.models import Appointment, Clinic, Patient
 from cloud.clinic.publish import ClinicNotifier
-from cloud.db.clinic_models import Appointment, Clinic, Patient
 from cloud.errors import InvalidRequestError, NotFoundError
 from protocol.clock import Clock
 from protocol.errors import DenenError

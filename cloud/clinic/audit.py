@@ -10,7 +10,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.clinic_models import ClinicAction
+from cloud.clinic.models import ClinicAction
 from protocol.queue_rules import tokyo_day
 
 

@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.day import SiteDay
 from cloud.clinic.errors import CardNotRegisteredError, CheckinTooEarlyError, InvalidCardError
+from cloud.clinic.models import Appointment, Clinic, Patient, Ticket, TicketSource
 from cloud.clinic.notify import PatientNotifier, notify_patients
 from cloud.clinic.publish import ClinicNotifier, day_bounds
-from cloud.db.clinic_models import Appointment, Clinic, Patient, Ticket, TicketSource
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.localtime import format_local
 from cloud.settings import CloudSettings

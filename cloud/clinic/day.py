@@ -19,7 +19,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from cloud.db.clinic_models import Clinic, Department, Ticket, TicketSource
+from cloud.clinic.models import Clinic, Department, Ticket, TicketSource
 from cloud.errors import NotFoundError
 from protocol.clinic_sync import number_value
 from protocol.messages import ClinicTicketState

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from cloud.db.clinic_models import Clinic, Ticket, TicketSource
+from cloud.clinic.models import Clinic, Ticket, TicketSource
 from cloud.errors import NotFoundError
 from protocol.messages import ClinicTicketState
 from protocol.queue_rules import TOKYO

@@ -7,7 +7,7 @@ ticket row's ``left_notified_at`` / ``called_notified_at`` is set in the same tr
 that queues the message, so a retry or a second worker sends nothing more.
 
 *How* is a :class:`PatientNotifier`: :class:`EmailNotifier` puts a mail in the outbox
-(:mod:`cloud.services.mail`); an app push can implement the same method later. A patient
+(:mod:`cloud.core.mail`); an app push can implement the same method later. A patient
 the notifier cannot reach (no email) is skipped, and the ticket is marked all the same.
 """
 
@@ -21,8 +21,8 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from cloud.clinic.day import SiteDay
-from cloud.db.clinic_models import Patient
-from cloud.services.mail import queue_mail
+from cloud.clinic.models import Patient
+from cloud.core.mail import queue_mail
 
 log = logging.getLogger(__name__)
 

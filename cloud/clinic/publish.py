@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.day import SiteDay, lock_clinic
-from cloud.db.clinic_models import Announcement, AppliedRequest, Appointment, Clinic, Ticket
+from cloud.clinic.models import Announcement, AppliedRequest, Appointment, Clinic, Ticket
 from cloud.settings import CloudSettings
 from protocol.clinic_sync import display_contents, ticket_message
 from protocol.clock import Clock

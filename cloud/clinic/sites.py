@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from cloud.clinic.models import Clinic, Department, DepartmentRoom
 from cloud.clinic.publish import ClinicNotifier
-from cloud.db.clinic_models import Clinic, Department, DepartmentRoom
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet.site_rows import ensure_site
 from protocol import display_wire as dw
@@ -213,7 +213,7 @@ class ClinicSiteService:
 
     def all(self, sites: Collection[str] | None = None) -> list[ClinicView]:
         """Every clinic site, or those at ``sites`` (a user's scope:
-        :mod:`cloud.services.scope`)."""
+        :mod:`cloud.core.scope`)."""
         query = select(Clinic) if sites is None else select(Clinic).where(Clinic.site.in_(sites))
         with self._sessions() as session:
             clinics = session.scalars(

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.audit import log_action
 from cloud.clinic.day import SiteDay
+from cloud.clinic.models import Clinic, Patient
 from cloud.clinic.notify import PatientNotifier, notify_patients
 from cloud.clinic.publish import ClinicNotifier
-from cloud.db.clinic_models import Clinic, Patient
 from cloud.errors import InvalidRequestError, NotFoundError
 from protocol.clinic_sync import apply_action
 from protocol.clock import Clock

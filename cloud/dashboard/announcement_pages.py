@@ -19,12 +19,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.clinic import clinic_services
 from cloud.clinic.announcements import AnnouncementView
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr, when
 from cloud.dashboard.routes import render, require, settings_of
-from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.localtime import local
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import DisplayAnnouncementLevel

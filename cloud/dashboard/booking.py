@@ -17,12 +17,12 @@ from cloud.api.facilities import availability_out
 from cloud.api.reservations import citizen_status, pin_while_valid
 from cloud.dashboard.i18n import N_, Lang, duration, request_lang, tr, weekday_name
 from cloud.dashboard.routes import render, settings_of
-from cloud.db.models import ReservationStatus
 from cloud.errors import CloudError, IdempotencyKeyReusedError, InvalidRequestError
+from cloud.gym.models import ReservationStatus
+from cloud.gym.reservations import BookingRequest
+from cloud.gym.rules import format_clock
 from cloud.localtime import EN_DASH, WAVE_DASH, local, slot_from_form
 from cloud.services import Services
-from cloud.services.reservations import BookingRequest
-from cloud.services.rules import format_clock
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 

@@ -32,15 +32,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.clinic import clinic_services
 from cloud.api.deps import services
+from cloud.clinic.models import TicketSource
 from cloud.clinic.sites import ClinicView, DepartmentSpec
 from cloud.clinic.staff import QueueEntry, QueueView, StaffRequest
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr
 from cloud.dashboard.routes import render, require, settings_of
-from cloud.db.clinic_models import TicketSource
-from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.localtime import local
-from cloud.services.views import UserView
 from protocol.clock import Clock
 from protocol.messages import ClinicAction
 from protocol.queue_rules import TRANSITIONS, QueueError, TicketState
@@ -112,7 +112,7 @@ def _live_url(site: str, choice: DeskChoice) -> str:
 def require_clinic(request: Request, site: str) -> UserView:
     """The logged-in clinic staff or ops user, who must see the clinic at ``site`` (clinic
     staff: at their departments' sites); else 404, as for a site with no clinic
-    (:mod:`cloud.services.scope`). Before any form is handled: an action at another
+    (:mod:`cloud.core.scope`). Before any form is handled: an action at another
     department's clinic is refused the same way, not sent back as the page's message."""
     user = require(request, *CLINIC_STAFF)
     services(request).scope.require_clinic(user, site)

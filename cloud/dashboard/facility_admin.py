@@ -1,6 +1,6 @@
 """A simple page for staff to edit a facility's booking rules, hours, closed days and
 registered groups (the same services as the API); a manager only those of its
-departments' facilities (:mod:`cloud.services.scope`)."""
+departments' facilities (:mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
+from cloud.core.models import Role
 from cloud.dashboard.i18n import day_text, request_lang, tr, weekday_name
 from cloud.dashboard.routes import render, require_facility
-from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
-from cloud.services.facility_rules import RulesUpdate
-from cloud.services.rules import format_clock, parse_clock
-from cloud.services.views import OpeningHoursView
+from cloud.gym.facility_rules import RulesUpdate
+from cloud.gym.rules import format_clock, parse_clock
+from cloud.gym.views import OpeningHoursView
 
 router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form()]

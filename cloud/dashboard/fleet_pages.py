@@ -44,10 +44,11 @@ from cloud.api.clinic import clinic_services
 from cloud.api.deps import services
 from cloud.api.fleet import fleet_services
 from cloud.auth import AuthError
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.dashboard.fleet_charts import LineChart, day_ticks, line_chart, sync_gaps
 from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr, when
 from cloud.dashboard.routes import render, require, settings_of
-from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
 from cloud.fleet.alerts import ALERT_STATES
 from cloud.fleet.commands import CommandRequest, roles_for
@@ -62,7 +63,6 @@ from cloud.fleet.views import (
     SiteSummary,
     TwinView,
 )
-from cloud.services.views import UserView
 from protocol.clock import Clock
 from protocol.messages import (
     CommandVerb,

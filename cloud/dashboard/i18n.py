@@ -54,6 +54,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 from starlette.requests import Request
 
+from cloud.gym.rules import WEEKDAYS, format_minutes
 from cloud.localtime import (
     EN_DASH,
     JA_WEEKDAYS,
@@ -63,7 +64,6 @@ from cloud.localtime import (
     format_local_ja,
     format_span_ja,
 )
-from cloud.services.rules import WEEKDAYS, format_minutes
 
 Lang = Literal["ja", "en"]
 LANGS: Final[tuple[Lang, ...]] = ("ja", "en")

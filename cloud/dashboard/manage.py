@@ -1,6 +1,6 @@
 """The facility manager's pages: the approval queue, upcoming bookings with their
 payment, cancelling with a reason; of the facilities of the manager's departments only
-(another's booking is a 404: :mod:`cloud.services.scope`)."""
+(another's booking is a 404: :mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.reservations import reservation_out
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.dashboard.i18n import tr
 from cloud.dashboard.routes import render, require, settings_of
-from cloud.db.models import ReservationStatus, Role
 from cloud.errors import CloudError
-from cloud.services.views import UserView
+from cloud.gym.models import ReservationStatus
 from protocol.clock import Clock
 
 router = APIRouter(include_in_schema=False)

@@ -1,7 +1,7 @@
 """Pages for notifications and figures: a facility's monthly figures (staff), bulk mail
 to its citizens (manager: write, preview, send, sent log), the citizen's one-click
 satisfaction score, and queueing a failed mail again (ops). A manager reaches only the
-facilities of its departments (:mod:`cloud.services.scope`)."""
+facilities of its departments (:mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.notifications import figure_range, mailing_out, preview_out
+from cloud.core.models import Role
 from cloud.dashboard.i18n import N_, request_lang, tr
 from cloud.dashboard.routes import render, require, require_facility, settings_of
-from cloud.db.models import Role
 from cloud.errors import CloudError, InvalidRequestError
+from cloud.gym.notifications import SurveyView
+from cloud.gym.notifications_bulk import BulkMailDraft
 from cloud.localtime import format_span, format_span_ja
-from cloud.services.notifications import SurveyView
-from cloud.services.notifications_bulk import BulkMailDraft
 
 router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form()]

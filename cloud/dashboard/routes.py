@@ -12,6 +12,8 @@ from fastapi.templating import Jinja2Templates
 
 from cloud.api.deps import services
 from cloud.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.dashboard.i18n import (
     LANG_COOKIE,
     LANG_COOKIE_MAX_AGE_S,
@@ -24,11 +26,9 @@ from cloud.dashboard.i18n import (
     when,
 )
 from cloud.dashboard.labels import event_label
-from cloud.db.models import Role
 from cloud.errors import TooManyAttemptsError
+from cloud.gym.sync_status import short_time
 from cloud.localtime import local
-from cloud.services.sync_status import short_time
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
@@ -64,7 +64,7 @@ def require(request: Request, *roles: Role) -> UserView:
 
 def require_facility(request: Request, facility_id: int, *roles: Role) -> UserView:
     """The logged-in user, who must hold one of ``roles`` and see the facility (a manager:
-    at its departments' sites, :mod:`cloud.services.scope`); else 404, as for a facility
+    at its departments' sites, :mod:`cloud.core.scope`); else 404, as for a facility
     that does not exist."""
     user = require(request, *roles)
     services(request).scope.require_facility(user, facility_id)

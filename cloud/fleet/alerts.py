@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import Alert
+from cloud.core.mail import queue_mail
+from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import SEVERITY, AlertKind, Severity, Subject
+from cloud.fleet.models import Alert
 from cloud.fleet.views import AlertView
 from cloud.localtime import format_local
-from cloud.services.mail import queue_mail
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 

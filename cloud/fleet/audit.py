@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import FleetAuditEntry
+from cloud.fleet.models import FleetAuditEntry
 from cloud.fleet.views import AuditView
 
 

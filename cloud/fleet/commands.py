@@ -28,16 +28,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.auth import AuthError
-from cloud.db.fleet_models import Command, Device, FirmwareImageRow
-from cloud.db.models import Gateway, Role
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import OPEN_COMMAND_STATES, CommandState, Subject, SubjectKind
+from cloud.fleet.models import Command, Device, FirmwareImageRow, Gateway
 from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.sites import command_view
 from cloud.fleet.twins import report_firmware
 from cloud.fleet.views import CommandView
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol import topics
 from protocol.clock import Clock

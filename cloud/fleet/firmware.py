@@ -13,10 +13,10 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import FirmwareImageRow
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import DeviceKind
+from cloud.fleet.models import FirmwareImageRow
 from cloud.fleet.views import FirmwareView
 from protocol import firmware_image as fw
 from protocol.clock import Clock

@@ -20,8 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import Alert, Device, HealthSample, Site
-from cloud.db.models import Gateway
+from cloud.core.models import Site
 from cloud.fleet import rules
 from cloud.fleet.alerts import (
     is_open,
@@ -33,6 +32,7 @@ from cloud.fleet.alerts import (
     resolve_alert,
 )
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
+from cloud.fleet.models import Alert, Device, Gateway, HealthSample
 from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.sites import ensure_device, ensure_devices
 from cloud.fleet.twins import (

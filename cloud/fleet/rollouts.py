@@ -37,17 +37,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import (
-    Alert,
-    Command,
-    Device,
-    FirmwareImageRow,
-    Rollout,
-    RolloutTarget,
-    Site,
-    Twin,
-)
-from cloud.db.models import AccessGrant, Gateway, Lock, Reservation, ReservationStatus
+from cloud.core.models import Site
+from cloud.core.views import UserView
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet import rules
 from cloud.fleet.audit import audit
@@ -63,6 +54,16 @@ from cloud.fleet.kinds import (
     SubjectKind,
     TargetState,
 )
+from cloud.fleet.models import (
+    Alert,
+    Command,
+    Device,
+    FirmwareImageRow,
+    Gateway,
+    Rollout,
+    RolloutTarget,
+    Twin,
+)
 from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.sites import check_slug
 from cloud.fleet.twins import (
@@ -74,8 +75,8 @@ from cloud.fleet.twins import (
     put_desired_config,
 )
 from cloud.fleet.views import RingView, RolloutView, TargetView
+from cloud.gym.models import AccessGrant, Lock, Reservation, ReservationStatus
 from cloud.localtime import format_span
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import AgentConfigData, CommandVerb, FirmwareUpdateResult

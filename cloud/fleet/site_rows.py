@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from cloud.db.clinic_models import Clinic
-from cloud.db.fleet_models import Site
-from cloud.db.models import Facility
+from cloud.clinic.models import Clinic
+from cloud.core.models import Site
+from cloud.gym.models import Facility
 
 
 def ensure_site(session: Session, site: str, now: int) -> None:

@@ -1,6 +1,6 @@
 """Sites, the city departments that own them, and the fleet's views of them.
 
-Who sees which site is the cloud's one rule in :mod:`cloud.services.scope`: ops and
+Who sees which site is the cloud's one rule in :mod:`cloud.core.scope`: ops and
 technicians every site; a facility manager or clinic staff the sites of the departments
 they are members of. A site outside the caller's scope answers 404 like a site that does
 not exist.
@@ -19,22 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import (
-    Alert,
-    CityDepartment,
-    Command,
-    DepartmentMember,
-    Device,
-    HealthSample,
-    Site,
-    Twin,
-)
-from cloud.db.models import Gateway, User
+from cloud.core.models import CityDepartment, DepartmentMember, Site, User
+from cloud.core.scope import ALL_SITES_ROLES, Scope, sites_in_scope
+from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet import rules
 from cloud.fleet.alerts import alert_view
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import DeviceKind, Severity, SubjectKind
+from cloud.fleet.models import Alert, Command, Device, Gateway, HealthSample, Twin
 from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.twins import desired_configs, heartbeat_interval, sync_interval, twin_view
 from cloud.fleet.views import (
@@ -49,8 +42,6 @@ from cloud.fleet.views import (
     SiteDetail,
     SiteSummary,
 )
-from cloud.services.scope import ALL_SITES_ROLES, Scope, sites_in_scope
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.ids import is_slug
@@ -228,7 +219,7 @@ class SiteService:
     # ------------------------------------------------------------------- scope
 
     def scope(self, user: UserView) -> Scope:
-        """The sites ``user`` may see; None: every site (:mod:`cloud.services.scope`)."""
+        """The sites ``user`` may see; None: every site (:mod:`cloud.core.scope`)."""
         if user.role in ALL_SITES_ROLES:
             return None
         with self._sessions() as session:

@@ -16,11 +16,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.db.fleet_models import Twin
-from cloud.db.models import Gateway
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import Subject, SubjectKind
+from cloud.fleet.models import Gateway, Twin
 from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.views import TwinView
 from cloud.settings import CloudSettings

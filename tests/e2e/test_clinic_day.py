@@ -29,8 +29,8 @@ from sqlalchemy import select
 
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
-from cloud.db.clinic_models import Ticket
-from cloud.db.models import Role
+from cloud.clinic.models import Ticket
+from cloud.core.models import Role
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
 from edge.agent import Agent

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import PaymentState, Reservation, ReservationStatus
 from cloud.errors import CloudError, ConflictError, InvalidRequestError, NotFoundError
+from cloud.gym.facility_rules import RulesUpdate
+from cloud.gym.models import PaymentState, Reservation, ReservationStatus
+from cloud.gym.reservations import BookingRequest
+from cloud.gym.views import OpeningHoursView
 from cloud.services import Services, build_services
-from cloud.services.facility_rules import RulesUpdate
-from cloud.services.reservations import BookingRequest
-from cloud.services.views import OpeningHoursView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.pin import pin_tag

@@ -12,8 +12,8 @@ import pytest
 
 from cloud.clinic.agent_sync import ClinicEvent
 from cloud.clinic.appointments import AppointmentRecord, PatientRecord
+from cloud.clinic.models import TicketSource
 from cloud.clinic.staff import StaffRequest
-from cloud.db.clinic_models import TicketSource
 from protocol.ids import uuid7
 from protocol.messages import CheckinData, ClinicAction, ClinicActionData, LocalTicket
 from protocol.patient_card import PatientCardNumber, card_tag

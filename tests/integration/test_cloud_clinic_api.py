@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
 from cloud.clinic.services import ClinicServices
-from cloud.db.models import Role
+from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber

@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from cloud.bootstrap import seed_clinic
 from cloud.clinic.appointments import AppointmentRecord, ImportResult, PatientRecord
 from cloud.clinic.errors import CardNotRegisteredError, CheckinTooEarlyError, InvalidCardError
+from cloud.clinic.models import Ticket, TicketSource
 from cloud.clinic.staff import StaffRequest
-from cloud.db.clinic_models import Ticket, TicketSource
-from cloud.db.models import Role
+from cloud.core.models import Role
 from cloud.errors import InvalidRequestError, NotFoundError
 from protocol.messages import ClinicAction
 from protocol.patient_card import PatientCardNumber

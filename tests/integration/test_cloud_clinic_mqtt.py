@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
-from cloud.db.models import Role
+from cloud.core.models import Role
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
 from protocol import topics

@@ -22,7 +22,7 @@ from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
 from cloud.clinic.services import ClinicServices
 from cloud.clinic.staff import StaffRequest
-from cloud.db.models import Role
+from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import ClinicAction

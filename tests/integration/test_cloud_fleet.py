@@ -19,18 +19,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.auth import AuthError
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.models import Role, User
+from cloud.core.views import UserView
 from cloud.db import make_engine, make_sessionmaker, migrate
+from cloud.db.base import Base
 from cloud.db.migrate import alembic_config
-from cloud.db.models import Base, Role, User
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet.commands import CommandRequest
 from cloud.fleet.kinds import DeviceKind
 from cloud.fleet.rollouts import RolloutRequest
 from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.fleet.views import AlertView, RolloutView
+from cloud.gym.reservations import BookingRequest
 from cloud.services import Services, build_services
-from cloud.services.reservations import BookingRequest
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.firmware_image import DeviceKind as ImageKind

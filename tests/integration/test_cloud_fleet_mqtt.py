@@ -26,7 +26,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.db.models import Role
+from cloud.core.models import Role
 from cloud.fleet.runtime import Fleet
 from cloud.settings import CloudSettings
 from protocol import topics

@@ -20,11 +20,11 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.db.models import Role
+from cloud.core.models import Role
+from cloud.core.views import UserView
 from cloud.fleet.commands import CommandRequest
 from cloud.fleet.rollouts import RolloutRequest
 from cloud.fleet.services import FleetServices
-from cloud.services.views import UserView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import (

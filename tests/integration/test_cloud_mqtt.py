@@ -17,9 +17,9 @@ from sqlalchemy import text
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.db.models import Facility, Lock
+from cloud.gym.access import bump_version
+from cloud.gym.models import Facility, Lock
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services.access import bump_version
 from cloud.settings import CloudSettings
 from protocol import topics
 from protocol.clock import ManualClock

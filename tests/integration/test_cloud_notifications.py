@@ -18,15 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.mail import MailDelivery, SmtpTransport
+from cloud.core.models import MailMessage, MailState
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import MailMessage, MailState
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.gym.figures import figures_csv
+from cloud.gym.notifications import NotificationService
+from cloud.gym.notifications_bulk import BulkMailDraft
+from cloud.gym.reservations import BookingRequest
 from cloud.services import Services, build_services
-from cloud.services.figures import figures_csv
-from cloud.services.mail import MailDelivery, SmtpTransport
-from cloud.services.notifications import NotificationService
-from cloud.services.notifications_bulk import BulkMailDraft
-from cloud.services.reservations import BookingRequest
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind

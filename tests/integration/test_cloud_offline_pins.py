@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.models import MailMessage
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.migrate import alembic_config
-from cloud.db.models import AccessGrant, MailMessage, OfflinePin, Reservation
 from cloud.errors import InvalidRequestError
+from cloud.gym.models import AccessGrant, OfflinePin, Reservation
+from cloud.gym.reservations import BookingRequest
+from cloud.gym.sync_status import GrantSyncState
 from cloud.services import Services, build_services
-from cloud.services.reservations import BookingRequest
-from cloud.services.sync_status import GrantSyncState
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import (

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import LockEvent, ReservationStatus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.gym.models import LockEvent, ReservationStatus
+from cloud.gym.reservations import BookingRequest
 from cloud.services import Services, build_services
-from cloud.services.reservations import BookingRequest
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind

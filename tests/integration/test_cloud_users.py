@@ -7,9 +7,9 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.models import Role, User
+from cloud.core.users import VERIFIED_TTL_S, UserService, hash_password
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import Role, User
-from cloud.services.users import VERIFIED_TTL_S, UserService, hash_password
 from protocol.clock import ManualClock
 
 

@@ -21,9 +21,9 @@ from jinja2 import Environment, nodes
 
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, DemoSeed, seed_clinic, seed_demo
+from cloud.core.models import Role
 from cloud.dashboard import i18n
-from cloud.db.models import Role
-from cloud.services.views import OpeningHoursView
+from cloud.gym.views import OpeningHoursView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.clinic import NINE

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.db.models import EnrollmentToken, GatewayCertificate
+from cloud.fleet.models import EnrollmentToken, GatewayCertificate
 from cloud.settings import CloudSettings
 from protocol import certs
 from protocol.clock import ManualClock

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.bootstrap import ClinicSeed, seed_clinic
 from cloud.clinic.publish import ClinicChangeRelay
 from cloud.clinic.services import ClinicServices, build_clinic_services
+from cloud.core.models import MailMessage
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.db.models import MailMessage
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber

@@ -35,7 +35,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.db.models import SiteAccessVersion
+from cloud.gym.models import SiteAccessVersion
 from cloud.settings import CloudSettings
 from edge.agent import Agent
 from edge.config import parse_config

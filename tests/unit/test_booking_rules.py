@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloud.db.models import PaymentState
 from cloud.errors import ConflictError, InvalidRequestError
-from cloud.services.availability import segments
-from cloud.services.payments import PaymentAction, next_payment_state
-from cloud.services.rules import (
+from cloud.gym.availability import segments
+from cloud.gym.models import PaymentState
+from cloud.gym.payments import PaymentAction, next_payment_state
+from cloud.gym.rules import (
     BookingRules,
     check_slot,
     fee_yen,

@@ -8,7 +8,7 @@ import os
 from alembic import context
 
 from cloud.db.engine import make_engine
-from cloud.db.models import Base
+from cloud.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,99 @@
+"""The core tables: users and their roles, city departments and who belongs to them,
+sites, and the mail outbox. Times are UTC epoch seconds (``BigInteger``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cloud.db.base import Base, string_enum
+
+
+class Role(StrEnum):
+    OPS = "ops"
+    MANAGER = "manager"
+    CLINIC = "clinic"  # clinic staff: queues, check-in at the desk, imports, figures
+    TECHNICIAN = "technician"  # fleet: reads everything, sends commands but no unlock
+
+
+class MailState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(string_enum(Role, "role"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class MailMessage(Base):
+    """The mail outbox: a row leaves ``queued`` only when the SMTP server accepted it
+    (``sent``) or refused it for good (``failed``, with the error); see
+    ``cloud.core.mail``. Without an SMTP host (the demo) rows stay queued."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[MailState] = mapped_column(
+        string_enum(MailState, "mail_state"), server_default=MailState.QUEUED.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # a worker sending it holds it until then; after a crash another worker takes it over
+    claimed_until: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    bulk_mailing_id: Mapped[int | None] = mapped_column(ForeignKey("bulk_mailings.id"))
+
+
+class CityDepartment(Base):
+    """A city department that owns sites (education board, health department, …)."""
+
+    __tablename__ = "departments"
+
+    slug: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DepartmentMember(Base):
+    """A user acting for a department: a facility manager sees only its sites."""
+
+    __tablename__ = "department_members"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    department: Mapped[str] = mapped_column(ForeignKey("departments.slug"), primary_key=True)
+
+
+class Site(Base):
+    """A site of the fleet (a gym, a clinic), its owning department and its default
+    rollout ring (0: the first few sites, 1: more, 2: the rest). A site is created when
+    one of its gateways first reports, with no department until ops assign one."""
+
+    __tablename__ = "sites"
+
+    slug: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(ForeignKey("departments.slug"), index=True)
+    ring: Mapped[int] = mapped_column(Integer, server_default="2")
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,104 @@
+"""Domain services of the cloud: no web framework, no MQTT; a session factory and a clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
+from cloud.core.scope import SiteScopeService
+from cloud.core.users import UserService
+from cloud.fleet.enrollment import EnrollmentService
+from cloud.fleet.gateways import GatewayService
+from cloud.gym.access import (
+    AccessChangeRelay,
+    AccessNotifier,
+    AccessService,
+    NullNotifier,
+)
+from cloud.gym.approvals import ApprovalService
+from cloud.gym.audit import AuditService
+from cloud.gym.availability import AvailabilityService
+from cloud.gym.cancellations import CancellationService
+from cloud.gym.events import EventService
+from cloud.gym.facilities import FacilityService
+from cloud.gym.facility_rules import FacilityRulesService
+from cloud.gym.figures import FigureService
+from cloud.gym.notifications import NotificationService
+from cloud.gym.notifications_bulk import BulkMailService
+from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
+from cloud.gym.reservations import ReservationService
+from cloud.gym.sync_status import SyncStatusService
+from cloud.settings import CloudSettings
+from protocol.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service of one cloud process, built once by :func:`build_services`."""
+
+    access: AccessService
+    approvals: ApprovalService
+    audit: AuditService
+    availability: AvailabilityService
+    cancellations: CancellationService
+    enrollment: EnrollmentService
+    events: EventService
+    facilities: FacilityService
+    facility_rules: FacilityRulesService
+    gateways: GatewayService
+    mail: MailOutbox
+    payments: PaymentService
+    reservations: ReservationService
+    scope: SiteScopeService  # who sees which sites: cloud/core/scope.py
+    users: UserService
+    sync_status: SyncStatusService
+    notifications: NotificationService
+    bulk_mail: BulkMailService
+    figures: FigureService
+    # None without an SMTP host (the demo): mails stay in the outbox
+    mail_delivery: MailDelivery | None = None
+
+
+def build_services(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    settings: CloudSettings,
+    notifier: AccessNotifier | None = None,
+) -> Services:
+    """Wire the services to one session factory, clock and notifier."""
+    notify = notifier or NullNotifier()
+    # the one payment provider today; a card provider is added to this mapping later
+    counter = CounterPayment()
+    providers: dict[str, PaymentProvider] = {counter.method: counter}
+    booking = (sessions, clock, settings, notify, providers)
+    return Services(
+        access=AccessService(sessions, clock),
+        approvals=ApprovalService(*booking),
+        audit=AuditService(sessions),
+        availability=AvailabilityService(sessions, clock, settings),
+        cancellations=CancellationService(*booking),
+        enrollment=EnrollmentService(sessions, clock, settings),
+        events=EventService(sessions, clock),
+        facilities=FacilityService(sessions, clock, notify),
+        facility_rules=FacilityRulesService(sessions),
+        gateways=GatewayService(sessions, clock),
+        mail=MailOutbox(sessions, clock),
+        payments=PaymentService(sessions, clock, providers),
+        reservations=ReservationService(*booking),
+        scope=SiteScopeService(sessions),
+        users=UserService(sessions, clock),
+        sync_status=SyncStatusService(sessions, clock, settings),
+        notifications=NotificationService(sessions, clock, settings),
+        bulk_mail=BulkMailService(sessions, clock, settings),
+        figures=FigureService(sessions, clock, settings),
+        mail_delivery=(
+            MailDelivery(sessions, clock, settings, SmtpTransport(settings))
+            if settings.smtp_host
+            else None
+        ),
+    )
+
+
+__all__ = ["AccessChangeRelay", "AccessNotifier", "NullNotifier", "Services", "build_services"]
