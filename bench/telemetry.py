@@ -5,7 +5,7 @@ A city of ``--gateways`` gateways (2 locks each, every 10th site a clinic with 2
 as ``bench/fleet.py`` runs it) reports its telemetry, every payload built by the fleet
 simulator's model (:mod:`firmware_sim.fleet.model`) and parsed as the bridge parses it
 (not timed). Each report goes to both services that take it, as the bridge and the fleet
-link hand it on: :meth:`GatewayService.record_telemetry_many` (last seen, lock sync rows)
+link hand it on: :meth:`LockReportService.record_telemetry_many` (lock sync rows)
 and :meth:`HealthService.record_telemetry_many` (health, samples, twins, alerts).
 
 The database is seeded (not timed) with one facility per site and its locks, and with
@@ -164,11 +164,11 @@ def main() -> None:
         clock = ManualClock(START)
         settings = CloudSettings(dev=True)
         health = build_fleet_services(sessions, clock, settings).health
-        gateways = build_services(sessions, clock, settings).gateways
+        locks = build_services(sessions, clock, settings).lock_reports
 
         def batched(chunks: list[list[Report]]) -> None:
             for batch in chunks:
-                gateways.record_telemetry_many(batch)
+                locks.record_telemetry_many(batch)
                 health.record_telemetry_many(batch)
 
         cpu = wall = 0.0
@@ -190,7 +190,7 @@ def main() -> None:
 
         def one_at_a_time() -> None:
             for site, gateway, telemetry in sample:
-                gateways.record_telemetry(site, gateway, telemetry)
+                locks.record_telemetry(site, gateway, telemetry)
                 health.record_telemetry(site, gateway, telemetry)
 
         single_cpu, single_wall = timed(one_at_a_time)

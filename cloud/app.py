@@ -20,10 +20,10 @@ from cloud.api import (
     ops,
     reservations,
 )
-from cloud.auth import AuthError, SessionSigner
 from cloud.clinic.jobs import ClinicJobs
 from cloud.clinic.publish import ClinicChangeRelay
 from cloud.clinic.services import build_clinic_services
+from cloud.core.auth import AuthError, SessionSigner
 from cloud.dashboard import (
     announcement_pages,
     clinic_figures_pages,
@@ -56,7 +56,7 @@ from cloud.metrics import (
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services import build_services
+from cloud.services import build_services, fleet_ports
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
 from protocol.errors import DenenError
@@ -116,7 +116,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     services = build_services(sessions, clock, settings, relay)
     clinic_relay = ClinicChangeRelay()
     clinic_services = build_clinic_services(sessions, clock, settings, clinic_relay)
-    fleet_runtime = build_fleet(sessions, clock, settings)
+    fleet_runtime = build_fleet(sessions, clock, settings, fleet_ports(settings))
     bridge = (
         MqttBridge(settings, services, clock, clinic=clinic_services, fleet=fleet_runtime.link)
         if settings.mqtt_enabled

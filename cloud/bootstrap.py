@@ -18,9 +18,11 @@ from cloud.clinic.sites import DepartmentSpec, create_clinic
 from cloud.core.models import CityDepartment, Role, User
 from cloud.core.users import generate_password, hash_password
 from cloud.fleet import sites as fleet_sites
+from cloud.fleet.ports import FleetPorts
 from cloud.gym.access import bump_version
 from cloud.gym.facilities import check_offline_secret
 from cloud.gym.models import Facility, Lock, OpeningHours, Room
+from cloud.services import SITE_NAMES
 from protocol.clock import Clock, SystemClock
 from protocol.patient_card import PatientCardNumber
 
@@ -43,7 +45,14 @@ def seed_department(
         fleet_sites.put_department(session, department, name, actor=SEED_ACTOR, now=now)
     for username in members:
         fleet_sites.add_member(session, department, username, actor=SEED_ACTOR, now=now)
-    fleet_sites.put_site(session, site, actor=SEED_ACTOR, now=now, department=department)
+    fleet_sites.put_site(
+        session,
+        site,
+        actor=SEED_ACTOR,
+        now=now,
+        department=department,
+        ports=FleetPorts(names=SITE_NAMES),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -444,7 +444,7 @@ class MqttBridge:
             self._telemetry_due.clear()
 
     def _store_telemetry(self, reports: list[tuple[str, str, TelemetryData]]) -> None:
-        store_many(self._services.gateways.record_telemetry_many, reports, "telemetry reports")
+        store_many(self._services.lock_reports.record_telemetry_many, reports, "lock reports")
         if self._fleet is not None:
             self._fleet.store_telemetry(reports)
 
@@ -505,10 +505,9 @@ class MqttBridge:
     def _store(self, parsed: _Sorted) -> int:
         # status and applied versions: a failure is logged and the message dropped, as
         # the next birth or report repeats it; lock events are retried until stored
-        gateways = self._services.gateways
-        statuses = [(where.site, where.gateway, status) for where, status in parsed.statuses]
-        store_many(gateways.update_status_many, statuses, "gateway statuses")
-        store_many(gateways.record_applied_many, parsed.applied, "applied versions")
+        store_many(
+            self._services.lock_reports.record_applied_many, parsed.applied, "applied versions"
+        )
         if parsed.clinic and self._clinic is not None:
             # like lock events: retried until stored; applied once each by envelope id
             by_gateway: dict[tuple[str, str], list[tuple[str, ClinicEvent]]] = {}

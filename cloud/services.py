@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.clinic.fleet_answers import ClinicNames
+from cloud.clinic.scope import ClinicScope
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
-from cloud.core.scope import SiteScopeService
 from cloud.core.users import UserService
 from cloud.fleet.enrollment import EnrollmentService
-from cloud.fleet.gateways import GatewayService
+from cloud.fleet.ports import FleetPorts
 from cloud.gym.access import (
     AccessChangeRelay,
     AccessNotifier,
@@ -25,13 +26,20 @@ from cloud.gym.events import EventService
 from cloud.gym.facilities import FacilityService
 from cloud.gym.facility_rules import FacilityRulesService
 from cloud.gym.figures import FigureService
+from cloud.gym.fleet_answers import BookingGuard, FacilityNames
+from cloud.gym.lock_reports import LockReportService
 from cloud.gym.notifications import NotificationService
 from cloud.gym.notifications_bulk import BulkMailService
 from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.gym.reservations import ReservationService
+from cloud.gym.scope import GymScope
 from cloud.gym.sync_status import SyncStatusService
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
+
+
+class Scope(GymScope, ClinicScope):
+    """Every domain's scope checks, on the one rule of :mod:`cloud.core.scope`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +55,11 @@ class Services:
     events: EventService
     facilities: FacilityService
     facility_rules: FacilityRulesService
-    gateways: GatewayService
+    lock_reports: LockReportService  # what locks say they hold (the gateways are the fleet's)
     mail: MailOutbox
     payments: PaymentService
     reservations: ReservationService
-    scope: SiteScopeService  # who sees which sites: cloud/core/scope.py
+    scope: Scope  # who sees which sites: the rule in cloud/core/scope.py
     users: UserService
     sync_status: SyncStatusService
     notifications: NotificationService
@@ -83,11 +91,11 @@ def build_services(
         events=EventService(sessions, clock),
         facilities=FacilityService(sessions, clock, notify),
         facility_rules=FacilityRulesService(sessions),
-        gateways=GatewayService(sessions, clock),
+        lock_reports=LockReportService(sessions, clock),
         mail=MailOutbox(sessions, clock),
         payments=PaymentService(sessions, clock, providers),
         reservations=ReservationService(*booking),
-        scope=SiteScopeService(sessions),
+        scope=Scope(sessions),
         users=UserService(sessions, clock),
         sync_status=SyncStatusService(sessions, clock, settings),
         notifications=NotificationService(sessions, clock, settings),
@@ -101,4 +109,21 @@ def build_services(
     )
 
 
-__all__ = ["AccessChangeRelay", "AccessNotifier", "NullNotifier", "Services", "build_services"]
+SITE_NAMES = (FacilityNames(), ClinicNames())
+"""How the fleet learns a site's name: its facility's, else its clinic's."""
+
+
+def fleet_ports(settings: CloudSettings) -> FleetPorts:
+    """The gym's and the clinic's answers to what the fleet asks (:mod:`cloud.fleet.ports`)."""
+    return FleetPorts(locks=BookingGuard(settings), names=SITE_NAMES)
+
+
+__all__ = [
+    "SITE_NAMES",
+    "AccessChangeRelay",
+    "AccessNotifier",
+    "NullNotifier",
+    "Services",
+    "build_services",
+    "fleet_ports",
+]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from cloud.auth import check_role, user_from_basic
+from cloud.core.auth import check_role, user_from_basic
 from cloud.core.models import Role
 from cloud.core.views import UserView
 from cloud.services import Services

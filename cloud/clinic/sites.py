@@ -118,7 +118,8 @@ def create_clinic(
     )
     session.add(clinic)
     session.flush()
-    ensure_site(session, site, now)  # on the fleet's pages before its gateway reports
+    # on the fleet's pages before its gateway reports
+    ensure_site(session, site, now, name=clinic.name)
     for spec in departments:
         department = Department(
             clinic_id=clinic.id,

@@ -8,7 +8,9 @@
 - Anyone else: no site.
 
 A facility belongs to its site (``Facility.site``), a clinic to its site (``Clinic.site``),
-a reservation and a lock to their facility. A site with no ``sites`` row, or one with no
+a reservation and a lock to their facility: each domain's checks of its own things live
+with it (:mod:`cloud.gym.scope`, :mod:`cloud.clinic.scope`), built on :meth:`SiteScopeService.
+require`. A site with no ``sites`` row, or one with no
 department, belongs to no department: only ops and technicians see it.
 
 Out of scope answers like missing: the same :class:`NotFoundError` (404) that a thing
@@ -27,11 +29,9 @@ from typing import TypeAlias
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.clinic.models import Clinic
 from cloud.core.models import DepartmentMember, Role, Site
 from cloud.core.views import UserView
 from cloud.errors import NotFoundError
-from cloud.gym.models import Facility, Lock, Reservation
 
 ALL_SITES_ROLES = frozenset({Role.OPS, Role.TECHNICIAN})
 DEPARTMENT_ROLES = frozenset({Role.MANAGER, Role.CLINIC})
@@ -72,50 +72,16 @@ class SiteScopeService:
         with self._sessions() as session:
             return sites_in_scope(session, user)
 
-    def facility_ids(self, user: UserView) -> frozenset[int] | None:
-        """The facilities ``user`` may see; None: every one."""
-        if user.role in ALL_SITES_ROLES:
-            return None
-        with self._sessions() as session:
-            scope = sites_in_scope(session, user)
-            assert scope is not None
-            return frozenset(session.scalars(select(Facility.id).where(Facility.site.in_(scope))))
-
     def require_site(self, user: UserView, site: str) -> None:
         """NotFoundError unless ``user`` may act at ``site`` (e.g. register a facility
         there)."""
         if not within(site, self.sites(user)):
             raise NotFoundError(f"no site {site!r}")
 
-    def require_facility(self, user: UserView, facility_id: int) -> None:
-        """NotFoundError unless facility ``facility_id`` exists and ``user`` may see it."""
-        query = select(Facility.site).where(Facility.id == facility_id)
-        self._require(user, query, f"no facility {facility_id}; list them with GET /api/facilities")
-
-    def require_reservation(self, user: UserView, reservation_id: str) -> None:
-        """NotFoundError unless the reservation exists and ``user`` may see its facility."""
-        query = (
-            select(Facility.site)
-            .join(Reservation, Reservation.facility_id == Facility.id)
-            .where(Reservation.id == reservation_id)
-        )
-        self._require(user, query, f"no reservation {reservation_id}")
-
-    def require_lock(self, user: UserView, lock_id: str) -> None:
-        """NotFoundError unless the lock exists and ``user`` may see its facility."""
-        query = (
-            select(Facility.site)
-            .join(Lock, Lock.facility_id == Facility.id)
-            .where(Lock.lock_id == lock_id)
-        )
-        self._require(user, query, f"no lock {lock_id!r}; see the facilities page for the lock ids")
-
-    def require_clinic(self, user: UserView, site: str) -> None:
-        """NotFoundError unless there is a clinic at ``site`` and ``user`` may see it."""
-        query = select(Clinic.site).where(Clinic.site == site)
-        self._require(user, query, f"there is no clinic at site {site!r}")
-
-    def _require(self, user: UserView, site_of: Select[str], missing: str) -> None:
+    def require(self, user: UserView, site_of: Select[str], missing: str) -> None:
+        """NotFoundError(``missing``) unless the site that ``site_of`` selects (the site of
+        some thing of a domain) exists and ``user`` may see it; each domain's own checks
+        (:mod:`cloud.gym.scope`, :mod:`cloud.clinic.scope`) are built on this."""
         if user.role in ALL_SITES_ROLES:
             return  # everything is theirs: the service says what is missing, in its words
         with self._sessions() as session:

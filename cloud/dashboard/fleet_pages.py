@@ -43,7 +43,7 @@ from pydantic import BaseModel, ValidationError
 from cloud.api.clinic import clinic_services
 from cloud.api.deps import services
 from cloud.api.fleet import fleet_services
-from cloud.auth import AuthError
+from cloud.core.auth import AuthError
 from cloud.core.models import Role
 from cloud.core.views import UserView
 from cloud.dashboard.fleet_charts import LineChart, day_ticks, line_chart, sync_gaps

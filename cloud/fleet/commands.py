@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.auth import AuthError
+from cloud.core.auth import AuthError
 from cloud.core.models import Role
 from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError

@@ -33,6 +33,7 @@ from cloud.fleet.alerts import (
 )
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
 from cloud.fleet.models import Alert, Device, Gateway, HealthSample
+from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.sites import ensure_device, ensure_devices
 from cloud.fleet.twins import (
@@ -100,11 +101,16 @@ class HealthService:
     """Turns reports into health and alerts; ``check`` is the periodic part."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, settings: CloudSettings
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        settings: CloudSettings,
+        ports: FleetPorts = NO_ANSWERS,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
+        self._ports = ports
 
     # ------------------------------------------------------------------- ingest
 
@@ -124,7 +130,7 @@ class HealthService:
             known = set(session.scalars(select(Site.slug).where(Site.slug.in_(sites))))
             for site in sites:
                 if site not in known:
-                    ensure_site(session, site, now)
+                    ensure_site(session, site, now, ports=self._ports)
             gateways = _gateways(session, sites)
             new = [k for k in dict.fromkeys((s, g) for s, g, _st in statuses) if k not in gateways]
             if new:
@@ -265,7 +271,7 @@ class HealthService:
         known = set(session.scalars(select(Site.slug).where(Site.slug.in_(sites))))
         for site in sites:
             if site not in known:
-                ensure_site(session, site, now)
+                ensure_site(session, site, now, ports=self._ports)
         gateways = _gateways(session, sites)
         new = [k for k in dict.fromkeys((s, g) for s, g, _t in reports) if k not in gateways]
         if new:
@@ -355,7 +361,7 @@ class HealthService:
                         continue  # nearly always: an unlock with no jam or lockout open
                 dev = devices.get((site, event.lock_id))
                 if dev is None:
-                    ensure_site(session, site, now)
+                    ensure_site(session, site, now, ports=self._ports)
                     dev = ensure_device(
                         session, site, gateway, event.lock_id, kind=DeviceKind.LOCK, now=now
                     )
@@ -566,6 +572,13 @@ class HealthService:
             )
 
     # ----------------------------------------------------------------- periodic
+
+    def gateway_states(self) -> dict[tuple[str, str], str]:
+        """What the cloud believes of every gateway it heard of: ``online`` or ``offline``,
+        by (site, gateway)."""
+        with self._sessions() as session:
+            rows = session.execute(select(Gateway.site, Gateway.gateway, Gateway.state))
+            return {(site, gateway): state for site, gateway, state in rows}
 
     def check(self, now: float, listening_since: float | None) -> HealthRun:
         """Gateways silent beyond their heartbeat (judged only when ``listening_since``,

@@ -10,7 +10,8 @@ sites, 1: more, 2: all the rest). The current ring's targets are sent:
   retained on ``config``.
 
 A target is deferred, and tried again by the periodic pass, while its gateway is offline,
-while a lock has a booking in progress (or starting within ``fleet_booking_guard_s``), or
+while a lock is in use (the gym says: a booking in progress or starting within
+``fleet_booking_guard_s``, through :class:`cloud.fleet.ports.LockUse`), or
 while a display's clinic is open (its gateway's ``clinic_hours``, else 08:00-18:00 Monday
 to Saturday).
 
@@ -65,6 +66,7 @@ from cloud.fleet.models import (
     Twin,
 )
 from cloud.fleet.notify import FleetNotifier
+from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.sites import check_slug
 from cloud.fleet.twins import (
     config_fields,
@@ -75,8 +77,6 @@ from cloud.fleet.twins import (
     put_desired_config,
 )
 from cloud.fleet.views import RingView, RolloutView, TargetView
-from cloud.gym.models import AccessGrant, Lock, Reservation, ReservationStatus
-from cloud.localtime import format_span
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import AgentConfigData, CommandVerb, FirmwareUpdateResult
@@ -107,35 +107,6 @@ class _Outbox:
     configs: list[tuple[str, str]]
 
 
-def booking_in_progress(
-    session: Session, lock_id: str, now: int, guard_s: int, settings: CloudSettings
-) -> str | None:
-    """Why ``lock_id`` must not be updated now (a booking's PIN window is open or opens
-    within ``guard_s``), or None."""
-    lock = session.scalars(select(Lock).where(Lock.lock_id == lock_id)).first()
-    if lock is None:
-        return None  # not a lock the booking side knows: nobody books it
-    query = (
-        select(Reservation.starts_at, Reservation.ends_at)
-        .join(AccessGrant, AccessGrant.reservation_id == Reservation.id)
-        .where(
-            Reservation.facility_id == lock.facility_id,
-            Reservation.status == ReservationStatus.APPROVED,
-            AccessGrant.revoked_at.is_(None),
-            AccessGrant.window_start < now + guard_s,
-            AccessGrant.window_end > now,
-        )
-        .order_by(AccessGrant.window_start)
-        .limit(1)
-    )
-    if lock.room_id is not None:  # a room's own door; an entrance serves every room
-        query = query.where(Reservation.room_id == lock.room_id)
-    row = session.execute(query).first()
-    if row is None:
-        return None
-    return f"booking {format_span(row[0], row[1], settings.zone)} in progress or about to start"
-
-
 class RolloutService:
     """Create rollouts and move them along (``step_all`` from the periodic pass and after
     replies and telemetry)."""
@@ -146,11 +117,13 @@ class RolloutService:
         clock: Clock,
         settings: CloudSettings,
         notifier: FleetNotifier,
+        ports: FleetPorts = NO_ANSWERS,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
         self._notifier = notifier
+        self._ports = ports
 
     # ------------------------------------------------------------------ create
 
@@ -443,9 +416,7 @@ class RolloutService:
         if device is None:
             return "device no longer known"
         if device.kind is DeviceKind.LOCK:
-            return booking_in_progress(
-                session, device.device_id, now, self._settings.fleet_booking_guard_s, self._settings
-            )
+            return self._ports.locks.lock_busy(session, device.device_id, now)
         if device.kind is DeviceKind.DISPLAY:
             config = desired_config(session, target.site, target.gateway)
             hours = None if config is None else config.clinic_hours

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.fleet.jobs import FleetJobs
 from cloud.fleet.link import FleetLink
 from cloud.fleet.notify import FleetChangeRelay
+from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -22,11 +23,16 @@ class Fleet:
     jobs: FleetJobs
 
 
-def build_fleet(sessions: sessionmaker[Session], clock: Clock, settings: CloudSettings) -> Fleet:
-    """Services that tell the link what to publish; a pass that judges silence only while
-    the link listens."""
+def build_fleet(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    settings: CloudSettings,
+    ports: FleetPorts = NO_ANSWERS,
+) -> Fleet:
+    """Services that tell the link what to publish and ask the domains above through
+    ``ports``; a pass that judges silence only while the link listens."""
     relay = FleetChangeRelay()
-    services = build_fleet_services(sessions, clock, settings, relay)
+    services = build_fleet_services(sessions, clock, settings, relay, ports)
     link = FleetLink(services, clock)
     relay.attach(link)
     return Fleet(services, link, FleetJobs(settings, clock, services, link.listening_since))

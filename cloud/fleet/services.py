@@ -13,6 +13,7 @@ from cloud.fleet.commands import CommandService
 from cloud.fleet.firmware import FirmwareService
 from cloud.fleet.health import HealthService
 from cloud.fleet.notify import FleetChangeRelay, FleetNotifier
+from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.rollouts import RolloutService
 from cloud.fleet.sites import SiteService
 from cloud.fleet.twins import TwinService
@@ -37,17 +38,18 @@ def build_fleet_services(
     clock: Clock,
     settings: CloudSettings,
     notifier: FleetNotifier | None = None,
+    ports: FleetPorts = NO_ANSWERS,
 ) -> FleetServices:
     """Wire the fleet services to one session factory, clock and notifier (a relay with
     no listener when none is given: commands then wait in the table)."""
     notify = notifier or FleetChangeRelay()
     return FleetServices(
-        sites=SiteService(sessions, clock, settings),
-        health=HealthService(sessions, clock, settings),
+        sites=SiteService(sessions, clock, settings, ports),
+        health=HealthService(sessions, clock, settings, ports),
         alerts=AlertService(sessions, clock),
         twins=TwinService(sessions, clock, notify),
         commands=CommandService(sessions, clock, settings, notify),
         firmware=FirmwareService(sessions, clock),
-        rollouts=RolloutService(sessions, clock, settings, notify),
+        rollouts=RolloutService(sessions, clock, settings, notify, ports),
         audit=FleetAuditService(sessions),
     )

@@ -28,6 +28,7 @@ from cloud.fleet.alerts import alert_view
 from cloud.fleet.audit import audit
 from cloud.fleet.kinds import DeviceKind, Severity, SubjectKind
 from cloud.fleet.models import Alert, Command, Device, Gateway, HealthSample, Twin
+from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.twins import desired_configs, heartbeat_interval, sync_interval, twin_view
 from cloud.fleet.views import (
@@ -136,6 +137,7 @@ def put_site(
     name: str | None = None,
     department: str | None = None,
     ring: int | None = None,
+    ports: FleetPorts = NO_ANSWERS,
 ) -> Site:
     """Create a site or change its name, department or default rollout ring, in
     ``session``'s transaction."""
@@ -144,7 +146,7 @@ def put_site(
         raise InvalidRequestError("ring is 0 (first sites), 1 (more) or 2 (the rest)")
     if department is not None and session.get(CityDepartment, department) is None:
         raise NotFoundError(f"no department {department!r}; create it first")
-    ensure_site(session, slug, now)
+    ensure_site(session, slug, now, ports=ports)
     row = session.get(Site, slug)
     assert row is not None
     if name is not None:
@@ -210,11 +212,16 @@ class SiteService:
     """Departments, sites, devices' registration, and the fleet's views."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, settings: CloudSettings
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        settings: CloudSettings,
+        ports: FleetPorts = NO_ANSWERS,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
+        self._ports = ports
 
     # ------------------------------------------------------------------- scope
 
@@ -296,7 +303,14 @@ class SiteService:
         now = int(self._clock.now())
         with self._sessions.begin() as session:
             put_site(
-                session, slug, actor=actor, now=now, name=name, department=department, ring=ring
+                session,
+                slug,
+                actor=actor,
+                now=now,
+                name=name,
+                department=department,
+                ring=ring,
+                ports=self._ports,
             )
             return self._summaries(self._load(session, [slug]))[0]
 
@@ -320,7 +334,7 @@ class SiteService:
             raise InvalidRequestError("a model is 1 to 32 bytes (as in the firmware image)")
         now = int(self._clock.now())
         with self._sessions.begin() as session:
-            ensure_site(session, site, now)
+            ensure_site(session, site, now, ports=self._ports)
             dev = ensure_device(session, site, gateway, device_id, kind=kind, now=now)
             if dev.kind is not kind:
                 raise InvalidRequestError(

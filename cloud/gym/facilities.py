@@ -103,7 +103,8 @@ class FacilityService:
             )
             now = int(self._clock.now())
             bump_version(session, site, gateway, now)
-            ensure_site(session, site, now)  # on the fleet's pages before its gateway reports
+            # on the fleet's pages before its gateway reports
+            ensure_site(session, site, now, name=facility.name)
             view = FacilityView(facility.id, facility.name, site, gateway)
         self._notifier.access_changed(site, gateway)
         return view

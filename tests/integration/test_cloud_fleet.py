@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.auth import AuthError
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.auth import AuthError
 from cloud.core.models import Role, User
 from cloud.core.views import UserView
 from cloud.db import make_engine, make_sessionmaker, migrate
@@ -31,7 +31,7 @@ from cloud.fleet.rollouts import RolloutRequest
 from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.fleet.views import AlertView, RolloutView
 from cloud.gym.reservations import BookingRequest
-from cloud.services import Services, build_services
+from cloud.services import Services, build_services, fleet_ports
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.firmware_image import DeviceKind as ImageKind
@@ -155,7 +155,7 @@ def world_in(template: Template, tmp_path: Path) -> Iterator[World]:
         clock = ManualClock(NOW)
         settings = CloudSettings(dev=True, fleet_oncall_email=ONCALL)
         sent = Recorder()
-        fleet = build_fleet_services(sessions, clock, settings, sent)
+        fleet = build_fleet_services(sessions, clock, settings, sent, fleet_ports(settings))
         svc = build_services(sessions, clock, settings)
         with sessions.begin() as session:
             seed = seed_demo(session, clock=clock, users={"ops": Role.OPS})
@@ -398,9 +398,9 @@ def test_a_batch_of_reports_stores_what_one_report_at_a_time_does(
         ]
         for site, gateway, telemetry in reports:
             one.fleet.health.record_telemetry(site, gateway, telemetry)
-            one.svc.gateways.record_telemetry(site, gateway, telemetry)
+            one.svc.lock_reports.record_telemetry(site, gateway, telemetry)
         many.fleet.health.record_telemetry_many(reports)
-        many.svc.gateways.record_telemetry_many(reports)
+        many.svc.lock_reports.record_telemetry_many(reports)
 
         for w in (one, many):
             assert w.kinds() == ["battery_forecast", "battery_low", "clock_drift", "lockout"]
@@ -439,12 +439,10 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
     with world_in(template, tmp_path / "one") as one, world_in(template, tmp_path / "many") as many:
         for site, gateway, status in statuses:
             one.fleet.health.record_status(site, gateway, status)
-            one.svc.gateways.update_status(site, gateway, status)
         for report in applied:
-            one.svc.gateways.record_applied(report)
+            one.svc.lock_reports.record_applied(report)
         many.fleet.health.record_status_many(statuses)
-        many.svc.gateways.update_status_many(statuses)
-        many.svc.gateways.record_applied_many(applied)
+        many.svc.lock_reports.record_applied_many(applied)
 
         for w in (one, many):
             assert sorted((a.kind, a.site, a.subject) for a in w.alerts()) == [
@@ -455,7 +453,7 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
                 ("gateway_offline", "gym-a", "gw-1"),
                 ("gateway_offline", "gym-c", "gw-1"),
             ]
-            states = {(g.site, g.gateway): g.state for g in w.svc.gateways.gateways()}
+            states = w.fleet.health.gateway_states()
             assert states == {
                 ("gym-a", "gw-1"): "online",
                 ("gym-a", "gw-2"): "offline",

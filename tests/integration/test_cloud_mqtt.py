@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
@@ -25,9 +26,12 @@ from protocol import topics
 from protocol.clock import ManualClock
 from protocol.messages import (
     AccessSnapshotData,
+    GatewayState,
     LockEventData,
     LockEventKind,
     MessageType,
+    StatusData,
+    TelemetryData,
     make,
     parse,
 )
@@ -260,3 +264,37 @@ async def test_a_database_failure_delays_a_snapshot_but_the_bridge_keeps_going(
         assert bridge.connected
         assert bridge.stats.connects == 1
     assert [lock.lock_id for lock in snapshot.locks] == [seed.lock_id]
+
+
+async def test_one_status_or_telemetry_message_writes_the_gateways_row_once(cloud: Cloud) -> None:
+    """The fleet is the only writer of ``gateways``: a birth, a will or a heartbeat is one
+    write of the gateway's row, not one per service that hears of it."""
+    engine = cloud.app.state.sessions.kw["bind"]
+    writes: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if re.match(r"\s*(INSERT INTO|UPDATE) gateways\b", statement):
+            writes.append(statement.split(None, 2)[0])
+
+    site, gateway = cloud.seed.site, cloud.seed.gateway
+    health = cloud.app.state.fleet.services.health
+    telemetry = TelemetryData(uptime_s=5, outbox_depth=0, frames_dropped=0, time_trusted=True)
+    async with cloud.client() as client:
+        # the first birth also creates the row; count from the second message on
+        birth = make(MessageType.STATUS, StatusData(state=GatewayState.ONLINE), ts=NOW)
+        await client.publish(topics.status(site, gateway), birth, qos=1)
+        await _eventually(lambda: health.gateway_states().get((site, gateway)) == "online")
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            will = make(MessageType.STATUS, StatusData(state=GatewayState.OFFLINE), ts=NOW)
+            await client.publish(topics.status(site, gateway), will, qos=1)
+            await _eventually(lambda: health.gateway_states().get((site, gateway)) == "offline")
+            assert writes == ["UPDATE"]
+            writes.clear()
+            heartbeat = make(MessageType.TELEMETRY, telemetry, ts=NOW)
+            await client.publish(topics.telemetry(site, gateway), heartbeat, qos=0)
+            await _eventually(lambda: bool(writes))
+            await asyncio.sleep(1.0)  # a second writer would have written by now
+            assert writes == ["UPDATE"]
+        finally:
+            event.remove(engine, "before_cursor_execute", record)

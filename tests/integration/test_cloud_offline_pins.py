@@ -22,6 +22,7 @@ from cloud.core.models import MailMessage
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.migrate import alembic_config
 from cloud.errors import InvalidRequestError
+from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.gym.models import AccessGrant, OfflinePin, Reservation
 from cloud.gym.reservations import BookingRequest
 from cloud.gym.sync_status import GrantSyncState
@@ -58,6 +59,7 @@ OTHER_SECRET = bytes.fromhex("b2" * 32)
 @dataclass
 class Site:
     svc: Services
+    fleet: FleetServices
     sessions: sessionmaker[Session]
     clock: ManualClock
     seed: DemoSeed
@@ -69,7 +71,7 @@ class Site:
         return self.svc.reservations.create(req).reservation.id
 
     def gateway(self, state: GatewayState) -> None:
-        self.svc.gateways.update_status("gym-a", "gw-1", StatusData(state=state))
+        self.fleet.health.record_status("gym-a", "gw-1", StatusData(state=state))
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -84,7 +86,8 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
         with sessions.begin() as session:
             seed = seed_demo(session, clock=clock, offline_secret=SECRET.hex())
         try:
-            yield Site(svc, sessions, clock, seed, settings, url)
+            fleet = build_fleet_services(sessions, clock, settings)
+            yield Site(svc, fleet, sessions, clock, seed, settings, url)
         finally:
             engine.dispose()
 
@@ -165,7 +168,9 @@ def test_online_gateway_or_no_secret_gets_a_slot_pin(site: Site, tmp_path: Path)
 
 def test_a_lock_out_of_reach_before_its_next_sync_gets_an_offline_pin(site: Site) -> None:
     site.gateway(GatewayState.ONLINE)
-    site.svc.gateways.record_telemetry("gym-a", "gw-1", _telemetry(False, at("2027-01-15 20:00")))
+    site.svc.lock_reports.record_telemetry(
+        "gym-a", "gw-1", _telemetry(False, at("2027-01-15 20:00"))
+    )
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
     grant = site.svc.approvals.approve(rid, by="manager").grant
     assert grant is not None
@@ -283,8 +288,10 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
     g1 = site.svc.approvals.approve(loaded, by="manager").grant
     site.svc.approvals.approve(waiting, by="manager")
     assert g1 is not None
-    site.svc.gateways.record_telemetry("gym-a", "gw-1", _telemetry(True, at("2027-01-15 20:00")))
-    site.svc.gateways.record_applied(
+    site.svc.lock_reports.record_telemetry(
+        "gym-a", "gw-1", _telemetry(True, at("2027-01-15 20:00"))
+    )
+    site.svc.lock_reports.record_applied(
         AccessAppliedData(
             lock_id="gym-a-1",
             version=3,

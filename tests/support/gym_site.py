@@ -242,10 +242,7 @@ class GymSite:
 
     def gateway_state(self) -> str | None:
         """What the cloud believes of the site's gateway (``online`` / ``offline``)."""
-        for gw in self.app.state.services.gateways.gateways():
-            if (gw.site, gw.gateway) == (SITE, GATEWAY):
-                return str(gw.state)
-        return None
+        return self.app.state.fleet.services.health.gateway_states().get((SITE, GATEWAY))
 
     def _cloud_version(self) -> int:
         with self.app.state.sessions() as session:

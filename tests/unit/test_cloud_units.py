@@ -7,7 +7,7 @@ from datetime import date, time
 import pytest
 from pydantic import ValidationError
 
-from cloud.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
+from cloud.core.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
 from cloud.core.users import hash_password, verify_password
 from cloud.dashboard.labels import EVENT_LABELS
 from cloud.localtime import format_span, slot_from_form

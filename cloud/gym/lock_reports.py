@@ -1,65 +1,28 @@
-"""Gateway presence (birth / last will, telemetry) and what each lock reports it holds."""
+"""What each lock reports of its access: the snapshot version it holds and what it said
+of each grant (``access/applied``), its reach, syncs and drift (telemetry), kept in
+:class:`~cloud.gym.models.LockSync` for the manager's sync status
+(:mod:`cloud.gym.sync_status`) and the offline-PIN decision."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.fleet.models import Gateway
 from cloud.gym.models import Lock, LockSync
 from protocol.clock import Clock
-from protocol.messages import AccessAppliedData, StatusData, TelemetryData
+from protocol.messages import AccessAppliedData, TelemetryData
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayView:
-    site: str
-    gateway: str
-    state: str
-    agent_version: str | None
-    last_seen: int
-
-
-class GatewayService:
-    """Record status messages and applied snapshot versions."""
+class LockReportService:
+    """Record applied snapshot versions and the locks' part of telemetry."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
-
-    def update_status(self, site: str, gateway: str, status: StatusData) -> None:
-        """Upsert the gateway's state and last-seen time."""
-        self.update_status_many([(site, gateway, status)])
-
-    def update_status_many(self, statuses: Sequence[tuple[str, str, StatusData]]) -> None:
-        """:meth:`update_status` for many, in one statement (a gateway listed twice ends
-        as its later status says)."""
-        if not statuses:
-            return
-        now = int(self._clock.now())
-        latest = {
-            (site, gateway): {
-                "site": site,
-                "gateway": gateway,
-                "last_seen": now,
-                "state": status.state.value,
-                "agent_version": status.agent_version,
-            }
-            for site, gateway, status in statuses
-        }
-        rows = [latest[key] for key in sorted(latest)]  # one lock order for every writer
-        with self._sessions.begin() as session:
-            stmt = _insert(session)(Gateway)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["site", "gateway"],
-                set_={c: stmt.excluded[c] for c in ("state", "agent_version", "last_seen")},
-            )
-            session.connection().execute(stmt, rows)
 
     def record_applied(self, applied: AccessAppliedData) -> None:
         """Remember which snapshot version a lock holds, and what it said about each grant
@@ -114,14 +77,15 @@ class GatewayService:
             conn.execute(stmt, rows)
 
     def record_telemetry(self, site: str, gateway: str, telemetry: TelemetryData) -> None:
-        """The gateway was heard from now; remember each lock's reach, last and next
-        sync and drift."""
+        """Remember each lock's reach, last and next sync and drift, as the gateway's
+        telemetry says (the gateway's own health is the fleet's:
+        :meth:`cloud.fleet.health.HealthService.record_telemetry`)."""
         self.record_telemetry_many([(site, gateway, telemetry)])
 
     def record_telemetry_many(self, reports: Sequence[tuple[str, str, TelemetryData]]) -> None:
-        """Many gateways heard from now, in one transaction: one UPDATE of their last seen,
-        a query for which of their locks the cloud knows and one upsert of those locks'
-        sync rows (a lock reported twice keeps its later report)."""
+        """:meth:`record_telemetry` for many gateways in one transaction: a query for which
+        of their locks the cloud knows and one upsert of those locks' sync rows (a lock
+        reported twice keeps its later report)."""
         if not reports:
             return
         now = int(self._clock.now())
@@ -136,16 +100,9 @@ class GatewayService:
                     "clock_drift_s": lock.clock_drift_s,
                     "telemetry_received_at": now,
                 }
-        heard = list(dict.fromkeys((site, gateway) for site, gateway, _t in reports))
+        if not syncs:
+            return
         with self._sessions.begin() as session:
-            session.execute(
-                update(Gateway)
-                .where(tuple_(Gateway.site, Gateway.gateway).in_(heard))
-                .values(last_seen=now)
-                .execution_options(synchronize_session=False)
-            )
-            if not syncs:
-                return
             # a lock the cloud does not know is ignored; in key order, so that two batches
             # take their row locks in one order
             known = session.scalars(
@@ -160,14 +117,6 @@ class GatewayService:
                 set_={c: stmt.excluded[c] for c in rows[0] if c != "lock_id"},
             )
             session.connection().execute(stmt, rows)  # Core executemany, no ORM bulk path
-
-    def gateways(self) -> list[GatewayView]:
-        """Every gateway that ever reported."""
-        with self._sessions() as session:
-            rows = session.scalars(select(Gateway).order_by(Gateway.site, Gateway.gateway))
-            return [
-                GatewayView(g.site, g.gateway, g.state, g.agent_version, g.last_seen) for g in rows
-            ]
 
 
 def _insert(session: Session) -> Any:
