@@ -21,9 +21,10 @@ from cloud.api import (
     reservations,
 )
 from cloud.clinic.jobs import ClinicJobs
-from cloud.clinic.publish import ClinicChangeRelay
+from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.services import build_clinic_services
 from cloud.core.auth import AuthError, SessionSigner
+from cloud.core.bus import ChangeBus
 from cloud.dashboard import (
     announcement_pages,
     clinic_figures_pages,
@@ -45,7 +46,7 @@ from cloud.errors import (
     UnavailableError,
 )
 from cloud.fleet.runtime import build_fleet
-from cloud.gym.access import AccessChangeRelay
+from cloud.gym.access import AccessChanged
 from cloud.gym.notifications_jobs import NotificationJobs
 from cloud.metrics import (
     CloudCollector,
@@ -112,26 +113,25 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    relay = AccessChangeRelay()
-    services = build_services(sessions, clock, settings, relay)
-    clinic_relay = ClinicChangeRelay()
-    clinic_services = build_clinic_services(sessions, clock, settings, clinic_relay)
-    fleet_runtime = build_fleet(sessions, clock, settings, fleet_ports(settings))
+    bus = ChangeBus()  # "this changed, publish it": services publish, the MQTT side listens
+    services = build_services(sessions, clock, settings, bus)
+    clinic_services = build_clinic_services(sessions, clock, settings, bus)
+    fleet_runtime = build_fleet(sessions, clock, settings, bus, fleet_ports(settings))
     bridge = (
         MqttBridge(settings, services, clock, clinic=clinic_services, fleet=fleet_runtime.link)
         if settings.mqtt_enabled
         else None
     )
     if bridge is not None:
-        relay.attach(bridge.access_changed)
-        clinic_relay.attach(bridge.clinic_changed)
+        bus.subscribe(AccessChanged, bridge.access_changed)
+        bus.subscribe(ClinicChanged, bridge.clinic_changed)
     jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
     clinic_jobs = ClinicJobs(
         settings,
         clock,
         clinic_services.announcements,
         clinic_services.publisher,
-        clinic_relay,
+        bus,
     )
 
     @asynccontextmanager
@@ -163,6 +163,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.state.clinic = clinic_services
     app.state.clinic_jobs = clinic_jobs
     app.state.fleet = fleet_runtime
+    app.state.bus = bus
     app.state.signer = SessionSigner(settings.secret_key)
     registry = new_registry()
     app.state.metrics_registry = registry

@@ -52,9 +52,11 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.clinic.agent_sync import ClinicEvent
+from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.services import ClinicServices
 from cloud.db.batches import store_many
 from cloud.fleet.link import FleetBatch, FleetLink
+from cloud.gym.access import AccessChanged
 from cloud.mqtt_receive import Delivery, acknowledge, read_fast
 from cloud.services import Services
 from cloud.settings import CloudSettings
@@ -320,18 +322,18 @@ class MqttBridge:
             await self._task
         self._task = None
 
-    def access_changed(self, site: str, gateway: str) -> None:
-        """:class:`~cloud.services.AccessNotifier`: safe to call from any thread."""
+    def access_changed(self, change: AccessChanged) -> None:
+        """Subscribed to the change bus: safe to call from any thread."""
         if self._loop is None or self._loop.is_closed():
             return  # not running: every snapshot is published at the next connect
-        self._loop.call_soon_threadsafe(self._dirty.put_nowait, (site, gateway))
+        self._loop.call_soon_threadsafe(self._dirty.put_nowait, (change.site, change.gateway))
 
-    def clinic_changed(self, site: str, gateway: str) -> None:
-        """:class:`~cloud.clinic.publish.ClinicNotifier`: safe to call from any thread; the
+    def clinic_changed(self, change: ClinicChanged) -> None:
+        """Subscribed to the change bus: safe to call from any thread; the
         site's clinic and display states go out right away (no batching delay)."""
         if self._loop is None or self._loop.is_closed():
             return  # not running: every clinic state is published at the next connect
-        self._loop.call_soon_threadsafe(self._clinic_due, site)
+        self._loop.call_soon_threadsafe(self._clinic_due, change.site)
 
     def _clinic_due(self, site: str) -> None:
         self._clinic_pending.add(site)

@@ -8,16 +8,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.fleet_answers import ClinicNames
 from cloud.clinic.scope import ClinicScope
+from cloud.core.bus import ChangeBus
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
 from cloud.core.users import UserService
 from cloud.fleet.enrollment import EnrollmentService
 from cloud.fleet.ports import FleetPorts
-from cloud.gym.access import (
-    AccessChangeRelay,
-    AccessNotifier,
-    AccessService,
-    NullNotifier,
-)
+from cloud.gym.access import AccessService
 from cloud.gym.approvals import ApprovalService
 from cloud.gym.audit import AuditService
 from cloud.gym.availability import AvailabilityService
@@ -73,14 +69,15 @@ def build_services(
     sessions: sessionmaker[Session],
     clock: Clock,
     settings: CloudSettings,
-    notifier: AccessNotifier | None = None,
+    bus: ChangeBus | None = None,
 ) -> Services:
-    """Wire the services to one session factory, clock and notifier."""
-    notify = notifier or NullNotifier()
+    """Wire the services to one session factory, clock and change bus (a bus of their own
+    when none is given: nobody hears of a change)."""
+    changes = bus or ChangeBus()
     # the one payment provider today; a card provider is added to this mapping later
     counter = CounterPayment()
     providers: dict[str, PaymentProvider] = {counter.method: counter}
-    booking = (sessions, clock, settings, notify, providers)
+    booking = (sessions, clock, settings, changes, providers)
     return Services(
         access=AccessService(sessions, clock),
         approvals=ApprovalService(*booking),
@@ -89,7 +86,7 @@ def build_services(
         cancellations=CancellationService(*booking),
         enrollment=EnrollmentService(sessions, clock, settings),
         events=EventService(sessions, clock),
-        facilities=FacilityService(sessions, clock, notify),
+        facilities=FacilityService(sessions, clock, changes),
         facility_rules=FacilityRulesService(sessions),
         lock_reports=LockReportService(sessions, clock),
         mail=MailOutbox(sessions, clock),
@@ -120,9 +117,6 @@ def fleet_ports(settings: CloudSettings) -> FleetPorts:
 
 __all__ = [
     "SITE_NAMES",
-    "AccessChangeRelay",
-    "AccessNotifier",
-    "NullNotifier",
     "Services",
     "build_services",
     "fleet_ports",

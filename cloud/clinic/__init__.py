@@ -13,7 +13,7 @@ Where things are:
 - :mod:`~cloud.clinic.agent_sync`: the agent's ``checkin`` / ``clinic_action`` events,
   applied once each, offline replays included;
 - :mod:`~cloud.clinic.publish`: ``clinic_state`` and ``display_state`` for a site, and
-  the ``clinic_changed`` notifier the MQTT bridge listens on;
+  the :class:`~cloud.clinic.publish.ClinicChanged` change the MQTT bridge listens for;
 - :mod:`~cloud.clinic.appointments`: imports of patients and appointments;
 - :mod:`~cloud.clinic.announcements` and :mod:`~cloud.clinic.jobs`: city announcements
   and their expiry; :mod:`~cloud.clinic.notify`: telling patients (email);

@@ -40,8 +40,9 @@ from cloud.clinic.checkin import (
 from cloud.clinic.day import SiteDay, lock_clinic
 from cloud.clinic.models import AppliedRequest, Clinic, TicketSource
 from cloud.clinic.notify import PatientNotifier, notify_patients
-from cloud.clinic.publish import ClinicNotifier
+from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.staff import StaffRequest, act_on
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, NotFoundError
 from protocol.clinic_sync import number_value
 from protocol.clock import Clock
@@ -74,13 +75,13 @@ class AgentSyncService:
         sessions: sessionmaker[Session],
         clock: Clock,
         rules: CheckinRules,
-        notifier: ClinicNotifier,
+        bus: ChangeBus,
         patients: PatientNotifier,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._rules = rules
-        self._notifier = notifier
+        self._bus = bus
         self._patients = patients
 
     def apply(self, site: str, gateway: str, events: Sequence[tuple[str, ClinicEvent]]) -> int:
@@ -130,7 +131,7 @@ class AgentSyncService:
             today = batch.day(tokyo_day(now))
             notify_patients(today, self._patients, now)
             gateway_of_site = clinic.gateway
-        self._notifier.clinic_changed(site, gateway_of_site)
+        self._bus.publish(ClinicChanged(site, gateway_of_site))
         return applied
 
     def _apply_one(self, batch: _Batch, gateway: str, data: ClinicEvent, now: float) -> Answer:

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.models import Announcement, Clinic
-from cloud.clinic.publish import ClinicNotifier
+from cloud.clinic.publish import ClinicChanged
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from protocol.clock import Clock
 from protocol.messages import DisplayAnnouncement, DisplayAnnouncementLevel, DisplayContent
@@ -67,12 +68,10 @@ def _check_text(text: str, level: DisplayAnnouncementLevel, expires_at: int) -> 
 class AnnouncementService:
     """Send, list, clear and expire announcements."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, notifier: ClinicNotifier
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, bus: ChangeBus) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._notifier = notifier
+        self._bus = bus
 
     def send(
         self,
@@ -172,4 +171,4 @@ class AnnouncementService:
 
     def _tell(self, targets: Sequence[tuple[str, str]]) -> None:
         for site, gateway in targets:
-            self._notifier.clinic_changed(site, gateway)
+            self._bus.publish(ClinicChanged(site, gateway))

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.clinic.checkin import parse_card
 from cloud.clinic.models import Appointment, Clinic, Patient
-from cloud.clinic.publish import ClinicNotifier
+from cloud.clinic.publish import ClinicChanged
+from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
 from protocol.clock import Clock
 from protocol.errors import DenenError
@@ -66,12 +67,10 @@ def _check_size(kind: str, count: int) -> None:
 class AppointmentService:
     """Upsert patients and appointments."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, notifier: ClinicNotifier
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, bus: ChangeBus) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._notifier = notifier
+        self._bus = bus
 
     def upsert_patients(self, records: Sequence[PatientRecord]) -> ImportResult:
         """Create or update patients by card number."""
@@ -201,5 +200,5 @@ class AppointmentService:
                     touched.add((r.site, clinics[r.site].gateway))
         log.info("appointments imported from %s: %d new, %d updated", source, created, updated)
         for site, gateway in sorted(touched):
-            self._notifier.clinic_changed(site, gateway)
+            self._bus.publish(ClinicChanged(site, gateway))
         return ImportResult(created, updated, len(cleaned) - created - updated)

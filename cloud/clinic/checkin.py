@@ -32,7 +32,8 @@ from cloud.clinic.day import SiteDay
 from cloud.clinic.errors import CardNotRegisteredError, CheckinTooEarlyError, InvalidCardError
 from cloud.clinic.models import Appointment, Clinic, Patient, Ticket, TicketSource
 from cloud.clinic.notify import PatientNotifier, notify_patients
-from cloud.clinic.publish import ClinicNotifier, day_bounds
+from cloud.clinic.publish import ClinicChanged, day_bounds
+from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.localtime import format_local
 from cloud.settings import CloudSettings
@@ -215,13 +216,13 @@ class CheckinService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: ClinicNotifier,
+        bus: ChangeBus,
         patients: PatientNotifier,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._rules = CheckinRules(settings.clinic_checkin_opens_s, settings)
-        self._notifier = notifier
+        self._bus = bus
         self._patients = patients
 
     @property
@@ -256,7 +257,7 @@ class CheckinService:
                 notify_patients(day, self._patients, now)
             gateway = day.clinic.gateway
         if not result.existing:
-            self._notifier.clinic_changed(site, gateway)
+            self._bus.publish(ClinicChanged(site, gateway))
         return result
 
     def status(self, token: str) -> TicketStatus:

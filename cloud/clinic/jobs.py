@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.clinic.announcements import AnnouncementService
-from cloud.clinic.publish import ClinicNotifier, ClinicPublisher
+from cloud.clinic.publish import ClinicChanged, ClinicPublisher
+from cloud.core.bus import ChangeBus
 from cloud.periodic import PeriodicPass
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
@@ -29,13 +30,13 @@ class ClinicJobs:
         clock: Clock,
         announcements: AnnouncementService,
         publisher: ClinicPublisher,
-        notifier: ClinicNotifier,
+        bus: ChangeBus,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._announcements = announcements
         self._publisher = publisher
-        self._notifier = notifier
+        self._bus = bus
         self._pass = PeriodicPass("clinic-jobs", self.run_due, settings.clinic_poll_s)
 
     def run_due(self) -> ClinicRun:
@@ -44,7 +45,7 @@ class ClinicJobs:
         expired = self._announcements.expire_due(now)
         stale = self._publisher.stale_sites(now)
         for site, gateway in stale:
-            self._notifier.clinic_changed(site, gateway)
+            self._bus.publish(ClinicChanged(site, gateway))
         return ClinicRun(expired, len(stale))
 
     async def start(self) -> None:

@@ -2,8 +2,8 @@
 
 After every change to a site (a check-in, a staff action, a batch of agent events, an
 import touching today's appointments, an announcement sent, cleared or expired) the
-service that committed it calls ``clinic_changed(site, gateway)`` on a
-:class:`ClinicNotifier`. In the web process that is the MQTT bridge, which builds both
+service that committed it publishes :class:`ClinicChanged` on the change bus
+(:mod:`cloud.core.bus`). In the web process the MQTT bridge listens; it builds both
 documents at once with :meth:`ClinicPublisher.documents` (raising both versions by one,
 persisted on the ``clinics`` row) and publishes them retained: the display state first,
 as it is what the waiting room sees.
@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,33 +44,12 @@ RESULTS_WINDOW_S = 600  # answers to the agent's requests stay in the state this
 MAX_RESULTS = 500
 
 
-class ClinicNotifier(Protocol):
-    """Told (from any thread) after a commit changed what a clinic site shows."""
+@dataclass(frozen=True, slots=True)
+class ClinicChanged:
+    """Published on the change bus after a commit changed what a clinic site shows."""
 
-    def clinic_changed(self, site: str, gateway: str) -> None: ...
-
-
-class NullClinicNotifier:
-    """For a cloud without MQTT: the state goes out at the next start-up."""
-
-    def clinic_changed(self, site: str, gateway: str) -> None:
-        """Do nothing."""
-
-
-class ClinicChangeRelay:
-    """Fans ``clinic_changed`` out to listeners attached later (the MQTT bridge)."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Callable[[str, str], None]] = []
-
-    def attach(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(site, gateway)`` on every change from now on."""
-        self._listeners.append(listener)
-
-    def clinic_changed(self, site: str, gateway: str) -> None:
-        """Tell every listener."""
-        for listener in self._listeners:
-            listener(site, gateway)
+    site: str
+    gateway: str
 
 
 def card_secret(settings: CloudSettings) -> bytes:

@@ -14,9 +14,10 @@ from cloud.clinic.audit import ClinicAuditService
 from cloud.clinic.checkin import CheckinService
 from cloud.clinic.figures import ClinicFigureService
 from cloud.clinic.notify import EmailNotifier, PatientNotifier
-from cloud.clinic.publish import ClinicNotifier, ClinicPublisher, NullClinicNotifier
+from cloud.clinic.publish import ClinicPublisher
 from cloud.clinic.sites import ClinicSiteService
 from cloud.clinic.staff import StaffService
+from cloud.core.bus import ChangeBus
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
@@ -38,21 +39,22 @@ def build_clinic_services(
     sessions: sessionmaker[Session],
     clock: Clock,
     settings: CloudSettings,
-    notifier: ClinicNotifier | None = None,
+    bus: ChangeBus | None = None,
     patients: PatientNotifier | None = None,
 ) -> ClinicServices:
-    """Wire the clinic services to one session factory, clock and notifiers (patients are
-    told by email unless another :class:`PatientNotifier` is given)."""
-    notify = notifier or NullClinicNotifier()
+    """Wire the clinic services to one session factory, clock and change bus (a bus of
+    their own when none is given); patients are told by email unless another
+    :class:`PatientNotifier` is given."""
+    changes = bus or ChangeBus()
     tell = patients or EmailNotifier()
-    checkin = CheckinService(sessions, clock, settings, notify, tell)
+    checkin = CheckinService(sessions, clock, settings, changes, tell)
     return ClinicServices(
-        sites=ClinicSiteService(sessions, notify),
+        sites=ClinicSiteService(sessions, changes),
         checkin=checkin,
-        staff=StaffService(sessions, clock, notify, tell),
-        agent_sync=AgentSyncService(sessions, clock, checkin.rules, notify, tell),
-        appointments=AppointmentService(sessions, clock, notify),
-        announcements=AnnouncementService(sessions, clock, notify),
+        staff=StaffService(sessions, clock, changes, tell),
+        agent_sync=AgentSyncService(sessions, clock, checkin.rules, changes, tell),
+        appointments=AppointmentService(sessions, clock, changes),
+        announcements=AnnouncementService(sessions, clock, changes),
         figures=ClinicFigureService(sessions),
         audit=ClinicAuditService(sessions),
         publisher=ClinicPublisher(sessions, clock, settings),

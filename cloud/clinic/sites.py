@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.clinic.models import Clinic, Department, DepartmentRoom
-from cloud.clinic.publish import ClinicNotifier
+from cloud.clinic.publish import ClinicChanged
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet.site_rows import ensure_site
 from protocol import display_wire as dw
@@ -165,9 +166,9 @@ def _view(clinic: Clinic) -> ClinicView:
 class ClinicSiteService:
     """Create and read clinic sites."""
 
-    def __init__(self, sessions: sessionmaker[Session], notifier: ClinicNotifier) -> None:
+    def __init__(self, sessions: sessionmaker[Session], bus: ChangeBus) -> None:
         self._sessions = sessions
-        self._notifier = notifier
+        self._bus = bus
 
     def create(
         self,
@@ -197,7 +198,7 @@ class ClinicSiteService:
                 view = _view(clinic)
         except IntegrityError:
             raise ConflictError(f"site {site} already has a clinic") from None
-        self._notifier.clinic_changed(site, gateway)
+        self._bus.publish(ClinicChanged(site, gateway))
         return view
 
     def get(self, site: str) -> ClinicView:

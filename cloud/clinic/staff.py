@@ -21,7 +21,8 @@ from cloud.clinic.audit import log_action
 from cloud.clinic.day import SiteDay
 from cloud.clinic.models import Clinic, Patient
 from cloud.clinic.notify import PatientNotifier, notify_patients
-from cloud.clinic.publish import ClinicNotifier
+from cloud.clinic.publish import ClinicChanged
+from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
 from protocol.clinic_sync import apply_action
 from protocol.clock import Clock
@@ -137,12 +138,12 @@ class StaffService:
         self,
         sessions: sessionmaker[Session],
         clock: Clock,
-        notifier: ClinicNotifier,
+        bus: ChangeBus,
         patients: PatientNotifier,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._notifier = notifier
+        self._bus = bus
         self._patients = patients
 
     def act(self, site: str, request: StaffRequest, actor: str) -> ActionResult:
@@ -164,7 +165,7 @@ class StaffService:
             notify_patients(day, self._patients, now)
             gateway = day.clinic.gateway
         log.info("%s %s at %s by %s", request.action.value, ticket.number, site, actor)
-        self._notifier.clinic_changed(site, gateway)
+        self._bus.publish(ClinicChanged(site, gateway))
         return ActionResult(
             request.action,
             ticket.number,

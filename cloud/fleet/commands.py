@@ -28,13 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.auth import AuthError
+from cloud.core.bus import ChangeBus
 from cloud.core.models import Role
 from cloud.core.views import UserView
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
+from cloud.fleet.changes import CommandReady
 from cloud.fleet.kinds import OPEN_COMMAND_STATES, CommandState, Subject, SubjectKind
 from cloud.fleet.models import Command, Device, FirmwareImageRow, Gateway
-from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.sites import command_view
 from cloud.fleet.twins import report_firmware
 from cloud.fleet.views import CommandView
@@ -153,12 +154,12 @@ class CommandService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: FleetNotifier,
+        bus: ChangeBus,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._notifier = notifier
+        self._bus = bus
 
     def create(self, req: CommandRequest, user: UserView) -> CommandView:
         """Check, store and queue a command for publishing; 403 for a verb the user's role
@@ -218,7 +219,7 @@ class CommandService:
             )
             session.flush()
             view = command_view(command)
-        self._notifier.command_ready(view.transaction)
+        self._bus.publish(CommandReady(view.transaction))
         return view
 
     def command(self, transaction: str, scope: Collection[str] | None) -> CommandView:

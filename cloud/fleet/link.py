@@ -2,7 +2,7 @@
 connection: reports in (status, telemetry, lock events, command replies), commands
 (``req/{verb}``, QoS 1) and desired configs (``config``, QoS 1, retained) out.
 
-The services tell the link what is ready (:class:`~cloud.fleet.notify.FleetNotifier`,
+The services tell the link what is ready (:mod:`cloud.fleet.changes` on the change bus,
 from any thread); at each connect it publishes every pending command and every desired
 config again (a config is retained and versioned, so publishing it twice is harmless).
 """
@@ -19,6 +19,7 @@ import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.db.batches import store_many
+from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.services import FleetServices
 from protocol.clock import Clock
 from protocol.messages import CommandReplyData, LockEventData, StatusData, TelemetryData
@@ -65,15 +66,15 @@ class FleetLink:
         gateway's silence can mean anything the cloud must have listened that long."""
         return self._listening_since
 
-    # ------------------------------------------------------------- notifier
+    # ------------------------------------------------------------- changes
 
-    def command_ready(self, transaction: str) -> None:
-        """:class:`FleetNotifier`: safe from any thread."""
-        self._call(self._command_due, transaction)
+    def command_ready(self, change: CommandReady) -> None:
+        """Subscribed to the change bus: safe from any thread."""
+        self._call(self._command_due, change.transaction)
 
-    def config_ready(self, site: str, gateway: str) -> None:
-        """:class:`FleetNotifier`: safe from any thread."""
-        self._call(self._config_due, (site, gateway))
+    def config_ready(self, change: ConfigReady) -> None:
+        """Subscribed to the change bus: safe from any thread."""
+        self._call(self._config_due, (change.site, change.gateway))
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
         loop = self._loop

@@ -38,11 +38,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.core.models import Site
 from cloud.core.views import UserView
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet import rules
 from cloud.fleet.audit import audit
+from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.commands import new_command
 from cloud.fleet.kinds import (
     CommandState,
@@ -65,7 +67,6 @@ from cloud.fleet.models import (
     RolloutTarget,
     Twin,
 )
-from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.sites import check_slug
 from cloud.fleet.twins import (
@@ -116,13 +117,13 @@ class RolloutService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: FleetNotifier,
+        bus: ChangeBus,
         ports: FleetPorts = NO_ANSWERS,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._notifier = notifier
+        self._bus = bus
         self._ports = ports
 
     # ------------------------------------------------------------------ create
@@ -628,9 +629,9 @@ class RolloutService:
 
     def _tell(self, out: _Outbox) -> None:
         for transaction in out.commands:
-            self._notifier.command_ready(transaction)
+            self._bus.publish(CommandReady(transaction))
         for site, gateway in dict.fromkeys(out.configs):
-            self._notifier.config_ready(site, gateway)
+            self._bus.publish(ConfigReady(site, gateway))
 
     @staticmethod
     def _get(session: Session, rollout_id: int, *, lock: bool = False) -> Rollout:

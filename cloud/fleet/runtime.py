@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
+from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.jobs import FleetJobs
 from cloud.fleet.link import FleetLink
-from cloud.fleet.notify import FleetChangeRelay
 from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.settings import CloudSettings
@@ -27,12 +28,13 @@ def build_fleet(
     sessions: sessionmaker[Session],
     clock: Clock,
     settings: CloudSettings,
+    bus: ChangeBus,
     ports: FleetPorts = NO_ANSWERS,
 ) -> Fleet:
     """Services that tell the link what to publish and ask the domains above through
     ``ports``; a pass that judges silence only while the link listens."""
-    relay = FleetChangeRelay()
-    services = build_fleet_services(sessions, clock, settings, relay, ports)
+    services = build_fleet_services(sessions, clock, settings, bus, ports)
     link = FleetLink(services, clock)
-    relay.attach(link)
+    bus.subscribe(CommandReady, link.command_ready)
+    bus.subscribe(ConfigReady, link.config_ready)
     return Fleet(services, link, FleetJobs(settings, clock, services, link.listening_since))

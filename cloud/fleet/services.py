@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.fleet.alerts import AlertService
 from cloud.fleet.audit import FleetAuditService
 from cloud.fleet.commands import CommandService
 from cloud.fleet.firmware import FirmwareService
 from cloud.fleet.health import HealthService
-from cloud.fleet.notify import FleetChangeRelay, FleetNotifier
 from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.rollouts import RolloutService
 from cloud.fleet.sites import SiteService
@@ -37,19 +37,19 @@ def build_fleet_services(
     sessions: sessionmaker[Session],
     clock: Clock,
     settings: CloudSettings,
-    notifier: FleetNotifier | None = None,
+    bus: ChangeBus | None = None,
     ports: FleetPorts = NO_ANSWERS,
 ) -> FleetServices:
     """Wire the fleet services to one session factory, clock and notifier (a relay with
     no listener when none is given: commands then wait in the table)."""
-    notify = notifier or FleetChangeRelay()
+    changes = bus or ChangeBus()
     return FleetServices(
         sites=SiteService(sessions, clock, settings, ports),
         health=HealthService(sessions, clock, settings, ports),
         alerts=AlertService(sessions, clock),
-        twins=TwinService(sessions, clock, notify),
-        commands=CommandService(sessions, clock, settings, notify),
+        twins=TwinService(sessions, clock, changes),
+        commands=CommandService(sessions, clock, settings, changes),
         firmware=FirmwareService(sessions, clock),
-        rollouts=RolloutService(sessions, clock, settings, notify, ports),
+        rollouts=RolloutService(sessions, clock, settings, changes, ports),
         audit=FleetAuditService(sessions),
     )

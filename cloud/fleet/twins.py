@@ -16,11 +16,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.fleet.audit import audit
+from cloud.fleet.changes import ConfigReady
 from cloud.fleet.kinds import Subject, SubjectKind
 from cloud.fleet.models import Gateway, Twin
-from cloud.fleet.notify import FleetNotifier
 from cloud.fleet.views import TwinView
 from cloud.settings import CloudSettings
 from protocol import topics
@@ -223,12 +224,10 @@ def desired_configs(
 class TwinService:
     """Set the agent config of a gateway; hand the MQTT side what to publish."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, notifier: FleetNotifier
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, bus: ChangeBus) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._notifier = notifier
+        self._bus = bus
 
     def set_config(
         self, site: str, gateway: str, changes: dict[str, Any], actor: str
@@ -249,7 +248,7 @@ class TwinService:
                 subject=gateway,
                 detail={"version": config.version, "changes": changes},
             )
-        self._notifier.config_ready(site, gateway)
+        self._bus.publish(ConfigReady(site, gateway))
         return config
 
     def configured(self) -> list[tuple[str, str]]:

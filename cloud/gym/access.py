@@ -3,9 +3,8 @@ slot PINs' tags and windows, and the revocation list of cancelled offline PINs."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,34 +24,12 @@ from protocol.messages import AccessGrantEntry, AccessSnapshotData, LockAccess
 from protocol.pin import pin_tag
 
 
-class AccessNotifier(Protocol):
-    """Told (from any thread) after a commit changed a gateway's access snapshot."""
+@dataclass(frozen=True, slots=True)
+class AccessChanged:
+    """Published on the change bus after a commit changed a gateway's access snapshot."""
 
-    def access_changed(self, site: str, gateway: str) -> None: ...
-
-
-class NullNotifier:
-    """For a cloud running without MQTT: the snapshot goes out at the next start-up."""
-
-    def access_changed(self, site: str, gateway: str) -> None:
-        """Do nothing."""
-
-
-class AccessChangeRelay:
-    """Fans ``access_changed`` out to listeners attached later (the MQTT bridge), so the
-    services can be built before the bridge that needs them."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Callable[[str, str], None]] = []
-
-    def attach(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(site, gateway)`` on every change from now on."""
-        self._listeners.append(listener)
-
-    def access_changed(self, site: str, gateway: str) -> None:
-        """Tell every listener."""
-        for listener in self._listeners:
-            listener(site, gateway)
+    site: str
+    gateway: str
 
 
 def bump_version(session: Session, site: str, gateway: str, now: int) -> None:

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, NotFoundError
 from cloud.gym import notices
-from cloud.gym.access import AccessNotifier
+from cloud.gym.access import AccessChanged
 from cloud.gym.booking_common import LOAD, reservation_view, status_url
 from cloud.gym.grants import issue_grant
 from cloud.gym.models import Reservation, ReservationStatus
@@ -45,13 +46,13 @@ class ApprovalService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: AccessNotifier,
+        bus: ChangeBus,
         providers: Mapping[str, PaymentProvider],
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._notifier = notifier
+        self._bus = bus
         self._providers = providers
 
     def approve(self, reservation_id: str, by: str) -> ReservationView:
@@ -72,7 +73,7 @@ class ApprovalService:
             )
             site, gateway = r.facility.site, r.facility.gateway
             view = reservation_view(r, self._providers)
-        self._notifier.access_changed(site, gateway)
+        self._bus.publish(AccessChanged(site, gateway))
         return view
 
     def reject(self, reservation_id: str, by: str) -> ReservationView:

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.gym import notices
-from cloud.gym.access import AccessNotifier
+from cloud.gym.access import AccessChanged
 from cloud.gym.booking_common import BLOCKING, LOAD, reservation_view
 from cloud.gym.grants import revoke_grant
 from cloud.gym.models import Reservation, ReservationStatus
@@ -32,13 +33,13 @@ class CancellationService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: AccessNotifier,
+        bus: ChangeBus,
         providers: Mapping[str, PaymentProvider],
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._notifier = notifier
+        self._bus = bus
         self._providers = providers
 
     def by_citizen(self, reservation_id: str, token: str, reason: str) -> ReservationView:
@@ -92,5 +93,5 @@ class CancellationService:
             site, gateway = r.facility.site, r.facility.gateway
             view = reservation_view(r, self._providers)
         if revoked:
-            self._notifier.access_changed(site, gateway)
+            self._bus.publish(AccessChanged(site, gateway))
         return view

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.fleet.site_rows import ensure_site
-from cloud.gym.access import AccessNotifier, bump_version
+from cloud.gym.access import AccessChanged, bump_version
 from cloud.gym.models import Facility, Lock, OpeningHours, Room
 from cloud.gym.views import FacilityView, LockView, RoomView
 from protocol.clock import Clock
@@ -77,12 +78,10 @@ def check_offline_secret(secret: str | None) -> str | None:
 class FacilityService:
     """Register facilities and locks; list them."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, notifier: AccessNotifier
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, bus: ChangeBus) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._notifier = notifier
+        self._bus = bus
 
     def create_facility(self, name: str, site: str, gateway: str) -> FacilityView:
         """Register a facility served by gateway ``gateway`` at ``site``."""
@@ -106,7 +105,7 @@ class FacilityService:
             # on the fleet's pages before its gateway reports
             ensure_site(session, site, now, name=facility.name)
             view = FacilityView(facility.id, facility.name, site, gateway)
-        self._notifier.access_changed(site, gateway)
+        self._bus.publish(AccessChanged(site, gateway))
         return view
 
     def add_room(self, facility_id: int, name: str, capacity: int | None = None) -> RoomView:
@@ -181,7 +180,7 @@ class FacilityService:
                 site, gateway, view = facility.site, facility.gateway, _lock_view(lock)
         except IntegrityError:
             raise ConflictError(f"lock {lock_id!r} is registered already") from None
-        self._notifier.access_changed(site, gateway)
+        self._bus.publish(AccessChanged(site, gateway))
         return view, key
 
     def facilities(self, sites: Collection[str] | None = None) -> list[FacilityView]:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.bus import ChangeBus
 from cloud.errors import (
     ConflictError,
     IdempotencyKeyReusedError,
@@ -31,7 +32,7 @@ from cloud.errors import (
     NotFoundError,
 )
 from cloud.gym import notices
-from cloud.gym.access import AccessNotifier
+from cloud.gym.access import AccessChanged
 from cloud.gym.approvals import approve_in
 from cloud.gym.booking_common import (
     BLOCKING,
@@ -101,13 +102,13 @@ class ReservationService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        notifier: AccessNotifier,
+        bus: ChangeBus,
         providers: Mapping[str, PaymentProvider],
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._notifier = notifier
+        self._bus = bus
         self._providers = providers
 
     def create(self, req: BookingRequest) -> NewReservation:
@@ -130,7 +131,7 @@ class ReservationService:
                 raise
             return replay
         if site_gateway is not None:
-            self._notifier.access_changed(*site_gateway)
+            self._bus.publish(AccessChanged(*site_gateway))
         return new
 
     def _replay(self, session: Session, req: BookingRequest) -> NewReservation | None:

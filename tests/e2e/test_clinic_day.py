@@ -30,6 +30,7 @@ from sqlalchemy import select
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
 from cloud.clinic.models import Ticket
+from cloud.clinic.publish import ClinicChanged
 from cloud.core.models import Role
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
@@ -168,7 +169,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         assert imported.status_code == 200, imported.text
         bridge: MqttBridge = app.state.bridge
         await within("the cloud connects", bridge.wait_connected())
-        bridge.clinic_changed(SITE, GW)  # seeded after start-up: publish the day
+        app.state.bus.publish(ClinicChanged(SITE, GW))  # seeded after start-up: publish the day
         line = await stack.enter_async_context(SiteLine(broker.host, broker.port))
         displays = {}
         for display_id in DISPLAYS:

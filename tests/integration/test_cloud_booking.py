@@ -16,8 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.bus import ChangeBus
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import CloudError, ConflictError, InvalidRequestError, NotFoundError
+from cloud.gym.access import AccessChanged
 from cloud.gym.facility_rules import RulesUpdate
 from cloud.gym.models import PaymentState, Reservation, ReservationStatus
 from cloud.gym.reservations import BookingRequest
@@ -49,12 +51,11 @@ class Gym:
     keys: dict[str, str]
 
 
-class Recorder:
-    def __init__(self, into: list[tuple[str, str]]) -> None:
-        self.into = into
-
-    def access_changed(self, site: str, gateway: str) -> None:
-        self.into.append((site, gateway))
+def recorder(into: list[tuple[str, str]]) -> ChangeBus:
+    """A change bus that writes down every gateway whose access snapshot changed."""
+    bus = ChangeBus()
+    bus.subscribe(AccessChanged, lambda change: into.append((change.site, change.gateway)))
+    return bus
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -65,7 +66,7 @@ def gym(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gym]:
         sessions = make_sessionmaker(engine)
         clock = ManualClock(NOW)
         notified: list[tuple[str, str]] = []
-        svc = build_services(sessions, clock, CloudSettings(dev=True), Recorder(notified))
+        svc = build_services(sessions, clock, CloudSettings(dev=True), recorder(notified))
         with sessions.begin() as session:
             seed = seed_demo(session, clock=clock)
         f = svc.facilities.create_facility("Gym B", "gym-b", "gw-1")

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
+from cloud.clinic.publish import ClinicChanged
 from cloud.core.models import Role
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
@@ -119,7 +120,7 @@ async def site(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Site]:
         seen, ready = Watched(), asyncio.Event()
         watcher = asyncio.create_task(_watch(mosquitto, seen, ready))
         await ready.wait()
-        bridge.clinic_changed(SITE, GW)  # seeded after start-up: publish the first state
+        app.state.bus.publish(ClinicChanged(SITE, GW))  # seeded after start-up: publish it
         await seen.until(lambda: bool(seen.states and seen.displays))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:

@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.core.auth import AuthError
+from cloud.core.bus import ChangeBus
 from cloud.core.models import Role, User
 from cloud.core.views import UserView
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.db.base import Base
 from cloud.db.migrate import alembic_config
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.commands import CommandRequest
 from cloud.fleet.kinds import DeviceKind
 from cloud.fleet.rollouts import RolloutRequest
@@ -65,11 +67,14 @@ class Recorder:
     commands: list[str] = field(default_factory=list)
     configs: list[tuple[str, str]] = field(default_factory=list)
 
-    def command_ready(self, transaction: str) -> None:
-        self.commands.append(transaction)
-
-    def config_ready(self, site: str, gateway: str) -> None:
-        self.configs.append((site, gateway))
+    def bus(self) -> ChangeBus:
+        """A change bus that writes down what the services publish."""
+        bus = ChangeBus()
+        bus.subscribe(CommandReady, lambda change: self.commands.append(change.transaction))
+        bus.subscribe(
+            ConfigReady, lambda change: self.configs.append((change.site, change.gateway))
+        )
+        return bus
 
 
 @dataclass
@@ -155,7 +160,7 @@ def world_in(template: Template, tmp_path: Path) -> Iterator[World]:
         clock = ManualClock(NOW)
         settings = CloudSettings(dev=True, fleet_oncall_email=ONCALL)
         sent = Recorder()
-        fleet = build_fleet_services(sessions, clock, settings, sent, fleet_ports(settings))
+        fleet = build_fleet_services(sessions, clock, settings, sent.bus(), fleet_ports(settings))
         svc = build_services(sessions, clock, settings)
         with sessions.begin() as session:
             seed = seed_demo(session, clock=clock, users={"ops": Role.OPS})

@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.core.bus import ChangeBus
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.gym.access import AccessChanged
 from cloud.gym.models import LockEvent, ReservationStatus
 from cloud.gym.reservations import BookingRequest
 from cloud.services import Services, build_services
@@ -37,12 +39,11 @@ class World:
     notified: list[tuple[str, str]]
 
 
-class Recorder:
-    def __init__(self, into: list[tuple[str, str]]) -> None:
-        self.into = into
-
-    def access_changed(self, site: str, gateway: str) -> None:
-        self.into.append((site, gateway))
+def recorder(into: list[tuple[str, str]]) -> ChangeBus:
+    """A change bus that writes down every gateway whose access snapshot changed."""
+    bus = ChangeBus()
+    bus.subscribe(AccessChanged, lambda change: into.append((change.site, change.gateway)))
+    return bus
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -53,7 +54,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         sessions = make_sessionmaker(engine)
         clock = ManualClock(NOW)
         notified: list[tuple[str, str]] = []
-        svc = build_services(sessions, clock, CloudSettings(dev=True), Recorder(notified))
+        svc = build_services(sessions, clock, CloudSettings(dev=True), recorder(notified))
         with sessions.begin() as session:
             seed = seed_demo(session, clock=clock)
         yield World(svc, sessions, clock, seed, notified)

@@ -14,8 +14,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import ClinicSeed, seed_clinic
-from cloud.clinic.publish import ClinicChangeRelay
+from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.services import ClinicServices, build_clinic_services
+from cloud.core.bus import ChangeBus
 from cloud.core.models import MailMessage
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.settings import CloudSettings
@@ -69,10 +70,12 @@ def clinic_world(kind: str, tmp_path: Path, *, now: float = NINE) -> Iterator[Cl
             sessions = make_sessionmaker(engine)
             clock = ManualClock(now)
             settings = CloudSettings(database_url=url, secret_key="s" * 40, mqtt_enabled=False)
-            relay = ClinicChangeRelay()
+            bus = ChangeBus()
             changed: list[tuple[str, str]] = []
-            relay.attach(lambda site, gateway: changed.append((site, gateway)))
-            clinic = build_clinic_services(sessions, clock, settings, relay)
+            bus.subscribe(
+                ClinicChanged, lambda change: changed.append((change.site, change.gateway))
+            )
+            clinic = build_clinic_services(sessions, clock, settings, bus)
             with sessions.begin() as session:
                 seed = seed_clinic(session, clock=clock)
             yield ClinicWorld(engine, sessions, clock, settings, clinic, seed, changed)

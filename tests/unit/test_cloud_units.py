@@ -7,9 +7,12 @@ from datetime import date, time
 import pytest
 from pydantic import ValidationError
 
+from cloud.clinic.publish import ClinicChanged
 from cloud.core.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
+from cloud.core.bus import ChangeBus
 from cloud.core.users import hash_password, verify_password
 from cloud.dashboard.labels import EVENT_LABELS
+from cloud.gym.access import AccessChanged
 from cloud.localtime import format_span, slot_from_form
 from cloud.settings import CloudSettings
 from protocol.messages import LockEventKind
@@ -73,3 +76,22 @@ def test_booking_form_is_read_in_tokyo_time() -> None:
 
 def test_every_lock_event_kind_has_words_for_the_manager() -> None:
     assert set(LockEventKind) == set(EVENT_LABELS)
+
+
+def test_the_change_bus_tells_each_type_s_subscribers_and_survives_a_failing_one() -> None:
+    bus = ChangeBus()
+    access: list[AccessChanged] = []
+    clinic: list[ClinicChanged] = []
+
+    def broken(_change: AccessChanged) -> None:
+        raise RuntimeError("the bridge is gone")
+
+    bus.subscribe(AccessChanged, broken)
+    bus.subscribe(AccessChanged, access.append)
+    bus.subscribe(ClinicChanged, clinic.append)
+    bus.publish(AccessChanged("gym-a", "gw-1"))
+    bus.publish(ClinicChanged("clinic-a", "gw-1"))
+    bus.publish(AccessChanged("gym-b", "gw-1"))
+    assert access == [AccessChanged("gym-a", "gw-1"), AccessChanged("gym-b", "gw-1")]
+    assert clinic == [ClinicChanged("clinic-a", "gw-1")]
+    ChangeBus().publish(AccessChanged("gym-a", "gw-1"))  # no subscriber: nobody told, no error
