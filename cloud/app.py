@@ -22,7 +22,6 @@ from cloud.api import (
 )
 from cloud.clinic.jobs import ClinicJobs
 from cloud.clinic.publish import ClinicChanged
-from cloud.clinic.services import build_clinic_services
 from cloud.core.auth import AuthError, SessionSigner
 from cloud.core.bus import ChangeBus
 from cloud.dashboard import (
@@ -57,7 +56,7 @@ from cloud.metrics import (
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
-from cloud.services import build_services, fleet_ports
+from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
 from protocol.errors import DenenError
@@ -115,8 +114,8 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     sessions = make_sessionmaker(engine)
     bus = ChangeBus()  # "this changed, publish it": services publish, the MQTT side listens
     services = build_services(sessions, clock, settings, bus)
-    clinic_services = build_clinic_services(sessions, clock, settings, bus)
-    fleet_runtime = build_fleet(sessions, clock, settings, bus, fleet_ports(settings))
+    clinic_services = services.clinic
+    fleet_runtime = build_fleet(services.fleet, clock, settings, bus)
     bridge = (
         MqttBridge(settings, services, clock, clinic=clinic_services, fleet=fleet_runtime.link)
         if settings.mqtt_enabled

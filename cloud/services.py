@@ -1,4 +1,7 @@
-"""Domain services of the cloud: no web framework, no MQTT; a session factory and a clock."""
+"""Every domain's services, composed: one container, built once by :func:`build_services`
+from a session factory, a clock, the settings and the change bus. No web framework, no
+MQTT. The core's and the gym's services are its fields; the clinic's and the fleet's
+containers (each domain builds its own) are ``clinic`` and ``fleet``."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.fleet_answers import ClinicNames
 from cloud.clinic.scope import ClinicScope
+from cloud.clinic.services import ClinicServices, build_clinic_services
 from cloud.core.bus import ChangeBus
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
 from cloud.core.users import UserService
 from cloud.fleet.enrollment import EnrollmentService
 from cloud.fleet.ports import FleetPorts
+from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.gym.access import AccessService
 from cloud.gym.approvals import ApprovalService
 from cloud.gym.audit import AuditService
@@ -61,6 +66,8 @@ class Services:
     notifications: NotificationService
     bulk_mail: BulkMailService
     figures: FigureService
+    clinic: ClinicServices
+    fleet: FleetServices
     # None without an SMTP host (the demo): mails stay in the outbox
     mail_delivery: MailDelivery | None = None
 
@@ -71,8 +78,8 @@ def build_services(
     settings: CloudSettings,
     bus: ChangeBus | None = None,
 ) -> Services:
-    """Wire the services to one session factory, clock and change bus (a bus of their own
-    when none is given: nobody hears of a change)."""
+    """Wire every domain's services to one session factory, clock and change bus (a bus
+    of their own when none is given: nobody hears of a change)."""
     changes = bus or ChangeBus()
     # the one payment provider today; a card provider is added to this mapping later
     counter = CounterPayment()
@@ -98,6 +105,8 @@ def build_services(
         notifications=NotificationService(sessions, clock, settings),
         bulk_mail=BulkMailService(sessions, clock, settings),
         figures=FigureService(sessions, clock, settings),
+        clinic=build_clinic_services(sessions, clock, settings, changes),
+        fleet=build_fleet_services(sessions, clock, settings, changes, fleet_ports(settings)),
         mail_delivery=(
             MailDelivery(sessions, clock, settings, SmtpTransport(settings))
             if settings.smtp_host

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from cloud.core.bus import ChangeBus
 from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.jobs import FleetJobs
 from cloud.fleet.link import FleetLink
-from cloud.fleet.ports import NO_ANSWERS, FleetPorts
-from cloud.fleet.services import FleetServices, build_fleet_services
+from cloud.fleet.services import FleetServices
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
@@ -25,15 +22,10 @@ class Fleet:
 
 
 def build_fleet(
-    sessions: sessionmaker[Session],
-    clock: Clock,
-    settings: CloudSettings,
-    bus: ChangeBus,
-    ports: FleetPorts = NO_ANSWERS,
+    services: FleetServices, clock: Clock, settings: CloudSettings, bus: ChangeBus
 ) -> Fleet:
-    """Services that tell the link what to publish and ask the domains above through
-    ``ports``; a pass that judges silence only while the link listens."""
-    services = build_fleet_services(sessions, clock, settings, bus, ports)
+    """The link that publishes what the services made ready (told on ``bus``), and a
+    pass that judges silence only while the link listens."""
     link = FleetLink(services, clock)
     bus.subscribe(CommandReady, link.command_ready)
     bus.subscribe(ConfigReady, link.config_ready)

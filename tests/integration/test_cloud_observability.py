@@ -101,10 +101,10 @@ async def test_request_id_is_kept_or_made_and_logged(
 
 async def test_gateway_states_are_a_gauge(cloud: tuple[FastAPI, httpx.AsyncClient]) -> None:
     app, http = cloud
-    gateways = app.state.services.gateways
-    gateways.update_status("clinic-a", "gw-1", StatusData(state=GatewayState.ONLINE))
-    gateways.update_status("gym-a", "gw-1", StatusData(state=GatewayState.ONLINE))
-    gateways.update_status("gym-b", "gw-1", StatusData(state=GatewayState.OFFLINE))
+    health = app.state.services.fleet.health
+    health.record_status("clinic-a", "gw-1", StatusData(state=GatewayState.ONLINE))
+    health.record_status("gym-a", "gw-1", StatusData(state=GatewayState.ONLINE))
+    health.record_status("gym-b", "gw-1", StatusData(state=GatewayState.OFFLINE))
     text = (await http.get("/metrics")).text
     assert _sample(text, "denen_gateways", state="online") == 2.0
     assert _sample(text, "denen_gateways", state="offline") == 1.0
