@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from edge.clinic.day_store import DayStore
-from edge.clinic.desk import (
-    LOCAL_DISPLAY_VERSIONS,
-    ClinicDesk,
-    Running,
-    ScreenKind,
-    StaffRequest,
-)
+from edge.clinic.desk import ClinicDesk, StaffRequest
+from edge.clinic.kiosk_screens import ScreenKind
+from edge.clinic.local_display import LOCAL_DISPLAY_VERSIONS
+from edge.clinic.outcome import Running
 from edge.config import SiteConfig, parse_config
 from edge.outbox import Outbox
 from edge.store import Store
