@@ -351,7 +351,7 @@ class ClinicDesk:
         the displays): while the agent runs the queues it keeps the new announcement and
         brightness around its own calls."""
         if self._state.local is not None:
-            self._displays.local_display = None
+            self._displays.forget_local()
         self._displays.tell()
 
     # ------------------------------------------------------------ kiosk
@@ -424,7 +424,8 @@ class ClinicDesk:
         self.store.purge(today, state=state, local=local)
         desk.day = today
         desk.state, desk.synthetic = state, state is not None
-        desk.local, desk.queues, self._displays.local_display = local, None, None
+        desk.local, desk.queues = local, None
+        self._displays.forget_local()
         self._pending.end_all(self.running)
         log.info("the clinic day ended: its tickets, card tags and kiosk screens are deleted")
         if local is not None:

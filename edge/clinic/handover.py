@@ -115,8 +115,8 @@ class Handover:
         with self.store.transaction():
             self.store.set_local(None, None)
         last = self.state.last_local_event
-        self.state.local, self.state.queues, self.displays.local_display = None, None, None
-        self.state.last_local_event = None
+        self.state.local, self.state.queues, self.state.last_local_event = None, None, None
+        self.displays.forget_local()
         log.info(
             "the cloud has applied every local event (up to %s): it runs the queues again", last
         )

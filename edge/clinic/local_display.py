@@ -39,19 +39,23 @@ class LocalDisplays:
         self.clock = clock
         self.state = state
         self.listeners = listeners
-        self.local_display: DisplayStateData | None = None
+        self._local_display: DisplayStateData | None = None
 
     def display_state(self) -> DisplayStateData | None:
         """What the displays show: the cloud's state, or the local queues' while the agent
         runs them (the display coordinators read this)."""
         if self.state.local is None:
             return self.display_store.display_state()
-        if self.local_display is None:
-            self.local_display = self._make_local_display()
-        return self.local_display
+        if self._local_display is None:
+            self._local_display = self._make_local_display()
+        return self._local_display
+
+    def forget_local(self) -> None:
+        """The local queues (or the cloud's face around them) changed: rebuild on next read."""
+        self._local_display = None
 
     def refresh(self) -> None:
-        self.local_display = None
+        self.forget_local()
         self.tell()
 
     def tell(self) -> None:
