@@ -14,16 +14,12 @@ from edge.clinic.day_store import DayStore
 from edge.clinic.desk_state import DeskState
 from edge.clinic.kiosk_screens import NO_APPOINTMENT, NO_DAY, KioskScreen, KioskScreens, hhmm
 from edge.clinic.local_display import LocalDisplays
-from edge.clinic.local_queues import (
-    apply_action,
-    appointments_of,
-    open_appointment,
-    with_queues,
-)
+from edge.clinic.local_queues import apply_action, appointments_of, with_queues
 from edge.clinic.outcome import ActionResult, Running
 from edge.errors import OutboxError
 from edge.outbox import Outbox
 from protocol import messages
+from protocol.checkin_window import Open, TooEarly, checkin_window
 from protocol.clock import Clock
 from protocol.messages import (
     CheckinData,
@@ -77,16 +73,16 @@ class LocalRun:
             return self.screens.show(kiosk_id, result), result
         queues = dict(self.state.writable_queues())  # committed below, or dropped
         appointments = appointments_of(base, tag)
-        appointment = open_appointment(appointments, now, base.checkin_opens_before_s)
-        appointment_at: int | None = None
-        if appointment is None and appointments:
-            opens = appointments[0].at - base.checkin_opens_before_s
+        window = checkin_window(appointments, now, base.checkin_opens_before_s)
+        if isinstance(window, TooEarly):
             message = (
-                f"Your appointment is at {hhmm(appointments[0].at)}. "
-                f"Please check in from {hhmm(opens)}."
+                f"Your appointment is at {hhmm(window.appointment.at)}. "
+                f"Please check in from {hhmm(window.opens_at)}."
             )
             result = ActionResult(ok=False, by=Running.AGENT, message=message)
             return self.screens.show(kiosk_id, result), result
+        appointment = window.appointment if isinstance(window, Open) else None
+        appointment_at: int | None = None
         if appointment is not None:
             department, appointment_at = appointment.department, appointment.at
         else:
