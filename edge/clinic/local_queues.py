@@ -41,10 +41,16 @@ def apply_action(queue: DepartmentQueue, data: ClinicActionData, now: float) -> 
 
 
 def appointments_of(state: ClinicStateData, tag: str | None) -> list[ClinicAppointment]:
-    """The card's appointments today not yet checked in, earliest first."""
+    """The card's appointments today not yet checked in, in a department the site has
+    (as the cloud counts them), earliest first."""
     if tag is None:
         return []
-    return sorted((a for a in state.appointments if a.card_tag == tag), key=lambda a: a.at)
+    mine = (
+        a
+        for a in state.appointments
+        if a.card_tag == tag and state.department(a.department) is not None
+    )
+    return sorted(mine, key=lambda a: a.at)
 
 
 def with_queues(
