@@ -257,3 +257,15 @@ pin_hashes = st.builds(
     salt=st.binary(min_size=16, max_size=32),
     digest=st.binary(min_size=32, max_size=32),
 )
+
+# the clinic check-in window (protocol.checkin_window): a day around 09:00 Tokyo, to the
+# second or finer, so boundaries and equal times come up often
+_NINE = 1_799_971_200
+_CLINIC_DAY = st.integers(_NINE - 12 * 3600, _NINE + 12 * 3600)
+clinic_moments = _CLINIC_DAY | st.floats(
+    _NINE - 12 * 3600, _NINE + 12 * 3600, allow_nan=False, allow_infinity=False
+)
+appointment_times = st.lists(
+    st.sampled_from([_NINE, _NINE + 1800, _NINE + 3600]) | _CLINIC_DAY, max_size=6
+)
+checkin_opens_before = st.sampled_from([0, 1800, 5400]) | st.integers(0, 3 * 3600)

@@ -12,7 +12,8 @@ The rules, in order:
    and not cancelled: the earliest one that can be checked in (from
    ``clinic_checkin_opens_s``, 30 minutes, before its time) puts the patient in its
    department's queue with its appointment time. If every one of them is later than that,
-   the check-in is refused with the time it opens.
+   the check-in is refused with the time it opens. The window is
+   :func:`protocol.checkin_window.checkin_window`, the rule the agent applies offline too.
 4. Otherwise a walk-in ticket, in the department asked for (the kiosk's or the app's) or
    the clinic's walk-in department.
 
@@ -37,6 +38,7 @@ from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.localtime import format_local
 from cloud.settings import CloudSettings
+from protocol.checkin_window import Open, TooEarly, checkin_window
 from protocol.clock import Clock
 from protocol.patient_card import CardNumberError, PatientCardNumber
 from protocol.queue_rules import TicketState, tokyo_day
@@ -146,16 +148,15 @@ def check_in_on(
             for a in open_appointments(session, clinic.site, card, day.day)
             if a.department in day.queues
         ]
-        due = [a for a in appointments if now >= a.at - rules.opens_before_s]
-        if due:
-            appointment = due[0]
-        elif appointments:
-            first = appointments[0]
-            opens = first.at - rules.opens_before_s
+        window = checkin_window(appointments, now, rules.opens_before_s)
+        if isinstance(window, TooEarly):
+            first, opens = window.appointment, window.opens_at
             zone = rules.settings.zone
             raise CheckinTooEarlyError(
                 format_local(first.at, zone)[-5:], format_local(opens, zone)[-5:], opens
             )
+        if isinstance(window, Open):
+            appointment = window.appointment
     target = appointment.department if appointment else department or _walk_in(clinic)
     queue = day.queues[day.department(target).slug]
     outcome = queue.check_in(

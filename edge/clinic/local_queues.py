@@ -1,9 +1,9 @@
 """The queue rules (:mod:`protocol.queue_rules`) applied to the clinic state the agent
 runs while the internet is down. Pure: no I/O, no clock; the desk passes ``now`` in.
 
-The check-in window is the cloud's rule, sent in the clinic state
-(``checkin_opens_before_s``, 30 minutes unless the cloud says otherwise): the earliest
-appointment open for check-in first.
+The check-in window is the cloud's rule (:mod:`protocol.checkin_window`), with the
+cloud's ``checkin_opens_before_s`` from the clinic state (30 minutes unless the cloud says
+otherwise); the desk applies it to :func:`appointments_of`.
 """
 
 from __future__ import annotations
@@ -41,21 +41,16 @@ def apply_action(queue: DepartmentQueue, data: ClinicActionData, now: float) -> 
 
 
 def appointments_of(state: ClinicStateData, tag: str | None) -> list[ClinicAppointment]:
-    """The card's appointments today not yet checked in, earliest first."""
+    """The card's appointments today not yet checked in, in a department the site has
+    (as the cloud counts them), earliest first."""
     if tag is None:
         return []
-    return sorted((a for a in state.appointments if a.card_tag == tag), key=lambda a: a.at)
-
-
-def open_appointment(
-    mine: list[ClinicAppointment], now: float, opens_before_s: float
-) -> ClinicAppointment | None:
-    """The earliest that can be checked in now (from ``opens_before_s`` before its time:
-    the cloud's rule, sent in the clinic state); ``None`` when there is none."""
-    for appointment in mine:
-        if now >= appointment.at - opens_before_s:
-            return appointment
-    return None
+    mine = (
+        a
+        for a in state.appointments
+        if a.card_tag == tag and state.department(a.department) is not None
+    )
+    return sorted(mine, key=lambda a: a.at)
 
 
 def with_queues(

@@ -55,7 +55,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from edge.backoff import Backoff
-from edge.clinic.desk import (
+from edge.clinic.desk import ClinicDesk, QueueView, StaffRequest
+from edge.clinic.kiosk_screens import (
     ALREADY,
     CHECKING,
     MISREAD,
@@ -63,12 +64,8 @@ from edge.clinic.desk import (
     NO_DAY,
     READY,
     SHORTLY,
-    ActionResult,
-    ClinicDesk,
-    QueueView,
-    Running,
-    StaffRequest,
 )
+from edge.clinic.outcome import ActionResult, Running
 from edge.clinic.staff_access import (
     LOCK_S,
     MAX_WRONG,

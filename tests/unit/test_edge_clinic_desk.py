@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from edge.clinic.day_store import DayStore
-from edge.clinic.desk import (
-    LOCAL_DISPLAY_VERSIONS,
-    ClinicDesk,
-    Running,
-    ScreenKind,
-    StaffRequest,
-)
+from edge.clinic.desk import ClinicDesk, StaffRequest
+from edge.clinic.kiosk_screens import ScreenKind
+from edge.clinic.local_display import LOCAL_DISPLAY_VERSIONS
+from edge.clinic.outcome import Running
 from edge.config import SiteConfig, parse_config
 from edge.outbox import Outbox
 from edge.store import Store
@@ -316,3 +313,34 @@ async def test_the_day_ends_and_its_data_leaves_the_files(desk: ClinicDesk, part
     assert (await desk.check_in(KIOSK, WALK_IN)).number == "A-700"
     booked = await desk.check_in(KIOSK, BOOKED)
     assert (booked.number, booked.department) == ("A-701", "Internal medicine")
+
+
+@pytest.mark.parametrize(
+    ("stray_at", "why"),
+    [(T0 + 600, "open now"), (T0 + 5 * 3600, "too early")],
+)
+async def test_offline_an_appointment_in_a_department_the_site_lacks_is_no_appointment(
+    desk: ClinicDesk, parts: Parts, stray_at: int, why: str
+) -> None:
+    """As in the cloud (``check_in_on`` keeps only appointments whose department has a
+    queue): such an appointment neither refuses the card nor sends it nowhere; the card
+    checks in as a walk-in, or for its appointment in a department the site has."""
+    stray = ClinicAppointment(card_tag=card_tag(KEY, WALK_IN), department="derm", at=stray_at)
+    late_stray = ClinicAppointment(card_tag=card_tag(KEY, LATE), department="derm", at=T0)
+    state = clinic_state(2)
+    desk.clinic_state_arrived(
+        state.model_copy(update={"appointments": [*state.appointments, stray, late_stray]})
+    )
+    walk_in = await desk.check_in(KIOSK, WALK_IN)
+    assert (walk_in.kind, walk_in.number, walk_in.department) == (
+        ScreenKind.TICKET,
+        "A-700",
+        "Internal medicine",
+    ), why
+    # LATE's 10:00 orthopaedics appointment is still too early at 09:00, whatever "derm" says
+    early = await desk.check_in(KIOSK, LATE)
+    assert early.message == "Your appointment is at 10:00. Please check in from 09:30."
+    (event,) = parts.events()
+    assert isinstance(event, CheckinData)
+    assert event.local is not None
+    assert (event.local.department, event.local.appointment_at) == ("internal", None)
