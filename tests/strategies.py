@@ -8,10 +8,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
 from edge.clinic.staff_access import PinHash
-from firmware_sim.fleet import mqtt_wire as mw
 from protocol import display_wire as dw
 from protocol import firmware_image as fi
 from protocol import framing
+from protocol import mqtt5 as mw
 from protocol.framing import MAC_LEN, MAX_PAYLOAD
 from protocol.lock_wire import (
     MAX_EVENTS_PER_FRAME,
@@ -185,7 +185,7 @@ firmware_images = st.builds(
 )
 
 
-# ------------------------------------------------------------------ MQTT 5 (fleet simulator)
+# ------------------------------------------------------------------ MQTT 5 (protocol.mqtt5)
 
 mqtt_strings = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40

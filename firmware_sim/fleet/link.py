@@ -20,7 +20,8 @@ from enum import IntEnum
 from typing import Protocol
 
 from firmware_sim.fleet.model import SimGateway
-from firmware_sim.fleet.mqtt_wire import (
+from protocol.messages import GatewayState
+from protocol.mqtt5 import (
     PINGREQ,
     ConnAck,
     Connect,
@@ -34,7 +35,6 @@ from firmware_sim.fleet.mqtt_wire import (
     Will,
     encode_publish,
 )
-from protocol.messages import GatewayState
 
 log = logging.getLogger(__name__)
 

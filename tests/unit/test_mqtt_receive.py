@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.mqtt_receive import Delivery, acknowledge, plain_publish, read_fast
-from firmware_sim.fleet.mqtt_wire import encode_publish
+from protocol.mqtt5 import encode_publish
 
 
 def split(packet: bytes) -> tuple[int, bytes]:

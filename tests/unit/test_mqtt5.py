@@ -1,4 +1,4 @@
-"""The fleet simulator's MQTT 5 codec: every packet round-trips, the push parser takes
+"""The MQTT 5 codec (:mod:`protocol.mqtt5`): every packet round-trips, the push parser takes
 any chunking, and malformed input is the peer's error."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_sim.fleet import mqtt_wire as mw
+from protocol import mqtt5 as mw
 from tests.strategies import mqtt_packets
 
 

@@ -1,10 +1,11 @@
-"""The slice of MQTT 5 a simulated gateway speaks, sans-IO (OASIS MQTT 5.0, section 3).
+"""The slice of MQTT 5 Denen speaks, sans-IO (OASIS MQTT 5.0, section 3): the fleet
+simulator's gateways use it.
 
 Packets are frozen dataclasses: ``bytes(packet)`` encodes one, :class:`PacketParser` is a
 push parser (``feed(data)`` → packets, any chunking), :func:`parse_packet` decodes exactly
 one. Covered: CONNECT (will, clean start, session expiry, receive maximum), CONNACK,
 PUBLISH at QoS 0 and 1, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT — both
-directions, so every packet round-trips. Not covered (a gateway never needs them): QoS 2,
+directions, so every packet round-trips. Not covered (nobody here needs them): QoS 2,
 AUTH, UNSUBSCRIBE, topic aliases; properties other than the few named here are decoded
 into :attr:`properties` and otherwise ignored.
 """
@@ -15,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from firmware_sim.errors import SimulatorError
+from protocol.errors import RemoteProtocolError
 
 PROTOCOL_NAME = b"MQTT"
 PROTOCOL_LEVEL = 5
@@ -23,7 +24,7 @@ MAX_REMAINING = 268_435_455  # four bytes of variable byte integer
 MAX_PACKET_ID = 0xFFFF
 
 
-class MqttWireError(SimulatorError, ValueError):
+class MqttWireError(RemoteProtocolError):
     """The peer sent bytes that are not MQTT 5 as this codec knows it."""
 
 
