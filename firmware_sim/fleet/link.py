@@ -32,6 +32,7 @@ from protocol.mqtt5 import (
     Publish,
     SubAck,
     Subscribe,
+    Subscription,
     Will,
     encode_publish,
 )
@@ -252,7 +253,7 @@ class GatewayLink(asyncio.Protocol):
         packet_id = self._id()
         self.inflight[packet_id] = (gw.topic_status, birth, Kind.BIRTH)
         out = [encode_publish(gw.topic_status, birth, qos=1, retain=True, packet_id=packet_id)]
-        out.append(bytes(Subscribe(SUBSCRIBE_ID, tuple((t, 1) for t in gw.subscriptions))))
+        out.append(bytes(Subscribe(SUBSCRIBE_ID, tuple(Subscription(t) for t in gw.subscriptions))))
         for old_id, (topic, payload, _kind) in self.inflight.items():
             if old_id != packet_id:
                 out.append(encode_publish(topic, payload, qos=1, packet_id=old_id, dup=True))
