@@ -9,16 +9,11 @@ transaction holding it committed. Until then the broker keeps it in the cloud's 
 session and sends it again after a reconnect, so a cloud process killed between receiving
 and committing loses nothing; the ``(lock_id, seq)`` key makes the redelivery a no-op.
 
-aiomqtt 2.5 acknowledges every delivery as it arrives and has no manual-ack option, so
-:class:`AckAfterCommitClient` switches on paho's own (``manual_ack``) on the paho client
-aiomqtt wraps, and takes deliveries straight from paho's callback instead of aiomqtt's
-per-message queue and iterator (plain PUBLISHes even before paho decodes them:
-:mod:`cloud.mqtt_receive`). That is the one place the bridge leans on aiomqtt
-internals (``Client._client``, ``Client._on_message``); the integration tests in
-``tests/integration/test_cloud_mqtt_durability.py`` pin the behaviour (no PUBACK before
-``ack()``, redelivery after a kill), so an aiomqtt upgrade that changes it fails there.
-We keep aiomqtt rather than driving paho ourselves because the rest of the connection
-(connect, subscribe, publish with acknowledgement, loss detection) is exactly what it does.
+The connection is the cloud's own MQTT 5 client (:mod:`cloud.mqtt_client`, on the
+sans-IO codec :mod:`protocol.mqtt5`): deliveries reach :meth:`_Inbox.put` in arrival
+order, one call each, and are acknowledged by ``ack_all(batch)``, one write per committed
+batch. (aiomqtt acknowledges on arrival and has no manual-ack option; bending it to do
+otherwise meant patching private methods of aiomqtt and paho.)
 
 Deliveries are taken in batches of at most ``batch_max``; the broker may hold at most
 ``receive_maximum`` deliveries unacknowledged (MQTT 5 Receive Maximum, sent in CONNECT;
@@ -38,16 +33,10 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
-import aiomqtt
-from paho.mqtt.client import Client as PahoClient
-from paho.mqtt.client import MQTTMessage
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -57,7 +46,14 @@ from cloud.clinic.services import ClinicServices
 from cloud.db.batches import store_many
 from cloud.fleet.link import FleetBatch, FleetLink
 from cloud.gym.access import AccessChanged
-from cloud.mqtt_receive import Delivery, acknowledge, read_fast
+from cloud.mqtt_client import (
+    Endpoint,
+    MqttClient,
+    MqttConnectionError,
+    MqttError,
+    PublishRefusedError,
+    tls_context,
+)
 from cloud.services import Services
 from cloud.settings import CloudSettings
 from protocol import topics
@@ -76,6 +72,7 @@ from protocol.messages import (
     make,
     parse,
 )
+from protocol.mqtt5 import Publish, Subscription
 from protocol.topics import Channel, GatewayTopic
 
 log = logging.getLogger(__name__)
@@ -132,50 +129,15 @@ class BridgeTuning:
         return 2 * self.batch_max
 
 
-class AckAfterCommitClient(aiomqtt.Client):
-    """An :class:`aiomqtt.Client` whose deliveries go to ``on_delivery`` (called on the
-    event loop, in arrival order) and are acknowledged only by :meth:`ack`.
-
-    aiomqtt has no manual-ack option; paho's is switched on on the client aiomqtt wraps.
-    ``aiomqtt.Client._on_message`` is the callback aiomqtt registers with paho: this
-    class replaces it so a delivery costs one call, not a queue item and a task.
-    """
-
-    def __init__(self, *args: Any, on_delivery: Callable[[Delivery], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_delivery = on_delivery
-        self._client.manual_ack_set(True)
-        read_fast(self._client, on_delivery)  # plain PUBLISHes skip paho's decoding
-
-    def _on_message(self, client: PahoClient, userdata: Any, message: MQTTMessage) -> None:
-        try:
-            topic: str | None = message.topic
-        except UnicodeDecodeError:
-            topic = None
-        self._on_delivery((message.mid, message.qos, topic, message.payload))
-
-    def ack(self, delivery: Delivery) -> None:
-        """Send the PUBACK of ``delivery`` (nothing for QoS 0): the broker forgets it."""
-        self._client.ack(delivery[0], delivery[1])
-
-    def ack_all(self, deliveries: list[Delivery]) -> None:
-        """:meth:`ack` each of ``deliveries``, in one write to the broker."""
-        acknowledge(self._client, deliveries)
-
-    async def wait_disconnected(self) -> None:
-        """Return never; raise :class:`aiomqtt.MqttError` when the connection is lost.
-
-        The message iterator stays empty (deliveries go to ``on_delivery``) and raises
-        when aiomqtt notices the disconnection."""
-        async for _ in self.messages:
-            pass
+Delivery = Publish
+"""One received message, as the codec decoded it (topic, payload, QoS, packet id)."""
 
 
 @dataclass(eq=False)
 class _Inbox:
     """Deliveries of one connection in arrival order, not yet acknowledged.
 
-    Filled by paho's callback, emptied a batch at a time. It belongs to one connection:
+    Filled by the client's ``on_delivery``, emptied a batch at a time. It belongs to one connection:
     a message id means nothing on the next one, where the broker sends again whatever
     was left unacknowledged."""
 
@@ -343,28 +305,21 @@ class MqttBridge:
         """Queue the snapshot of ``site``/``gateway`` for publishing (now, or on connect)."""
         self._dirty.put_nowait((site, gateway))
 
-    def _client(self, inbox: _Inbox) -> AckAfterCommitClient:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
-        props.SessionExpiryInterval = self._settings.mqtt_session_expiry_s
-        props.ReceiveMaximum = self._tuning.receive_maximum
+    def _client(self, inbox: _Inbox) -> MqttClient:
+        settings = self._settings
         tls = None
-        if self._settings.mqtt_tls_ca is not None:  # mutual TLS: our CN is the username
-            cert, key = self._settings.mqtt_tls_cert, self._settings.mqtt_tls_key
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(self._settings.mqtt_tls_ca),
-                certfile=None if cert is None else str(cert),
-                keyfile=None if key is None else str(key),
-            )
-        return AckAfterCommitClient(
-            self._settings.mqtt_host,
-            self._settings.mqtt_port,
-            identifier=self._settings.mqtt_client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
+        if settings.mqtt_tls_ca is not None:  # mutual TLS: our CN is the username
+            tls = tls_context(settings.mqtt_tls_ca, settings.mqtt_tls_cert, settings.mqtt_tls_key)
+        endpoint = Endpoint(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.mqtt_client_id,
+            tls=tls,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            receive_maximum=self._tuning.receive_maximum,
             clean_start=False,
-            properties=props,
-            on_delivery=inbox.put,
-            tls_params=tls,
         )
+        return MqttClient(endpoint, inbox.put)
 
     async def _connection_loop(self) -> None:
         attempt = 0
@@ -373,13 +328,13 @@ class MqttBridge:
             inbox = _Inbox(self._tuning.batch_max)
             try:
                 async with self._client(inbox) as client:
-                    for channel in SUBSCRIPTIONS:
-                        await client.subscribe(
-                            topics.cloud_subscription(
-                                channel, shared=self._settings.mqtt_shared_subscription
-                            ),
-                            qos=1,
+                    shared = self._settings.mqtt_shared_subscription
+                    await client.subscribe(
+                        *(
+                            Subscription(topics.cloud_subscription(channel, shared=shared), qos=1)
+                            for channel in SUBSCRIPTIONS
                         )
+                    )
                     self.stats.connects += 1
                     attempt = 0
                     self._connected.set()
@@ -401,8 +356,8 @@ class MqttBridge:
                             group.create_task(self._fleet.run(client), name="mqtt-fleet")
                         group.create_task(self._ingest(client, inbox), name="mqtt-ingest")
                         group.create_task(self._store_health(), name="mqtt-telemetry")
-                        group.create_task(client.wait_disconnected(), name="mqtt-watch")
-            except* aiomqtt.MqttError as group_error:
+                        group.create_task(client.run(), name="mqtt-watch")
+            except* MqttError as group_error:
                 reason = "; ".join(str(e) for e in group_error.exceptions)
                 log.warning("MQTT connection to %s:%s lost: %s", *self._where(), reason)
             finally:
@@ -414,7 +369,7 @@ class MqttBridge:
     def _where(self) -> tuple[str, int]:
         return self._settings.mqtt_host, self._settings.mqtt_port
 
-    async def _ingest(self, client: AckAfterCommitClient, inbox: _Inbox) -> None:
+    async def _ingest(self, client: MqttClient, inbox: _Inbox) -> None:
         """Batch by batch: parse, commit, then acknowledge, in arrival order. Telemetry
         goes aside to :meth:`_store_health` (best effort: the next report repeats it)."""
         while True:
@@ -452,13 +407,11 @@ class MqttBridge:
 
     def _sort(self, batch: list[Delivery]) -> _Sorted:
         out = _Sorted()
-        for _mid, _qos, topic, payload in batch:
-            if topic is None:
-                self._drop("a topic that is not UTF-8", ProtocolError("topic is not UTF-8"))
-                continue
+        for delivery in batch:
+            topic = delivery.topic
             try:
                 where = _parse_topic(topic)
-                message_id, kind, data = parse_with_id(where.channel, payload)
+                message_id, kind, data = parse_with_id(where.channel, delivery.payload)
             except ProtocolError as exc:
                 self._drop(topic, exc)
                 continue
@@ -530,13 +483,11 @@ class MqttBridge:
             )
         return self._services.events.ingest_batch(parsed.events)
 
-    async def _publish_snapshots(self, client: aiomqtt.Client) -> None:
+    async def _publish_snapshots(self, client: MqttClient) -> None:
         """Publish the snapshots due, :data:`SNAPSHOT_CHUNK` gateways at a time (a connect
         makes every gateway's due at once): the next chunk is built (in a thread) while
         this one's PUBACKs come back. Whatever is not acknowledged when this stops (the
         connection was lost) goes back to ``_dirty``, to go out after the reconnect."""
-        # aiomqtt warns of more than 10 publishes awaiting their PUBACK: a chunk is many more
-        client.pending_calls_threshold = max(client.pending_calls_threshold, 2 * SNAPSHOT_CHUNK)
         while True:
             pending = {await self._dirty.get()}
             while not self._dirty.empty():
@@ -597,20 +548,27 @@ class MqttBridge:
         ]
 
     async def _publish_chunk(
-        self, client: aiomqtt.Client, built: list[_BuiltSnapshot], unsent: set[tuple[str, str]]
+        self, client: MqttClient, built: list[_BuiltSnapshot], unsent: set[tuple[str, str]]
     ) -> None:
         """Publish ``built`` all at once and await the PUBACKs together; discard each
-        acknowledged key from ``unsent``; raise the first :class:`aiomqtt.MqttError`."""
+        acknowledged key from ``unsent``; raise the first :class:`MqttConnectionError`.
+        A snapshot the broker refuses (an ACL) is logged and not sent again before the
+        next change or reconnect."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         results = await asyncio.gather(
             *(self._publish_one(client, *snapshot) for snapshot in built), return_exceptions=True
         )
-        lost: aiomqtt.MqttError | None = None
+        lost: MqttConnectionError | None = None
         for (site, gateway, _version, _payload), result in zip(built, results, strict=True):
             if result is None:
                 unsent.discard((site, gateway))
-            elif isinstance(result, aiomqtt.MqttError):
+            elif isinstance(result, PublishRefusedError):
+                unsent.discard((site, gateway))
+                log.error(
+                    "the access snapshot of %s/%s was not published: %s", site, gateway, result
+                )
+            elif isinstance(result, MqttConnectionError):
                 lost = lost or result
             else:
                 raise result
@@ -628,13 +586,13 @@ class MqttBridge:
             self._dirty.put_nowait(key)
 
     async def _publish_one(
-        self, client: aiomqtt.Client, site: str, gateway: str, version: int, payload: bytes
+        self, client: MqttClient, site: str, gateway: str, version: int, payload: bytes
     ) -> None:
         await client.publish(topics.access(site, gateway), payload, qos=1, retain=True)
         self.stats.snapshots_published += 1
         log.debug("published access snapshot v%d to %s/%s", version, site, gateway)
 
-    async def _publish_clinics(self, client: aiomqtt.Client, clinic: ClinicServices) -> None:
+    async def _publish_clinics(self, client: MqttClient, clinic: ClinicServices) -> None:
         """Publish a changed clinic site's display and clinic states as soon as it changed:
         a staff call should reach the waiting room's display at once."""
         while True:
@@ -644,18 +602,18 @@ class MqttBridge:
             for site in sorted(pending):
                 try:
                     await self._publish_clinic(client, clinic, site)
-                except aiomqtt.MqttError:
+                except MqttConnectionError:
                     self._clinic_due(site)  # goes out after the reconnect
                     raise
+                except PublishRefusedError:  # an ACL: not again before the next change
+                    log.exception("the broker refused the clinic state of %s", site)
                 except SQLAlchemyError:  # the DB is away: try this site again shortly
                     log.exception("could not build the clinic state of %s; retrying", site)
                     asyncio.get_running_loop().call_later(1.0, self._clinic_due, site)
                 except Exception:  # a bad site must not stop the others
                     log.exception("could not publish the clinic state of %s", site)
 
-    async def _publish_clinic(
-        self, client: aiomqtt.Client, clinic: ClinicServices, site: str
-    ) -> None:
+    async def _publish_clinic(self, client: MqttClient, clinic: ClinicServices, site: str) -> None:
         docs = await asyncio.to_thread(clinic.publisher.documents, site)
         now = self._clock.now()
         display = make(MessageType.DISPLAY_STATE, docs.display, ts=now)

@@ -8,10 +8,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
 from edge.clinic.staff_access import PinHash
-from firmware_sim.fleet import mqtt_wire as mw
 from protocol import display_wire as dw
 from protocol import firmware_image as fi
 from protocol import framing
+from protocol import mqtt5 as mw
 from protocol.framing import MAC_LEN, MAX_PAYLOAD
 from protocol.lock_wire import (
     MAX_EVENTS_PER_FRAME,
@@ -185,12 +185,60 @@ firmware_images = st.builds(
 )
 
 
-# ------------------------------------------------------------------ MQTT 5 (fleet simulator)
+# ------------------------------------------------------------------ MQTT 5 (protocol.mqtt5)
 
 mqtt_strings = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40
 )
 mqtt_packet_ids = st.integers(1, 0xFFFF)
+# a few properties of each wire type: a reason string, user properties, a message expiry
+mqtt_properties = st.lists(
+    st.one_of(
+        st.tuples(st.just(int(mw.Prop.REASON_STRING)), mqtt_strings),
+        st.tuples(st.just(int(mw.Prop.USER_PROPERTY)), st.tuples(mqtt_strings, mqtt_strings)),
+        st.tuples(st.just(0x02), u32),  # message expiry interval
+        st.tuples(st.just(0x01), st.integers(0, 1)),  # payload format indicator
+    ),
+    max_size=3,
+).map(tuple)
+mqtt_subscriptions = st.builds(
+    mw.Subscription,
+    topic_filter=mqtt_strings,
+    qos=st.integers(0, 2),
+    no_local=st.booleans(),
+    retain_as_published=st.booleans(),
+    retain_handling=st.sampled_from(mw.RetainHandling),
+)
+# what gateways send and the cloud's fast path decodes: QoS 0 or 1, no properties
+mqtt_plain_publishes = st.one_of(
+    st.builds(
+        mw.Publish,
+        topic=mqtt_strings,
+        payload=st.binary(max_size=300),
+        qos=st.just(0),
+        retain=st.booleans(),
+        dup=st.booleans(),
+    ),
+    st.builds(
+        mw.Publish,
+        topic=mqtt_strings,
+        payload=st.binary(max_size=300),
+        qos=st.just(1),
+        retain=st.booleans(),
+        packet_id=mqtt_packet_ids,
+        dup=st.booleans(),
+    ),
+)
+mqtt_publishes = mqtt_plain_publishes | st.builds(
+    mw.Publish,
+    topic=mqtt_strings,
+    payload=st.binary(max_size=300),
+    qos=st.just(1),
+    retain=st.booleans(),
+    packet_id=mqtt_packet_ids,
+    dup=st.booleans(),
+    properties=mqtt_properties,
+)
 mqtt_packets = st.one_of(
     st.builds(
         mw.Connect,
@@ -213,39 +261,31 @@ mqtt_packets = st.one_of(
         session_present=st.booleans(),
         reason_code=u8,
         properties=st.lists(
-            st.tuples(st.just(int(mw.Prop.RECEIVE_MAXIMUM)), st.integers(1, 0xFFFF)), max_size=1
+            st.one_of(
+                st.tuples(st.just(int(mw.Prop.RECEIVE_MAXIMUM)), st.integers(1, 0xFFFF)),
+                st.tuples(st.just(int(mw.Prop.SERVER_KEEP_ALIVE)), u16),
+                st.tuples(st.just(int(mw.Prop.MAXIMUM_QOS)), st.integers(0, 1)),
+                st.tuples(st.just(int(mw.Prop.REASON_STRING)), mqtt_strings),
+            ),
+            max_size=2,
         ).map(tuple),
     ),
-    st.builds(
-        mw.Publish,
-        topic=mqtt_strings,
-        payload=st.binary(max_size=300),
-        qos=st.just(0),
-        retain=st.booleans(),
-    ),
-    st.builds(
-        mw.Publish,
-        topic=mqtt_strings,
-        payload=st.binary(max_size=300),
-        qos=st.just(1),
-        retain=st.booleans(),
-        packet_id=mqtt_packet_ids,
-        dup=st.booleans(),
-    ),
-    st.builds(mw.PubAck, packet_id=mqtt_packet_ids, reason_code=u8),
+    mqtt_publishes,
+    st.builds(mw.PubAck, packet_id=mqtt_packet_ids, reason_code=u8, properties=mqtt_properties),
     st.builds(
         mw.Subscribe,
         packet_id=mqtt_packet_ids,
-        filters=st.lists(st.tuples(mqtt_strings, st.integers(0, 2)), min_size=1, max_size=4).map(
-            tuple
-        ),
+        filters=st.lists(mqtt_subscriptions, min_size=1, max_size=4).map(tuple),
     ),
     st.builds(
-        mw.SubAck, packet_id=mqtt_packet_ids, reason_codes=st.lists(u8, max_size=4).map(tuple)
+        mw.SubAck,
+        packet_id=mqtt_packet_ids,
+        reason_codes=st.lists(u8, max_size=4).map(tuple),
+        properties=mqtt_properties,
     ),
     st.just(mw.PingReq()),
     st.just(mw.PingResp()),
-    st.builds(mw.Disconnect, reason_code=u8),
+    st.builds(mw.Disconnect, reason_code=u8, properties=mqtt_properties),
 )
 
 # the staff PIN's hash as the site config keeps it (any parameters the parser accepts)

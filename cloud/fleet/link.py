@@ -15,12 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.db.batches import store_many
 from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.services import FleetServices
+from cloud.mqtt_client import MqttClient, MqttConnectionError, PublishRefusedError
 from protocol.clock import Clock
 from protocol.messages import CommandReplyData, LockEventData, StatusData, TelemetryData
 from protocol.tracing import traced
@@ -134,9 +134,9 @@ class FleetLink:
 
     # ------------------------------------------------------------ publishing
 
-    async def run(self, client: aiomqtt.Client) -> None:
+    async def run(self, client: MqttClient) -> None:
         """Publish what is pending now, then whatever becomes ready, until cancelled (the
-        bridge's connection ends) or the broker is lost (:class:`aiomqtt.MqttError`)."""
+        bridge's connection ends) or the broker is lost (:class:`MqttConnectionError`)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._commands.clear()
@@ -168,16 +168,18 @@ class FleetLink:
     async def _publish(send: Awaitable[None], retry: Callable[[], None]) -> None:
         try:
             await send
-        except aiomqtt.MqttError:
+        except MqttConnectionError:
             retry()  # goes out after the reconnect
             raise
+        except PublishRefusedError:  # an ACL: a command stays pending, sent at the next connect
+            log.exception("the broker refused a fleet message")
         except SQLAlchemyError:
             log.exception("could not build a fleet message; retrying in %.0f s", RETRY_S)
             asyncio.get_running_loop().call_later(RETRY_S, retry)
         except Exception:  # one bad message must not stop the others
             log.exception("could not publish a fleet message")
 
-    async def _send_command(self, client: aiomqtt.Client, transaction: str) -> None:
+    async def _send_command(self, client: MqttClient, transaction: str) -> None:
         message = await asyncio.to_thread(self._fleet.commands.message, transaction)
         if message is None:
             return  # sent, answered or expired meanwhile
@@ -187,7 +189,7 @@ class FleetLink:
         self.stats.commands_published += 1
         log.info("published command %s on %s", transaction, topic)
 
-    async def _send_config(self, client: aiomqtt.Client, key: tuple[str, str]) -> None:
+    async def _send_config(self, client: MqttClient, key: tuple[str, str]) -> None:
         message = await asyncio.to_thread(self._fleet.twins.config_message, *key)
         if message is None:
             return

@@ -11,7 +11,7 @@ retained, versioned access snapshot taken when newer and reported per lock on
 over a window that doubles per failure (full jitter), so a fleet that lost its broker at
 once does not come back in the same second.
 
-Pieces: :mod:`.mqtt_wire` (the MQTT 5 packets a gateway needs, sans-IO),
+Pieces: :mod:`protocol.mqtt5` (the MQTT 5 packets, sans-IO, shared with the cloud),
 :mod:`.model` (a gateway, its locks and displays, sans-IO: payloads in, payloads out),
 :mod:`.link` (one gateway's session as an :class:`asyncio.Protocol`), :mod:`.fleet` (N
 links, the connect ramp, reconnects, one ticker for keepalive, telemetry and a steady
@@ -36,7 +36,7 @@ aiomqtt would fit 5,000 in memory, but its per-publish cost (paho's packet build
 future per message) makes the simulator, not the cloud, the bottleneck of an ingest
 bench, and its idle timers alone take a tenth of a core that the broker, the cloud and
 PostgreSQL need on this machine. The codec is a few hundred lines, sans-IO, and tested by
-round trips (``tests/unit/test_fleet_mqtt_wire.py``); firmware_sim needs no MQTT
+round trips (``tests/unit/test_mqtt5.py``); firmware_sim needs no MQTT
 dependency for it. It leaves out what gateways do not use: QoS 2, AUTH, UNSUBSCRIBE,
 topic aliases.
 

@@ -20,7 +20,8 @@ from enum import IntEnum
 from typing import Protocol
 
 from firmware_sim.fleet.model import SimGateway
-from firmware_sim.fleet.mqtt_wire import (
+from protocol.messages import GatewayState
+from protocol.mqtt5 import (
     PINGREQ,
     ConnAck,
     Connect,
@@ -31,10 +32,10 @@ from firmware_sim.fleet.mqtt_wire import (
     Publish,
     SubAck,
     Subscribe,
+    Subscription,
     Will,
     encode_publish,
 )
-from protocol.messages import GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class GatewayLink(asyncio.Protocol):
         packet_id = self._id()
         self.inflight[packet_id] = (gw.topic_status, birth, Kind.BIRTH)
         out = [encode_publish(gw.topic_status, birth, qos=1, retain=True, packet_id=packet_id)]
-        out.append(bytes(Subscribe(SUBSCRIBE_ID, tuple((t, 1) for t in gw.subscriptions))))
+        out.append(bytes(Subscribe(SUBSCRIBE_ID, tuple(Subscription(t) for t in gw.subscriptions))))
         for old_id, (topic, payload, _kind) in self.inflight.items():
             if old_id != packet_id:
                 out.append(encode_publish(topic, payload, qos=1, packet_id=old_id, dup=True))

@@ -1,10 +1,10 @@
 """At least once, end to end: the cloud acknowledges a lock event to the broker only after
 the event is committed, so neither a killed cloud nor a broker restart loses one, and a
-redelivery is stored once. Real parts: Mosquitto (persistent), the cloud as a process."""
+redelivery is stored once. Real parts: Mosquitto (persistent), the cloud as a process.
+(That the client sends no PUBACK before ``ack_all`` is pinned in test_cloud_mqtt_client.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -16,15 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from cloud.mqtt_bridge import AckAfterCommitClient, Delivery
 from protocol import topics
 from protocol.messages import LockEventData, LockEventKind, MessageType, make
 from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
@@ -180,62 +176,3 @@ def test_events_sent_while_the_cloud_is_down_arrive_after_a_broker_restart(
     cloud_process.start()
 
     assert cloud_process.wait_stored(n) == list(range(n))
-
-
-def _connect_properties() -> Properties:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
-    props.SessionExpiryInterval = 300
-    return props
-
-
-async def _deliveries_until(got: list[Delivery], payload: bytes) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            if any(d[3] == payload for d in got):
-                return
-            await asyncio.sleep(0.01)
-
-
-async def test_a_delivery_stays_with_the_broker_until_it_is_acknowledged(
-    mosquitto: Mosquitto,
-) -> None:
-    """Pins what the bridge relies on: aiomqtt with paho's manual ack sends no PUBACK on
-    its own, so the broker sends an unacknowledged delivery again on the next connect."""
-    sessions: list[list[Delivery]] = []
-
-    def session() -> AckAfterCommitClient:
-        sessions.append([])
-        return AckAfterCommitClient(
-            mosquitto.host,
-            mosquitto.port,
-            identifier="pin-manual-ack",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=_connect_properties(),
-            on_delivery=sessions[-1].append,
-        )
-
-    async with aiomqtt.Client(
-        mosquitto.host, mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
-    ) as publisher:
-        async with session() as client:
-            await client.subscribe(EVENTS_TOPIC, qos=1)
-            await publisher.publish(EVENTS_TOPIC, b"first", qos=1)
-            await _deliveries_until(sessions[-1], b"first")
-        # left without a PUBACK: sent again
-        async with session() as client:
-            await _deliveries_until(sessions[-1], b"first")
-            client.ack(sessions[-1][0])
-            await publisher.publish(EVENTS_TOPIC, b"marker", qos=1)
-            await _deliveries_until(sessions[-1], b"marker")  # the PUBACK went out before it
-        # acknowledged: gone; the marker was not acknowledged and comes again
-        async with session() as client:
-            await publisher.publish(EVENTS_TOPIC, b"last", qos=1)
-            await _deliveries_until(sessions[-1], b"last")
-            for delivery in sessions[-1]:
-                client.ack(delivery)
-
-    assert [d[3] for d in sessions[0]] == [b"first"]
-    assert [d[3] for d in sessions[1]] == [b"first", b"marker"]
-    assert [d[3] for d in sessions[2]] == [b"marker", b"last"]
-    assert all(d[1] == 1 for s in sessions for d in s)

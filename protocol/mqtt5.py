@@ -1,21 +1,28 @@
-"""The slice of MQTT 5 a simulated gateway speaks, sans-IO (OASIS MQTT 5.0, section 3).
+"""The slice of MQTT 5 Denen speaks, sans-IO (OASIS MQTT 5.0, section 3): the fleet
+simulator's gateways use it.
 
 Packets are frozen dataclasses: ``bytes(packet)`` encodes one, :class:`PacketParser` is a
 push parser (``feed(data)`` → packets, any chunking), :func:`parse_packet` decodes exactly
 one. Covered: CONNECT (will, clean start, session expiry, receive maximum), CONNACK,
-PUBLISH at QoS 0 and 1, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT — both
-directions, so every packet round-trips. Not covered (a gateway never needs them): QoS 2,
-AUTH, UNSUBSCRIBE, topic aliases; properties other than the few named here are decoded
-into :attr:`properties` and otherwise ignored.
+PUBLISH at QoS 0 and 1, PUBACK, SUBSCRIBE (with subscribe options), SUBACK, PINGREQ,
+PINGRESP, DISCONNECT — both directions, so every packet round-trips — and the reason
+codes of the acknowledgements (:class:`ReasonCode`; 0x80 and above is a failure). Not
+covered (nobody here needs them): QoS 2, AUTH, UNSUBSCRIBE, topic aliases; properties
+other than the few named here are decoded into :attr:`properties` and otherwise ignored.
+
+A PUBLISH at QoS 0 or 1 with no properties (what gateways send, the bulk of the cloud's
+ingest) is decoded by :meth:`PacketParser.feed` straight from its buffer, without the
+general reader; anything else takes the general path. Both give the same packet.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from firmware_sim.errors import SimulatorError
+from protocol.errors import RemoteProtocolError
 
 PROTOCOL_NAME = b"MQTT"
 PROTOCOL_LEVEL = 5
@@ -23,7 +30,7 @@ MAX_REMAINING = 268_435_455  # four bytes of variable byte integer
 MAX_PACKET_ID = 0xFFFF
 
 
-class MqttWireError(SimulatorError, ValueError):
+class MqttWireError(RemoteProtocolError):
     """The peer sent bytes that are not MQTT 5 as this codec knows it."""
 
 
@@ -52,6 +59,55 @@ class Prop(IntEnum):
     RETAIN_AVAILABLE = 0x25
     USER_PROPERTY = 0x26
     MAXIMUM_PACKET_SIZE = 0x27
+
+
+class ReasonCode(IntEnum):
+    """The reason codes (section 2.4) Denen names; 0x80 and above is a failure."""
+
+    SUCCESS = 0x00  # also "granted QoS 0" in a SUBACK, "normal disconnection"
+    GRANTED_QOS_1 = 0x01
+    GRANTED_QOS_2 = 0x02
+    NO_MATCHING_SUBSCRIBERS = 0x10
+    UNSPECIFIED_ERROR = 0x80
+    MALFORMED_PACKET = 0x81
+    PROTOCOL_ERROR = 0x82
+    IMPLEMENTATION_SPECIFIC_ERROR = 0x83
+    UNSUPPORTED_PROTOCOL_VERSION = 0x84
+    CLIENT_IDENTIFIER_NOT_VALID = 0x85
+    BAD_USER_NAME_OR_PASSWORD = 0x86
+    NOT_AUTHORIZED = 0x87
+    SERVER_UNAVAILABLE = 0x88
+    SERVER_BUSY = 0x89
+    BANNED = 0x8A
+    SERVER_SHUTTING_DOWN = 0x8B
+    KEEP_ALIVE_TIMEOUT = 0x8D
+    SESSION_TAKEN_OVER = 0x8E
+    TOPIC_FILTER_INVALID = 0x8F
+    TOPIC_NAME_INVALID = 0x90
+    PACKET_IDENTIFIER_IN_USE = 0x91
+    RECEIVE_MAXIMUM_EXCEEDED = 0x93
+    PACKET_TOO_LARGE = 0x95
+    QUOTA_EXCEEDED = 0x97
+    PAYLOAD_FORMAT_INVALID = 0x99
+    RETAIN_NOT_SUPPORTED = 0x9A
+    QOS_NOT_SUPPORTED = 0x9B
+    SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = 0x9E
+    SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED = 0xA1
+    WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = 0xA2
+
+
+def is_failure(reason_code: int) -> bool:
+    """A reason code of 0x80 or above says the request failed (section 2.4)."""
+    return reason_code >= 0x80
+
+
+def describe_reason(reason_code: int) -> str:
+    """``not authorized (0x87)``: a reason code as an operator reads it in a log."""
+    try:
+        name = ReasonCode(reason_code).name.lower().replace("_", " ")
+    except ValueError:
+        name = "unknown reason"
+    return f"{name} (0x{reason_code:02x})"
 
 
 # the wire type of every property identifier MQTT 5 defines
@@ -242,6 +298,11 @@ def _prop(props: Properties, ident: Prop) -> PropertyValue | None:
     return None
 
 
+def _reason_string(props: Properties) -> str | None:
+    value = _prop(props, Prop.REASON_STRING)
+    return value if isinstance(value, str) else None
+
+
 # ------------------------------------------------------------------ packets
 
 
@@ -330,6 +391,22 @@ class ConnAck:
         value = _prop(self.properties, Prop.RECEIVE_MAXIMUM)
         return value if isinstance(value, int) else 65_535
 
+    @property
+    def server_keep_alive(self) -> int | None:
+        """The keepalive the broker wants instead of the CONNECT's (absent: None)."""
+        value = _prop(self.properties, Prop.SERVER_KEEP_ALIVE)
+        return value if isinstance(value, int) else None
+
+    @property
+    def maximum_qos(self) -> int:
+        """The highest QoS the broker accepts (absent: 2)."""
+        value = _prop(self.properties, Prop.MAXIMUM_QOS)
+        return value if isinstance(value, int) else 2
+
+    @property
+    def reason_string(self) -> str | None:
+        return _reason_string(self.properties)
+
 
 @dataclass(frozen=True, slots=True)
 class Publish:
@@ -359,6 +436,8 @@ class Publish:
             raise MqttWireError("PUBLISH with QoS 3")
         topic = r.string()
         packet_id = r.u16() if qos else 0
+        if qos and not packet_id:
+            raise MqttWireError("PUBLISH at QoS 1 with packet id 0")
         props = r.properties()
         return cls(topic, r.rest(), qos, bool(flags & 0x01), packet_id, bool(flags & 0x08), props)
 
@@ -382,35 +461,95 @@ def encode_publish(
     return _packet(first, head + props + payload)
 
 
+_SHORT_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: success
+
+
 @dataclass(frozen=True, slots=True)
 class PubAck:
     packet_id: int
     reason_code: int = 0
+    properties: Properties = ()
 
     def __bytes__(self) -> bytes:
-        if self.reason_code == 0:  # the short form (section 3.4.2.1)
-            return struct.pack("!BBH", PacketType.PUBACK << 4, 2, self.packet_id)
+        if self.reason_code == 0 and not self.properties:  # the short form (section 3.4.2.1)
+            return _SHORT_PUBACK.pack(PacketType.PUBACK << 4, 2, self.packet_id)
         body = struct.pack("!HB", self.packet_id, self.reason_code)
+        if self.properties:
+            body += encode_properties(self.properties)
         return _packet(PacketType.PUBACK << 4, body)
 
     @classmethod
     def decode(cls, r: _Reader) -> PubAck:
         packet_id = r.u16()
         reason = r.byte() if r.left else 0
-        if r.left:
-            r.properties()
-        return cls(packet_id, reason)
+        props = r.properties() if r.left else ()
+        return cls(packet_id, reason, props)
+
+    @property
+    def failed(self) -> bool:
+        """The broker did not take the message (0x10, no subscribers, is a success)."""
+        return is_failure(self.reason_code)
+
+    @property
+    def reason_string(self) -> str | None:
+        return _reason_string(self.properties)
+
+
+def encode_pubacks(packet_ids: Iterable[int]) -> bytes:
+    """The short-form PUBACK (success) of each of ``packet_ids``, back to back: one write
+    acknowledges a whole batch of deliveries."""
+    pack = _SHORT_PUBACK.pack
+    first = PacketType.PUBACK << 4
+    return b"".join([pack(first, 2, packet_id) for packet_id in packet_ids])
+
+
+class RetainHandling(IntEnum):
+    """When the broker sends retained messages for a new subscription (section 3.8.3.1)."""
+
+    SEND = 0  # at every subscribe
+    SEND_IF_NEW = 1  # only if the subscription did not exist yet
+    DO_NOT_SEND = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One topic filter of a SUBSCRIBE with its subscribe options (section 3.8.3.1)."""
+
+    topic_filter: str
+    qos: int = 1
+    no_local: bool = False  # not our own publishes back (not allowed on a shared one)
+    retain_as_published: bool = False
+    retain_handling: RetainHandling = RetainHandling.SEND
+
+    @property
+    def options(self) -> int:
+        """The subscribe options byte."""
+        return (
+            self.qos
+            | (0x04 if self.no_local else 0)
+            | (0x08 if self.retain_as_published else 0)
+            | (self.retain_handling << 4)
+        )
+
+    @classmethod
+    def from_options(cls, topic_filter: str, options: int) -> Subscription:
+        qos, handling = options & 0x03, (options >> 4) & 0x03
+        if qos == 3 or handling == 3 or options & 0xC0:
+            raise MqttWireError(f"subscribe options {options:#04x} are not valid")
+        return cls(
+            topic_filter, qos, bool(options & 0x04), bool(options & 0x08), RetainHandling(handling)
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     packet_id: int
-    filters: tuple[tuple[str, int], ...]  # (topic filter, QoS)
+    filters: tuple[Subscription, ...]
 
     def __bytes__(self) -> bytes:
         body = struct.pack("!H", self.packet_id) + _NO_PROPERTIES
-        for topic_filter, qos in self.filters:
-            body += _str(topic_filter) + bytes([qos])
+        for sub in self.filters:
+            body += _str(sub.topic_filter) + bytes([sub.options])
         return _packet((PacketType.SUBSCRIBE << 4) | 0x02, body)
 
     @classmethod
@@ -420,7 +559,7 @@ class Subscribe:
         filters = []
         while r.left:
             topic_filter = r.string()
-            filters.append((topic_filter, r.byte() & 0x03))
+            filters.append(Subscription.from_options(topic_filter, r.byte()))
         if not filters:
             raise MqttWireError("SUBSCRIBE without a topic filter")
         return cls(packet_id, tuple(filters))
@@ -428,18 +567,30 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class SubAck:
+    """One reason code per filter of the SUBSCRIBE, in order: the granted QoS (0-2), or a
+    failure (0x80 and above: the subscription was refused)."""
+
     packet_id: int
     reason_codes: tuple[int, ...]
+    properties: Properties = ()
 
     def __bytes__(self) -> bytes:
-        body = struct.pack("!H", self.packet_id) + _NO_PROPERTIES + bytes(self.reason_codes)
+        body = (
+            struct.pack("!H", self.packet_id)
+            + encode_properties(self.properties)
+            + bytes(self.reason_codes)
+        )
         return _packet(PacketType.SUBACK << 4, body)
 
     @classmethod
     def decode(cls, r: _Reader) -> SubAck:
         packet_id = r.u16()
-        r.properties()
-        return cls(packet_id, tuple(r.rest()))
+        props = r.properties()
+        return cls(packet_id, tuple(r.rest()), props)
+
+    @property
+    def reason_string(self) -> str | None:
+        return _reason_string(self.properties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,18 +608,23 @@ class PingResp:
 @dataclass(frozen=True, slots=True)
 class Disconnect:
     reason_code: int = 0
+    properties: Properties = ()
 
     def __bytes__(self) -> bytes:
-        if self.reason_code == 0:
+        if self.reason_code == 0 and not self.properties:
             return bytes([PacketType.DISCONNECT << 4, 0])
-        return _packet(PacketType.DISCONNECT << 4, bytes([self.reason_code]) + _NO_PROPERTIES)
+        body = bytes([self.reason_code]) + encode_properties(self.properties)
+        return _packet(PacketType.DISCONNECT << 4, body)
 
     @classmethod
     def decode(cls, r: _Reader) -> Disconnect:
         reason = r.byte() if r.left else 0
-        if r.left:
-            r.properties()
-        return cls(reason)
+        props = r.properties() if r.left else ()
+        return cls(reason, props)
+
+    @property
+    def reason_string(self) -> str | None:
+        return _reason_string(self.properties)
 
 
 PINGREQ = bytes([PacketType.PINGREQ << 4, 0])
@@ -522,6 +678,36 @@ def _decode(first: int, body: bytes) -> Packet:
     return packet
 
 
+def _plain_publish(first: int, buf: bytearray, start: int, end: int) -> Publish | None:
+    """The PUBLISH in ``buf[start:end]`` if it is a plain one (QoS 0 or 1, a topic name, no
+    properties, a valid packet id); None for anything else, which :func:`_decode` then
+    decodes or refuses with the reason. Same result as the general path, a few times faster."""
+    if end - start < 3:
+        return None
+    topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+    if topic_end == start + 2:
+        return None  # an empty topic (a topic alias): the general path says why
+    qos = (first >> 1) & 0x01
+    props_at = topic_end + 2 if qos else topic_end
+    if props_at >= end or buf[props_at]:
+        return None  # short, or properties follow
+    packet_id = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+    if qos and not packet_id:
+        return None
+    try:
+        topic = buf[start + 2 : topic_end].decode()
+    except UnicodeDecodeError:
+        return None
+    return Publish(
+        topic,
+        bytes(buf[props_at + 1 : end]),
+        qos,
+        bool(first & 0x01),
+        packet_id,
+        bool(first & 0x08),
+    )
+
+
 def parse_packet(data: bytes) -> Packet:
     """Decode exactly one packet; :class:`MqttWireError` for anything else."""
     parser = PacketParser()
@@ -573,8 +759,14 @@ class PacketParser:
                 raise MqttWireError(f"a {length}-byte packet is larger than {self.max_packet}")
             if end - i < length:
                 break  # wait for the rest of the packet
-            out.append(_decode(buf[pos], bytes(buf[i : i + length])))
+            first = buf[pos]
             pos = i + length
+            if first & 0xF4 == 0x30:  # PUBLISH at QoS 0 or 1
+                packet = _plain_publish(first, buf, i, pos)
+                if packet is not None:
+                    out.append(packet)
+                    continue
+            out.append(_decode(first, bytes(buf[i:pos])))
         if pos:
             del buf[:pos]
         return out
