@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pg import bench_database  # noqa: E402
 from cloud.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from cloud.gym.link import AccessLink  # noqa: E402
 from cloud.gym.models import (  # noqa: E402
     AccessGrant,
     Facility,
@@ -60,6 +61,7 @@ from cloud.gym.models import (  # noqa: E402
     SiteAccessVersion,
 )
 from cloud.mqtt_bridge import MqttBridge  # noqa: E402
+from cloud.mqtt_routes import Routes  # noqa: E402
 from cloud.services import build_services  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
 from protocol import topics  # noqa: E402
@@ -270,7 +272,8 @@ async def run_bridge(url: str, port: int, child: subprocess.Popen[str]) -> tuple
     engine = make_engine(url)
     settings = _settings(url, port)
     clock = SystemClock()
-    bridge = MqttBridge(settings, build_services(make_sessionmaker(engine), clock, settings), clock)
+    link = AccessLink(build_services(make_sessionmaker(engine), clock, settings).access, clock)
+    bridge = MqttBridge(settings, Routes(), [link])
     done = asyncio.create_task(asyncio.to_thread(child.stdout.readline))
     t0 = time.monotonic()
     await bridge.start()
@@ -282,7 +285,7 @@ async def run_bridge(url: str, port: int, child: subprocess.Popen[str]) -> tuple
         last = float(line[1]) if len(line) == 3 else float("nan")
         print(
             f"    the subscriber got {received} snapshots; the bridge had "
-            f"{bridge.stats.snapshots_published} PUBACKs by then"
+            f"{link.stats.snapshots_published} PUBACKs by then"
         )
         return connected_s, last - t0
     finally:

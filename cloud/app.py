@@ -21,6 +21,7 @@ from cloud.api import (
     reservations,
 )
 from cloud.clinic.jobs import ClinicJobs
+from cloud.clinic.link import ClinicLink, add_clinic_routes
 from cloud.clinic.publish import ClinicChanged
 from cloud.core.auth import AuthError, SessionSigner
 from cloud.core.bus import ChangeBus
@@ -46,6 +47,7 @@ from cloud.errors import (
 )
 from cloud.fleet.runtime import build_fleet
 from cloud.gym.access import AccessChanged
+from cloud.gym.link import AccessLink, add_gym_routes
 from cloud.gym.notifications_jobs import NotificationJobs
 from cloud.metrics import (
     CloudCollector,
@@ -56,6 +58,7 @@ from cloud.metrics import (
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
+from cloud.mqtt_routes import Routes
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
@@ -116,14 +119,18 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     services = build_services(sessions, clock, settings, bus)
     clinic_services = services.clinic
     fleet_runtime = build_fleet(services.fleet, clock, settings, bus)
-    bridge = (
-        MqttBridge(settings, services, clock, clinic=clinic_services, fleet=fleet_runtime.link)
-        if settings.mqtt_enabled
-        else None
-    )
-    if bridge is not None:
-        bus.subscribe(AccessChanged, bridge.access_changed)
-        bus.subscribe(ClinicChanged, bridge.clinic_changed)
+    # the MQTT side: each domain's routes in and outlet out; the bridge only connects,
+    # batches and acknowledges
+    access_link = AccessLink(services.access, clock)
+    clinic_link = ClinicLink(clinic_services.publisher, clock)
+    bus.subscribe(AccessChanged, access_link.access_changed)
+    bus.subscribe(ClinicChanged, clinic_link.clinic_changed)
+    routes = Routes()
+    fleet_runtime.link.add_routes(routes)
+    add_gym_routes(routes, services.events, services.lock_reports)
+    add_clinic_routes(routes, clinic_services.agent_sync)
+    outlets = (access_link, clinic_link, fleet_runtime.link)
+    bridge = MqttBridge(settings, routes, outlets) if settings.mqtt_enabled else None
     jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
     clinic_jobs = ClinicJobs(
         settings,
@@ -163,6 +170,8 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.state.clinic_jobs = clinic_jobs
     app.state.fleet = fleet_runtime
     app.state.bus = bus
+    app.state.access_link = access_link
+    app.state.clinic_link = clinic_link
     app.state.signer = SessionSigner(settings.secret_key)
     registry = new_registry()
     app.state.metrics_registry = registry
@@ -172,6 +181,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
             lambda: gateway_states(sessions),
             lambda: fleet_runtime.link.stats,
             fleet_runtime.services.alerts.open_counts,
+            lambda: access_link.stats.snapshots_published,
         )
     )
     app.add_middleware(TracingMiddleware, metrics=HttpMetrics(registry))

@@ -31,7 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.fleet.models import Gateway
+from cloud.gym.link import LOCK_EVENTS_ROUTE
 from protocol.ids import uuid7
+from protocol.messages import MessageType
 from protocol.tracing import TRACE_ID, valid_trace_id
 
 if TYPE_CHECKING:
@@ -120,7 +122,9 @@ class CloudCollector(Collector):
         gateway_states: Callable[[], dict[str, int]],
         fleet_stats: Callable[[], FleetLinkStats] | None = None,
         open_alerts: Callable[[], dict[tuple[str, str], int]] | None = None,
+        snapshots_published: Callable[[], int] = lambda: 0,
     ) -> None:
+        self._snapshots_published = snapshots_published
         self._bridge_stats = bridge_stats
         self._gateway_states = gateway_states
         self._fleet_stats = fleet_stats
@@ -132,12 +136,20 @@ class CloudCollector(Collector):
             for name, help_text, value in (
                 ("denen_mqtt_connects", "broker connections made", stats.connects),
                 ("denen_mqtt_malformed", "MQTT messages dropped as malformed", stats.malformed),
-                ("denen_mqtt_events_received", "lock events received", stats.events_received),
-                ("denen_mqtt_events_stored", "lock events stored (new)", stats.events_stored),
+                (
+                    "denen_mqtt_events_received",
+                    "lock events received",
+                    stats.received[MessageType.LOCK_EVENT.value],
+                ),
+                (
+                    "denen_mqtt_events_stored",
+                    "lock events stored (new)",
+                    stats.stored[LOCK_EVENTS_ROUTE],
+                ),
                 (
                     "denen_mqtt_snapshots_published",
                     "access snapshots published",
-                    stats.snapshots_published,
+                    self._snapshots_published(),
                 ),
             ):
                 counter = CounterMetricFamily(name, help_text)

@@ -1,13 +1,16 @@
-"""The cloud's MQTT side: lock events in (batched into the DB), gateway status, applied
-versions and telemetry in, retained access snapshots out; clinic check-ins and staff
-actions in (:mod:`cloud.clinic.agent_sync`), retained clinic and display states out
-(:mod:`cloud.clinic.publish`), right after each change. Reconnects with capped, fully
-jittered backoff.
+"""The cloud's MQTT side: connection, batching and acknowledgement, nothing of any domain.
+
+What arrives goes to the routes the domains registered (:mod:`cloud.mqtt_routes`): the
+fleet's, the gym's and the clinic's, each told the site and gateway of the message's topic.
+What goes out is published by the domains' outlets (:class:`~cloud.gym.link.AccessLink`,
+:class:`~cloud.clinic.link.ClinicLink`, :class:`~cloud.fleet.link.FleetLink`), run on each
+connection. Reconnects with capped, fully jittered backoff.
 
 At least once, end to end: a QoS 1 delivery is acknowledged (PUBACK) only after the
 transaction holding it committed. Until then the broker keeps it in the cloud's persistent
 session and sends it again after a reconnect, so a cloud process killed between receiving
-and committing loses nothing; the ``(lock_id, seq)`` key makes the redelivery a no-op.
+and committing loses nothing; each durable route stores under a unique key, so the
+redelivery is a no-op.
 
 The connection is the cloud's own MQTT 5 client (:mod:`cloud.mqtt_client`, on the
 sans-IO codec :mod:`protocol.mqtt5`): deliveries reach :meth:`_Inbox.put` in arrival
@@ -21,10 +24,10 @@ Mosquitto 2.0 honours it in place of its ``max_inflight_messages``, default 20),
 two batches: one being committed while the next one arrives. A broker that grants fewer
 still works, as a batch is also cut when ``batch_window_s`` has passed.
 
-Telemetry (QoS 0, every minute from every gateway: most of the traffic of a large fleet)
-does not wait in those batches: only each gateway's newest report is kept, and stored in
-large transactions of its own between the batches, so a cloud behind on health still
-stores lock events at once."""
+Routes of :attr:`~cloud.mqtt_routes.Storage.LATEST` (telemetry: QoS 0, every minute from
+every gateway, most of the traffic of a large fleet) do not wait in those batches: only
+each gateway's newest message is kept, and stored in large transactions of their own
+between the batches, so a cloud behind on health still stores lock events at once."""
 
 from __future__ import annotations
 
@@ -33,63 +36,28 @@ import contextlib
 import itertools
 import logging
 import random
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.clinic.agent_sync import ClinicEvent
-from cloud.clinic.publish import ClinicChanged
-from cloud.clinic.services import ClinicServices
 from cloud.db.batches import store_many
-from cloud.fleet.link import FleetBatch, FleetLink
-from cloud.gym.access import AccessChanged
-from cloud.mqtt_client import (
-    Endpoint,
-    MqttClient,
-    MqttConnectionError,
-    MqttError,
-    PublishRefusedError,
-    tls_context,
-)
-from cloud.services import Services
+from cloud.mqtt_client import Endpoint, MqttClient, MqttError, tls_context
+from cloud.mqtt_routes import Arrival, Outlet, Route, Routes, Storage
 from cloud.settings import CloudSettings
 from protocol import topics
-from protocol.clock import Clock
 from protocol.errors import ProtocolError
-from protocol.messages import (
-    AccessAppliedData,
-    CheckinData,
-    ClinicActionData,
-    CommandReplyData,
-    Envelope,
-    LockEventData,
-    MessageType,
-    StatusData,
-    TelemetryData,
-    make,
-    parse,
-)
+from protocol.messages import Envelope, LockEventData, MessageType, parse
 from protocol.mqtt5 import Publish, Subscription
 from protocol.topics import Channel, GatewayTopic
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (
-    Channel.EVENTS,
-    Channel.STATUS,
-    Channel.ACCESS_APPLIED,
-    Channel.TELEMETRY,
-    Channel.RESPONSE,  # fleet command replies
-)
 RECEIVE_MAXIMUM_LIMIT = 65_535  # the largest value MQTT 5 can express
-# when many access snapshots are due (at a connect: every gateway's), this many are built
-# per transaction and published at once, each awaiting its PUBACK
-SNAPSHOT_CHUNK = 200
-SNAPSHOT_RETRY_S = 1.0  # a chunk that could not be built (the DB is away) is due again after
-_BuiltSnapshot = tuple[str, str, int, bytes]  # site, gateway, version, payload
 
 
 @dataclass
@@ -98,11 +66,10 @@ class BridgeStats:
 
     connects: int = 0
     malformed: int = 0
-    events_received: int = 0
-    events_stored: int = 0
-    snapshots_published: int = 0
-    clinic_events_received: int = 0
-    clinic_states_published: int = 0
+    # messages taken, by message type (``lock_event``, ``checkin`` …)
+    received: Counter[str] = field(default_factory=Counter)
+    # what the routes said was new, by route name (``lock events`` …)
+    stored: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +78,8 @@ class BridgeTuning:
 
     batch_window_s: float = 0.05
     batch_max: int = 1000
-    # telemetry is best effort and coalesced per gateway: gathered this long, stored this
-    # many reports per transaction
+    # latest-only routes (telemetry) are best effort and coalesced per gateway: gathered
+    # this long, stored this many gateways per transaction
     telemetry_window_s: float = 0.5
     telemetry_chunk: int = 500
     backoff_base_s: float = 0.2
@@ -171,18 +138,11 @@ class _Inbox:
 
 
 @dataclass
-class _Sorted:
-    """One batch, parsed and sorted by what it updates."""
+class _Batch:
+    """One batch's arrivals, by route, in arrival order."""
 
-    events: list[LockEventData] = field(default_factory=list)
-    statuses: list[tuple[GatewayTopic, StatusData]] = field(default_factory=list)
-    applied: list[AccessAppliedData] = field(default_factory=list)
-    telemetry: list[tuple[GatewayTopic, TelemetryData]] = field(default_factory=list)
-    # check-ins and staff actions of clinic agents: (topic, envelope id, data), in order
-    clinic: list[tuple[GatewayTopic, str, ClinicEvent]] = field(default_factory=list)
-    # the fleet's: where each lock event came from (same order as events), command replies
-    event_topics: list[GatewayTopic] = field(default_factory=list)
-    replies: list[tuple[GatewayTopic, CommandReplyData]] = field(default_factory=list)
+    by_route: dict[Route, list[Arrival[Any]]] = field(default_factory=dict)
+    latest: list[tuple[Route, Arrival[Any]]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4096)
@@ -226,36 +186,27 @@ def parse_with_id(
 
 
 class MqttBridge:
-    """Moves messages between the broker and the services; ``start()`` / ``stop()``."""
+    """Moves messages between the broker and the domains' routes and outlets;
+    ``start()`` / ``stop()``."""
 
     def __init__(
         self,
         settings: CloudSettings,
-        services: Services,
-        clock: Clock,
+        routes: Routes,
+        outlets: Sequence[Outlet] = (),
         tuning: BridgeTuning | None = None,
-        *,
-        clinic: ClinicServices | None = None,
-        fleet: FleetLink | None = None,
     ) -> None:
         self._settings = settings
-        self._services = services
-        self._clinic = clinic
-        self._fleet = fleet
-        self._clock = clock
+        self._routes = routes
+        self._outlets = tuple(outlets)
         self._tuning = tuning or BridgeTuning()
         self.stats = BridgeStats()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        # clinic sites to publish: a set, so a long broker outage holds each site once
-        self._clinic_pending: set[str] = set()
-        self._clinic_dirty = asyncio.Event()
         self._connected = asyncio.Event()
-        # the newest telemetry report of each gateway not stored yet (a dict, so a cloud
-        # that falls behind stores each gateway's latest once, never a stale queue)
-        self._telemetry: dict[tuple[str, str], TelemetryData] = {}
-        self._telemetry_due = asyncio.Event()
+        # the newest message of each gateway for each latest-only route, not stored yet (a
+        # dict, so a cloud that falls behind stores each gateway's latest once)
+        self._latest: dict[tuple[Route, str, str], Arrival[Any]] = {}
+        self._latest_due = asyncio.Event()
         # one transaction at a time from this bridge: telemetry waits its turn behind a
         # batch of lock events, never the whole telemetry backlog before it
         self._db_turn = asyncio.Lock()
@@ -271,7 +222,6 @@ class MqttBridge:
 
     async def start(self) -> None:
         """Start the bridge as a named background task; returns at once."""
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._connection_loop(), name="mqtt-bridge")
 
     async def stop(self) -> None:
@@ -283,27 +233,6 @@ class MqttBridge:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-
-    def access_changed(self, change: AccessChanged) -> None:
-        """Subscribed to the change bus: safe to call from any thread."""
-        if self._loop is None or self._loop.is_closed():
-            return  # not running: every snapshot is published at the next connect
-        self._loop.call_soon_threadsafe(self._dirty.put_nowait, (change.site, change.gateway))
-
-    def clinic_changed(self, change: ClinicChanged) -> None:
-        """Subscribed to the change bus: safe to call from any thread; the
-        site's clinic and display states go out right away (no batching delay)."""
-        if self._loop is None or self._loop.is_closed():
-            return  # not running: every clinic state is published at the next connect
-        self._loop.call_soon_threadsafe(self._clinic_due, change.site)
-
-    def _clinic_due(self, site: str) -> None:
-        self._clinic_pending.add(site)
-        self._clinic_dirty.set()
-
-    async def publish_snapshot(self, site: str, gateway: str) -> None:
-        """Queue the snapshot of ``site``/``gateway`` for publishing (now, or on connect)."""
-        self._dirty.put_nowait((site, gateway))
 
     def _client(self, inbox: _Inbox) -> MqttClient:
         settings = self._settings
@@ -323,39 +252,27 @@ class MqttBridge:
 
     async def _connection_loop(self) -> None:
         attempt = 0
+        shared = self._settings.mqtt_shared_subscription
+        subscriptions = [
+            Subscription(topics.cloud_subscription(channel, shared=shared), qos=1)
+            for channel in self._routes.channels()
+        ]
         while True:
             # before connecting: a persistent session's backlog arrives right after CONNACK
             inbox = _Inbox(self._tuning.batch_max)
             try:
                 async with self._client(inbox) as client:
-                    shared = self._settings.mqtt_shared_subscription
-                    await client.subscribe(
-                        *(
-                            Subscription(topics.cloud_subscription(channel, shared=shared), qos=1)
-                            for channel in SUBSCRIPTIONS
-                        )
-                    )
+                    if subscriptions:
+                        await client.subscribe(*subscriptions)
                     self.stats.connects += 1
                     attempt = 0
                     self._connected.set()
-                    log.info(
-                        "connected to %s:%s", self._settings.mqtt_host, self._settings.mqtt_port
-                    )
-                    for site, gateway in await asyncio.to_thread(self._services.access.gateways):
-                        self._dirty.put_nowait((site, gateway))
-                    if self._clinic is not None:
-                        for site, _gateway in await asyncio.to_thread(self._clinic.publisher.sites):
-                            self._clinic_due(site)
+                    log.info("connected to %s:%s", *self._where())
                     async with asyncio.TaskGroup() as group:
-                        group.create_task(self._publish_snapshots(client), name="mqtt-publisher")
-                        if self._clinic is not None:
-                            group.create_task(
-                                self._publish_clinics(client, self._clinic), name="mqtt-clinic"
-                            )
-                        if self._fleet is not None:
-                            group.create_task(self._fleet.run(client), name="mqtt-fleet")
+                        for i, outlet in enumerate(self._outlets):
+                            group.create_task(outlet.run(client), name=f"mqtt-outlet-{i}")
                         group.create_task(self._ingest(client, inbox), name="mqtt-ingest")
-                        group.create_task(self._store_health(), name="mqtt-telemetry")
+                        group.create_task(self._store_latest(), name="mqtt-latest")
                         group.create_task(client.run(), name="mqtt-watch")
             except* MqttError as group_error:
                 reason = "; ".join(str(e) for e in group_error.exceptions)
@@ -370,43 +287,41 @@ class MqttBridge:
         return self._settings.mqtt_host, self._settings.mqtt_port
 
     async def _ingest(self, client: MqttClient, inbox: _Inbox) -> None:
-        """Batch by batch: parse, commit, then acknowledge, in arrival order. Telemetry
-        goes aside to :meth:`_store_health` (best effort: the next report repeats it)."""
+        """Batch by batch: parse, commit, then acknowledge, in arrival order. Latest-only
+        arrivals go aside to :meth:`_store_latest` (best effort: the next repeats them)."""
         while True:
             batch = await inbox.take(self._tuning.batch_window_s)
-            parsed = await asyncio.to_thread(self._sort, batch)
-            if parsed.telemetry:
-                for where, data in parsed.telemetry:
-                    self._telemetry[(where.site, where.gateway)] = data
-                self._telemetry_due.set()
-            await self._commit(parsed)
+            sorted_ = await asyncio.to_thread(self._sort, batch)
+            if sorted_.latest:
+                for route, arrival in sorted_.latest:
+                    self._latest[(route, arrival.site, arrival.gateway)] = arrival
+                self._latest_due.set()
+            await self._commit(sorted_)
             client.ack_all(batch)
 
-    async def _store_health(self) -> None:
-        """Store the waiting telemetry, ``telemetry_chunk`` gateways per transaction.
+    async def _store_latest(self) -> None:
+        """Store the waiting latest-only arrivals, ``telemetry_chunk`` per transaction.
 
         With thousands of gateways reporting every minute this is the cloud's steadiest
         load; lock events must not queue behind it, so it has its own path: each gateway's
-        newest report only, gathered for ``telemetry_window_s``, and stored between event
-        batches (:attr:`_db_turn`)."""
+        newest message only, gathered for ``telemetry_window_s``, and stored between batches
+        (:attr:`_db_turn`)."""
         tuning = self._tuning
         while True:
-            await self._telemetry_due.wait()
+            await self._latest_due.wait()
             await asyncio.sleep(tuning.telemetry_window_s)
-            while self._telemetry:
-                keys = list(itertools.islice(self._telemetry, tuning.telemetry_chunk))
-                reports = [(site, gw, self._telemetry.pop((site, gw))) for site, gw in keys]
+            while self._latest:
+                keys = list(itertools.islice(self._latest, tuning.telemetry_chunk))
+                chunk: dict[Route, list[Arrival[Any]]] = {}
+                for key in keys:
+                    chunk.setdefault(key[0], []).append(self._latest.pop(key))
                 async with self._db_turn:
-                    await asyncio.to_thread(self._store_telemetry, reports)
-            self._telemetry_due.clear()
+                    await asyncio.to_thread(self._store_best_effort, chunk)
+            self._latest_due.clear()
 
-    def _store_telemetry(self, reports: list[tuple[str, str, TelemetryData]]) -> None:
-        store_many(self._services.lock_reports.record_telemetry_many, reports, "lock reports")
-        if self._fleet is not None:
-            self._fleet.store_telemetry(reports)
-
-    def _sort(self, batch: list[Delivery]) -> _Sorted:
-        out = _Sorted()
+    def _sort(self, batch: list[Delivery]) -> _Batch:
+        out = _Batch()
+        received: Counter[str] = Counter()
         for delivery in batch:
             topic = delivery.topic
             try:
@@ -415,25 +330,18 @@ class MqttBridge:
             except ProtocolError as exc:
                 self._drop(topic, exc)
                 continue
-            if where.channel is Channel.EVENTS and isinstance(data, LockEventData):
-                out.events.append(data)
-                out.event_topics.append(where)
-            elif where.channel is Channel.RESPONSE and isinstance(data, CommandReplyData):
-                out.replies.append((where, data))
-            elif where.channel is Channel.EVENTS and isinstance(
-                data, CheckinData | ClinicActionData
-            ):
-                out.clinic.append((where, message_id, data))
-            elif where.channel is Channel.STATUS and isinstance(data, StatusData):
-                out.statuses.append((where, data))
-            elif where.channel is Channel.ACCESS_APPLIED and isinstance(data, AccessAppliedData):
-                out.applied.append(data)
-            elif where.channel is Channel.TELEMETRY and isinstance(data, TelemetryData):
-                out.telemetry.append((where, data))
-            else:
+            routes = self._routes.of(where.channel, type(data))
+            if not routes:
                 self._drop(topic, ProtocolError(f"a {kind.value} message on this channel"))
-        self.stats.events_received += len(out.events)
-        self.stats.clinic_events_received += len(out.clinic)
+                continue
+            received[kind.value] += 1
+            arrival = Arrival(where, message_id, data)
+            for route in routes:
+                if route.storage is Storage.LATEST:
+                    out.latest.append((route, arrival))
+                else:
+                    out.by_route.setdefault(route, []).append(arrival)
+        self.stats.received.update(received)
         return out
 
     def _drop(self, topic: str, exc: Exception) -> None:
@@ -441,184 +349,46 @@ class MqttBridge:
         self.stats.malformed += 1
         log.warning("dropped a malformed message on %s: %s", topic, exc)
 
-    async def _commit(self, parsed: _Sorted) -> None:
+    async def _commit(self, batch: _Batch) -> None:
         """Store a batch, retrying while the DB fails: nothing is acknowledged before."""
         attempt = 0
         while True:
             try:
                 async with self._db_turn:
-                    stored = await asyncio.to_thread(self._store, parsed)
+                    await asyncio.to_thread(self._store, batch)
             except SQLAlchemyError:
-                log.exception("storing %d lock events failed; retrying", len(parsed.events))
+                sizes = ", ".join(f"{len(a)} {r.name}" for r, a in batch.by_route.items())
+                log.exception("storing a batch (%s) failed; retrying", sizes)
                 cap = min(self._tuning.backoff_cap_s, self._tuning.backoff_base_s * 2**attempt)
                 attempt += 1
                 await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter
             else:
-                self.stats.events_stored += stored
                 return
 
-    def _store(self, parsed: _Sorted) -> int:
-        # status and applied versions: a failure is logged and the message dropped, as
-        # the next birth or report repeats it; lock events are retried until stored
-        store_many(
-            self._services.lock_reports.record_applied_many, parsed.applied, "applied versions"
-        )
-        if parsed.clinic and self._clinic is not None:
-            # like lock events: retried until stored; applied once each by envelope id
-            by_gateway: dict[tuple[str, str], list[tuple[str, ClinicEvent]]] = {}
-            for where, message_id, data in parsed.clinic:
-                by_gateway.setdefault((where.site, where.gateway), []).append((message_id, data))
-            for (site, gateway), items in by_gateway.items():
-                self._clinic.agent_sync.apply(site, gateway, items)
-        if self._fleet is not None:  # replies are retried like lock events; health is not
-            self._fleet.store(
-                FleetBatch(
-                    statuses=[(w.site, w.gateway, s) for w, s in parsed.statuses],
-                    events=[
-                        (w.site, w.gateway, e)
-                        for w, e in zip(parsed.event_topics, parsed.events, strict=True)
-                    ],
-                    replies=[(w.site, w.gateway, w.verb or "", r) for w, r in parsed.replies],
-                )
-            )
-        return self._services.events.ingest_batch(parsed.events)
-
-    async def _publish_snapshots(self, client: MqttClient) -> None:
-        """Publish the snapshots due, :data:`SNAPSHOT_CHUNK` gateways at a time (a connect
-        makes every gateway's due at once): the next chunk is built (in a thread) while
-        this one's PUBACKs come back. Whatever is not acknowledged when this stops (the
-        connection was lost) goes back to ``_dirty``, to go out after the reconnect."""
-        while True:
-            pending = {await self._dirty.get()}
-            while not self._dirty.empty():
-                pending.add(self._dirty.get_nowait())
-            unsent = set(pending)
-            keys = sorted(pending)
-            chunks = [keys[i : i + SNAPSHOT_CHUNK] for i in range(0, len(keys), SNAPSHOT_CHUNK)]
-            building = asyncio.create_task(self._build_chunk(chunks[0]))
-            try:
-                for i in range(len(chunks)):
-                    built = await building
-                    if i + 1 < len(chunks):
-                        building = asyncio.create_task(self._build_chunk(chunks[i + 1]))
-                    if built is None:  # retried in a second
-                        unsent.difference_update(chunks[i])
-                    else:  # a snapshot that could not be built was logged; not again now
-                        unsent.difference_update(set(chunks[i]) - {(s, g) for s, g, *_ in built})
-                        await self._publish_chunk(client, built, unsent)
-            finally:
-                building.cancel()
-                for key in sorted(unsent):
-                    self._dirty.put_nowait(key)
-
-    async def _build_chunk(self, keys: list[tuple[str, str]]) -> list[_BuiltSnapshot] | None:
-        """The snapshots of ``keys``, built in one transaction and serialised, in a thread;
-        None when the DB failed: then they are due again in :data:`SNAPSHOT_RETRY_S`."""
-        try:
-            return await asyncio.to_thread(self._build_snapshots, keys)
-        except SQLAlchemyError:  # the DB is away: these gateways again shortly
-            log.exception("could not build %d access snapshots; retrying", len(keys))
-            asyncio.get_running_loop().call_later(SNAPSHOT_RETRY_S, self._snapshots_due, keys)
-            return None
-
-    def _build_snapshots(self, keys: list[tuple[str, str]]) -> list[_BuiltSnapshot]:
-        access = self._services.access
-        try:
-            snapshots = access.snapshots(keys)
-        except SQLAlchemyError:
-            raise
-        except Exception:  # a bad row (a bug) must cost only its own gateway
-            log.exception("building %d access snapshots failed; one at a time now", len(keys))
-            snapshots = {}
-            for key in keys:
-                try:
-                    snapshots.update(access.snapshots([key]))
-                except SQLAlchemyError:
-                    raise
-                except Exception:
-                    log.exception(
-                        "could not build the access snapshot of %s/%s: its gateway keeps "
-                        "the last one until the next change or reconnect",
-                        *key,
-                    )
-        now = self._clock.now()
-        return [
-            (site, gateway, snapshot.version, make(MessageType.ACCESS_SNAPSHOT, snapshot, ts=now))
-            for (site, gateway), snapshot in snapshots.items()
-        ]
-
-    async def _publish_chunk(
-        self, client: MqttClient, built: list[_BuiltSnapshot], unsent: set[tuple[str, str]]
-    ) -> None:
-        """Publish ``built`` all at once and await the PUBACKs together; discard each
-        acknowledged key from ``unsent``; raise the first :class:`MqttConnectionError`.
-        A snapshot the broker refuses (an ACL) is logged and not sent again before the
-        next change or reconnect."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        results = await asyncio.gather(
-            *(self._publish_one(client, *snapshot) for snapshot in built), return_exceptions=True
-        )
-        lost: MqttConnectionError | None = None
-        for (site, gateway, _version, _payload), result in zip(built, results, strict=True):
-            if result is None:
-                unsent.discard((site, gateway))
-            elif isinstance(result, PublishRefusedError):
-                unsent.discard((site, gateway))
-                log.error(
-                    "the access snapshot of %s/%s was not published: %s", site, gateway, result
-                )
-            elif isinstance(result, MqttConnectionError):
-                lost = lost or result
+    def _store(self, batch: _Batch) -> None:
+        """Each route's arrivals, in the routes' order: a durable route's failure raises
+        (the batch is retried), a best-effort route's is logged and its messages dropped."""
+        stored: Counter[str] = Counter()
+        for route in self._routes.routes:
+            arrivals = batch.by_route.get(route)
+            if not arrivals:
+                continue
+            if route.storage is Storage.DURABLE:
+                new = route.store(arrivals)
+                if new is not None:
+                    stored[route.name] += new
             else:
-                raise result
-        if lost is not None:
-            raise lost
-        elapsed_ms = (loop.time() - started) * 1000
-        if len(built) == 1:  # a change (an approval, a cancellation): say where it went
-            site, gateway, version, _payload = built[0]
-            log.info("published access snapshot v%d to %s/%s", version, site, gateway)
-        else:
-            log.info("published %d access snapshots in %.0f ms", len(built), elapsed_ms)
+                store_many(_as_list(route.store), arrivals, route.name)
+        self.stats.stored.update(stored)
 
-    def _snapshots_due(self, keys: list[tuple[str, str]]) -> None:
-        for key in keys:
-            self._dirty.put_nowait(key)
+    def _store_best_effort(self, chunk: dict[Route, list[Arrival[Any]]]) -> None:
+        for route in self._routes.routes:
+            if route in chunk:
+                store_many(_as_list(route.store), chunk[route], route.name)
 
-    async def _publish_one(
-        self, client: MqttClient, site: str, gateway: str, version: int, payload: bytes
-    ) -> None:
-        await client.publish(topics.access(site, gateway), payload, qos=1, retain=True)
-        self.stats.snapshots_published += 1
-        log.debug("published access snapshot v%d to %s/%s", version, site, gateway)
 
-    async def _publish_clinics(self, client: MqttClient, clinic: ClinicServices) -> None:
-        """Publish a changed clinic site's display and clinic states as soon as it changed:
-        a staff call should reach the waiting room's display at once."""
-        while True:
-            await self._clinic_dirty.wait()
-            self._clinic_dirty.clear()
-            pending, self._clinic_pending = self._clinic_pending, set()
-            for site in sorted(pending):
-                try:
-                    await self._publish_clinic(client, clinic, site)
-                except MqttConnectionError:
-                    self._clinic_due(site)  # goes out after the reconnect
-                    raise
-                except PublishRefusedError:  # an ACL: not again before the next change
-                    log.exception("the broker refused the clinic state of %s", site)
-                except SQLAlchemyError:  # the DB is away: try this site again shortly
-                    log.exception("could not build the clinic state of %s; retrying", site)
-                    asyncio.get_running_loop().call_later(1.0, self._clinic_due, site)
-                except Exception:  # a bad site must not stop the others
-                    log.exception("could not publish the clinic state of %s", site)
-
-    async def _publish_clinic(self, client: MqttClient, clinic: ClinicServices, site: str) -> None:
-        docs = await asyncio.to_thread(clinic.publisher.documents, site)
-        now = self._clock.now()
-        display = make(MessageType.DISPLAY_STATE, docs.display, ts=now)
-        await client.publish(topics.display(site, docs.gateway), display, qos=1, retain=True)
-        state = make(MessageType.CLINIC_STATE, docs.state, ts=now)
-        await client.publish(topics.clinic(site, docs.gateway), state, qos=1, retain=True)
-        self.stats.clinic_states_published += 1
-        log.debug("published clinic state v%d to %s/%s", docs.state.version, site, docs.gateway)
+def _as_list(
+    store: Callable[[list[Arrival[Any]]], int | None],
+) -> Callable[[Sequence[Arrival[Any]]], object]:
+    """``store`` as :func:`~cloud.db.batches.store_many` calls it (with a sequence)."""
+    return lambda arrivals: store(list(arrivals))

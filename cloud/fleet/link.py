@@ -12,31 +12,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.db.batches import store_many
 from cloud.fleet.changes import CommandReady, ConfigReady
 from cloud.fleet.services import FleetServices
 from cloud.mqtt_client import MqttClient, MqttConnectionError, PublishRefusedError
+from cloud.mqtt_routes import Arrival, Routes, Storage
 from protocol.clock import Clock
 from protocol.messages import CommandReplyData, LockEventData, StatusData, TelemetryData
+from protocol.topics import Channel
 from protocol.tracing import traced
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # the DB was away while building a message: try it again this much later
-
-
-@dataclass
-class FleetBatch:
-    """One ingest batch's fleet messages, each with its site and gateway (and verb)."""
-
-    statuses: list[tuple[str, str, StatusData]] = field(default_factory=list)
-    events: list[tuple[str, str, LockEventData]] = field(default_factory=list)
-    replies: list[tuple[str, str, str, CommandReplyData]] = field(default_factory=list)
 
 
 @dataclass
@@ -48,8 +40,8 @@ class FleetLinkStats:
 
 
 class FleetLink:
-    """Ingest (``store``, in the bridge's worker thread) and publishing (``run``, a task
-    of the bridge's connection)."""
+    """Routes in (:meth:`add_routes`, stored in the bridge's worker thread) and publishing
+    (:meth:`run`, an outlet of the bridge's connection)."""
 
     def __init__(self, fleet: FleetServices, clock: Clock) -> None:
         self._fleet = fleet
@@ -94,11 +86,35 @@ class FleetLink:
 
     # ---------------------------------------------------------------- ingest
 
-    def store(self, batch: FleetBatch) -> None:
-        """Apply a batch (blocking). A reply that cannot be stored raises
-        :class:`SQLAlchemyError`, so the bridge retries the batch before acknowledging it;
-        health is best effort (the next report repeats it) and only logged."""
-        for site, gateway, verb, reply in batch.replies:
+    def add_routes(self, routes: Routes) -> None:
+        """Register what the fleet stores from the gateways: births and wills and the lock
+        events' health (best effort: the next report repeats them), command replies
+        (durable: retried until stored), telemetry (each gateway's newest)."""
+        routes.add(
+            "gateway statuses", Channel.STATUS, StatusData, self._statuses, Storage.BEST_EFFORT
+        )
+        routes.add(
+            "lock health", Channel.EVENTS, LockEventData, self._lock_events, Storage.BEST_EFFORT
+        )
+        routes.add(
+            "command replies", Channel.RESPONSE, CommandReplyData, self._replies, Storage.DURABLE
+        )
+        routes.add(
+            "gateway health", Channel.TELEMETRY, TelemetryData, self._telemetry, Storage.LATEST
+        )
+
+    def _statuses(self, arrivals: list[Arrival[StatusData]]) -> None:
+        self._fleet.health.record_status_many([(a.site, a.gateway, a.data) for a in arrivals])
+        self._guarded(self._fleet.rollouts.step_all)
+
+    def _lock_events(self, arrivals: list[Arrival[LockEventData]]) -> None:
+        self._fleet.health.record_events([(a.site, a.gateway, a.data) for a in arrivals])
+
+    def _replies(self, arrivals: list[Arrival[CommandReplyData]]) -> None:
+        """A reply that cannot be stored raises :class:`SQLAlchemyError`, so the bridge
+        retries the batch before acknowledging it."""
+        for a in arrivals:
+            site, gateway, verb, reply = a.site, a.gateway, a.where.verb or "", a.data
             try:
                 with traced(reply.transaction):  # the command's id, end to end
                     stored = self._fleet.commands.record_reply(site, gateway, verb, reply)
@@ -111,18 +127,11 @@ class FleetLink:
                 self.stats.replies_stored += 1
             else:
                 self.stats.replies_ignored += 1
-        health = self._fleet.health
-        store_many(health.record_status_many, batch.statuses, "gateway statuses (fleet)")
-        if batch.events:
-            self._guarded(health.record_events, batch.events)
-        if batch.replies or batch.statuses:
-            self._guarded(self._fleet.rollouts.step_all)
+        self._guarded(self._fleet.rollouts.step_all)
 
-    def store_telemetry(self, reports: Sequence[tuple[str, str, TelemetryData]]) -> None:
-        """Apply telemetry reports (blocking; best effort: a failure is only logged, the
-        next report of each gateway repeats it), then move rollouts whose health gate
-        they may have decided."""
-        store_many(self._fleet.health.record_telemetry_many, reports, "telemetry reports (fleet)")
+    def _telemetry(self, arrivals: list[Arrival[TelemetryData]]) -> None:
+        """Then move rollouts whose health gate the reports may have decided."""
+        self._fleet.health.record_telemetry_many([(a.site, a.gateway, a.data) for a in arrivals])
         self._guarded(self._fleet.rollouts.step_all)
 
     @staticmethod

@@ -201,7 +201,7 @@ async def _check_in_twice(site: Site) -> None:
     assert (result.ok, result.number, result.department) == (True, "A-001", "internal")
     assert state.applied_through == request_id
     bridge: MqttBridge = site.app.state.bridge
-    await seen.until(lambda: bridge.stats.clinic_events_received == 2)
+    await seen.until(lambda: bridge.stats.received["checkin"] == 2)
     await asyncio.sleep(0.1)  # the second delivery is committed too, and changes nothing
     queue = await site.http.get(
         f"/api/clinic/sites/{SITE}/departments/internal/queue", headers=site.staff()

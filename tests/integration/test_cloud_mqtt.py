@@ -18,7 +18,7 @@ from sqlalchemy import event, text
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.gym.access import bump_version
+from cloud.gym.access import AccessChanged, bump_version
 from cloud.gym.models import Facility, Lock
 from cloud.mqtt_bridge import MqttBridge
 from cloud.settings import CloudSettings
@@ -79,7 +79,7 @@ async def cloud(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Cloud]:
     async with app.router.lifespan_context(app):
         with app.state.sessions.begin() as session:
             seed = seed_demo(session)
-        await app.state.bridge.publish_snapshot(seed.site, seed.gateway)
+        app.state.bus.publish(AccessChanged(seed.site, seed.gateway))
         async with asyncio.timeout(10):
             await app.state.bridge.wait_connected()
         transport = httpx.ASGITransport(app=app)
@@ -125,7 +125,7 @@ async def test_event_published_twice_is_stored_once(cloud: Cloud) -> None:
         await client.publish(events_topic, _unlock(2), qos=1)
     rows = await _audit_until(cloud, 2)
     assert [row["seq"] for row in rows] == [2, 1]
-    await _eventually(lambda: cloud.bridge.stats.events_received >= 3)
+    await _eventually(lambda: cloud.bridge.stats.received["lock_event"] >= 3)
     assert len(await _audit_until(cloud, 2)) == 2
 
 
@@ -235,7 +235,8 @@ async def test_a_reconnect_republishes_every_gateways_snapshot(
                 bump_version(session, site, "gw-1", NOW)  # version 2
         await asyncio.to_thread(mosquitto.restart)
         await _eventually(lambda: bridge.stats.connects >= 2 and bridge.connected)
-        await _eventually(lambda: bridge.stats.snapshots_published >= len(sites))
+        links = app.state.access_link.stats
+        await _eventually(lambda: links.snapshots_published >= len(sites))
         retained = await _retained_snapshots(mosquitto, len(sites))
     for site in sites:
         snapshot = retained[topics.access(site, "gw-1")]
@@ -254,12 +255,13 @@ async def test_a_database_failure_delays_a_snapshot_but_the_bridge_keeps_going(
         with app.state.sessions.begin() as session:
             seed = seed_demo(session)
             session.execute(text("ALTER TABLE site_access_versions RENAME TO away"))
-        with caplog.at_level(logging.ERROR, logger="cloud.mqtt_bridge"):
-            await bridge.publish_snapshot(seed.site, seed.gateway)
+        with caplog.at_level(logging.ERROR, logger="cloud.gym.link"):
+            app.state.bus.publish(AccessChanged(seed.site, seed.gateway))
             await _eventually(lambda: "could not build 1 access snapshots" in caplog.text)
         with app.state.sessions.begin() as session:
             session.execute(text("ALTER TABLE away RENAME TO site_access_versions"))
-        await _eventually(lambda: bridge.stats.snapshots_published == 1)  # tried again
+        links = app.state.access_link.stats
+        await _eventually(lambda: links.snapshots_published == 1)  # tried again
         (snapshot,) = (await _retained_snapshots(mosquitto, 1)).values()
         assert bridge.connected
         assert bridge.stats.connects == 1

@@ -17,6 +17,7 @@ import uvicorn
 
 from cloud.app import create_app
 from cloud.bootstrap import seed_demo
+from cloud.gym.access import AccessChanged
 from cloud.settings import CloudSettings
 from edge.config import load_config
 from edge.mqtt_link import MqttLink
@@ -97,7 +98,7 @@ async def test_enroll_connect_receive_then_revoke(tmp_path: Path) -> None:
             config = load_config(tmp_path / "etc" / "site.toml")
             assert config.mqtt.tls is not None
             assert config.mqtt.port == broker.port
-            await app.state.bridge.publish_snapshot("gym-a", "gw-1")  # type: ignore[attr-defined]
+            app.state.bus.publish(AccessChanged("gym-a", "gw-1"))
             snapshots: list[AccessSnapshotData] = []
             outbox = Outbox(tmp_path / "outbox.db")
             outbox.open()

@@ -35,6 +35,7 @@ from fastapi import FastAPI
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.gym.access import AccessChanged
 from cloud.gym.models import SiteAccessVersion
 from cloud.settings import CloudSettings
 from edge.agent import Agent
@@ -484,7 +485,7 @@ async def _cloud(
                 offline_secret=keys.offline_secret.hex(),
                 clock=clock,
             )
-        await app.state.bridge.publish_snapshot(seed.site, seed.gateway)
+        app.state.bus.publish(AccessChanged(seed.site, seed.gateway))
         async with asyncio.timeout(WAIT_S):
             await app.state.bridge.wait_connected()
         transport = httpx.ASGITransport(app=app)
