@@ -198,6 +198,7 @@ class MqttBridge:
     ) -> None:
         self._settings = settings
         self._routes = routes
+        self._table = routes.table()  # routes are all registered before the bridge is built
         self._outlets = tuple(outlets)
         self._tuning = tuning or BridgeTuning()
         self.stats = BridgeStats()
@@ -330,7 +331,7 @@ class MqttBridge:
             except ProtocolError as exc:
                 self._drop(topic, exc)
                 continue
-            routes = self._routes.of(where.channel, type(data))
+            routes = self._table.get((where.channel, type(data)), ())
             if not routes:
                 self._drop(topic, ProtocolError(f"a {kind.value} message on this channel"))
                 continue

@@ -111,6 +111,11 @@ class Routes:
         out of place)."""
         return [r for r in self.routes if r.channel is channel and kind in r.kinds]
 
+    def table(self) -> dict[tuple[Channel, type[BaseModel]], tuple[Route, ...]]:
+        """:meth:`of` for every (channel, type) that has routes, looked up once per message."""
+        keys = {(r.channel, kind) for r in self.routes for kind in r.kinds}
+        return {key: tuple(self.of(*key)) for key in keys}
+
 
 class Outlet(Protocol):
     """What a domain publishes: run on each connection of the bridge, it publishes what is
