@@ -528,7 +528,12 @@ class MqttBridge:
                     replies=[(w.site, w.gateway, w.verb or "", r) for w, r in parsed.replies],
                 )
             )
-        return self._services.events.ingest_batch(parsed.events)
+        return self._services.events.ingest_batch(
+            [
+                (w.site, w.gateway, e)
+                for w, e in zip(parsed.event_topics, parsed.events, strict=True)
+            ]
+        )
 
     async def _publish_snapshots(self, client: aiomqtt.Client) -> None:
         """Publish the snapshots due, :data:`SNAPSHOT_CHUNK` gateways at a time (a connect
