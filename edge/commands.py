@@ -335,7 +335,7 @@ class CommandService:
             args.reason,
         )
         try:
-            seq = await coordinator.remote_unlock()
+            seq, boot = await coordinator.remote_unlock()
         except LockRejected as exc:
             if exc.code == NackCode.BAD_REQUEST:
                 firmware = coordinator.info.firmware if coordinator.info else "unknown"
@@ -346,7 +346,12 @@ class CommandService:
         log.warning("lock %s unlocked remotely (lock event %d)", args.lock_id, seq)
         return Outcome(
             CommandStatus.OK,
-            UnlockResult(lock_id=args.lock_id, event_seq=seq, unlocked_at=int(self.clock.now())),
+            UnlockResult(
+                lock_id=args.lock_id,
+                event_seq=seq,
+                event_boot=boot,
+                unlocked_at=int(self.clock.now()),
+            ),
         )
 
     async def _revoke_pin(self, args: RevokePinArgs) -> Outcome:

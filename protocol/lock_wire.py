@@ -24,7 +24,16 @@ the ACK to COMMIT it runs the new version, which INFO reports.
 
 ``UNLOCK`` is the emergency remote unlock a fleet command asks for: sealed like every
 request, it unlocks the bolt as an accepted PIN would (the lock relocks itself), logs a
-``REMOTE_UNLOCKED`` event and answers ACK with that event's seq (u32).
+``REMOTE_UNLOCKED`` event and answers ACK with that event's seq and boot (u32 each; a lock
+from before boot ids sends the seq alone).
+
+An event is named by its ``boot`` and ``seq``. ``seq`` counts up from 1 while the lock's
+event counter runs; ``boot`` is a random non-zero u32 the lock draws whenever that counter
+starts again (power-up, battery change, factory reset), so events of two runs never share a
+name, even on a reset or swapped lock that knows nothing of its past. ``EVENTS`` payloads:
+``count u8 | event*``; the high bit of ``count`` set (``EVENTS_WITH_BOOT``) means each event
+carries its boot (32 bytes), clear means the older 28-byte layout, read as boot 0
+(:data:`NO_BOOT`: a lock that cannot tell its runs apart).
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ class FrameType(IntEnum):
     UPDATE_BEGIN = 0x0A  # a signed image's header and signature: starts (or restarts) a transfer
     UPDATE_CHUNK = 0x0B  # offset u32 + payload bytes
     UPDATE_COMMIT = 0x0C  # the payload's SHA-256: verify, install, reboot into it
-    UNLOCK = 0x0D  # emergency remote unlock (no payload); ACK carries the event's seq u32
+    UNLOCK = 0x0D  # emergency remote unlock (no payload); ACK: the event's seq u32 | boot u32
     # lock -> agent
     ACK = 0x80
     INFO = 0x81
@@ -290,6 +299,9 @@ def decode_slots(payload: bytes) -> list[SlotEntry]:
     return out
 
 
+NO_BOOT = 0  # the boot of an event from a lock that has no boot ids (older firmware)
+
+
 @dataclass(frozen=True, slots=True)
 class WireEvent:
     seq: int
@@ -298,10 +310,12 @@ class WireEvent:
     slot: int | None = None
     grant_id: str | None = None
     value: int = 0
+    boot: int = NO_BOOT  # the run of the lock's event counter this event was numbered in
 
     def encode(self) -> bytes:
         return struct.pack(
-            ">IIBBH",
+            ">IIIBBH",
+            self.boot,
             self.seq,
             self.ts,
             EVENT_CODES[self.kind],
@@ -310,31 +324,41 @@ class WireEvent:
         ) + grant_bytes(self.grant_id)
 
 
-EVENT_LEN = 12 + 16
-MAX_EVENTS_PER_FRAME = MAX_PAYLOAD // EVENT_LEN
+LEGACY_EVENT_LEN = 12 + 16  # before boot ids: seq | ts | code | slot | value | grant
+EVENT_LEN = 4 + LEGACY_EVENT_LEN
+EVENTS_WITH_BOOT = 0x80  # flag in the count byte: every event starts with its boot u32
+MAX_EVENTS_PER_FRAME = (MAX_PAYLOAD - 1) // EVENT_LEN
 
 
 def encode_events(events: list[WireEvent]) -> bytes:
     if len(events) > MAX_EVENTS_PER_FRAME:
         raise LocalProtocolError(f"at most {MAX_EVENTS_PER_FRAME} events fit in one frame")
-    return struct.pack(">B", len(events)) + b"".join(e.encode() for e in events)
+    return struct.pack(">B", EVENTS_WITH_BOOT | len(events)) + b"".join(e.encode() for e in events)
 
 
 def decode_events(payload: bytes) -> list[WireEvent]:
+    """The events of an EVENTS payload, in either layout (the older one as boot 0)."""
     if not payload:
         raise FrameError("EVENTS payload is empty")
-    count = payload[0]
-    if len(payload) != 1 + count * EVENT_LEN:
+    with_boot = bool(payload[0] & EVENTS_WITH_BOOT)
+    count = payload[0] & ~EVENTS_WITH_BOOT
+    size = EVENT_LEN if with_boot else LEGACY_EVENT_LEN
+    if len(payload) != 1 + count * size:
         raise FrameError(f"EVENTS payload has {len(payload)} bytes for {count} events")
     out = []
     for i in range(count):
-        off = 1 + i * EVENT_LEN
+        off = 1 + i * size
+        boot = NO_BOOT
+        if with_boot:
+            (boot,) = struct.unpack_from(">I", payload, off)
+            off += 4
         seq, ts, code, slot, value = struct.unpack_from(">IIBBH", payload, off)
         kind = EVENT_KINDS.get(code)
         if kind is None:
             raise FrameError(f"unknown event code {code}")
         grant = grant_str(payload[off + 12 : off + 28])
-        out.append(WireEvent(seq, ts, kind, None if slot == NO_SLOT else slot, grant, value))
+        slot_or_none = None if slot == NO_SLOT else slot
+        out.append(WireEvent(seq, ts, kind, slot_or_none, grant, value, boot))
     return out
 
 
@@ -377,6 +401,19 @@ def decode_u32(payload: bytes, what: str) -> int:
 
 def encode_nack(code: NackCode, message: str) -> bytes:
     return struct.pack(">B", code) + _text(message, 200)
+
+
+def encode_unlock_ack(seq: int, boot: int) -> bytes:
+    """The ACK to UNLOCK: the ``REMOTE_UNLOCKED`` event's seq and boot."""
+    return struct.pack(">II", seq, boot)
+
+
+def decode_unlock_ack(payload: bytes) -> tuple[int, int]:
+    """``(seq, boot)`` of an ACK to UNLOCK; a lock from before boot ids sends the seq only."""
+    if len(payload) == 4:
+        return decode_u32(payload, "UNLOCK ACK"), NO_BOOT
+    seq, boot = _unpack(">II", payload, "UNLOCK ACK")
+    return seq, boot
 
 
 def decode_nack(payload: bytes) -> tuple[int, str]:

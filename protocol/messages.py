@@ -190,10 +190,16 @@ class LockEventKind(StrEnum):
 
 
 class LockEventData(_Model):
-    """One event as the lock numbered it. ``(lock_id, seq)`` is its idempotency key."""
+    """One event as the lock numbered it: ``(lock_id, boot, seq)`` names it, and the site
+    of the topic it arrives on completes the cloud's idempotency key. ``boot`` is the run
+    of the lock's event counter (:mod:`protocol.lock_wire`); 0, also when a payload has
+    none, is a lock without boot ids."""
 
     lock_id: str = Field(pattern=SLUG_PATTERN)
     seq: int = Field(ge=0, lt=2**32)
+    boot: int = Field(
+        default=0, ge=0, lt=2**32, description="the run of the lock's event counter (0: none)"
+    )
     lock_ts: int = Field(ge=0, lt=2**32, description="the lock's own clock, epoch seconds")
     kind: LockEventKind
     slot: int | None = Field(default=None, ge=0, le=254)
@@ -699,6 +705,7 @@ class UnlockArgs(_Model):
 class UnlockResult(_Model):
     lock_id: str = Field(pattern=SLUG_PATTERN)
     event_seq: int = Field(ge=0, lt=2**32, description="the lock's remote_unlocked event")
+    event_boot: int = Field(default=0, ge=0, lt=2**32, description="that event's boot")
     unlocked_at: int = Field(ge=0)
 
 

@@ -70,6 +70,7 @@ wire_events = st.builds(
     slot=st.none() | st.integers(0, 254),
     grant_id=grant_ids,
     value=u16,
+    boot=u32,
 )
 
 event_lists = st.lists(wire_events, max_size=MAX_EVENTS_PER_FRAME)

@@ -51,6 +51,7 @@ def lock_audit(lock_id: str, svc: ServicesDep, user: Staff, limit: int = 200) ->
             received_at=e.received_at,
             who=e.reservation_name,
             offline=e.offline,
+            boot=e.boot,
         )
         for e in svc.audit.events(lock_id, min(max(limit, 1), 1000))
     ]

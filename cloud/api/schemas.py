@@ -279,6 +279,7 @@ class AuditOut(BaseModel):
     received_at: int
     who: str | None
     offline: bool = Field(default=False, description="an offline PIN's event")
+    boot: int = Field(default=0, description="the run of the lock's event counter of seq")
 
 
 class MailOut(BaseModel):

@@ -147,6 +147,7 @@ ALERT_KINDS: dict[str, str] = {
     AlertKind.JAM: N_("Jam"),
     AlertKind.CLOCK_DRIFT: N_("Clock drift"),
     AlertKind.OUTBOX_BACKLOG: N_("Outbox backlog"),
+    AlertKind.SEQ_BACKWARDS: N_("Event numbers went back"),
 }
 SEVERITIES: dict[str, str] = {Severity.CRITICAL: N_("critical"), Severity.WARNING: N_("warning")}
 INBOX_STATES: dict[str, str] = {

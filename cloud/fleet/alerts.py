@@ -93,6 +93,7 @@ def open_alert(
     *,
     message: str,
     source_seq: int | None = None,
+    source_boot: int | None = None,
 ) -> int | None:
     """Open ``kind`` about ``subject`` unless it is open already; the new alert's id (and
     its mail to on-call queued in the same transaction), or None."""
@@ -109,6 +110,7 @@ def open_alert(
         "message": message[:300],
         "opened_at": now,
         "source_seq": source_seq,
+        "source_boot": source_boot,
         "open_key": key,
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -13,10 +13,11 @@ cloud restart does not mark every gateway offline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +59,8 @@ from protocol.messages import (
     StatusData,
     TelemetryData,
 )
+
+log = logging.getLogger(__name__)
 
 # lock events that open or close an alert (the rest only go to the audit log)
 _OPENS = {
@@ -342,31 +345,95 @@ class HealthService:
         return out
 
     def record_events(self, events: Sequence[tuple[str, str, LockEventData]]) -> None:
-        """Lock events that open or close alerts (lockout, held open, jam) or carry a
-        battery level. Idempotent: an alert remembers the event (``seq``) that opened it,
-        and only a later event closes it."""
-        relevant = [e for e in events if e[2].kind in RELEVANT_EVENTS]
-        if not relevant:
+        """Lock events: each lock's numbering (:meth:`_numbering`), and the events that open
+        or close alerts (lockout, held open, jam) or carry a battery level. Idempotent: an
+        alert remembers the event (``boot``, ``seq``) that opened it, and only a later event
+        closes it."""
+        if not events:
             return
         now = int(self._clock.now())
+        by_lock: dict[tuple[str, str], list[tuple[str, LockEventData]]] = {}
+        for site, gateway, event in events:
+            by_lock.setdefault((site, event.lock_id), []).append((gateway, event))
         with self._sessions.begin() as session:
-            open_now = open_keys_of_kinds(session, _CLOSABLE)
-            devices: dict[tuple[str, str], Device] = {}  # once per lock, not once per event
-            for site, gateway, event in relevant:
-                if event.kind in _CLOSES and event.kind not in _OPENS:
-                    subject = Subject(site, gateway, SubjectKind.LOCK, event.lock_id)
-                    if all(
-                        open_key(kind, subject) not in open_now for kind, _ in _CLOSES[event.kind]
-                    ):
-                        continue  # nearly always: an unlock with no jam or lockout open
-                dev = devices.get((site, event.lock_id))
-                if dev is None:
+            devices = _lock_devices(session, list(by_lock))
+            missing = [key for key in by_lock if key not in devices]
+            if missing:  # a lock heard of for the first time
+                for site in dict.fromkeys(site for site, _lock in missing):
                     ensure_site(session, site, now, ports=self._ports)
-                    dev = ensure_device(
-                        session, site, gateway, event.lock_id, kind=DeviceKind.LOCK, now=now
-                    )
-                    devices[(site, event.lock_id)] = dev
-                self._event(session, dev, event, now)
+                ensure_devices(
+                    session,
+                    [
+                        (site, by_lock[site, lock][-1][0], lock, DeviceKind.LOCK)
+                        for site, lock in missing
+                    ],
+                    now,
+                )
+                devices.update(_lock_devices(session, missing))
+            open_now = open_keys_of_kinds(session, _CLOSABLE)
+            for key, items in by_lock.items():
+                dev = devices[key]
+                dev.gateway = items[-1][0]
+                for gateway, event in items:
+                    self._numbering(session, dev, event, now)
+                    if event.kind not in RELEVANT_EVENTS:
+                        continue
+                    if event.kind in _CLOSES and event.kind not in _OPENS:
+                        subject = Subject(dev.site, gateway, SubjectKind.LOCK, event.lock_id)
+                        if all(
+                            open_key(kind, subject) not in open_now
+                            for kind, _ in _CLOSES[event.kind]
+                        ):
+                            continue  # nearly always: an unlock with no jam or lockout open
+                    self._event(session, dev, event, now)
+
+    def _numbering(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
+        """Follow the lock's event numbering (the device's view). A new boot (its counter
+        started again: a battery change, a reset, a swapped lock) is news, logged and shown.
+        A seq lower than one seen before in the same boot is a redelivery, or events
+        arriving out of order, unless the lock's clock moved on: then its numbers went
+        back, and events numbered again are dropped as duplicates (a lock without boot ids,
+        boot 0, that restarted; or faulty firmware): that is an alert."""
+        if dev.event_boot != event.boot:
+            if dev.event_boot is not None:
+                log.info(
+                    "lock %s at %s counts its events anew: boot %d (was %d), from seq %d",
+                    dev.device_id,
+                    dev.site,
+                    event.boot,
+                    dev.event_boot,
+                    event.seq,
+                )
+                resolve_alert(
+                    session,
+                    now,
+                    AlertKind.SEQ_BACKWARDS,
+                    device_subject(dev),
+                    "the lock started a new boot",
+                )
+            dev.event_boot, dev.boot_seen_at = event.boot, now
+            dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts
+            return
+        last_seq, last_ts = dev.event_seq or 0, dev.event_lock_ts or 0
+        if event.seq > last_seq:
+            dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts
+            return
+        if event.seq == last_seq or event.lock_ts <= last_ts:
+            return  # a redelivery, or an earlier event arriving late
+        open_alert(
+            session,
+            self._settings,
+            now,
+            AlertKind.SEQ_BACKWARDS,
+            device_subject(dev),
+            message=f"the lock's event numbers went back from {last_seq} to {event.seq} "
+            f"within one boot ({event.boot}): events it numbers again are taken for "
+            "duplicates and missing from the audit (a lock without boot ids restarted, "
+            "or its firmware is faulty)",
+            source_seq=event.seq,
+            source_boot=event.boot,
+        )
+        dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts  # follow the new numbers
 
     def _event(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
         subject = device_subject(dev)
@@ -382,6 +449,7 @@ class HealthService:
                     Alert.site == dev.site,
                     Alert.subject == dev.device_id,
                     Alert.source_seq == event.seq,
+                    Alert.source_boot == event.boot,
                 )
             )
             if seen is None:  # a redelivered event does not open its alert again
@@ -393,12 +461,13 @@ class HealthService:
                     subject,
                     message=message,
                     source_seq=event.seq,
+                    source_boot=event.boot,
                 )
         for kind, resolution in _CLOSES.get(event.kind, ()):
             if not is_open(session, kind, subject):
                 continue  # nearly always: an unlock with no jam or lockout open
             alert = open_alert_of(session, kind, subject)
-            if alert is not None and (alert.source_seq is None or alert.source_seq < event.seq):
+            if alert is not None and _later(alert, event, dev):
                 resolve_alert(session, now, kind, subject, resolution)
 
     # ---------------------------------------------------------------- devices
@@ -725,3 +794,27 @@ def _set_available(gw: Gateway, available: bool, now: int) -> None:
     if gw.available is not available:
         gw.available = available
         gw.available_since = now
+
+
+def _later(alert: Alert, event: LockEventData, dev: Device) -> bool:
+    """Whether ``event`` came after the one that opened ``alert``: a higher seq of the same
+    boot, or any event of the lock's current boot when the alert is of an earlier one."""
+    if alert.source_seq is None:
+        return True
+    if alert.source_boot != event.boot:
+        return event.boot == dev.event_boot
+    return alert.source_seq < event.seq
+
+
+_DEVICES_PER_QUERY = 500
+
+
+def _lock_devices(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Device]:
+    """The device rows of ``(site, lock_id)`` that exist, a few queries per thousand."""
+    out: dict[tuple[str, str], Device] = {}
+    for start in range(0, len(keys), _DEVICES_PER_QUERY):
+        chunk = keys[start : start + _DEVICES_PER_QUERY]
+        query = select(Device).where(tuple_(Device.site, Device.device_id).in_(chunk))
+        for dev in session.scalars(query):
+            out[(dev.site, dev.device_id)] = dev
+    return out

@@ -30,6 +30,7 @@ class AlertKind(StrEnum):
     JAM = "jam"
     CLOCK_DRIFT = "clock_drift"  # a lock's clock more than 30 s off
     OUTBOX_BACKLOG = "outbox_backlog"  # the agent's outbox keeps growing
+    SEQ_BACKWARDS = "seq_backwards"  # a lock's event numbers went back within one boot
 
 
 SEVERITY: dict[AlertKind, Severity] = {
@@ -43,6 +44,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.JAM: Severity.CRITICAL,
     AlertKind.CLOCK_DRIFT: Severity.WARNING,
     AlertKind.OUTBOX_BACKLOG: Severity.WARNING,
+    AlertKind.SEQ_BACKWARDS: Severity.WARNING,
 }
 
 

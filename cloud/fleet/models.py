@@ -74,6 +74,12 @@ class Device(Base):
     telemetry_at: Mapped[int | None] = mapped_column(BigInteger)
     sampled_at: Mapped[int | None] = mapped_column(BigInteger)  # its last health sample
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
+    # a lock's event numbering as the cloud last saw it: the boot (run of its event
+    # counter), since when (the cloud's time), and that boot's highest seq with its lock_ts
+    event_boot: Mapped[int | None] = mapped_column(BigInteger)
+    boot_seen_at: Mapped[int | None] = mapped_column(BigInteger)
+    event_seq: Mapped[int | None] = mapped_column(BigInteger)
+    event_lock_ts: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Twin(Base):
@@ -124,7 +130,8 @@ class HealthSample(Base):
 class Alert(Base):
     """An alert about a gateway or a device. ``open_key`` (``kind:site:subject``) is set
     while it is unresolved and unique, so an alert opens once however many workers see the
-    condition; resolving clears it. ``source_seq`` is the lock event that opened it."""
+    condition; resolving clears it. ``source_boot`` and ``source_seq`` name the lock event
+    that opened it."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -146,6 +153,7 @@ class Alert(Base):
     resolved_at: Mapped[int | None] = mapped_column(BigInteger)
     resolution: Mapped[str | None] = mapped_column(String(200))
     source_seq: Mapped[int | None] = mapped_column(BigInteger)
+    source_boot: Mapped[int | None] = mapped_column(BigInteger)
     open_key: Mapped[str | None] = mapped_column(String(140), unique=True)
 
 

@@ -534,6 +534,8 @@ class SiteService:
                     sync_due_at=None if due is None else int(due),
                     telemetry_at=d.telemetry_at,
                     config=d.config,
+                    event_boot=d.event_boot,
+                    boot_seen_at=d.boot_seen_at,
                 )
             )
         return out

@@ -87,6 +87,8 @@ class DeviceView:
     sync_due_at: int | None
     telemetry_at: int | None
     config: dict[str, Any] | None
+    event_boot: int | None = None  # a lock's current run of its event counter
+    boot_seen_at: int | None = None  # when the cloud first saw an event of that run
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,19 +18,22 @@ class AuditService:
         self._sessions = sessions
 
     def events(self, lock_id: str, limit: int = 200) -> list[AuditEntry]:
-        """Events of ``lock_id`` in the lock's own order, newest first."""
+        """Events of ``lock_id`` newest first, in the order they arrived: one lock's events
+        come through one agent's outbox in the order the lock made them, and unlike ``seq``
+        that order survives the lock restarting its numbers (a new boot)."""
         query = (
             select(LockEvent, Reservation.citizen_name)
             .outerjoin(AccessGrant, AccessGrant.id == LockEvent.grant_id)
             .outerjoin(Reservation, Reservation.id == AccessGrant.reservation_id)
             .where(LockEvent.lock_id == lock_id)
-            .order_by(LockEvent.seq.desc())
+            .order_by(LockEvent.id.desc())
             .limit(limit)
         )
         with self._sessions() as session:
             return [
                 AuditEntry(
                     lock_id=e.lock_id,
+                    boot=e.boot,
                     seq=e.seq,
                     lock_ts=e.lock_ts,
                     kind=e.kind,

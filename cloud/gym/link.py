@@ -46,7 +46,7 @@ def add_gym_routes(routes: Routes, events: EventService, locks: LockReportServic
     """Register what the gym stores from the gateways."""
 
     def lock_events(arrivals: list[Arrival[LockEventData]]) -> int:
-        return events.ingest_batch([a.data for a in arrivals])
+        return events.ingest_batch([(a.site, a.gateway, a.data) for a in arrivals])
 
     def applied(arrivals: list[Arrival[AccessAppliedData]]) -> None:
         locks.record_applied_many([a.data for a in arrivals])

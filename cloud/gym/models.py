@@ -255,13 +255,21 @@ class SiteAccessVersion(Base):
 
 
 class LockEvent(Base):
-    """One event as the lock numbered it; ``(lock_id, seq)`` makes ingest idempotent."""
+    """One event as the lock numbered it. ``(site, lock_id, boot, seq)`` makes ingest
+    idempotent: ``boot`` keeps a restarted lock's new events apart from its earlier ones,
+    ``site`` (of the MQTT topic it came on, which the broker authenticated) keeps one
+    gateway from claiming the keys of another site's locks. ``id`` is the arrival order."""
 
     __tablename__ = "lock_events"
-    __table_args__ = (UniqueConstraint("lock_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("site", "lock_id", "boot", "seq"),
+        Index("ix_lock_events_lock_id_id", "lock_id", "id"),  # a lock's audit, newest first
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(40))
     lock_id: Mapped[str] = mapped_column(String(40))
+    boot: Mapped[int] = mapped_column(BigInteger, server_default="0")
     seq: Mapped[int] = mapped_column(BigInteger)
     lock_ts: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))

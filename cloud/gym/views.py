@@ -169,3 +169,4 @@ class AuditEntry:
     received_at: int
     reservation_name: str | None
     offline: bool = False  # an offline PIN's event (no slot; ``value`` is its short id)
+    boot: int = 0  # the run of the lock's event counter ``seq`` belongs to

@@ -65,7 +65,7 @@ from protocol.lock_wire import (
     LockFrame,
     LockInfo,
     NackCode,
-    decode_u32,
+    decode_unlock_ack,
 )
 from protocol.messages import LockAccess, LockTelemetry, SyncReason
 
@@ -243,8 +243,8 @@ class LockCoordinator:
             raise LockUnreachable(self.lock_id, self.address, "no sync result")
         return self.last_sync
 
-    async def remote_unlock(self) -> int:
-        """The emergency remote unlock (``UNLOCK``): the seq of the lock's event.
+    async def remote_unlock(self) -> tuple[int, int]:
+        """The emergency remote unlock (``UNLOCK``): the seq and boot of the lock's event.
 
         :class:`LockRejected` when the lock refuses it (``BAD_REQUEST``: its firmware has
         no remote unlock)."""
@@ -252,7 +252,7 @@ class LockCoordinator:
         async with self._io:
             reply = await self._request(transport, FrameType.UNLOCK, b"", FrameType.ACK)
         self._wakeup.set()  # drain the event now rather than at the next poll
-        return decode_u32(reply.payload, "UNLOCK ACK")
+        return decode_unlock_ack(reply.payload)
 
     async def update_firmware(self, image: FirmwareImage) -> UpdateResult:
         """Install a signed image (:mod:`protocol.firmware_updater`) over this lock's line.

@@ -2,7 +2,8 @@
 
 Events go into the outbox (committed, fsynced) *before* the lock is told ACK_EVENTS, so a
 crash between the two makes the lock send them again and the outbox's dedupe key drops
-the copy.
+the copy. That key names the event's boot as well as its seq: a lock that restarted counts
+from 1 again, and its new events must not be taken for ones delivered before.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class EventDrain:
         data = LockEventData(
             lock_id=self.lock_id,
             seq=event.seq,
+            boot=event.boot,
             lock_ts=event.ts,
             kind=event.kind,
             slot=event.slot,
@@ -75,7 +77,7 @@ class EventDrain:
         stored = self.outbox.add(
             topics.events(self.site, self.gateway),
             messages.make(MessageType.LOCK_EVENT, data, ts=now),
-            f"event:{self.lock_id}:{event.seq}",
+            f"event:{self.lock_id}:{event.boot}:{event.seq}",
             now=now,
         )
         if stored:

@@ -1,7 +1,13 @@
-"""The lock's own event log: numbered at birth, kept until the gateway acknowledges them."""
+"""The lock's own event log: numbered at birth, kept until the gateway acknowledges them.
+
+Like the counter it numbers events with, the log lives in the lock's RAM: a power-up starts
+both again, under a new random boot id (:mod:`protocol.lock_wire`), so the events of this
+run are never mistaken for those of an earlier one.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from itertools import islice
 
@@ -16,11 +22,13 @@ class EventLog:
     """A bounded buffer of :class:`WireEvent`; when full the oldest event is dropped.
 
     Sequence numbers start at 1 and are never reused while the lock runs (u32; wrapping
-    would take a century of door openings, so it simply restarts at 1).
+    would take a century of door openings, so it simply restarts at 1). Every event carries
+    ``boot``, drawn at random when the log is made (a power-up) unless one is given.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, boot: int | None = None) -> None:
         self.capacity = capacity
+        self.boot = new_boot() if boot is None else boot
         self.dropped = 0
         self._events: deque[WireEvent] = deque()
         self._last_seq = 0
@@ -43,6 +51,7 @@ class EventLog:
             slot=slot,
             grant_id=grant_id,
             value=min(max(value, 0), U16_MAX),
+            boot=self.boot,
         )
         if len(self._events) >= self.capacity:
             self._events.popleft()
@@ -70,3 +79,8 @@ class EventLog:
     @property
     def pending(self) -> int:
         return len(self._events)
+
+
+def new_boot() -> int:
+    """A random non-zero u32 (0 means "no boot id" on the wire)."""
+    return secrets.randbelow(U32_MAX) + 1

@@ -108,6 +108,7 @@ class LockFirmware:
         revocation_capacity: int = DEFAULT_CAPACITY,
         release_keys: Iterable[Ed25519PublicKey] = (),
         update_capacity: int = UPDATE_CAPACITY,
+        boot: int | None = None,
     ) -> None:
         running_version(firmware)  # raises ValueError: updates must compare versions
         if not 1 <= slot_count <= MAX_SLOTS:
@@ -123,7 +124,8 @@ class LockFirmware:
         self.lockout_s = lockout_s
         self.battery_pct = battery_pct
         self.door_held_open_s = door_held_open_s
-        self.events = EventLog(event_buffer)
+        # a new run of the event counter: ``boot`` given only by tests that need a fixed one
+        self.events = EventLog(event_buffer, boot)
         self.slots: dict[int, SlotEntry] = {}
         self.revocations = OfflineRevocations(revocation_capacity)
         self.state = DoorLock.LOCKED_CLOSED
@@ -353,8 +355,9 @@ class LockFirmware:
     def reboot_into(self, header: ImageHeader) -> None:
         """Run the committed image's version after a reboot.
 
-        Flash survives: keys and counters, PIN slots, revocations, the event log, the
-        lockout and the clock (a battery-backed RTC). RAM does not: a half-typed entry and
+        Flash survives: keys and counters, PIN slots, revocations, the event log (and its
+        counter and boot id: the run goes on), the lockout and the clock (a battery-backed
+        RTC). RAM does not: a half-typed entry and
         what the display flashed. The rebooted lock wakes the gateway.
         """
         self.firmware = str(header.version)

@@ -42,7 +42,7 @@ from protocol.lock_wire import (
     encode_events,
     encode_nack,
     encode_slots,
-    encode_u32,
+    encode_unlock_ack,
 )
 
 if TYPE_CHECKING:
@@ -201,7 +201,8 @@ def _revoke_offline(fw: LockFirmware, payload: bytes) -> Reply:
 def _unlock(fw: LockFirmware, payload: bytes) -> Reply:
     """The emergency remote unlock: authenticated like every request that reaches here."""
     _no_payload(payload, "UNLOCK")
-    return FrameType.ACK, encode_u32(fw.remote_unlock())
+    seq = fw.remote_unlock()
+    return FrameType.ACK, encode_unlock_ack(seq, fw.events.boot)
 
 
 DOOR_HINT = "the door is unlocked or open: the lock updates only when locked and closed"

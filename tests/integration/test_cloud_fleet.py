@@ -238,6 +238,44 @@ def test_lockout_jam_and_held_open_open_once_and_close_on_later_events(world: Wo
     assert len(world.mails()) == 3
 
 
+def _numbered(
+    boot: int, seq: int, lock_ts: int, kind: LockEventKind
+) -> tuple[str, str, LockEventData]:
+    event = LockEventData(lock_id="gym-a-1", boot=boot, seq=seq, lock_ts=lock_ts, kind=kind)
+    return ("gym-a", "gw-1", event)
+
+
+def test_a_lock_whose_numbers_go_back_within_one_boot_raises_an_alert(world: World) -> None:
+    world.online()
+    record, t = world.fleet.health.record_events, world.now
+    record([_numbered(5, seq, t + seq, LockEventKind.RELOCKED) for seq in (1, 2, 3)])
+    record([_numbered(5, 2, t + 2, LockEventKind.RELOCKED)])  # redelivered: nothing to say
+    record([_numbered(5, 1, t + 1, LockEventKind.RELOCKED)])  # late, and earlier: nor here
+    assert world.kinds() == []
+    # the lock's clock went on but its numbers started again, in the same boot
+    record([_numbered(5, 1, t + 100, LockEventKind.UNLOCKED)])
+    (alert,) = world.alerts()
+    assert alert.kind == "seq_backwards"
+    assert "went back from 3 to 1" in alert.message
+    assert len(world.mails()) == 1
+    record([_numbered(5, 2, t + 101, LockEventKind.RELOCKED)])  # it counts on: once only
+    assert [a.kind for a in world.alerts("all")] == ["seq_backwards"]
+
+
+def test_a_new_boot_is_news_not_an_alert(world: World) -> None:
+    world.online()
+    record, t = world.fleet.health.record_events, world.now
+    record([_numbered(5, 40, t, LockEventKind.JAM)])
+    world.clock.advance(60)
+    record([_numbered(9, 1, t + 60, LockEventKind.CLOCK_SET)])  # the battery was changed
+    device = world.fleet.sites.device("gym-a", "gym-a-1", None).device
+    assert (device.event_boot, device.boot_seen_at) == (9, world.now)
+    assert world.kinds() == ["jam"]
+    record([_numbered(9, 2, t + 61, LockEventKind.RELOCKED)])  # a later event, seq 2 < 40
+    assert world.kinds() == []
+    assert [a.kind for a in world.alerts("all")] == ["jam"]
+
+
 def test_lockout_reported_by_telemetry_ends_only_after_it_settled(world: World) -> None:
     world.online()
     world.events((20, LockEventKind.LOCKOUT_STARTED))

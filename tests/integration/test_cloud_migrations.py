@@ -127,3 +127,58 @@ def test_0006_admits_the_clinic_role_and_keeps_the_users(kind: str, tmp_path: Pa
             engine.dispose()
     assert [tuple(u) for u in users] == [("m", "manager"), ("c", "clinic")]
     assert kept == ["m"]
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_0008_keys_events_by_site_and_boot_and_keeps_them(kind: str, tmp_path: Path) -> None:
+    event = text(
+        "INSERT INTO lock_events (lock_id, seq, lock_ts, kind, received_at) "
+        "VALUES (:lock, :seq, 100, 'unlocked', 1)"
+    )
+    with fresh_database(kind, tmp_path) as url:
+        command.upgrade(alembic_config(url), "0007")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO facilities (id, name, site, gateway) "
+                        "VALUES (1, 'Gym', 'gym-a', 'gw-1')"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO locks (id, lock_id, facility_id, name, pin_key) "
+                        "VALUES (1, 'door-1', 1, 'Door', :key)"
+                    ),
+                    {"key": "ab" * 32},
+                )
+                conn.execute(event, {"lock": "door-1", "seq": 1})
+                conn.execute(event, {"lock": "gone-1", "seq": 1})  # a lock no facility holds
+            migrate(url)
+            with engine.begin() as conn:
+                rows = conn.execute(
+                    text("SELECT site, lock_id, boot, seq FROM lock_events ORDER BY id")
+                ).all()
+                # the same lock and seq in a new boot is another event now
+                conn.execute(
+                    text(
+                        "INSERT INTO lock_events (site, lock_id, boot, seq, lock_ts, kind, "
+                        "received_at) VALUES ('gym-a', 'door-1', 7, 1, 200, 'unlocked', 2)"
+                    )
+                )
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO lock_events (site, lock_id, boot, seq, lock_ts, kind, "
+                        "received_at) VALUES ('gym-a', 'door-1', 7, 1, 300, 'unlocked', 3)"
+                    )
+                )
+            command.downgrade(alembic_config(url), "0007")  # the first of the pair stays
+            with engine.connect() as conn:
+                kept = conn.execute(text("SELECT lock_id, lock_ts FROM lock_events ORDER BY id"))
+                kept_rows = [tuple(r) for r in kept]
+        finally:
+            engine.dispose()
+    assert [tuple(r) for r in rows] == [("gym-a", "door-1", 0, 1), ("", "gone-1", 0, 1)]
+    assert kept_rows == [("door-1", 100), ("gone-1", 100)]

@@ -93,7 +93,7 @@ class World:
             kind=LockEventKind.UNLOCKED,
             grant_id=grant_id,
         )
-        assert self.svc.events.ingest(event)
+        assert self.svc.events.ingest(self.seed.site, self.seed.gateway, event)
 
     def grant_of(self, rid: str) -> str:
         view = self.svc.reservations.get(rid)

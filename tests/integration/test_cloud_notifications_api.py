@@ -58,7 +58,7 @@ class Api:
             kind=LockEventKind.UNLOCKED,
             grant_id=grant.id,
         )
-        assert self.svc.events.ingest(event)
+        assert self.svc.events.ingest(self.seed.site, self.seed.gateway, event)
 
     async def approved(self, start: int, end: int, **kw: Any) -> dict[str, Any]:
         body = {

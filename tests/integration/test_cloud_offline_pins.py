@@ -370,26 +370,29 @@ def test_an_offline_unlock_is_attributed_to_its_booking(site: Site) -> None:
     short = check.id.short_id
     site.svc.events.ingest_batch(
         [
-            LockEventData(
-                lock_id="gym-a-1",
-                seq=7,
-                lock_ts=at("2027-01-15 18:30"),
-                kind=LockEventKind.UNLOCKED,
-                value=short,
-            ),
-            LockEventData(  # a wrong code names nothing
-                lock_id="gym-a-1",
-                seq=8,
-                lock_ts=at("2027-01-15 18:31"),
-                kind=LockEventKind.DENIED_WRONG_PIN,
-            ),
-            LockEventData(  # a short id no code has
-                lock_id="gym-a-1",
-                seq=9,
-                lock_ts=at("2027-01-15 18:32"),
-                kind=LockEventKind.DENIED_OUTSIDE_WINDOW,
-                value=(short + 1) % 65536,
-            ),
+            ("gym-a", "gw-1", e)
+            for e in (
+                LockEventData(
+                    lock_id="gym-a-1",
+                    seq=7,
+                    lock_ts=at("2027-01-15 18:30"),
+                    kind=LockEventKind.UNLOCKED,
+                    value=short,
+                ),
+                LockEventData(  # a wrong code names nothing
+                    lock_id="gym-a-1",
+                    seq=8,
+                    lock_ts=at("2027-01-15 18:31"),
+                    kind=LockEventKind.DENIED_WRONG_PIN,
+                ),
+                LockEventData(  # a short id no code has
+                    lock_id="gym-a-1",
+                    seq=9,
+                    lock_ts=at("2027-01-15 18:32"),
+                    kind=LockEventKind.DENIED_OUTSIDE_WINDOW,
+                    value=(short + 1) % 65536,
+                ),
+            )
         ]
     )
     seq9, seq8, seq7 = site.svc.audit.events("gym-a-1")

@@ -148,11 +148,14 @@ def test_snapshot_carries_tags_not_pins_and_grows_its_version(world: World) -> N
     assert world.svc.access.snapshot(world.seed.site, world.seed.gateway).locks[0].grants == []
 
 
-def _event(seq: int, grant_id: str | None = None) -> LockEventData:
+def _event(
+    seq: int, grant_id: str | None = None, *, boot: int = 0, site: str = "gym-a"
+) -> tuple[str, str, LockEventData]:
     kind = LockEventKind.UNLOCKED if grant_id else LockEventKind.RELOCKED
-    return LockEventData(
-        lock_id="gym-a-1", seq=seq, lock_ts=NOW + seq, kind=kind, grant_id=grant_id
+    event = LockEventData(
+        lock_id="gym-a-1", boot=boot, seq=seq, lock_ts=NOW + seq, kind=kind, grant_id=grant_id
     )
+    return (site, "gw-1", event)
 
 
 def _rows(w: World) -> int:
@@ -161,8 +164,8 @@ def _rows(w: World) -> int:
 
 
 def test_ingest_is_idempotent(world: World) -> None:
-    assert world.svc.events.ingest(_event(1)) is True
-    assert world.svc.events.ingest(_event(1)) is False
+    assert world.svc.events.ingest(*_event(1)) is True
+    assert world.svc.events.ingest(*_event(1)) is False
     assert _rows(world) == 1
 
 
@@ -171,6 +174,32 @@ def test_batch_ingest_skips_what_is_known_and_duplicates_within_the_batch(world:
     batch = [_event(i) for i in range(290, 311)] + [_event(305), _event(305)]
     assert world.svc.events.ingest_batch(batch) == 10
     assert _rows(world) == 310
+
+
+def test_a_restarted_lock_numbers_anew_and_both_boots_are_kept(world: World) -> None:
+    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
+    assert grant is not None
+    assert world.svc.events.ingest_batch([_event(1, grant.id, boot=11), _event(2, boot=11)]) == 2
+    # the battery was changed: the lock counts from 1 again, in a new boot
+    assert world.svc.events.ingest_batch([_event(1, grant.id, boot=42), _event(2, boot=42)]) == 2
+    assert world.svc.events.ingest(*_event(1, grant.id, boot=42)) is False  # redelivered
+    entries = world.svc.audit.events("gym-a-1")
+    assert [(e.seq, e.kind, e.reservation_name) for e in entries] == [
+        (2, "relocked", None),
+        (1, "unlocked", "Taro Yamada"),
+        (2, "relocked", None),
+        (1, "unlocked", "Taro Yamada"),
+    ]
+
+
+def test_another_sites_gateway_cannot_claim_a_locks_event_keys(world: World) -> None:
+    # gym-b's gateway sends an event naming gym-a's lock first: it is its own event
+    assert world.svc.events.ingest(*_event(1, site="gym-b")) is True
+    assert world.svc.events.ingest(*_event(1, site="gym-a")) is True
+    assert world.svc.events.ingest(*_event(1, site="gym-a")) is False
+    with world.sessions() as session:
+        sites = session.scalars(select(LockEvent.site).order_by(LockEvent.id)).all()
+    assert sites == ["gym-b", "gym-a"]
 
 
 def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:

@@ -56,6 +56,7 @@ from tests.support.mosquitto import Mosquitto
 SITE, GW, LOCK = "gym-a", "gw-1", "gym-a-1"
 TAG = "5a" * 16
 LINK_KEY = bytes.fromhex("c3" * 32)
+BOOT = 0x5EED1E55  # the run of the peer lock's event counter
 
 
 def paired(state_dir: Path) -> None:
@@ -94,7 +95,7 @@ class LockPeer:
 
     # test controls
     def add_event(self, kind: LockEventKind = LockEventKind.UNLOCKED) -> WireEvent:
-        event = WireEvent(self._next_event, int(time.time()), kind, slot=0, value=0)
+        event = WireEvent(self._next_event, int(time.time()), kind, slot=0, value=0, boot=BOOT)
         self._next_event += 1
         self.events.append(event)
         return event
@@ -315,7 +316,7 @@ async def test_a_lock_event_is_published_once_and_acked_after_commit(
     committed_before_ack: list[bool] = []
 
     def check_outbox(upto: int) -> None:
-        key = f"event:{LOCK}:{upto}"
+        key = f"event:{LOCK}:{BOOT}:{upto}"
         with contextlib.closing(sqlite3.connect(config.state_dir / "outbox.sqlite3")) as db:
             row = db.execute(
                 "SELECT 1 FROM outbox WHERE dedupe_key = ? UNION "
@@ -339,9 +340,9 @@ async def test_a_lock_event_is_published_once_and_acked_after_commit(
             peer.wake()
             got = await collect(cloud, 2, "two events on the events topic")
     # ordered QoS 1 from one publisher: a duplicate of event 1 would sit before the marker
-    assert [(e.lock_id, e.seq, e.kind) for e in got] == [
-        (LOCK, first.seq, LockEventKind.UNLOCKED),
-        (LOCK, marker.seq, LockEventKind.RELOCKED),
+    assert [(e.lock_id, e.boot, e.seq, e.kind) for e in got] == [
+        (LOCK, BOOT, first.seq, LockEventKind.UNLOCKED),
+        (LOCK, BOOT, marker.seq, LockEventKind.RELOCKED),
     ]
     assert committed_before_ack == [True, True, True]
 

@@ -14,7 +14,7 @@ from edge.log_ring import LogRing
 from firmware_sim.lock.states import DoorLock
 from protocol import messages, topics
 from protocol.errors import MessageError
-from protocol.lock_wire import FrameType, LockFrame, NackCode, decode_u32
+from protocol.lock_wire import FrameType, LockFrame, NackCode, decode_unlock_ack
 from protocol.messages import (
     FIRMWARE_IMAGE_MAX,
     AgentConfigData,
@@ -152,10 +152,11 @@ def test_an_authenticated_unlock_opens_the_bolt_and_is_logged() -> None:
     fw, clock = make_lock(auto_lock_s=5)
     reply = request(fw, FrameType.UNLOCK)
     assert reply.type is FrameType.ACK
-    seq = decode_u32(reply.payload, "ACK")
+    seq, boot = decode_unlock_ack(reply.payload)
     assert fw.state is DoorLock.UNLOCKED_CLOSED
     (event,) = [e for e in events(fw) if e.kind is LockEventKind.REMOTE_UNLOCKED]
-    assert event.seq == seq
+    assert (event.seq, event.boot) == (seq, boot)
+    assert boot != 0
     assert (event.slot, event.grant_id) == (None, None)
     assert fw.open_door()
     fw.close_door()

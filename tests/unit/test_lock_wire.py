@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import struct
+import uuid
 
 import pytest
 from hypothesis import given
@@ -22,11 +24,16 @@ from protocol.lock_wire import (
     decode_events,
     decode_nack,
     decode_slots,
+    decode_unlock_ack,
     encode_events,
     encode_nack,
     encode_slots,
+    encode_unlock_ack,
 )
+from protocol.messages import LockEventKind
 from tests import strategies as s
+
+GRANT = "0b6c9d5e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
 
 
 @given(s.frames)
@@ -165,9 +172,39 @@ def test_events_round_trip(events: list[WireEvent]) -> None:
     assert decode_events(encode_events(events)) == events
 
 
+def test_events_from_a_lock_without_boot_ids_read_as_boot_0() -> None:
+    # the layout before boot ids: count (high bit clear), then 28-byte events
+    legacy = bytes([1]) + struct.pack(">IIBBH", 9, 1_800_000_000, 1, 3, 0) + uuid.UUID(GRANT).bytes
+    (event,) = decode_events(legacy)
+    assert event == WireEvent(9, 1_800_000_000, LockEventKind.UNLOCKED, 3, GRANT, 0, boot=0)
+
+
+def test_events_carry_their_boot() -> None:
+    events = [WireEvent(1, 5, LockEventKind.RELOCKED, boot=0xDEADBEEF)]
+    assert encode_events(events)[0] & 0x80  # the layout with boot ids
+    assert decode_events(encode_events(events))[0].boot == 0xDEADBEEF
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_unlock_ack_round_trip(seq: int, boot: int) -> None:
+    assert decode_unlock_ack(encode_unlock_ack(seq, boot)) == (seq, boot)
+
+
+def test_unlock_ack_of_a_lock_without_boot_ids_is_boot_0() -> None:
+    assert decode_unlock_ack(struct.pack(">I", 12)) == (12, 0)
+
+
 @given(st.binary(max_size=300))
 def test_payload_decoders_raise_only_frame_errors(raw: bytes) -> None:
-    for decode in (decode_events, decode_slots, LockInfo.decode, SlotEntry.decode_set, decode_nack):
+    decoders = (
+        decode_events,
+        decode_slots,
+        LockInfo.decode,
+        SlotEntry.decode_set,
+        decode_nack,
+        decode_unlock_ack,
+    )
+    for decode in decoders:
         with contextlib.suppress(FrameError):
             decode(raw)
 

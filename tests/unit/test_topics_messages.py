@@ -85,6 +85,24 @@ def test_message_round_trip() -> None:
     assert data == _event()
 
 
+def test_a_lock_event_carries_its_boot() -> None:
+    raw = messages.make(MessageType.LOCK_EVENT, _event().model_copy(update={"boot": 77}), ts=1)
+    _env, data = messages.parse(raw)
+    assert isinstance(data, LockEventData)
+    assert (data.boot, data.seq) == (77, 7)
+
+
+def test_a_lock_event_from_before_boot_ids_parses_as_boot_0() -> None:
+    raw = (
+        b'{"v": 1, "type": "lock_event", "id": "x", "ts": 1, "data": {"lock_id": "lock-1",'
+        b' "seq": 7, "lock_ts": 1800000000, "kind": "unlocked", "slot": 3}}'
+    )
+    _env, data = messages.parse(raw)
+    assert data == _event()
+    assert isinstance(data, LockEventData)
+    assert data.boot == 0
+
+
 def test_message_ids_are_unique_and_time_ordered() -> None:
     ids = [
         messages.parse(messages.make(MessageType.LOCK_EVENT, _event(), ts=t))[0].id
