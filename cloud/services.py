@@ -31,6 +31,7 @@ from cloud.gym.fleet_answers import BookingGuard, FacilityNames
 from cloud.gym.lock_reports import LockReportService
 from cloud.gym.notifications import NotificationService
 from cloud.gym.notifications_bulk import BulkMailService
+from cloud.gym.ownership import RefusedClaims
 from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.gym.reservations import ReservationService
 from cloud.gym.scope import GymScope
@@ -81,6 +82,7 @@ def build_services(
     """Wire every domain's services to one session factory, clock and change bus (a bus
     of their own when none is given: nobody hears of a change)."""
     changes = bus or ChangeBus()
+    refused = RefusedClaims()  # what gateways said of locks not theirs, counted
     # the one payment provider today; a card provider is added to this mapping later
     counter = CounterPayment()
     providers: dict[str, PaymentProvider] = {counter.method: counter}
@@ -92,10 +94,10 @@ def build_services(
         availability=AvailabilityService(sessions, clock, settings),
         cancellations=CancellationService(*booking),
         enrollment=EnrollmentService(sessions, clock, settings),
-        events=EventService(sessions, clock),
+        events=EventService(sessions, clock, settings, refused),
         facilities=FacilityService(sessions, clock, changes),
         facility_rules=FacilityRulesService(sessions),
-        lock_reports=LockReportService(sessions, clock),
+        lock_reports=LockReportService(sessions, clock, settings, refused),
         mail=MailOutbox(sessions, clock),
         payments=PaymentService(sessions, clock, providers),
         reservations=ReservationService(*booking),

@@ -31,6 +31,7 @@ class AlertKind(StrEnum):
     CLOCK_DRIFT = "clock_drift"  # a lock's clock more than 30 s off
     OUTBOX_BACKLOG = "outbox_backlog"  # the agent's outbox keeps growing
     SEQ_BACKWARDS = "seq_backwards"  # a lock's event numbers went back within one boot
+    FOREIGN_DEVICE = "foreign_device"  # a gateway named another site's or gateway's lock
 
 
 SEVERITY: dict[AlertKind, Severity] = {
@@ -45,6 +46,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.CLOCK_DRIFT: Severity.WARNING,
     AlertKind.OUTBOX_BACKLOG: Severity.WARNING,
     AlertKind.SEQ_BACKWARDS: Severity.WARNING,
+    AlertKind.FOREIGN_DEVICE: Severity.CRITICAL,
 }
 
 

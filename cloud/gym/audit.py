@@ -3,12 +3,22 @@ offline PIN's events are attributed at ingest, see :mod:`cloud.gym.events`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.gym.models import AccessGrant, LockEvent, Reservation
+from cloud.gym.models import AccessGrant, Facility, Lock, LockEvent, Reservation
 from cloud.gym.offline_pins import OFFLINE_EVENT_KINDS
 from cloud.gym.views import AuditEntry
+
+
+def _site_of(lock_id: str) -> Select[str]:
+    """The site of the lock's facility: what another site's gateway said of a lock it did
+    not know yet is never in this lock's audit (:mod:`cloud.gym.ownership`)."""
+    return (
+        select(Facility.site)
+        .join(Lock, Lock.facility_id == Facility.id)
+        .where(Lock.lock_id == lock_id)
+    )
 
 
 class AuditService:
@@ -25,7 +35,7 @@ class AuditService:
             select(LockEvent, Reservation.citizen_name)
             .outerjoin(AccessGrant, AccessGrant.id == LockEvent.grant_id)
             .outerjoin(Reservation, Reservation.id == AccessGrant.reservation_id)
-            .where(LockEvent.lock_id == lock_id)
+            .where(LockEvent.lock_id == lock_id, LockEvent.site.in_(_site_of(lock_id)))
             .order_by(LockEvent.id.desc())
             .limit(limit)
         )

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gym.models import LockEvent
 from cloud.gym.offline_pins import attribute_offline_events
+from cloud.gym.ownership import RefusedClaims, foreign, refuse
+from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import LockEventData
 
@@ -54,9 +56,17 @@ SourcedEvent = tuple[str, str, LockEventData]
 class EventService:
     """Store lock events; a redelivered event is a no-op."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        settings: CloudSettings,
+        refused: RefusedClaims | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._settings = settings
+        self.refused = refused or RefusedClaims()  # messages naming another site's locks
 
     def ingest(self, site: str, gateway: str, event: LockEventData) -> bool:
         """Store one event that came from ``site``/``gateway``; False when it was stored
@@ -69,24 +79,38 @@ class EventService:
         if not events:
             return 0
         now = int(self._clock.now())
-        rows: dict[tuple[str, str, int, int], dict[str, Any]] = {}
-        for site, _gateway, e in events:
-            rows.setdefault(
-                (site, e.lock_id, e.boot, e.seq),
-                {
-                    "site": site,
-                    "lock_id": e.lock_id,
-                    "boot": e.boot,
-                    "seq": e.seq,
-                    "lock_ts": e.lock_ts,
-                    "kind": e.kind.value,
-                    "grant_id": e.grant_id,
-                    "slot": e.slot,
-                    "value": e.value,
-                    "received_at": now,
-                },
-            )
         with self._sessions.begin() as session:
+            # a message speaks only for its topic's site and gateway (cloud/gym/ownership.py)
+            refused = foreign(session, {(s, g, e.lock_id) for s, g, e in events})
+            if refused:
+                refuse(
+                    session,
+                    self._settings,
+                    now,
+                    sorted(refused),
+                    what="lock events",
+                    counter=self.refused,
+                )
+                events = [x for x in events if (x[0], x[1], x[2].lock_id) not in refused]
+                if not events:
+                    return 0
+            rows: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+            for site, _gateway, e in events:
+                rows.setdefault(
+                    (site, e.lock_id, e.boot, e.seq),
+                    {
+                        "site": site,
+                        "lock_id": e.lock_id,
+                        "boot": e.boot,
+                        "seq": e.seq,
+                        "lock_ts": e.lock_ts,
+                        "kind": e.kind.value,
+                        "grant_id": e.grant_id,
+                        "slot": e.slot,
+                        "value": e.value,
+                        "received_at": now,
+                    },
+                )
             # an offline code's events carry its short id, not a grant: name the grant here
             attribute_offline_events(session, list(rows.values()))
             dialect = session.get_bind().dialect.name

@@ -49,7 +49,7 @@ def add_gym_routes(routes: Routes, events: EventService, locks: LockReportServic
         return events.ingest_batch([(a.site, a.gateway, a.data) for a in arrivals])
 
     def applied(arrivals: list[Arrival[AccessAppliedData]]) -> None:
-        locks.record_applied_many([a.data for a in arrivals])
+        locks.record_applied_many([(a.site, a.gateway, a.data) for a in arrivals])
 
     def lock_reports(arrivals: list[Arrival[TelemetryData]]) -> None:
         locks.record_telemetry_many([(a.site, a.gateway, a.data) for a in arrivals])

@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gym.models import Lock, LockSync
+from cloud.gym.ownership import Claim, RefusedClaims, foreign, refuse
+from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import AccessAppliedData, TelemetryData
 
@@ -20,23 +22,35 @@ from protocol.messages import AccessAppliedData, TelemetryData
 class LockReportService:
     """Record applied snapshot versions and the locks' part of telemetry."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        settings: CloudSettings,
+        refused: RefusedClaims | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._settings = settings
+        self.refused = refused or RefusedClaims()  # reports naming another site's locks
 
-    def record_applied(self, applied: AccessAppliedData) -> None:
+    def record_applied(self, site: str, gateway: str, applied: AccessAppliedData) -> None:
         """Remember which snapshot version a lock holds, and what it said about each grant
-        (loaded since when, waiting for a slot), its clock and its revocation list."""
-        self.record_applied_many([applied])
+        (loaded since when, waiting for a slot), its clock and its revocation list, as
+        ``site``/``gateway`` reported it."""
+        self.record_applied_many([(site, gateway, applied)])
 
-    def record_applied_many(self, reports: Sequence[AccessAppliedData]) -> None:
+    def record_applied_many(self, reports: Sequence[tuple[str, str, AccessAppliedData]]) -> None:
         """:meth:`record_applied` for many, in one transaction (after a broker restart
-        every lock reports at once); a lock listed twice ends as its later report says."""
+        every lock reports at once); a lock listed twice ends as its later report says. A
+        report naming a lock of another site or gateway is refused
+        (:mod:`cloud.gym.ownership`)."""
         if not reports:
             return
         now = int(self._clock.now())
-        latest = {applied.lock_id: applied for applied in reports}
         with self._sessions.begin() as session:
+            refused = self._refuse(session, now, [(s, g, a.lock_id) for s, g, a in reports])
+            latest = {a.lock_id: a for s, g, a in reports if (s, g, a.lock_id) not in refused}
             known = list(
                 session.scalars(
                     select(Lock.lock_id)
@@ -103,6 +117,9 @@ class LockReportService:
         if not syncs:
             return
         with self._sessions.begin() as session:
+            claims = [(s, g, lock.lock_id) for s, g, t in reports for lock in t.locks]
+            for _site, _gateway, lock_id in self._refuse(session, now, claims):
+                syncs.pop(lock_id, None)
             # a lock the cloud does not know is ignored; in key order, so that two batches
             # take their row locks in one order
             known = session.scalars(
@@ -117,6 +134,18 @@ class LockReportService:
                 set_={c: stmt.excluded[c] for c in rows[0] if c != "lock_id"},
             )
             session.connection().execute(stmt, rows)  # Core executemany, no ORM bulk path
+
+    def _refuse(self, session: Session, now: int, claims: list[Claim]) -> set[Claim]:
+        refused = foreign(session, set(claims))
+        refuse(
+            session,
+            self._settings,
+            now,
+            sorted(refused),
+            what="lock reports",
+            counter=self.refused,
+        )
+        return refused
 
 
 def _insert(session: Session) -> Any:

@@ -483,9 +483,9 @@ def test_a_batch_of_births_wills_and_applied_versions_stores_what_one_at_a_time_
         for site, gateway, status in statuses:
             one.fleet.health.record_status(site, gateway, status)
         for report in applied:
-            one.svc.lock_reports.record_applied(report)
+            one.svc.lock_reports.record_applied("gym-a", "gw-1", report)
         many.fleet.health.record_status_many(statuses)
-        many.svc.lock_reports.record_applied_many(applied)
+        many.svc.lock_reports.record_applied_many([("gym-a", "gw-1", a) for a in applied])
 
         for w in (one, many):
             assert sorted((a.kind, a.site, a.subject) for a in w.alerts()) == [

@@ -292,6 +292,8 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
         "gym-a", "gw-1", _telemetry(True, at("2027-01-15 20:00"))
     )
     site.svc.lock_reports.record_applied(
+        "gym-a",
+        "gw-1",
         AccessAppliedData(
             lock_id="gym-a-1",
             version=3,
@@ -300,7 +302,7 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
             clock_offset_s=-3.0,
             clock_set=True,
             reason=SyncReason.CHANGE,
-        )
+        ),
     )
     site.gateway(GatewayState.OFFLINE)
     offline = site.book("2027-01-15 12:00", "2027-01-15 13:00", name="kato")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import DemoSeed, seed_demo
@@ -193,13 +193,20 @@ def test_a_restarted_lock_numbers_anew_and_both_boots_are_kept(world: World) -> 
 
 
 def test_another_sites_gateway_cannot_claim_a_locks_event_keys(world: World) -> None:
-    # gym-b's gateway sends an event naming gym-a's lock first: it is its own event
-    assert world.svc.events.ingest(*_event(1, site="gym-b")) is True
+    # gym-b's gateway sends an event naming gym-a's lock first: refused, and an alert
+    # against gym-b's gateway; gym-a's own event with the same numbers is stored
+    assert world.svc.events.ingest(*_event(1, site="gym-b")) is False
     assert world.svc.events.ingest(*_event(1, site="gym-a")) is True
     assert world.svc.events.ingest(*_event(1, site="gym-a")) is False
     with world.sessions() as session:
         sites = session.scalars(select(LockEvent.site).order_by(LockEvent.id)).all()
-    assert sites == ["gym-b", "gym-a"]
+        alerts = session.execute(
+            text("select kind, site, subject, severity from alerts where resolved_at is null")
+        ).all()
+    assert sites == ["gym-a"]
+    assert [tuple(a) for a in alerts] == [("foreign_device", "gym-b", "gw-1", "critical")]
+    assert world.svc.events.refused.counts == {"lock events": 1}
+    assert [e.seq for e in world.svc.audit.events("gym-a-1")] == [1]
 
 
 def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:
