@@ -3,6 +3,9 @@ the demo is, its staff signed in with Basic auth."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
+from tests.support.smtp import free_port
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Tokyo
 HOUR = 3600
@@ -52,3 +56,33 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
             transport=transport, base_url="http://cloud", headers={"Accept-Language": "en"}
         ) as http:
             yield Cloud(app, http, seed)
+
+
+def start_cloud(env: dict[str, str], tmp_path: Path, timeout_s: float = 30.0) -> StartUp:
+    """Run the real ``denen-cloud serve`` with ``env`` (on top of a production-like base)
+    and return how it ended; a cloud that starts is stopped and reported as started."""
+    port = free_port()
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "DENEN_CLOUD_DATABASE_URL": f"sqlite:///{tmp_path}/startup.db",
+        "DENEN_CLOUD_SECRET_KEY": "s" * 40,
+        "DENEN_CLOUD_MQTT_ENABLED": "0",
+    }
+    cmd = [str(Path(sys.executable).parent / "denen-cloud"), "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        _, err = proc.communicate(timeout=timeout_s)
+        return StartUp(started=True, returncode=None, stderr=err)
+    return StartUp(started=False, returncode=proc.returncode, stderr=err)
+
+
+@dataclass(frozen=True)
+class StartUp:
+    started: bool
+    returncode: int | None
+    stderr: str
