@@ -35,9 +35,9 @@ class CloudSettings(BaseSettings):
     # events published before the workers reconnect are lost (use a broker that persists
     # shared sessions, such as EMQX, for that setup).
     mqtt_shared_subscription: bool = False
-    # GET /metrics asks for "Authorization: Bearer <token>" when set (Prometheus'
-    # bearer_token); unset: open, for a scraper on the private network only
-    metrics_token: str | None = None
+    # GET /metrics asks for "Authorization: Bearer <token>" (Prometheus' bearer_token);
+    # required outside dev, where unset leaves /metrics open (checked below)
+    metrics_token: str | None = Field(default=None, repr=False)
     # Mutual TLS to the broker (files from `denen provision ca init`: ca.crt, cloud.crt/.key)
     mqtt_tls_ca: Path | None = None
     mqtt_tls_cert: Path | None = None
@@ -125,6 +125,24 @@ class CloudSettings(BaseSettings):
                 "DENEN_CLOUD_SECRET_KEY is empty, a placeholder or shorter than "
                 f"{MIN_SECRET_LEN} characters; set it to e.g. the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "(or set DENEN_CLOUD_DEV=1 for local development)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_need_a_token(self) -> CloudSettings:
+        # Refused at start-up, like the secret key: a deploy that forgot it fails at once,
+        # where an open or silently closed /metrics would be found much later.
+        if self.dev and not self.metrics_token:
+            return self
+        token = (self.metrics_token or "").strip()
+        if token.lower() in _PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LEN:
+            raise ValueError(
+                "DENEN_CLOUD_METRICS_TOKEN is unset, a placeholder or shorter than "
+                f"{MIN_SECRET_LEN} characters, which would leave /metrics open to anyone who "
+                "reaches the cloud: set DENEN_CLOUD_METRICS_TOKEN to e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and give "
+                "Prometheus the same as its bearer token "
                 "(or set DENEN_CLOUD_DEV=1 for local development)"
             )
         return self

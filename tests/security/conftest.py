@@ -3,9 +3,12 @@ the demo is, its staff signed in with Basic auth."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> CloudSettings:
     values: dict[str, object] = {
         "database_url": f"sqlite:///{tmp_path}/cloud.db",
         "secret_key": "s" * 40,
+        "metrics_token": "m" * 32,
         "mqtt_enabled": False,
     }
     return CloudSettings(**{**values, **overrides})
@@ -58,27 +62,34 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
             yield Cloud(app, http, seed)
 
 
-def start_cloud(env: dict[str, str], tmp_path: Path, timeout_s: float = 30.0) -> StartUp:
-    """Run the real ``denen-cloud serve`` with ``env`` (on top of a production-like base)
-    and return how it ended; a cloud that starts is stopped and reported as started."""
+def start_cloud(env: dict[str, str | None], tmp_path: Path, timeout_s: float = 60.0) -> StartUp:
+    """Run the real ``denen-cloud serve`` with ``env`` over a production-like base (a value
+    of None unsets a variable) and say how it went: it answered HTTP (then it is stopped),
+    or it exited first with a status and its standard error."""
     port = free_port()
-    base = {
+    base: dict[str, str | None] = {
         "PATH": os.environ.get("PATH", ""),
         "DENEN_CLOUD_DATABASE_URL": f"sqlite:///{tmp_path}/startup.db",
         "DENEN_CLOUD_SECRET_KEY": "s" * 40,
+        "DENEN_CLOUD_METRICS_TOKEN": "m" * 32,
         "DENEN_CLOUD_MQTT_ENABLED": "0",
     }
+    merged = {k: v for k, v in {**base, **env}.items() if v is not None}
     cmd = [str(Path(sys.executable).parent / "denen-cloud"), "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with subprocess.Popen(
+        cmd, env=merged, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                proc.terminate()
+                _, err = proc.communicate(timeout=timeout_s)
+                return StartUp(started=True, returncode=None, stderr=err)
+            time.sleep(0.1)  # polling a port that has no event to await
+        if proc.poll() is None:
+            proc.kill()
         _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        _, err = proc.communicate(timeout=timeout_s)
-        return StartUp(started=True, returncode=None, stderr=err)
-    return StartUp(started=False, returncode=proc.returncode, stderr=err)
+        return StartUp(started=False, returncode=proc.returncode, stderr=err)
 
 
 @dataclass(frozen=True)

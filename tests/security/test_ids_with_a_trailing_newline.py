@@ -49,6 +49,7 @@ async def test_http_fleet_site_refuses_a_newline_site(cloud: Cloud) -> None:
 def _cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DENEN_CLOUD_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
     monkeypatch.setenv("DENEN_CLOUD_SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("DENEN_CLOUD_METRICS_TOKEN", "m" * 32)
 
 
 def test_cli_add_facility_refuses_a_newline_site(
