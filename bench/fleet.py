@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import os
 import random
 import resource
@@ -534,6 +535,11 @@ class Stack:
             "broker": lambda: None if self.broker.process is None else self.broker.process.pid,
         }
 
+    @functools.cached_property
+    def metrics_token(self) -> str:
+        """What the cloud's ``/metrics`` asks for, made once per run."""
+        return secrets.token_urlsafe(32)
+
     def start_cloud(self) -> None:
         http_port = free_port()
         env = dict(
@@ -543,6 +549,7 @@ class Stack:
             DENEN_CLOUD_MQTT_PORT=str(self.broker.port),
             DENEN_CLOUD_MQTT_CLIENT_ID="bench-cloud",
             DENEN_CLOUD_SECRET_KEY=secrets.token_urlsafe(32),
+            DENEN_CLOUD_METRICS_TOKEN=self.metrics_token,
         )
         if self.tls is not None:  # CN cloud: the ACL's user on denen/v1/#
             env |= {
@@ -625,7 +632,8 @@ class Stack:
     def cloud_metric(self, name: str) -> float:
         """One sample of the cloud's ``/metrics`` (nan when it does not answer)."""
         try:
-            text_ = httpx.get(f"{self.cloud_http}/metrics", timeout=10).text
+            scraper = {"Authorization": f"Bearer {self.metrics_token}"}
+            text_ = httpx.get(f"{self.cloud_http}/metrics", headers=scraper, timeout=10).text
         except httpx.HTTPError:
             return float("nan")
         for line in text_.splitlines():

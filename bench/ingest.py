@@ -127,6 +127,7 @@ def run_ours(port: int, workdir: Path, topic: str, bodies: list[bytes]) -> tuple
         DENEN_CLOUD_MQTT_PORT=str(port),
         DENEN_CLOUD_MQTT_CLIENT_ID="bench-cloud",
         DENEN_CLOUD_SECRET_KEY=os.urandom(16).hex(),
+        DENEN_CLOUD_METRICS_TOKEN=os.urandom(16).hex(),
     )
     cloud = subprocess.Popen(
         [sys.executable, "-m", "cloud.main", "serve", "--port", str(http_port)],

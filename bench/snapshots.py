@@ -214,6 +214,7 @@ def _settings(url: str, port: int) -> CloudSettings:
     return CloudSettings(
         database_url=url,
         secret_key=secrets.token_urlsafe(32),
+        metrics_token=secrets.token_urlsafe(32),
         mqtt_host="127.0.0.1",
         mqtt_port=port,
         mqtt_client_id="bench-snapshots",

@@ -4,8 +4,9 @@
 runs every request under a trace id — the caller's ``X-Request-ID`` when it is usable, a
 new UUIDv7 otherwise — returns it in ``X-Request-ID``, logs one line per request and
 counts it by route template (``/api/clinic/{site}/queue``, never the filled-in path, so
-the label set stays small). :func:`metrics_router` serves the registry in the text format;
-with ``DENEN_CLOUD_METRICS_TOKEN`` set it asks for ``Authorization: Bearer <token>``.
+the label set stays small). :func:`metrics_router` serves the registry in the text format
+and asks for ``Authorization: Bearer <DENEN_CLOUD_METRICS_TOKEN>``; the settings refuse to
+start without that token outside development, the only place it is served open.
 
 Each app has its own :class:`~prometheus_client.CollectorRegistry` (tests build many apps
 in one process); the MQTT bridge's counters and the fleet's gauges are read at scrape time

@@ -6,11 +6,16 @@ import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.pin import PIN_MAX_LEN
 
 _PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "placeholder"})
 MIN_SECRET_LEN = 32
+# A 4-digit PIN falls to 10,000 guesses, a few hundred a day past the keypad's lockout;
+# the top is the lock's (protocol.pin: 11 and 12 digits are offline PINs)
+PIN_LENGTH_MIN = 6
 
 
 class CloudSettings(BaseSettings):
@@ -30,9 +35,9 @@ class CloudSettings(BaseSettings):
     # events published before the workers reconnect are lost (use a broker that persists
     # shared sessions, such as EMQX, for that setup).
     mqtt_shared_subscription: bool = False
-    # GET /metrics asks for "Authorization: Bearer <token>" when set (Prometheus'
-    # bearer_token); unset: open, for a scraper on the private network only
-    metrics_token: str | None = None
+    # GET /metrics asks for "Authorization: Bearer <token>" (Prometheus' bearer_token);
+    # required outside dev, where unset leaves /metrics open (checked below)
+    metrics_token: str | None = Field(default=None, repr=False)
     # Mutual TLS to the broker (files from `denen provision ca init`: ca.crt, cloud.crt/.key)
     mqtt_tls_ca: Path | None = None
     mqtt_tls_cert: Path | None = None
@@ -49,7 +54,7 @@ class CloudSettings(BaseSettings):
     gateway_cert_days: int = Field(default=365, ge=1, le=3650)
     pin_margin_before_s: int = Field(default=900, ge=0)
     pin_margin_after_s: int = Field(default=900, ge=0)
-    pin_length: int = Field(default=6, ge=4, le=12)
+    pin_length: int = 6  # keypad PIN digits, PIN_LENGTH_MIN..PIN_MAX_LEN (checked below)
     # Offline PINs (docs/offline-pins.md): issued instead of a slot PIN when the site's
     # gateway is offline, or has not been heard from for gateway_silent_after_s (0: never
     # judged by silence), or the lock cannot be loaded before the window starts
@@ -97,6 +102,16 @@ class CloudSettings(BaseSettings):
     fleet_rollout_soak_s: int = Field(default=1800, ge=0)
     fleet_booking_guard_s: int = Field(default=900, ge=0)  # no lock update this near a booking
 
+    @field_validator("pin_length")
+    @classmethod
+    def _guessable_pins(cls, value: int) -> int:
+        if not PIN_LENGTH_MIN <= value <= PIN_MAX_LEN:
+            raise ValueError(
+                f"DENEN_CLOUD_PIN_LENGTH is {value}: keypad PINs need {PIN_LENGTH_MIN} to "
+                f"{PIN_MAX_LEN} digits (a shorter PIN is guessable at the door)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> CloudSettings:
         if self.dev:
@@ -110,6 +125,24 @@ class CloudSettings(BaseSettings):
                 "DENEN_CLOUD_SECRET_KEY is empty, a placeholder or shorter than "
                 f"{MIN_SECRET_LEN} characters; set it to e.g. the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "(or set DENEN_CLOUD_DEV=1 for local development)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_need_a_token(self) -> CloudSettings:
+        # Refused at start-up, like the secret key: a deploy that forgot it fails at once,
+        # where an open or silently closed /metrics would be found much later.
+        if self.dev and not self.metrics_token:
+            return self
+        token = (self.metrics_token or "").strip()
+        if token.lower() in _PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LEN:
+            raise ValueError(
+                "DENEN_CLOUD_METRICS_TOKEN is unset, a placeholder or shorter than "
+                f"{MIN_SECRET_LEN} characters, which would leave /metrics open to anyone who "
+                "reaches the cloud: set DENEN_CLOUD_METRICS_TOKEN to e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and give "
+                "Prometheus the same as its bearer token "
                 "(or set DENEN_CLOUD_DEV=1 for local development)"
             )
         return self

@@ -7,7 +7,8 @@ import re
 import time
 import uuid
 
-SLUG_RE = re.compile(r"^[a-z0-9-]{1,40}$")
+# No anchors: check with ``SLUG_RE.fullmatch`` (``match`` with ``$`` lets "gym-a\n" through)
+SLUG_RE = re.compile(r"[a-z0-9-]{1,40}")
 
 
 def uuid7(epoch_ms: int | None = None) -> str:
@@ -24,4 +25,4 @@ def uuid7(epoch_ms: int | None = None) -> str:
 
 def is_slug(value: str) -> bool:
     """Site, gateway and device ids are slugs ``[a-z0-9-]{1,40}``."""
-    return bool(SLUG_RE.match(value))
+    return SLUG_RE.fullmatch(value) is not None

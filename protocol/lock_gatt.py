@@ -29,12 +29,12 @@ ATT_PREFERRED_MTU = 247  # asked for after connecting: one frame of 1 KB in 5 wr
 ATT_HEADER_LEN = 3  # opcode + handle in a write request or a notification
 PASSKEY_DIGITS = 6
 
-_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_ADDRESS = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 def is_ble_address(text: str) -> bool:
     """``AA:BB:CC:DD:EE:FF`` (either case)."""
-    return bool(_ADDRESS.match(text))
+    return bool(_ADDRESS.fullmatch(text))
 
 
 def chunk_size(att_mtu: int) -> int:

@@ -32,7 +32,8 @@ from protocol.offline_pin import OfflinePinId
 
 PROTOCOL_VERSION = 1
 Slug = str  # validated with SLUG_PATTERN where it is a field
-SLUG_PATTERN = SLUG_RE.pattern
+# pydantic checks patterns with Rust's regex, where ``$`` is the end of the text
+SLUG_PATTERN = f"^{SLUG_RE.pattern}$"
 HEX_TAG_PATTERN = r"^[0-9a-f]{32}$"
 OFFLINE_ID_PATTERN = r"^[0-9a-f]{12}$"
 CONFIG_HASH_PATTERN = r"^[0-9a-f]{16}$"

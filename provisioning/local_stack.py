@@ -208,6 +208,7 @@ class LocalStack:
                 "DENEN_CLOUD_ENROLL_MQTT_HOST": self.broker.host,
                 "DENEN_CLOUD_ENROLL_MQTT_PORT": str(self.broker.port),
                 "DENEN_CLOUD_SECRET_KEY": self._secret(),
+                "DENEN_CLOUD_METRICS_TOKEN": self.metrics_token(),
                 "DENEN_CLOUD_PUBLIC_URL": self.cloud_url,
             }
         )
@@ -357,12 +358,16 @@ class LocalStack:
             stdin=str(issued["token"]),
         )
 
-    def _secret(self) -> str:
-        path = self.workdir / "cloud-secret"
+    def _secret(self, name: str = "cloud-secret") -> str:
+        path = self.workdir / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def metrics_token(self) -> str:
+        """The bearer token the cloud's ``/metrics`` asks for (made on the first start)."""
+        return self._secret("cloud-metrics-token")
 
     def _python(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
@@ -603,6 +608,7 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
         print(f"  mail outbox   {stack.cloud_url}/mail")
         print(f"  lock keypad   {stack.sim_url}/locks/{LOCK_ID}")
         print(f"  metrics       {stack.cloud_url}/metrics, agents :9108/metrics :9109/metrics")
+        print(f"                (cloud: Authorization: Bearer {stack.metrics_token()})")
         print("\n  clinic (Yonago Clinic A):")
         print(f"  tap a card    {stack.reader_sim_url}/readers/{KIOSK_ID}")
         print(f"  kiosk screen  {stack.clinic_url}/kiosk/{KIOSK_ID}")

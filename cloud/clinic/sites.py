@@ -63,7 +63,7 @@ def _check(
     for d in departments:
         if not is_slug(d.slug):
             raise InvalidRequestError(f"department {d.slug!r} is not a slug [a-z0-9-]{{1,40}}")
-        if not _PREFIX.match(d.prefix):
+        if not _PREFIX.fullmatch(d.prefix):
             raise InvalidRequestError(f"prefix {d.prefix!r} of {d.slug} is not 1-3 capitals")
         if not d.name.strip() or len(d.name) > 60:
             raise InvalidRequestError(f"the name of {d.slug} must be 1-60 characters")

@@ -10,8 +10,6 @@ first call) median and 90th percentile per department, no-shows. The numbers are
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from cloud.api.clinic import clinic_services
 from cloud.clinic.figures import ClinicDayFigures
+from cloud.core.spreadsheet import csv_document
 from cloud.dashboard.clinic_pages import require_clinic
 from cloud.dashboard.i18n import Lang, gettext, request_lang
 from cloud.dashboard.routes import render
@@ -128,13 +127,8 @@ def clinic_figures_page(request: Request, site: str, on: DayParam = "") -> HTMLR
 
 
 def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...], name: str) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in columns})
     return Response(
-        out.getvalue(),
+        csv_document(columns, ([row[k] for k in columns] for row in rows)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -27,9 +27,7 @@ for ops and technicians (ops move them), the audit log for ops.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
@@ -45,6 +43,7 @@ from cloud.api.deps import services
 from cloud.api.fleet import fleet_services
 from cloud.core.auth import AuthError
 from cloud.core.models import Role
+from cloud.core.spreadsheet import csv_document
 from cloud.core.views import UserView
 from cloud.dashboard.fleet_charts import LineChart, day_ticks, line_chart, sync_gaps
 from cloud.dashboard.i18n import N_, Lang, gettext, request_lang, tr, when
@@ -882,16 +881,13 @@ def audit_csv(
     rows = _audit_rows(
         request, q=q, site=site, action=action, first=from_day, last=to_day, limit=AUDIT_CSV_LIMIT
     )
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["id", "time", "at", "actor", "action", "site", "subject", "detail"])
+    columns = ("id", "time", "at", "actor", "action", "site", "subject", "detail")
+    cells = []
     for r in rows:
         e = r["view"]
-        writer.writerow(
-            [e.id, r["time"], e.at, e.actor, e.action, e.site or "", e.subject or "", r["detail"]]
-        )
+        cells.append([e.id, r["time"], e.at, e.actor, e.action, e.site, e.subject, r["detail"]])
     return Response(
-        out.getvalue(),
+        csv_document(columns, cells),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="fleet-audit.csv"'},
     )

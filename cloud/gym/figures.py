@@ -19,14 +19,13 @@ starts in, and only approved bookings count (pending, rejected and cancelled do 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass
 from datetime import date, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from cloud.core.spreadsheet import csv_document
 from cloud.errors import InvalidRequestError, NotFoundError
 from cloud.gym.models import Facility, NoShow, Reservation, ReservationStatus, SatisfactionScore
 from cloud.localtime import epoch_from_local, local
@@ -84,13 +83,8 @@ CSV_COLUMNS = (
 
 def figures_csv(figures: FacilityFigures) -> str:
     """The figures as CSV, one line per month (rates as fractions, blanks for none)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    for m in figures.months:
-        row = {"facility_id": figures.facility_id, **asdict(m)}
-        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
-    return out.getvalue()
+    rows = ({"facility_id": figures.facility_id, **asdict(m)} for m in figures.months)
+    return csv_document(CSV_COLUMNS, ([row[k] for k in CSV_COLUMNS] for row in rows))
 
 
 def _months(from_day: date, to_day: date) -> list[tuple[date, date]]:

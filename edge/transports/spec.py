@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from edge.errors import UnsupportedTransport
 
-_BLE_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_BLE_ADDRESS = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 class TransportKind(StrEnum):
@@ -41,6 +41,6 @@ def parse_spec(spec: str) -> TransportSpec:
         raise UnsupportedTransport(f"unknown transport {kind_text!r} (known: {known})") from None
     if kind in (TransportKind.SERIAL, TransportKind.PTY) and not address.startswith("/"):
         raise ValueError(f"{kind.value} address {address!r} is not an absolute device path")
-    if kind is TransportKind.BLE and not _BLE_ADDRESS.match(address):
+    if kind is TransportKind.BLE and not _BLE_ADDRESS.fullmatch(address):
         raise ValueError(f"ble address {address!r} is not AA:BB:CC:DD:EE:FF")
     return TransportSpec(kind, address)

@@ -39,7 +39,10 @@ def clinic_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicClo
     A thread, not the event loop: Playwright's sync API holds the main thread."""
     home = tmp_path_factory.mktemp("clinic-cloud")
     settings = CloudSettings(
-        database_url=f"sqlite:///{home}/cloud.db", secret_key="s" * 40, mqtt_enabled=False
+        database_url=f"sqlite:///{home}/cloud.db",
+        secret_key="s" * 40,
+        metrics_token="m" * 32,
+        mqtt_enabled=False,
     )
     app = create_app(settings)
     server = uvicorn.Server(

@@ -142,6 +142,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path}/cloud.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_client_id="cloud-e2e-clinic",

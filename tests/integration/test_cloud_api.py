@@ -35,7 +35,10 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     settings = CloudSettings(
-        database_url=f"sqlite:///{tmp_path}/api.db", secret_key="s" * 40, mqtt_enabled=False
+        database_url=f"sqlite:///{tmp_path}/api.db",
+        secret_key="s" * 40,
+        metrics_token="m" * 32,
+        mqtt_enabled=False,
     )
     app = create_app(settings, clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):

@@ -50,7 +50,9 @@ class Api:
 @pytest.fixture(params=DB_KINDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     with fresh_database(request.param, tmp_path) as url:
-        settings = CloudSettings(database_url=url, secret_key="s" * 40, mqtt_enabled=False)
+        settings = CloudSettings(
+            database_url=url, secret_key="s" * 40, metrics_token="m" * 32, mqtt_enabled=False
+        )
         app = create_app(settings, clock=ManualClock(NOW))
         async with app.router.lifespan_context(app):
             with app.state.sessions.begin() as session:

@@ -61,7 +61,9 @@ class Api:
 @pytest.fixture(params=DB_KINDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     with fresh_database(request.param, tmp_path) as url:
-        settings = CloudSettings(database_url=url, secret_key="s" * 40, mqtt_enabled=False)
+        settings = CloudSettings(
+            database_url=url, secret_key="s" * 40, metrics_token="m" * 32, mqtt_enabled=False
+        )
         clock = ManualClock(NINE)
         app = create_app(settings, clock=clock)
         async with app.router.lifespan_context(app):

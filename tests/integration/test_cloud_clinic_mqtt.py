@@ -104,6 +104,7 @@ async def site(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Site]:
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path}/clinic.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=mosquitto.host,
         mqtt_port=mosquitto.port,
         mqtt_client_id="cloud-clinic-test",

@@ -70,7 +70,10 @@ class Pages:
 @pytest.fixture
 async def pages(tmp_path: Path) -> AsyncIterator[Pages]:
     settings = CloudSettings(
-        database_url=f"sqlite:///{tmp_path}/pages.db", secret_key="s" * 40, mqtt_enabled=False
+        database_url=f"sqlite:///{tmp_path}/pages.db",
+        secret_key="s" * 40,
+        metrics_token="m" * 32,
+        mqtt_enabled=False,
     )
     clock = ManualClock(NINE)
     app = create_app(settings, clock=clock)

@@ -109,6 +109,7 @@ async def cloud(tmp_path: Path, mosquitto: Mosquitto, template: Template) -> Asy
         settings = CloudSettings(
             database_url=url,
             secret_key="s" * 40,
+            metrics_token="m" * 32,
             mqtt_host=mosquitto.host,
             mqtt_port=mosquitto.port,
             mqtt_client_id="cloud-fleet-test",

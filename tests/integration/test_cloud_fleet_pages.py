@@ -115,7 +115,11 @@ def lock(battery: int = 90, **fields: object) -> LockTelemetry:
 async def pages(tmp_path: Path, template: Template) -> AsyncIterator[Pages]:
     with copy_of(template, tmp_path) as url:
         settings = CloudSettings(
-            database_url=url, secret_key="s" * 40, mqtt_enabled=False, fleet_poll_s=3600
+            database_url=url,
+            secret_key="s" * 40,
+            metrics_token="m" * 32,
+            mqtt_enabled=False,
+            fleet_poll_s=3600,
         )
         clock = ManualClock(NOW)
         app = create_app(settings, clock=clock)

@@ -70,6 +70,7 @@ async def cloud(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Cloud]:
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path}/mqtt.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=mosquitto.host,
         mqtt_port=mosquitto.port,
         mqtt_client_id="cloud-test",
@@ -193,6 +194,7 @@ def _settings(tmp_path: Path, broker: Mosquitto) -> CloudSettings:
     return CloudSettings(
         database_url=f"sqlite:///{tmp_path}/many.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_client_id="cloud-many",

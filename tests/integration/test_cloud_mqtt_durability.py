@@ -79,6 +79,7 @@ class CloudProcess:
             DENEN_CLOUD_MQTT_PORT=str(self.broker.port),
             DENEN_CLOUD_MQTT_CLIENT_ID="cloud-durability",
             DENEN_CLOUD_SECRET_KEY="k" * 40,
+            DENEN_CLOUD_METRICS_TOKEN="m" * 32,
         )
         self.starts += 1
         log = (self.directory / f"cloud-{self.starts}.log").open("wb")

@@ -72,6 +72,7 @@ async def cloud(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Cloud]:
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path}/sync.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=mosquitto.host,
         mqtt_port=mosquitto.port,
         mqtt_client_id="cloud-sync-test",

@@ -110,7 +110,11 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             sessions = make_sessionmaker(engine)
             clock = ManualClock(NOW)
             settings = CloudSettings(
-                database_url=url, secret_key="k" * 40, mqtt_enabled=False, mail_retry_cap_s=600
+                database_url=url,
+                secret_key="k" * 40,
+                metrics_token="m" * 32,
+                mqtt_enabled=False,
+                mail_retry_cap_s=600,
             )
             with sessions.begin() as session:
                 seed = seed_demo(session)

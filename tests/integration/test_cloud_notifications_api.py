@@ -83,7 +83,9 @@ class Api:
 @pytest.fixture(params=DB_KINDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     with fresh_database(request.param, tmp_path) as url:
-        settings = CloudSettings(database_url=url, secret_key="s" * 40, mqtt_enabled=False)
+        settings = CloudSettings(
+            database_url=url, secret_key="s" * 40, metrics_token="m" * 32, mqtt_enabled=False
+        )
         clock = ManualClock(NOW)
         app = create_app(settings, clock=clock)
         async with app.router.lifespan_context(app):
@@ -244,6 +246,7 @@ async def test_the_app_delivers_queued_mail_by_itself_when_smtp_is_set(tmp_path:
         settings = CloudSettings(
             database_url=f"sqlite:///{tmp_path}/t.db",
             secret_key="s" * 40,
+            metrics_token="m" * 32,
             mqtt_enabled=False,
             smtp_host="127.0.0.1",
             smtp_port=smtp.port,

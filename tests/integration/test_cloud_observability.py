@@ -20,19 +20,25 @@ from protocol.messages import GatewayState, StatusData
 from protocol.tracing import JsonFormatter, traced
 
 NOW = 1_799_971_200
+METRICS_TOKEN = "m" * 32  # Prometheus sends it; the cloud does not start without one
 
 
 async def _app(tmp_path: Path, **extra: object) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    token = str(extra.pop("metrics_token", METRICS_TOKEN))
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path}/obs.db",
         secret_key="s" * 40,
+        metrics_token=token,
         mqtt_enabled=False,
         **extra,  # type: ignore[arg-type]  # test-only keyword settings
     )
     app = create_app(settings, clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+        scraper = {"Authorization": f"Bearer {token}"}  # as Prometheus scrapes
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://cloud", headers=scraper
+        ) as http:
             yield app, http
 
 
@@ -127,7 +133,7 @@ async def test_open_alerts_are_a_gauge_by_kind_and_severity(
 
 async def test_metrics_token_is_asked_for_when_set(tmp_path: Path) -> None:
     async for _, http in _app(tmp_path, metrics_token="t" * 32):
-        refused = await http.get("/metrics")
+        refused = await http.get("/metrics", headers={"Authorization": ""})
         assert refused.status_code == 401
         assert "Bearer" in refused.text
         wrong = await http.get("/metrics", headers={"Authorization": "Bearer nope"})

@@ -332,7 +332,9 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
     assert lock.reachable is True
 
     # the same on the API and on the manager's and the lock's pages
-    settings = CloudSettings(database_url=site.url, secret_key="s" * 40, mqtt_enabled=False)
+    settings = CloudSettings(
+        database_url=site.url, secret_key="s" * 40, metrics_token="m" * 32, mqtt_enabled=False
+    )
     app = create_app(settings, clock=site.clock)
     async with (
         app.router.lifespan_context(app),

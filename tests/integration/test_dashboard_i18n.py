@@ -66,7 +66,10 @@ class Site:
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     settings = CloudSettings(
-        database_url=f"sqlite:///{tmp_path}/i18n.db", secret_key="s" * 40, mqtt_enabled=False
+        database_url=f"sqlite:///{tmp_path}/i18n.db",
+        secret_key="s" * 40,
+        metrics_token="m" * 32,
+        mqtt_enabled=False,
     )
     clock = ManualClock(NINE)
     app = create_app(settings, clock=clock)

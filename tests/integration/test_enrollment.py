@@ -59,6 +59,7 @@ def cloud_settings(tmp_path: Path, ca: pki.CaFiles | None) -> CloudSettings:
     return CloudSettings(
         database_url=f"sqlite:///{tmp_path}/enroll.db",
         secret_key="s" * 40,
+        metrics_token="m" * 32,
         mqtt_enabled=False,
         mqtt_host="mqtt.example.city",
         ca_cert_path=None if ca is None else ca.ca_cert,

@@ -68,6 +68,7 @@ async def test_enroll_connect_receive_then_revoke(tmp_path: Path) -> None:
         settings = CloudSettings(
             database_url=f"sqlite:///{tmp_path}/cloud.db",
             secret_key="s" * 40,
+            metrics_token="m" * 32,
             mqtt_host="localhost",
             mqtt_port=broker.port,
             mqtt_tls_ca=broker.ca.ca_cert,

