@@ -83,6 +83,7 @@ class EventService:
             # a message speaks only for its topic's site and gateway (cloud/gym/ownership.py)
             refused = foreign(session, {(s, g, e.lock_id) for s, g, e in events})
             if refused:
+                kept = [x for x in events if (x[0], x[1], x[2].lock_id) not in refused]
                 refuse(
                     session,
                     self._settings,
@@ -90,8 +91,9 @@ class EventService:
                     sorted(refused),
                     what="lock events",
                     counter=self.refused,
+                    dropped=len(events) - len(kept),
                 )
-                events = [x for x in events if (x[0], x[1], x[2].lock_id) not in refused]
+                events = kept
                 if not events:
                     return 0
             rows: dict[tuple[str, str, int, int], dict[str, Any]] = {}

@@ -137,6 +137,7 @@ class LockReportService:
 
     def _refuse(self, session: Session, now: int, claims: list[Claim]) -> set[Claim]:
         refused = foreign(session, set(claims))
+        dropped = sum(claim in refused for claim in claims)
         refuse(
             session,
             self._settings,
@@ -144,6 +145,7 @@ class LockReportService:
             sorted(refused),
             what="lock reports",
             counter=self.refused,
+            dropped=dropped,
         )
         return refused
 

@@ -65,12 +65,13 @@ def refuse(
     *,
     what: str,
     counter: RefusedClaims,
+    dropped: int,
 ) -> None:
-    """Log ``refused`` (messages dropped) and open a ``foreign_device`` alert against each
-    sender, in ``session``'s transaction."""
+    """Count ``dropped`` messages, log ``refused`` and open a ``foreign_device`` alert
+    against each sender, in ``session``'s transaction."""
     if not refused:
         return
-    counter.add(what, len(refused))
+    counter.add(what, dropped)
     by_sender: dict[tuple[str, str], set[str]] = {}
     for site, gateway, lock_id in refused:
         by_sender.setdefault((site, gateway), set()).add(lock_id)
