@@ -17,9 +17,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cloud.core.models import Site
 from cloud.fleet import rules
@@ -356,8 +357,10 @@ class HealthService:
         for site, gateway, event in events:
             by_lock.setdefault((site, event.lock_id), []).append((gateway, event))
         with self._sessions.begin() as session:
-            devices = _lock_devices(session, list(by_lock))
-            missing = [key for key in by_lock if key not in devices]
+            # every lock of a batch moves on: its numbering is read and written as plain
+            # rows (one query, one statement); a device is loaded only when it has news
+            numbering = _lock_numbering(session, list(by_lock))
+            missing = [key for key in by_lock if key not in numbering]
             if missing:  # a lock heard of for the first time
                 for site in dict.fromkeys(site for site, _lock in missing):
                     ensure_site(session, site, now, ports=self._ports)
@@ -369,54 +372,96 @@ class HealthService:
                     ],
                     now,
                 )
-                devices.update(_lock_devices(session, missing))
+                numbering.update(_lock_numbering(session, missing))
             open_now = open_keys_of_kinds(session, _CLOSABLE)
+            loaded: dict[int, Device] = {}
+
+            def device(num: _Numbering) -> Device:
+                dev = loaded.get(num.id)
+                if dev is None:
+                    dev = loaded[num.id] = session.get_one(Device, num.id)
+                return dev
+
             for key, items in by_lock.items():
-                dev = devices[key]
-                dev.gateway = items[-1][0]
+                num = numbering[key]
+                if num.gateway != items[-1][0]:
+                    num.gateway = device(num).gateway = items[-1][0]
                 for gateway, event in items:
-                    self._numbering(session, dev, event, now)
+                    self._numbering(session, num, event, now)
                     if event.kind not in RELEVANT_EVENTS:
                         continue
                     if event.kind in _CLOSES and event.kind not in _OPENS:
-                        subject = Subject(dev.site, gateway, SubjectKind.LOCK, event.lock_id)
+                        subject = Subject(key[0], gateway, SubjectKind.LOCK, event.lock_id)
                         if all(
                             open_key(kind, subject) not in open_now
                             for kind, _ in _CLOSES[event.kind]
                         ):
                             continue  # nearly always: an unlock with no jam or lockout open
+                    dev = device(num)
+                    # the boot as numbered so far (written below): _later compares with it
+                    set_committed_value(dev, "event_boot", num.boot)
                     self._event(session, dev, event, now)
+            moved = [n for n in numbering.values() if n.moved]
+            if moved:  # the only writer of the numbering columns: one statement
+                session.flush()  # the devices changed above first (a moved gateway)
+                session.connection().execute(
+                    update(Device)
+                    .where(Device.id == bindparam("b_id"))
+                    .values(
+                        event_boot=bindparam("b_boot"),
+                        boot_seen_at=bindparam("b_seen"),
+                        event_seq=bindparam("b_seq"),
+                        event_lock_ts=bindparam("b_ts"),
+                    )
+                    .execution_options(synchronize_session=False),
+                    [
+                        {
+                            "b_id": n.id,
+                            "b_boot": n.boot,
+                            "b_seen": n.boot_seen_at,
+                            "b_seq": n.seq,
+                            "b_ts": n.lock_ts,
+                        }
+                        for n in moved
+                    ],
+                )
 
-    def _numbering(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
+    def _numbering(
+        self,
+        session: Session,
+        num: _Numbering,
+        event: LockEventData,
+        now: int,
+    ) -> None:
         """Follow the lock's event numbering (the device's view). A new boot (its counter
         started again: a battery change, a reset, a swapped lock) is news, logged and shown.
         A seq lower than one seen before in the same boot is a redelivery, or events
         arriving out of order, unless the lock's clock moved on: then its numbers went
         back, and events numbered again are dropped as duplicates (a lock without boot ids,
         boot 0, that restarted; or faulty firmware): that is an alert."""
-        if dev.event_boot != event.boot:
-            if dev.event_boot is not None:
+        if num.boot != event.boot:
+            if num.boot is not None:
                 log.info(
                     "lock %s at %s counts its events anew: boot %d (was %d), from seq %d",
-                    dev.device_id,
-                    dev.site,
+                    num.device_id,
+                    num.site,
                     event.boot,
-                    dev.event_boot,
+                    num.boot,
                     event.seq,
                 )
                 resolve_alert(
                     session,
                     now,
                     AlertKind.SEQ_BACKWARDS,
-                    device_subject(dev),
+                    num.subject,
                     "the lock started a new boot",
                 )
-            dev.event_boot, dev.boot_seen_at = event.boot, now
-            dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts
+            num.boot, num.boot_seen_at = event.boot, now
+            num.follow(event)
             return
-        last_seq, last_ts = dev.event_seq or 0, dev.event_lock_ts or 0
+        last_seq, last_ts = num.seq or 0, num.lock_ts or 0
         if event.seq > last_seq:
-            dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts
+            num.follow(event)
             return
         if event.seq == last_seq or event.lock_ts <= last_ts:
             return  # a redelivery, or an earlier event arriving late
@@ -425,7 +470,7 @@ class HealthService:
             self._settings,
             now,
             AlertKind.SEQ_BACKWARDS,
-            device_subject(dev),
+            num.subject,
             message=f"the lock's event numbers went back from {last_seq} to {event.seq} "
             f"within one boot ({event.boot}): events it numbers again are taken for "
             "duplicates and missing from the audit (a lock without boot ids restarted, "
@@ -433,7 +478,7 @@ class HealthService:
             source_seq=event.seq,
             source_boot=event.boot,
         )
-        dev.event_seq, dev.event_lock_ts = event.seq, event.lock_ts  # follow the new numbers
+        num.follow(event)  # follow the new numbers
 
     def _event(self, session: Session, dev: Device, event: LockEventData, now: int) -> None:
         subject = device_subject(dev)
@@ -809,12 +854,48 @@ def _later(alert: Alert, event: LockEventData, dev: Device) -> bool:
 _DEVICES_PER_QUERY = 500
 
 
-def _lock_devices(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Device]:
-    """The device rows of ``(site, lock_id)`` that exist, a few queries per thousand."""
-    out: dict[tuple[str, str], Device] = {}
+@dataclass(slots=True)
+class _Numbering:
+    """A lock device's event numbering, as a plain row (``moved``: to be written)."""
+
+    id: int
+    site: str
+    device_id: str
+    gateway: str
+    boot: int | None
+    boot_seen_at: int | None
+    seq: int | None
+    lock_ts: int | None
+    moved: bool = False
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.site, self.gateway, SubjectKind.LOCK, self.device_id)
+
+    def follow(self, event: LockEventData) -> None:
+        self.seq, self.lock_ts, self.moved = event.seq, event.lock_ts, True
+
+
+def _lock_numbering(
+    session: Session, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], _Numbering]:
+    """The numbering of the lock devices ``(site, lock_id)`` that exist, a few queries per
+    thousand, as plain rows."""
+    out: dict[tuple[str, str], _Numbering] = {}
+    columns = (
+        Device.id,
+        Device.site,
+        Device.device_id,
+        Device.gateway,
+        Device.event_boot,
+        Device.boot_seen_at,
+        Device.event_seq,
+        Device.event_lock_ts,
+    )
     for start in range(0, len(keys), _DEVICES_PER_QUERY):
         chunk = keys[start : start + _DEVICES_PER_QUERY]
-        query = select(Device).where(tuple_(Device.site, Device.device_id).in_(chunk))
-        for dev in session.scalars(query):
-            out[(dev.site, dev.device_id)] = dev
+        query = select(*columns).where(tuple_(Device.site, Device.device_id).in_(chunk))
+        for row in session.execute(query):
+            num = _Numbering(*row)
+            out[(num.site, num.device_id)] = num
     return out
