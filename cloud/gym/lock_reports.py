@@ -103,23 +103,24 @@ class LockReportService:
         if not reports:
             return
         now = int(self._clock.now())
-        syncs: dict[str, dict[str, Any]] = {}
-        for _site, _gateway, telemetry in reports:
-            for lock in telemetry.locks:
-                syncs[lock.lock_id] = {
-                    "lock_id": lock.lock_id,
-                    "reachable": lock.reachable,
-                    "last_sync_at": lock.last_sync_at,
-                    "next_sync_at": lock.next_sync_at,
-                    "clock_drift_s": lock.clock_drift_s,
-                    "telemetry_received_at": now,
-                }
-        if not syncs:
-            return
         with self._sessions.begin() as session:
             claims = [(s, g, lock.lock_id) for s, g, t in reports for lock in t.locks]
-            for _site, _gateway, lock_id in self._refuse(session, now, claims):
-                syncs.pop(lock_id, None)
+            refused = self._refuse(session, now, claims)
+            syncs: dict[str, dict[str, Any]] = {}
+            for site, gateway, telemetry in reports:
+                for lock in telemetry.locks:
+                    if (site, gateway, lock.lock_id) in refused:
+                        continue  # never another site's word, nor its place in this chunk
+                    syncs[lock.lock_id] = {
+                        "lock_id": lock.lock_id,
+                        "reachable": lock.reachable,
+                        "last_sync_at": lock.last_sync_at,
+                        "next_sync_at": lock.next_sync_at,
+                        "clock_drift_s": lock.clock_drift_s,
+                        "telemetry_received_at": now,
+                    }
+            if not syncs:
+                return
             # a lock the cloud does not know is ignored; in key order, so that two batches
             # take their row locks in one order
             known = session.scalars(

@@ -20,7 +20,7 @@ from cloud.gym.reservations import BookingRequest
 from cloud.services import Services, build_services
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
-from protocol.messages import LockEventData, LockEventKind
+from protocol.messages import LockEventData, LockEventKind, LockTelemetry, TelemetryData
 from protocol.pin import is_trivial, pin_tag
 from tests.support.cloud import DB_KINDS, fresh_database
 
@@ -207,6 +207,27 @@ def test_another_sites_gateway_cannot_claim_a_locks_event_keys(world: World) -> 
     assert [tuple(a) for a in alerts] == [("foreign_device", "gym-b", "gw-1", "critical")]
     assert world.svc.events.refused.counts == {"lock events": 1}
     assert [e.seq for e in world.svc.audit.events("gym-a-1")] == [1]
+
+
+def test_a_forged_lock_report_in_the_same_chunk_does_not_cost_the_real_one(
+    world: World,
+) -> None:
+    def report(reachable: bool) -> TelemetryData:
+        lock = LockTelemetry(lock_id="gym-a-1", reachable=reachable)
+        return TelemetryData(
+            uptime_s=1, outbox_depth=0, frames_dropped=0, time_trusted=True, locks=[lock]
+        )
+
+    # gym-a's gateway says its lock is reachable; gym-b's, later in the chunk, says not
+    world.svc.lock_reports.record_telemetry_many(
+        [("gym-a", "gw-1", report(True)), ("gym-b", "gw-1", report(False))]
+    )
+    with world.sessions() as session:
+        reachable = session.execute(
+            text("select reachable from lock_sync where lock_id = 'gym-a-1'")
+        ).scalar_one()
+    assert reachable
+    assert world.svc.lock_reports.refused.counts == {"lock reports": 1}
 
 
 def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:
