@@ -101,7 +101,11 @@ class ClinicLink:
                     log.exception("could not build the clinic state of %s; retrying", site)
                     asyncio.get_running_loop().call_later(1.0, self._clinic_due, site)
                 except Exception:  # a bad site must not stop the others
-                    log.exception("could not publish the clinic state of %s", site)
+                    log.exception(
+                        "could not build the clinic state of %s (a bug): its displays keep the "
+                        "last state until the next change or reconnect",
+                        site,
+                    )
 
     async def _publish_clinic(self, client: MqttClient, site: str) -> None:
         docs = await asyncio.to_thread(self._publisher.documents, site)

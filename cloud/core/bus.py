@@ -43,4 +43,8 @@ class ChangeBus:
             try:
                 handler(change)
             except Exception:
-                log.exception("a subscriber of %s failed", type(change).__name__)
+                log.exception(
+                    "a subscriber of %s failed (a bug): the change is committed and goes out "
+                    "at the next change or reconnect; the traceback says which subscriber",
+                    type(change).__name__,
+                )
