@@ -18,6 +18,7 @@ from cloud.api import (
     fleet,
     notifications,
     ops,
+    personal_data,
     reservations,
 )
 from cloud.clinic.jobs import ClinicJobs
@@ -25,6 +26,7 @@ from cloud.clinic.link import ClinicLink, add_clinic_routes
 from cloud.clinic.publish import ClinicChanged
 from cloud.core.auth import AuthError, SessionSigner
 from cloud.core.bus import ChangeBus
+from cloud.core.personal_data import RetentionJobs
 from cloud.dashboard import (
     announcement_pages,
     clinic_figures_pages,
@@ -111,7 +113,7 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI:  # noqa: PLR0915 - the one composition root wires every subsystem
     """The FastAPI app; its lifespan migrates the DB and runs the MQTT bridge, the
     notification jobs (mail delivery, reminders, no-shows, surveys), the clinic's and the
-    fleet's periodic passes."""
+    fleet's periodic passes, and the personal-data retention pass."""
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -140,6 +142,10 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         bus,
     )
 
+    retention = RetentionJobs(
+        sessions, clock, settings, (services.retention, clinic_services.retention)
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings.database_url)
@@ -148,9 +154,11 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         await jobs.start()
         await clinic_jobs.start()
         await fleet_runtime.jobs.start()
+        await retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await fleet_runtime.jobs.stop()
             await clinic_jobs.stop()
             await jobs.stop()
@@ -168,6 +176,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.state.jobs = jobs
     app.state.clinic = clinic_services
     app.state.clinic_jobs = clinic_jobs
+    app.state.retention = retention
     app.state.fleet = fleet_runtime
     app.state.bus = bus
     app.state.access_link = access_link
@@ -206,6 +215,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         announcement_pages.router,
         fleet_pages.router,
         fleet.router,
+        personal_data.router,
     ):
         app.include_router(router)
     return app

@@ -14,6 +14,7 @@ from cloud.clinic.scope import ClinicScope
 from cloud.clinic.services import ClinicServices, build_clinic_services
 from cloud.core.bus import ChangeBus
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
+from cloud.core.personal_data import PersonalDataLogService
 from cloud.core.users import UserService
 from cloud.fleet.enrollment import EnrollmentService
 from cloud.fleet.ports import FleetPorts
@@ -34,6 +35,7 @@ from cloud.gym.notifications_bulk import BulkMailService
 from cloud.gym.ownership import RefusedClaims
 from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.gym.reservations import ReservationService
+from cloud.gym.retention import BookingRetention
 from cloud.gym.scope import GymScope
 from cloud.gym.sync_status import SyncStatusService
 from cloud.settings import CloudSettings
@@ -67,6 +69,8 @@ class Services:
     notifications: NotificationService
     bulk_mail: BulkMailService
     figures: FigureService
+    retention: BookingRetention  # bookings anonymised in time, or on the citizen's request
+    personal_data_log: PersonalDataLogService
     clinic: ClinicServices
     fleet: FleetServices
     # None without an SMTP host (the demo): mails stay in the outbox
@@ -87,12 +91,13 @@ def build_services(
     counter = CounterPayment()
     providers: dict[str, PaymentProvider] = {counter.method: counter}
     booking = (sessions, clock, settings, changes, providers)
+    cancellations = CancellationService(*booking)
     return Services(
         access=AccessService(sessions, clock),
         approvals=ApprovalService(*booking),
         audit=AuditService(sessions),
         availability=AvailabilityService(sessions, clock, settings),
-        cancellations=CancellationService(*booking),
+        cancellations=cancellations,
         enrollment=EnrollmentService(sessions, clock, settings),
         events=EventService(sessions, clock, settings, refused),
         facilities=FacilityService(sessions, clock, changes),
@@ -107,6 +112,8 @@ def build_services(
         notifications=NotificationService(sessions, clock, settings),
         bulk_mail=BulkMailService(sessions, clock, settings),
         figures=FigureService(sessions, clock, settings),
+        retention=BookingRetention(sessions, clock, settings, cancellations),
+        personal_data_log=PersonalDataLogService(sessions),
         clinic=build_clinic_services(sessions, clock, settings, changes),
         fleet=build_fleet_services(sessions, clock, settings, changes, fleet_ports(settings)),
         mail_delivery=(

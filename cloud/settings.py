@@ -101,6 +101,14 @@ class CloudSettings(BaseSettings):
     fleet_config_timeout_s: int = Field(default=900, ge=1)  # a rollout's wait for a report
     fleet_rollout_soak_s: int = Field(default=1800, ge=0)
     fleet_booking_guard_s: int = Field(default=900, ge=0)  # no lock update this near a booking
+    # Personal data (APPI; cloud/core/personal_data.py): a clinic's check-ins, queue and
+    # appointments are deleted this many days after their day (the day's figures are kept
+    # as counts); a booking's name, email and free text are anonymised this many months
+    # after its end (a whole local month at once, so the month's figures stay the same)
+    retention_enabled: bool = True
+    retention_poll_s: float = Field(default=6 * 3600.0, gt=0)
+    clinic_retention_days: int = Field(default=90, ge=1)
+    booking_retention_months: int = Field(default=13, ge=1)
 
     @field_validator("pin_length")
     @classmethod

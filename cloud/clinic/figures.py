@@ -10,6 +10,9 @@
 
 Tickets the agent issued or called while the internet was down count like any other:
 their times are the agent's, recorded when the events arrived.
+
+A day whose tickets were deleted (``clinic_retention_days`` later, :mod:`cloud.clinic.
+retention`) reads the same figures from what was kept of it (:func:`kept_day`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from cloud.clinic.models import Clinic, Ticket, TicketSource
+from cloud.clinic.models import (
+    Clinic,
+    KeptDayFigures,
+    KeptDepartmentFigures,
+    Ticket,
+    TicketSource,
+)
 from cloud.errors import NotFoundError
 from protocol.messages import ClinicTicketState
 from protocol.queue_rules import TOKYO
@@ -71,6 +80,41 @@ def _rate(no_shows: int, done: int) -> float | None:
     return round(no_shows / ended, 4) if ended else None
 
 
+def kept_day(session: Session, site: str, day: date) -> ClinicDayFigures | None:
+    """The figures kept of a day whose tickets are gone; None if none were kept."""
+    kept = session.get(KeptDayFigures, (site, day))
+    if kept is None:
+        return None
+    lines = session.scalars(
+        select(KeptDepartmentFigures)
+        .where(KeptDepartmentFigures.site == site, KeptDepartmentFigures.day == day)
+        .order_by(KeptDepartmentFigures.position)
+    ).all()
+    departments = tuple(
+        DepartmentFigures(
+            department=d.department,
+            name=d.name,
+            tickets=d.tickets,
+            called=d.called,
+            wait_median_s=d.wait_median_s,
+            wait_p90_s=d.wait_p90_s,
+            done=d.done,
+            no_shows=d.no_shows,
+            no_show_rate=_rate(d.no_shows, d.done),
+        )
+        for d in lines
+    )
+    return ClinicDayFigures(
+        site=site,
+        day=day,
+        checkins=kept.checkins,
+        offline_tickets=kept.offline_tickets,
+        checkins_per_hour=tuple(HourCount(h, n) for h, n in kept.checkins_per_hour),
+        departments=departments,
+        no_show_rate=_rate(sum(d.no_shows for d in lines), sum(d.done for d in lines)),
+    )
+
+
 class ClinicFigureService:
     """Compute a site's figures of a day."""
 
@@ -85,6 +129,9 @@ class ClinicFigureService:
             ).one_or_none()
             if clinic is None:
                 raise NotFoundError(f"there is no clinic at site {site!r}")
+            kept = kept_day(session, site, day)
+            if kept is not None:
+                return kept
             departments = [(d.slug, d.name) for d in clinic.departments]
             rows = session.scalars(
                 select(Ticket).where(Ticket.site == site, Ticket.day == day)

@@ -230,3 +230,37 @@ class Announcement(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[int] = mapped_column(BigInteger)
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class KeptDayFigures(Base):
+    """A site's figures of one day (:mod:`cloud.clinic.figures`), kept when the day's
+    tickets are deleted (:mod:`cloud.clinic.retention`): counts only, no patient.
+    ``checkins_per_hour`` is ``[[hour, checkins], …]``."""
+
+    __tablename__ = "clinic_kept_days"
+
+    site: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    checkins: Mapped[int] = mapped_column(Integer)
+    offline_tickets: Mapped[int] = mapped_column(Integer)
+    checkins_per_hour: Mapped[list[list[int]]] = mapped_column(JSON)
+    kept_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class KeptDepartmentFigures(Base):
+    """One department's line of a :class:`KeptDayFigures` (waiting times as the median
+    and 90th percentile the figures page shows)."""
+
+    __tablename__ = "clinic_kept_departments"
+
+    site: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    department: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # the order the page lists them in
+    name: Mapped[str] = mapped_column(String(60))
+    tickets: Mapped[int] = mapped_column(Integer)
+    called: Mapped[int] = mapped_column(Integer)
+    wait_median_s: Mapped[float | None] = mapped_column(Float)
+    wait_p90_s: Mapped[float | None] = mapped_column(Float)
+    done: Mapped[int] = mapped_column(Integer)
+    no_shows: Mapped[int] = mapped_column(Integer)

@@ -15,6 +15,7 @@ from cloud.clinic.checkin import CheckinService
 from cloud.clinic.figures import ClinicFigureService
 from cloud.clinic.notify import EmailNotifier, PatientNotifier
 from cloud.clinic.publish import ClinicPublisher
+from cloud.clinic.retention import ClinicRetention
 from cloud.clinic.sites import ClinicSiteService
 from cloud.clinic.staff import StaffService
 from cloud.core.bus import ChangeBus
@@ -33,6 +34,7 @@ class ClinicServices:
     figures: ClinicFigureService
     audit: ClinicAuditService
     publisher: ClinicPublisher
+    retention: ClinicRetention  # check-ins deleted in time, or on the patient's request
 
 
 def build_clinic_services(
@@ -48,6 +50,7 @@ def build_clinic_services(
     changes = bus or ChangeBus()
     tell = patients or EmailNotifier()
     checkin = CheckinService(sessions, clock, settings, changes, tell)
+    figures = ClinicFigureService(sessions)
     return ClinicServices(
         sites=ClinicSiteService(sessions, changes),
         checkin=checkin,
@@ -55,7 +58,8 @@ def build_clinic_services(
         agent_sync=AgentSyncService(sessions, clock, checkin.rules, changes, tell),
         appointments=AppointmentService(sessions, clock, changes),
         announcements=AnnouncementService(sessions, clock, changes),
-        figures=ClinicFigureService(sessions),
+        figures=figures,
         audit=ClinicAuditService(sessions),
         publisher=ClinicPublisher(sessions, clock, settings),
+        retention=ClinicRetention(sessions, clock, settings, figures),
     )

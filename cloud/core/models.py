@@ -6,6 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ForeignKey,
     Index,
@@ -23,6 +24,12 @@ class Role(StrEnum):
     MANAGER = "manager"
     CLINIC = "clinic"  # clinic staff: queues, check-in at the desk, imports, figures
     TECHNICIAN = "technician"  # fleet: reads everything, sends commands but no unlock
+
+
+class PersonalDataAction(StrEnum):
+    RETENTION = "retention"  # the periodic pass deleted or anonymised what is due
+    ERASURE = "erasure"  # a person asked for their data to be deleted
+    EXPORT = "export"  # a person asked for a copy of their data
 
 
 class MailState(StrEnum):
@@ -97,3 +104,33 @@ class Site(Base):
     department: Mapped[str | None] = mapped_column(ForeignKey("departments.slug"), index=True)
     ring: Mapped[int] = mapped_column(Integer, server_default="2")
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PersonalDataLog(Base):
+    """Who deleted, anonymised or exported personal data, when, and how many rows
+    (:mod:`cloud.core.personal_data`). ``subject`` names the person only masked
+    (``t***@example.jp``, ``****-****-****-0042``): the log outlives their data."""
+
+    __tablename__ = "personal_data_log"
+    __table_args__ = (Index("ix_personal_data_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(100))  # "retention", "ops:<username>", …
+    action: Mapped[PersonalDataAction] = mapped_column(
+        string_enum(PersonalDataAction, "personal_data_action")
+    )
+    domain: Mapped[str] = mapped_column(String(16))  # "gym", "clinic"
+    site: Mapped[str | None] = mapped_column(String(40))
+    subject: Mapped[str | None] = mapped_column(String(100))
+    rows: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class MailToForget(Base):
+    """A queued mail to someone whose data was deleted (the cancellation of their
+    bookings): it goes out, then the retention pass deletes it."""
+
+    __tablename__ = "mail_to_forget"
+
+    mail_id: Mapped[int] = mapped_column(ForeignKey("mail_outbox.id"), primary_key=True)

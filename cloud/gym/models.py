@@ -169,6 +169,8 @@ class Reservation(Base):
     paid_by: Mapped[str | None] = mapped_column(String(100))
     refunded_at: Mapped[int | None] = mapped_column(BigInteger)
     refunded_by: Mapped[str | None] = mapped_column(String(100))
+    # set: name, email and free text are gone (cloud/gym/retention.py); figures remain
+    anonymised_at: Mapped[int | None] = mapped_column(BigInteger)
 
     facility: Mapped[Facility] = relationship()
     room: Mapped[Room] = relationship()
