@@ -9,9 +9,10 @@ deleted or gets a copy, and the log that shows ops each of these.
   :class:`~cloud.core.models.PersonalDataLog` row with :func:`log_personal_data`: who,
   when, what and how many rows. The person is named there only masked (:func:`mask_email`,
   :func:`mask_card`): the log outlives their data.
-- **Mail** to the person is part of their data: :func:`forget_mail` deletes what was sent
-  to them and marks what is still queued (the cancellation of their bookings), which the
-  retention pass deletes once it went out (:func:`delete_forgotten_mail`).
+- **Mail** to the person is part of their data: :func:`forget_mail` deletes it, sent or
+  still queued (a PIN for a booking that is gone need not go out), except the
+  cancellations the erasure itself wrote: those go out, and the retention pass deletes
+  them after (:func:`delete_forgotten_mail`).
 """
 
 from __future__ import annotations
@@ -79,21 +80,28 @@ def log_personal_data(
     )
 
 
-def forget_mail(session: Session, address: str) -> int:
-    """Delete the mail sent (or refused for good) to ``address``, any case; mark the mail
-    still queued to it for deletion once it went out. Returns how many were deleted."""
+def last_mail_id(session: Session) -> int:
+    """The newest mail's id (0: none): what :func:`forget_mail` keeps queued after it."""
+    return int(session.scalar(select(func.max(MailMessage.id))) or 0)
+
+
+def forget_mail(session: Session, address: str, *, send_after: int | None = None) -> int:
+    """Delete the mail to ``address`` (any case), sent or not; with ``send_after`` (a
+    :func:`last_mail_id`), the mail queued since then (the cancellations an erasure just
+    wrote) goes out first and is deleted by the retention pass after. Returns how many
+    were deleted now."""
     to = func.lower(MailMessage.to) == address.strip().lower()
-    queued = session.scalars(
-        select(MailMessage.id).where(to, MailMessage.state == MailState.QUEUED)
-    ).all()
+    ids = session.execute(select(MailMessage.id, MailMessage.state).where(to)).all()
+    later = [
+        mail_id
+        for mail_id, state in ids
+        if send_after is not None and mail_id > send_after and state == MailState.QUEUED
+    ]
     marked = set(
-        session.scalars(select(MailToForget.mail_id).where(MailToForget.mail_id.in_(queued)))
+        session.scalars(select(MailToForget.mail_id).where(MailToForget.mail_id.in_(later)))
     )
-    session.add_all(MailToForget(mail_id=mail_id) for mail_id in queued if mail_id not in marked)
-    gone = session.scalars(
-        select(MailMessage.id).where(to, MailMessage.state != MailState.QUEUED)
-    ).all()
-    return _delete_mail(session, gone)
+    session.add_all(MailToForget(mail_id=mail_id) for mail_id in later if mail_id not in marked)
+    return _delete_mail(session, [mail_id for mail_id, _ in ids if mail_id not in later])
 
 
 def delete_forgotten_mail(session: Session) -> int:

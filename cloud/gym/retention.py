@@ -17,7 +17,8 @@ booking goes 13 to 14 months after its end. Mail sent that long ago is deleted t
 **On request** (ops, :meth:`BookingRetention.erase`): the citizen's bookings that have not
 ended are cancelled first through the normal path (PIN revoked and the site's snapshot
 republished, so the locks forget it; a paid fee refunded; the cancellation mail sent),
-then every booking of the address is anonymised and the mail to it forgotten.
+then every booking of the address is anonymised and the mail to it deleted (the
+cancellation mails once they went out).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cloud.core.personal_data import (
     delete_forgotten_mail,
     delete_mail_older_than,
     forget_mail,
+    last_mail_id,
     log_personal_data,
     mask_email,
 )
@@ -210,6 +212,7 @@ class BookingRetention:
         now = int(self._clock.now())
         cancelled = 0
         with self._sessions() as session:
+            before_cancelling = last_mail_id(session)
             open_ids = session.scalars(
                 select(Reservation.id).where(
                     *_of_address(seen.email),
@@ -231,7 +234,7 @@ class BookingRetention:
                 claim_notice(session, r.id, REMINDER, now)
                 claim_notice(session, r.id, SURVEY, now)
             anonymised = _anonymise(rows, now, self._settings)
-            mails = forget_mail(session, seen.email)
+            mails = forget_mail(session, seen.email, send_after=before_cancelling)
             result = BookingErasure(cancelled, anonymised, mails)
             log_personal_data(
                 session,
