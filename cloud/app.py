@@ -33,6 +33,7 @@ from cloud.dashboard import (
     clinic_pages,
     fleet_pages,
     notifications_pages,
+    personal_data_pages,
 )
 from cloud.dashboard import booking as booking_pages
 from cloud.dashboard import facility_admin as facility_pages
@@ -216,6 +217,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         fleet_pages.router,
         fleet.router,
         personal_data.router,
+        personal_data_pages.router,
     ):
         app.include_router(router)
     return app

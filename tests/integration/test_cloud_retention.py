@@ -6,6 +6,7 @@ erasure and export at one clinic; the log ops read."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +236,63 @@ async def test_a_patient_is_erased_at_one_clinic_and_can_have_a_copy_first(world
         ("export", "****-****-****-" + card[-4:], 2),
     ]
     assert all(e["actor"] == "clinic:clinic" and e["site"] == SITE for e in log[:3])
+
+
+async def test_the_page_asks_before_it_deletes_and_shows_the_log(world: World) -> None:
+    await world.book("2027-01-20 10:00", "Kobayashi Kenji", "kenji@example.jp")
+    ops = world.http
+    form = {"username": "ops", "password": world.gym.users["ops"].password}
+    assert (await ops.post("/login", data=form)).status_code == 303
+    page = (await ops.get("/personal-data")).text
+    assert 'data-testid="booking-form"' in page
+    assert 'data-testid="nav-personal-data"' in page
+
+    copy = await ops.post(
+        "/personal-data/bookings", data={"email": "kenji@example.jp", "action": "csv"}
+    )
+    assert copy.headers["content-disposition"] == 'attachment; filename="bookings.csv"'
+    assert "Kobayashi Kenji" in copy.text
+    look = await ops.post(
+        "/personal-data/bookings", data={"email": "kenji@example.jp", "action": "look"}
+    )
+    assert 'data-testid="confirm-booking"' in look.text
+    assert 'name="expected_bookings" value="1"' in look.text
+    assert world.holding("Kobayashi") != {}  # looking deletes nothing
+    done = await ops.post(
+        "/personal-data/bookings/erase",
+        data={"email": "kenji@example.jp", "expected_bookings": "1"},
+    )
+    assert done.status_code == 303
+    page = (await ops.get(done.headers["location"])).text
+    assert 'data-testid="flash"' in page
+    # what is left: the cancellation mail, queued until it goes out (no SMTP host here)
+    assert world.holding("Kobayashi") == {"mail_outbox": 1}
+    assert world.holding("kenji@example.jp") == {"mail_outbox": 1}
+    rows = re.findall(r'data-testid="log-row" data-action="(\w+)" data-domain="(\w+)"', page)
+    assert rows[:2] == [("erasure", "gym"), ("export", "gym")]
+
+
+async def test_clinic_staff_get_the_patient_half_for_their_clinic_only(world: World) -> None:
+    staff = world.http
+    form = {"username": "clinic", "password": world.clinic.users["clinic"].password}
+    assert (await staff.post("/login", data=form)).status_code == 303
+    page = (await staff.get("/personal-data")).text
+    assert 'data-testid="booking-form"' not in page
+    assert '<option value="clinic-a">' in page
+    booking = await staff.post("/personal-data/bookings", data={"email": "a@b.jp", "action": "csv"})
+    assert booking.status_code == 403
+    card = world.card("Yamada Hanako")
+    look = await staff.post(
+        "/personal-data/patients", data={"site": SITE, "card": card, "action": "look"}
+    )
+    assert 'name="expected_appointments" value="1"' in look.text
+    elsewhere = await staff.post(
+        "/personal-data/patients", data={"site": "clinic-z", "card": card, "action": "json"}
+    )
+    assert elsewhere.status_code == 404
+    done = await staff.post(
+        "/personal-data/patients/erase",
+        data={"site": SITE, "card": card, "expected_tickets": "0", "expected_appointments": "1"},
+    )
+    assert done.status_code == 303
+    assert world.holding(card) == {}
