@@ -44,7 +44,7 @@ from firmware_sim.display.firmware import DisplayFirmware
 from firmware_sim.display.pty_host import DisplayPtyHost
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber
-from tests.support.clinic import NINE
+from tests.support.clinic import NINE, card_qr
 from tests.support.cloud import basic
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.site_line import SiteLine
@@ -250,7 +250,8 @@ async def test_a_busy_morning_with_the_internet_cut_loses_and_duplicates_nothing
         assert first["number"] == "A-002"
         assert first["estimated_wait_s"] is not None
         app = await m.cloud.post(
-            "/api/clinic/checkin", json={"card": WALK_INS[1].digits, "site": SITE}
+            "/api/clinic/checkin",
+            json={"qr": card_qr(m.app.state.settings, SITE, WALK_INS[1].digits), "site": SITE},
         )
         assert app.json()["number"] == "A-003"
         m.clock.advance(60)
@@ -276,7 +277,8 @@ async def test_a_busy_morning_with_the_internet_cut_loses_and_duplicates_nothing
         await until(f"{locally_called} on both displays", lambda: _shows(m, locally_called))
         # the cloud, unaware, keeps taking app check-ins: cloud numbers, never 700+
         during = await m.cloud.post(
-            "/api/clinic/checkin", json={"card": WALK_INS[5].digits, "site": SITE}
+            "/api/clinic/checkin",
+            json={"qr": card_qr(m.app.state.settings, SITE, WALK_INS[5].digits), "site": SITE},
         )
         assert during.json()["number"] == "A-004"
 
