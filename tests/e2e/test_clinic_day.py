@@ -54,7 +54,7 @@ KIOSK = "clinic-a-kiosk-1"
 DISPLAYS = ("clinic-a-disp-1", "clinic-a-disp-2")
 # walk-ins of the morning, imported like a hospital system would (none has an appointment)
 WALK_INS = [PatientCardNumber.issue(5, 100 + i) for i in range(8)]
-STAFF_PIN = "80512"  # the agent's staff page (its hash is in the site config)
+STAFF_PIN = "805127"  # the agent's staff page (its hash is in the site config)
 
 
 @dataclass
@@ -156,7 +156,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         cloud = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cloud")
         )
-        staff = basic("clinic", seed.users["clinic"].password)
+        integration = basic("ops", seed.users["ops"].password)  # the hospital system's account
         imported = await cloud.post(
             "/api/clinic/patients",
             json={
@@ -165,7 +165,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
                     for i, c in enumerate(WALK_INS)
                 ]
             },
-            headers=staff,
+            headers=integration,
         )
         assert imported.status_code == 200, imported.text
         bridge: MqttBridge = app.state.bridge
