@@ -5,8 +5,10 @@ log, and city announcements. Thin: each route parses, calls a service in
 
 Roles: ``clinic`` (clinic staff) and ``ops`` for everything a clinic does, clinic staff
 at the sites of their departments only (another site answers 404 like a site with no
-clinic: :mod:`cloud.core.scope`); ``ops`` alone for sites and announcements; nobody
-for the patient's check-in and status link (the card number is what the patient has).
+clinic: :mod:`cloud.core.scope`); ``ops`` alone for sites, announcements and the
+network's patient registry (written by the hospital systems' integration account); nobody
+for the patient's check-in (the signed QR code on the card is what the patient has:
+:mod:`cloud.clinic.app_checkin`) and status link.
 Nothing here that a display gets carries a name."""
 
 from __future__ import annotations
@@ -15,14 +17,21 @@ import math
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.api.deps import Ops, api_user, services
 from cloud.clinic.announcements import AnnouncementView
-from cloud.clinic.appointments import AppointmentRecord, ImportResult, PatientRecord
+from cloud.clinic.appointments import (
+    AppointmentRecord,
+    ImportResult,
+    PatientChangeEntry,
+    PatientRecord,
+)
 from cloud.clinic.audit import ActionEntry
-from cloud.clinic.checkin import CheckinResult, TicketStatus
+from cloud.clinic.card_qr import card_qr_key, sign_card_qr
+from cloud.clinic.checkin import CheckinResult, TicketStatus, parse_card
+from cloud.clinic.errors import CheckinRateLimitedError
 from cloud.clinic.figures import ClinicDayFigures
 from cloud.clinic.models import TicketSource
 from cloud.clinic.services import ClinicServices
@@ -187,11 +196,26 @@ class AppointmentsIn(_In):
 
 
 @router.post("/patients")
-def import_patients(body: PatientsIn, svc: Clinics, _user: ClinicStaff) -> ImportResult:
-    """Create or update patients by card number (a batch; all or nothing)."""
+def import_patients(body: PatientsIn, svc: Clinics, user: Ops) -> ImportResult:
+    """Create or update patients by card number (a batch; all or nothing). The registry is
+    the whole network's: only ``ops`` (the hospital systems' integration account) writes
+    it, and each change is recorded (``GET /patients/changes``)."""
     return svc.appointments.upsert_patients(
-        [PatientRecord(p.card, p.name, p.email, p.issuing_facility) for p in body.patients]
+        [PatientRecord(p.card, p.name, p.email, p.issuing_facility) for p in body.patients],
+        _actor(user),
     )
+
+
+@router.get("/patients/changes")
+def patient_changes(
+    svc: Clinics,
+    _user: Ops,
+    card: Annotated[str | None, Query(description="only this card's changes")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[PatientChangeEntry]:
+    """The registry's audit trail, newest first: who created or changed which patient,
+    when, and what (``changes``: field -> [before, after])."""
+    return svc.appointments.patient_changes(card, limit)
 
 
 @router.post("/appointments")
@@ -220,7 +244,11 @@ def import_appointments(
 
 
 class AppCheckinIn(_In):
-    card: Card
+    qr: str = Field(
+        min_length=1,
+        max_length=200,
+        description="the text of the QR code printed on the patient card (denen-card:1:…)",
+    )
     site: Slug
     department: Slug | None = Field(
         default=None, description="for a walk-in; default: the clinic's"
@@ -266,12 +294,35 @@ def _checkin_out(request: Request, result: CheckinResult) -> CheckinOut:
 
 @router.post("/checkin")
 def app_checkin(body: AppCheckinIn, request: Request, svc: Clinics) -> CheckinOut:
-    """The patient's app: check in with the card number (today's appointment, or a
-    walk-in); the number, the estimated wait and a status link."""
-    result = svc.checkin.check_in(
-        body.site, body.card, department=body.department, source=TicketSource.APP
-    )
+    """The patient's app: check in with the card's signed QR code (today's appointment, or
+    a walk-in); the number, the estimated wait and a status link. A refused card: 404, the
+    same for a forged code and an unknown card; too many refusals: 429 with Retry-After."""
+    client = request.client.host if request.client else "unknown"
+    try:
+        result = svc.app_checkin.check_in(
+            body.site, body.qr, client=client, department=body.department
+        )
+    except CheckinRateLimitedError as exc:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers=headers) from None
     return _checkin_out(request, result)
+
+
+class CardQrIn(_In):
+    card: Card
+
+
+class CardQrOut(BaseModel):
+    qr: str = Field(description="the text to print as a QR code on the card")
+
+
+@router.post("/sites/{site}/card-qr")
+def card_qr(site: str, body: CardQrIn, request: Request, _user: StaffAtSite) -> CardQrOut:
+    """Reception: the signed QR code to print on a patient card, which the patient's app
+    checks in with (it says nothing about whether the card is registered)."""
+    settings: CloudSettings = request.app.state.settings
+    card = parse_card(body.card)
+    return CardQrOut(qr=sign_card_qr(card_qr_key(settings), site, card))
 
 
 @router.post("/sites/{site}/checkins")

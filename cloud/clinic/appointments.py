@@ -1,9 +1,19 @@
 """Imports from the hospital systems: the patient registry and appointments.
 
 Both are batch upserts, idempotent: a patient by card number, an appointment by its
-source system and that system's id (``source``, ``external_id``), so the same batch sent
-twice changes nothing and a changed time or a cancellation is just the row sent again.
-A batch is all or nothing; an error names the entry (``appointments[3]: …``).
+source system, its site and that system's id (``source``, ``site``, ``external_id``), so
+the same batch sent twice changes nothing and a changed time or a cancellation is just
+the row sent again. A batch is all or nothing; an error names the entry
+(``appointments[3]: …``).
+
+**Trust.** The patient registry is the network's: only an integration account with the
+``ops`` role writes it (the API says so), and every patient created or changed is
+recorded with who, when and what (:class:`~cloud.clinic.models.PatientChange`, read by
+:meth:`AppointmentService.patient_changes`). Appointments belong to their site: the site
+is part of the key, so a clinic's import can only ever create or change its own (the
+same ``external_id`` sent for another site is a new appointment there; to move an
+appointment, cancel it at the old site and send it for the new one). The counts an
+import answers with say nothing about other clinics' appointments or the registry.
 
 A cancelled appointment is no longer offered at check-in; a ticket already issued for it
 stays (the patient is in the waiting room). An import touching a site's appointments of
@@ -20,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.clinic.checkin import parse_card
-from cloud.clinic.models import Appointment, Clinic, Patient
+from cloud.clinic.models import Appointment, Clinic, Patient, PatientChange
 from cloud.clinic.publish import ClinicChanged
 from cloud.core.bus import ChangeBus
 from cloud.errors import InvalidRequestError, NotFoundError
@@ -53,6 +63,17 @@ class AppointmentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PatientChangeEntry:
+    """One entry of the registry's audit trail; ``changes``: field -> [before, after]."""
+
+    at: int
+    actor: str
+    card: str
+    action: str
+    changes: dict[str, list[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class ImportResult:
     created: int
     updated: int
@@ -72,8 +93,8 @@ class AppointmentService:
         self._clock = clock
         self._bus = bus
 
-    def upsert_patients(self, records: Sequence[PatientRecord]) -> ImportResult:
-        """Create or update patients by card number."""
+    def upsert_patients(self, records: Sequence[PatientRecord], actor: str) -> ImportResult:
+        """Create or update patients by card number, each change recorded as ``actor``'s."""
         _check_size("patients", len(records))
         now = int(self._clock.now())
         cleaned: dict[str, tuple[str, str | None, str]] = {}
@@ -101,6 +122,7 @@ class AppointmentService:
                 )
             for digits, (name, email, facility) in cleaned.items():
                 row = existing.get(digits)
+                wanted = {"name": name, "email": email, "issuing_facility": facility}
                 if row is None:
                     session.add(
                         Patient(
@@ -112,18 +134,57 @@ class AppointmentService:
                             updated_at=now,
                         )
                     )
+                    changes = {k: [None, v] for k, v in wanted.items()}
+                    session.add(
+                        PatientChange(
+                            at=now,
+                            actor=actor[:100],
+                            card_number=digits,
+                            action="created",
+                            changes=changes,
+                        )
+                    )
                     created += 1
-                elif (row.name, row.email, row.issuing_facility) != (name, email, facility):
+                    continue
+                had = {
+                    "name": row.name,
+                    "email": row.email,
+                    "issuing_facility": row.issuing_facility,
+                }
+                changes = {k: [had[k], v] for k, v in wanted.items() if had[k] != v}
+                if changes:
                     row.name, row.email, row.issuing_facility = name, email, facility
                     row.updated_at = now
+                    session.add(
+                        PatientChange(
+                            at=now,
+                            actor=actor[:100],
+                            card_number=digits,
+                            action="updated",
+                            changes=changes,
+                        )
+                    )
                     updated += 1
-        log.info("patients imported: %d new, %d updated", created, updated)
+        log.info("patients imported by %s: %d new, %d updated", actor, created, updated)
         return ImportResult(created, updated, len(cleaned) - created - updated)
+
+    def patient_changes(
+        self, card: str | None = None, limit: int = 500
+    ) -> list[PatientChangeEntry]:
+        """The registry's audit trail, newest first; of one card when ``card`` is given."""
+        query = select(PatientChange).order_by(PatientChange.id.desc()).limit(limit)
+        if card is not None:
+            query = query.where(PatientChange.card_number == parse_card(card).digits)
+        with self._sessions() as session:
+            return [
+                PatientChangeEntry(r.at, r.actor, r.card_number, r.action, dict(r.changes))
+                for r in session.scalars(query)
+            ]
 
     def upsert_appointments(
         self, source: str, records: Sequence[AppointmentRecord]
     ) -> ImportResult:
-        """Create or update appointments by ``(source, external_id)``."""
+        """Create or update appointments by ``(source, site, external_id)``."""
         _check_size("appointments", len(records))
         source = source.strip()
         if not source:
@@ -139,7 +200,7 @@ class AppointmentService:
                     select(Clinic).options(selectinload(Clinic.departments))
                 ).all()
             }
-            cleaned: dict[str, AppointmentRecord] = {}
+            cleaned: dict[tuple[str, str], AppointmentRecord] = {}
             for i, r in enumerate(records):
                 try:
                     card = parse_card(r.card)
@@ -156,23 +217,25 @@ class AppointmentService:
                     )
                 if not r.external_id.strip():
                     raise InvalidRequestError(f"appointments[{i}]: external_id is empty")
-                cleaned[r.external_id] = AppointmentRecord(
+                cleaned[(r.site, r.external_id)] = AppointmentRecord(
                     r.external_id, card.digits, r.site, r.department, r.at, r.cancelled
                 )
-            ids = list(cleaned)
-            existing: dict[str, Appointment] = {}
+            ids = sorted({external_id for _site, external_id in cleaned})
+            existing: dict[tuple[str, str], Appointment] = {}
             for chunk in range(0, len(ids), _CHUNK):
                 part = ids[chunk : chunk + _CHUNK]
                 existing.update(
-                    (a.external_id, a)
+                    ((a.site, a.external_id), a)
                     for a in session.scalars(
                         select(Appointment).where(
-                            Appointment.source == source, Appointment.external_id.in_(part)
+                            Appointment.source == source,
+                            Appointment.site.in_(sorted({site for site, _ in cleaned})),
+                            Appointment.external_id.in_(part),
                         )
                     )
                 )
-            for external_id, r in cleaned.items():
-                row = existing.get(external_id)
+            for (site, external_id), r in cleaned.items():
+                row = existing.get((site, external_id))
                 wanted = (r.card, r.site, r.department, r.at, r.cancelled)
                 if row is None:
                     session.add(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
+from cloud.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyAttemptsError
 
 
 class CardNotRegisteredError(NotFoundError):
@@ -31,3 +31,28 @@ class CheckinTooEarlyError(ConflictError):
             "please come back then"
         )
         self.opens_at = opens_at
+
+
+class CardRefusedError(NotFoundError):
+    """The app's check-in refused the card: a code the cloud did not sign, or the card of
+    no patient. One answer for both (HTTP 404), so it never tells whether a card exists."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "この診察券ではアプリから受付できません。診察券のQRコードを読み取り直すか、"
+            "受付窓口へお越しください。 / This card cannot check in from the app: scan the "
+            "QR code printed on your card again, or please see reception."
+        )
+
+
+class CheckinRateLimitedError(TooManyAttemptsError):
+    """Too many refused app check-ins from one address or at one site (HTTP 429);
+    ``retry_after_s`` says when to try again."""
+
+    def __init__(self, minutes: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"アプリからの受付が続けて失敗しました。{minutes}分後にもう一度お試しください。"
+            "お急ぎの方は受付窓口へお越しください。 / Too many failed check-ins: try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}, or please see reception."
+        )
+        self.retry_after_s = retry_after_s

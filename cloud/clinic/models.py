@@ -1,6 +1,6 @@
-"""The clinic's tables: clinics and their departments and rooms, the patient registry,
-appointments, the day's tickets, the agent's applied requests, the staff action log and
-city announcements. Imported by :mod:`cloud.db.models`, so Alembic sees them.
+"""The clinic's tables: clinics and their departments and rooms, the patient registry and
+its audit trail, appointments, the day's tickets, the agent's applied requests, the staff
+action log and city announcements. Imported by :mod:`cloud.db.models`, so Alembic sees them.
 
 Queue times (``queued_at``, ``called_at`` …) are epoch seconds as ``Float``: they are the
 :class:`protocol.queue_rules.QueueTicket` times, compared to order the queue, and the
@@ -119,13 +119,29 @@ class Patient(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class PatientChange(Base):
+    """The registry's audit trail: who created or changed a patient, when, and what
+    (``changes``: ``{field: [before, after]}``, ``before`` null for a new patient)."""
+
+    __tablename__ = "patient_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(100))
+    card_number: Mapped[str] = mapped_column(String(16), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # "created" or "updated"
+    changes: Mapped[dict[str, list[str | None]]] = mapped_column(JSON)
+
+
 class Appointment(Base):
-    """An appointment imported from a hospital system; ``(source, external_id)`` makes the
-    import idempotent. Checked in when a ticket points at it."""
+    """An appointment imported from a hospital system; ``(source, site, external_id)``
+    makes the import idempotent, and keeps each clinic's appointments its own (the same
+    id sent for another site is another appointment). Checked in when a ticket points at
+    it."""
 
     __tablename__ = "appointments"
     __table_args__ = (
-        UniqueConstraint("source", "external_id"),
+        UniqueConstraint("source", "site", "external_id"),
         Index("ix_appointments_site_at", "site", "at"),
     )
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clinic.agent_sync import AgentSyncService
 from cloud.clinic.announcements import AnnouncementService
+from cloud.clinic.app_checkin import AppCheckinService
 from cloud.clinic.appointments import AppointmentService
 from cloud.clinic.audit import ClinicAuditService
 from cloud.clinic.checkin import CheckinService
@@ -27,6 +28,7 @@ from protocol.clock import Clock
 class ClinicServices:
     sites: ClinicSiteService
     checkin: CheckinService
+    app_checkin: AppCheckinService
     staff: StaffService
     agent_sync: AgentSyncService
     appointments: AppointmentService
@@ -54,6 +56,7 @@ def build_clinic_services(
     return ClinicServices(
         sites=ClinicSiteService(sessions, changes),
         checkin=checkin,
+        app_checkin=AppCheckinService(checkin, clock, settings),
         staff=StaffService(sessions, clock, changes, tell),
         agent_sync=AgentSyncService(sessions, clock, checkin.rules, changes, tell),
         appointments=AppointmentService(sessions, clock, changes),

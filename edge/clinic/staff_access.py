@@ -2,13 +2,17 @@
 
 Works with the internet down, so nothing here asks the cloud.
 
-- **The PIN** is 4 to 12 digits. The site config keeps only its scrypt hash,
+- **The PIN** is 6 to 12 digits (a million PINs at least, so the waits below make guessing
+  hopeless). The site config keeps only its scrypt hash,
   ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (salt and hash base64 without padding), made by
   ``denen-agent clinic set-staff-pin``.
-- **Wrong PINs.** After :data:`MAX_WRONG` wrong PINs in a row the PIN is refused for
-  everyone for :data:`LOCK_S` seconds, even the right one: on a shared clinic Wi-Fi a
-  client's address says nothing about who typed. Staff already logged in keep working.
-  The count lives in memory: a restart of the agent forgets it.
+- **Wrong PINs** are counted per client address (:data:`PIN_RULES`,
+  :mod:`protocol.guess_limits`): after :data:`MAX_WRONG` in a row that address waits
+  :data:`FIRST_WAIT_S`, doubling with each further wrong PIN up to :data:`MAX_WAIT_S`;
+  while it waits its PINs are refused unseen. Other addresses, the reception desk among
+  them, are never held up by someone else's guessing (a global lockout let anyone on the
+  clinic Wi-Fi lock the desk out). The table of addresses is bounded and lives in memory:
+  a restart of the agent forgets it.
 - **The session** is a cookie ``<expires>.<nonce>.<mac>``: HMAC-SHA256 under a key made
   from a random secret in the agent's state dir and the PIN's hash (so a new PIN logs
   everybody out). It ends after :data:`SESSION_S` or at the end of the Tokyo day, whichever
@@ -29,18 +33,23 @@ import os
 import re
 import secrets
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 from edge.errors import EdgeError
 from protocol.clock import Clock
+from protocol.guess_limits import GuessRules, GuessTable
 from protocol.queue_rules import TOKYO, tokyo_day
 
-PIN_RE = re.compile(r"[0-9]{4,12}")
-MAX_WRONG = 5
-LOCK_S = 5 * 60.0
+PIN_RE = re.compile(r"[0-9]{6,12}")
+MAX_WRONG = 5  # wrong PINs in a row from one address before it waits
+FIRST_WAIT_S = 30.0
+MAX_WAIT_S = 15 * 60.0
+PIN_RULES = GuessRules(
+    free=MAX_WRONG, first_wait_s=FIRST_WAIT_S, max_wait_s=MAX_WAIT_S, max_keys=1024
+)
 SESSION_S = 12 * 3600.0
 KEY_FILE = "clinic-staff-session.key"
 KEY_BYTES = 32
@@ -60,9 +69,9 @@ class StaffAccessError(EdgeError, ValueError):
 
 
 def check_pin_format(pin: str) -> str:
-    """``pin`` when it is 4 to 12 digits; raise :class:`StaffAccessError` otherwise."""
+    """``pin`` when it is 6 to 12 digits; raise :class:`StaffAccessError` otherwise."""
     if PIN_RE.fullmatch(pin) is None:
-        raise StaffAccessError("a staff PIN is 4 to 12 digits (0-9), nothing else")
+        raise StaffAccessError("a staff PIN is 6 to 12 digits (0-9), nothing else")
     return pin
 
 
@@ -109,7 +118,7 @@ class PinHash:
 
     @classmethod
     def make(cls, pin: str, *, salt: bytes | None = None) -> PinHash:
-        """Hash a new PIN (4 to 12 digits) with a random salt."""
+        """Hash a new PIN (6 to 12 digits) with a random salt."""
         check_pin_format(pin)
         salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
         digest = _scrypt(pin, salt, SCRYPT_LN, SCRYPT_R, SCRYPT_P)
@@ -134,47 +143,10 @@ def _scrypt(pin: str, salt: bytes, ln: int, r: int, p: int) -> bytes:
 # ------------------------------------------------------------------------ wrong PINs
 
 
-@dataclass(frozen=True)
-class PinAttempts:
-    """Wrong PINs in a row and, after :data:`MAX_WRONG` of them, until when PINs are refused.
-
-    ``open`` → (MAX_WRONG wrong PINs) → ``locked until t`` → (time passes t) → ``open``
-    with a clean count; a right PIN while open clears the count."""
-
-    wrong: int = 0
-    locked_until: float | None = None
-
-    def at(self, now: float) -> PinAttempts:
-        """The attempts as they stand at ``now``: a lock that ran out is lifted."""
-        if self.locked_until is not None and now >= self.locked_until:
-            return PinAttempts()
-        return self
-
-    def is_locked(self, now: float) -> bool:
-        return self.at(now).locked_until is not None
-
-    def after_wrong(self, now: float) -> PinAttempts:
-        current = self.at(now)
-        if current.locked_until is not None:
-            return current
-        wrong = current.wrong + 1
-        until = now + LOCK_S if wrong >= MAX_WRONG else None
-        return replace(current, wrong=wrong, locked_until=until)
-
-    def after_right(self, now: float) -> PinAttempts:
-        current = self.at(now)
-        return current if current.locked_until is not None else PinAttempts()
-
-    @property
-    def left(self) -> int:
-        """Wrong PINs left before the lock."""
-        return max(0, MAX_WRONG - self.wrong)
-
-
 class PinCheck(StrEnum):
     RIGHT = "right"
     WRONG = "wrong"
-    LOCKED = "locked"  # refused without looking: too many wrong PINs just now
+    LOCKED = "locked"  # refused without looking: too many wrong PINs from this address
 
 
 # ------------------------------------------------------------------------ sessions
@@ -250,7 +222,7 @@ class StaffGate:
         self.pin_hash = pin_hash
         self.required = required
         self.clock = clock
-        self.attempts = PinAttempts()
+        self.attempts = GuessTable(PIN_RULES)  # wrong PINs per client address
         material = b"denen-clinic-staff-session\0" + str(pin_hash or "").encode()
         self._key = hmac.new(secret, material, hashlib.sha256).digest()
         self._known_pin: bytes | None = None  # HMAC of the last right PIN
@@ -266,26 +238,31 @@ class StaffGate:
         """No PIN, yet one is needed: the staff side is closed until one is set."""
         return self.pin_hash is None and self.required
 
-    def locked_until(self) -> float | None:
-        return self.attempts.at(self.clock.now()).locked_until
+    def locked_until(self, client: str) -> float | None:
+        """Until when PINs from ``client`` (an address) are refused unseen; None: not."""
+        return self.attempts.waits_until(client, self.clock.now())
 
-    def check_pin(self, pin: str) -> PinCheck:
-        """Check a PIN someone typed (or sent), counting a wrong one. Full-width digits (a
-        Japanese IME's) count as the digits they are."""
+    def wrong_left(self, client: str) -> int:
+        """Wrong PINs ``client`` may still make before it waits."""
+        return max(0, MAX_WRONG - self.attempts.wrong_count(client, self.clock.now()))
+
+    def check_pin(self, pin: str, client: str) -> PinCheck:
+        """Check a PIN someone typed (or sent) from ``client`` (an address), counting a
+        wrong one against that address. Full-width digits (a Japanese IME's) count as the
+        digits they are."""
         now = self.clock.now()
         pin = unicodedata.normalize("NFKC", pin).strip()
         if self.pin_hash is None:
             return PinCheck.WRONG
-        if self.attempts.is_locked(now):
+        if self.attempts.waits_until(client, now) is not None:
             return PinCheck.LOCKED
         tag = hmac.new(self._key, pin.encode(), hashlib.sha256).digest()
         known = self._known_pin is not None and hmac.compare_digest(tag, self._known_pin)
         if known or self.pin_hash.matches(pin):
             self._known_pin = tag
-            self.attempts = self.attempts.after_right(now)
+            self.attempts.right(client)
             return PinCheck.RIGHT
-        self.attempts = self.attempts.after_wrong(now)
-        return PinCheck.LOCKED if self.attempts.is_locked(now) else PinCheck.WRONG
+        return PinCheck.LOCKED if self.attempts.wrong(client, now) else PinCheck.WRONG
 
     def open_session(self) -> tuple[str, int]:
         """A new session: the cookie value and its lifetime in seconds."""
@@ -309,10 +286,11 @@ class StaffGate:
 
 
 __all__ = [
-    "LOCK_S",
+    "FIRST_WAIT_S",
+    "MAX_WAIT_S",
     "MAX_WRONG",
+    "PIN_RULES",
     "SESSION_S",
-    "PinAttempts",
     "PinCheck",
     "PinHash",
     "StaffAccessError",

@@ -37,7 +37,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     commands = clinic.add_subparsers(dest="clinic_command", required=True)
     pin = commands.add_parser(
         "set-staff-pin",
-        help="set the PIN of the staff page (4 to 12 digits); restart the agent afterwards",
+        help="set the PIN of the staff page (6 to 12 digits); restart the agent afterwards",
         description="Set the PIN of the clinic agent's staff page. Only its scrypt hash is "
         "written into [clinic] staff_pin_hash of the site file; restart the agent afterwards.",
     )
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = getpass.getpass
 
 
 def _ask_twice(ask: Callable[[str], str]) -> str:
-    pin = ask("New staff PIN (4 to 12 digits): ").strip()
+    pin = ask("New staff PIN (6 to 12 digits): ").strip()
     check_pin_format(pin)
     if ask("The same PIN again: ").strip() != pin:
         raise StaffAccessError("the two PINs differ; nothing was changed")

@@ -19,10 +19,11 @@ so they work with the internet down.
 **Staff** routes need the staff PIN (:mod:`edge.clinic.staff_access`). A page without a
 session redirects (303) to ``/staff/login?next=…``; the API answers 401 JSON
 ``{"detail": …}`` unless the request carries the session cookie or
-``Authorization: Bearer <staff PIN>`` (for scripts; a wrong PIN counts toward the lock
-like one typed in the form). While wrong PINs have locked the PIN: 429 with
-``Retry-After``. With no PIN set every staff route answers 403 with how to set one,
-unless ``[clinic] staff_pin_required = false`` opens them to anyone.
+``Authorization: Bearer <staff PIN>`` (for scripts; a wrong PIN counts like one typed in
+the form). While the client's address waits after wrong PINs: 429 with ``Retry-After``;
+other addresses are not held up (:mod:`edge.clinic.staff_access`). With no PIN set every
+staff route answers 403 with how to set one, unless ``[clinic] staff_pin_required =
+false`` opens them to anyone.
 
 The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict`` (not ``Secure``: the
 pages are plain HTTP on the clinic network). **Cross-site requests**: SameSite=Strict keeps
@@ -67,7 +68,7 @@ from edge.clinic.kiosk_screens import (
 )
 from edge.clinic.outcome import ActionResult, Running
 from edge.clinic.staff_access import (
-    LOCK_S,
+    FIRST_WAIT_S,
     MAX_WRONG,
     PinCheck,
     StaffGate,
@@ -152,7 +153,7 @@ def _templates() -> Jinja2Templates:
     templates.env.filters["minutes_ja"] = _minutes_ja
     templates.env.filters["ja"] = kiosk_japanese
     templates.env.filters["clock"] = _clock
-    templates.env.globals |= {"max_wrong": MAX_WRONG, "lock_minutes": round(LOCK_S / 60)}
+    templates.env.globals |= {"max_wrong": MAX_WRONG, "first_wait_s": round(FIRST_WAIT_S)}
     return templates
 
 
@@ -168,9 +169,10 @@ class StaffDoor:
     def logged_in(self, request: Request) -> bool:
         return self.gate.is_open or self.gate.session_valid(request.cookies.get(SESSION_COOKIE))
 
-    def locked_context(self) -> dict[str, Any]:
-        """What the login page says about the lock (``locked_until`` None: not locked)."""
-        until = self.gate.locked_until()
+    def locked_context(self, request: Request) -> dict[str, Any]:
+        """What the login page says about the wait of the request's address
+        (``locked_until`` None: it need not wait)."""
+        until = self.gate.locked_until(_client(request))
         if until is None:
             return {"locked_until": None}
         minutes = max(1, math.ceil((until - self.clock.now()) / 60))
@@ -178,20 +180,21 @@ class StaffDoor:
 
     def check_pin(self, request: Request, pin: str) -> PinCheck:
         """Check a PIN (form or bearer) and log the outcome, never the PIN."""
-        was_locked = self.gate.locked_until() is not None
-        result = self.gate.check_pin(pin)
-        who = request.client.host if request.client else "?"
+        who = _client(request)
+        was_locked = self.gate.locked_until(who) is not None
+        result = self.gate.check_pin(pin, who)
         if result is PinCheck.RIGHT:
             log.info("clinic staff PIN accepted from %s", who)
         elif result is PinCheck.WRONG:
-            left = self.gate.attempts.left
-            log.warning("wrong clinic staff PIN from %s (%d more before the lock)", who, left)
+            left = self.gate.wrong_left(who)
+            log.warning("wrong clinic staff PIN from %s (%d more before it waits)", who, left)
         elif not was_locked:
             log.warning(
-                "wrong clinic staff PIN from %s, %d in a row: the PIN is refused until %s",
+                "wrong clinic staff PIN from %s, %d or more in a row: PINs from there are "
+                "refused until %s",
                 who,
                 MAX_WRONG,
-                _clock(self.gate.locked_until()),
+                _clock(self.gate.locked_until(who)),
             )
         return result
 
@@ -229,12 +232,12 @@ class StaffDoor:
             )
         result = self.check_pin(request, pin.strip())
         if result is PinCheck.LOCKED:
-            wait = self.locked_context()
+            until = self.gate.locked_until(_client(request)) or self.clock.now()
             raise HTTPException(
                 429,
-                f"too many wrong staff PINs: the PIN is refused until "
-                f"{_clock(wait['locked_until'])} (Asia/Tokyo)",
-                headers={"Retry-After": str(wait["locked_minutes"] * 60)},
+                f"too many wrong staff PINs from this address: PINs from it are refused "
+                f"until {_clock(until)} (Asia/Tokyo)",
+                headers={"Retry-After": str(max(1, math.ceil(until - self.clock.now())))},
             )
         if result is PinCheck.WRONG:
             raise HTTPException(401, "wrong staff PIN", headers=_BEARER)
@@ -251,7 +254,7 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
             return door.no_pin_page(request)
         if door.logged_in(request):
             return RedirectResponse(target, status_code=303)
-        context = {"next": target, "logged_out": out, **door.locked_context()}
+        context = {"next": target, "logged_out": out, **door.locked_context(request)}
         return templates.TemplateResponse(request, "staff_login.html", context)
 
     @app.post("/staff/login", response_class=HTMLResponse)
@@ -267,7 +270,7 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
         pin = form.get("pin", "").strip()
         context: dict[str, Any] = {"next": target, "empty": not pin}
         if not pin:
-            context |= door.locked_context()
+            context |= door.locked_context(request)
             return templates.TemplateResponse(request, "staff_login.html", context, 400)
         result = door.check_pin(request, pin)
         if result is PinCheck.RIGHT:
@@ -282,7 +285,8 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
                 samesite="strict",
             )
             return response
-        context |= {"wrong": True, "left": gate.attempts.left, **door.locked_context()}
+        left = gate.wrong_left(_client(request))
+        context |= {"wrong": True, "left": left, **door.locked_context(request)}
         status = 429 if result is PinCheck.LOCKED else 401  # as the cloud's login answers
         return templates.TemplateResponse(request, "staff_login.html", context, status)
 
@@ -420,6 +424,11 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
 
 
 _CROSS_SITE = "refused: a staff form must be sent from this agent's own pages"
+
+
+def _client(request: Request) -> str:
+    """The address a request came from: wrong PINs are counted per address."""
+    return request.client.host if request.client else "unknown"
 
 
 def _from_here(request: Request) -> bool:

@@ -21,6 +21,7 @@ from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
 from cloud.settings import CloudSettings
 from tests.browser.people import Login, log_in
+from tests.support.clinic import card_qr
 
 pytestmark = pytest.mark.browser
 
@@ -31,6 +32,7 @@ START_TIMEOUT_S = 15.0
 class ClinicCloud:
     url: str
     seed: ClinicSeed
+    settings: CloudSettings
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def clinic_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicClo
     try:
         with app.state.sessions.begin() as session:
             seed = seed_clinic(session)
-        yield ClinicCloud(f"http://127.0.0.1:{port}", seed)
+        yield ClinicCloud(f"http://127.0.0.1:{port}", seed, settings)
     finally:
         server.should_exit = True
         thread.join(timeout=START_TIMEOUT_S)
@@ -88,7 +90,10 @@ def test_staff_check_in_a_walk_in_call_next_and_finish(
     # a patient checks in from the app: the queue shows it without a reload
     answer = httpx.post(
         f"{cloud}/api/clinic/checkin",
-        json={"card": seed.patients[2].card, "site": seed.site},
+        json={
+            "qr": card_qr(clinic_cloud.settings, seed.site, seed.patients[2].card),
+            "site": seed.site,
+        },
     )
     assert answer.status_code == 200, answer.text
     expect(queue).to_have_count(2)

@@ -44,7 +44,7 @@ from firmware_sim.display.firmware import DisplayFirmware
 from firmware_sim.display.pty_host import DisplayPtyHost
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber
-from tests.support.clinic import NINE
+from tests.support.clinic import NINE, card_qr
 from tests.support.cloud import basic
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.site_line import SiteLine
@@ -54,7 +54,7 @@ KIOSK = "clinic-a-kiosk-1"
 DISPLAYS = ("clinic-a-disp-1", "clinic-a-disp-2")
 # walk-ins of the morning, imported like a hospital system would (none has an appointment)
 WALK_INS = [PatientCardNumber.issue(5, 100 + i) for i in range(8)]
-STAFF_PIN = "80512"  # the agent's staff page (its hash is in the site config)
+STAFF_PIN = "805127"  # the agent's staff page (its hash is in the site config)
 
 
 @dataclass
@@ -156,7 +156,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         cloud = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cloud")
         )
-        staff = basic("clinic", seed.users["clinic"].password)
+        integration = basic("ops", seed.users["ops"].password)  # the hospital system's account
         imported = await cloud.post(
             "/api/clinic/patients",
             json={
@@ -165,7 +165,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
                     for i, c in enumerate(WALK_INS)
                 ]
             },
-            headers=staff,
+            headers=integration,
         )
         assert imported.status_code == 200, imported.text
         bridge: MqttBridge = app.state.bridge
@@ -250,7 +250,8 @@ async def test_a_busy_morning_with_the_internet_cut_loses_and_duplicates_nothing
         assert first["number"] == "A-002"
         assert first["estimated_wait_s"] is not None
         app = await m.cloud.post(
-            "/api/clinic/checkin", json={"card": WALK_INS[1].digits, "site": SITE}
+            "/api/clinic/checkin",
+            json={"qr": card_qr(m.app.state.settings, SITE, WALK_INS[1].digits), "site": SITE},
         )
         assert app.json()["number"] == "A-003"
         m.clock.advance(60)
@@ -276,7 +277,8 @@ async def test_a_busy_morning_with_the_internet_cut_loses_and_duplicates_nothing
         await until(f"{locally_called} on both displays", lambda: _shows(m, locally_called))
         # the cloud, unaware, keeps taking app check-ins: cloud numbers, never 700+
         during = await m.cloud.post(
-            "/api/clinic/checkin", json={"card": WALK_INS[5].digits, "site": SITE}
+            "/api/clinic/checkin",
+            json={"qr": card_qr(m.app.state.settings, SITE, WALK_INS[5].digits), "site": SITE},
         )
         assert during.json()["number"] == "A-004"
 

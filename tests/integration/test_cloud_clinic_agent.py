@@ -94,7 +94,7 @@ def test_an_offline_morning_reconciles_with_the_tickets_the_cloud_issued_meanwhi
 ) -> None:
     sync, svc = world.clinic.agent_sync, world.clinic
     late = extra_card(6001)
-    svc.appointments.upsert_patients([PatientRecord(late, "Kato Mai", "mai@example.jp")])
+    svc.appointments.upsert_patients([PatientRecord(late, "Kato Mai", "mai@example.jp")], "ops:his")
     svc.appointments.upsert_appointments(
         "his", [AppointmentRecord("his-9", late, SITE, "internal", int(NINE + 15 * MIN))]
     )
@@ -144,7 +144,7 @@ def test_an_offline_morning_reconciles_with_the_tickets_the_cloud_issued_meanwhi
     ]
     # … while the cloud goes on: an app check-in, and reception calls that patient to
     # room 2 from the cloud's staff page
-    svc.appointments.upsert_patients([PatientRecord(extra_card(6003), "Ito Jun", None)])
+    svc.appointments.upsert_patients([PatientRecord(extra_card(6003), "Ito Jun", None)], "ops:his")
     world.clock.set(t + 30)
     jun = svc.checkin.check_in(SITE, extra_card(6003), source=TicketSource.APP)
     assert jun.number == "A-003"

@@ -20,7 +20,7 @@ from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber
-from tests.support.clinic import MIN, NINE
+from tests.support.clinic import MIN, NINE, card_qr
 from tests.support.cloud import DB_KINDS, basic, fresh_database
 
 SITE = "clinic-a"
@@ -47,6 +47,11 @@ class Api:
 
     def card(self, name: str) -> str:
         return next(p.card for p in self.seed.patients if p.name == name)
+
+    async def check_in(self, card: str) -> httpx.Response:
+        """The patient's app: the QR code printed on ``card``, as the phone sends it."""
+        qr = card_qr(self.app.state.settings, SITE, card)
+        return await self.http.post("/api/clinic/checkin", json={"qr": qr, "site": SITE})
 
     async def post(self, url: str, user: str = "clinic", **kw: Any) -> httpx.Response:
         return await self.http.post(url, headers=self.as_user(user), **kw)
@@ -79,8 +84,8 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
 
 
 async def test_the_app_checks_in_with_the_card_and_follows_the_status_link(api: Api) -> None:
-    card = PatientCardNumber(api.card("Tanaka Yuki")).grouped  # typed with spaces
-    r = await api.http.post("/api/clinic/checkin", json={"card": card, "site": SITE})
+    card = api.card("Tanaka Yuki")
+    r = await api.check_in(card)
     assert r.status_code == 200, r.text
     first = r.json()
     assert {k: first[k] for k in ("number", "department", "ahead", "existing")} == {
@@ -89,15 +94,13 @@ async def test_the_app_checks_in_with_the_card_and_follows_the_status_link(api: 
         "ahead": 0,
         "existing": False,
     }
-    again = (await api.http.post("/api/clinic/checkin", json={"card": card, "site": SITE})).json()
+    again = (await api.check_in(card)).json()
     assert (again["number"], again["existing"], again["status_url"]) == (
         "A-001",
         True,
         first["status_url"],
     )
-    ken = await api.http.post(
-        "/api/clinic/checkin", json={"card": api.card("Sato Ken"), "site": SITE}
-    )
+    ken = await api.check_in(api.card("Sato Ken"))
     assert (ken.json()["ahead"], ken.json()["estimated_wait_min"]) == (1, 5)
     path = httpx.URL(ken.json()["status_url"]).path
     status = (await api.http.get(path)).json()
@@ -108,17 +111,10 @@ async def test_the_app_checks_in_with_the_card_and_follows_the_status_link(api: 
     assert (await api.call_next("2")).json()["number"] == "A-002"
     status = (await api.http.get(path)).json()
     assert (status["state"], status["room"], status["ahead"]) == ("called", "2", 0)
-    unknown = await api.http.post(
-        "/api/clinic/checkin",
-        json={"card": PatientCardNumber.issue(3, 99).digits, "site": SITE},
-    )
-    assert (unknown.status_code, unknown.json()["detail"]) == (
-        404,
-        "this card is not registered; please see reception",
-    )
-    early = await api.http.post(
-        "/api/clinic/checkin", json={"card": api.card("Suzuki Taro"), "site": SITE}
-    )
+    unknown = await api.check_in(PatientCardNumber.issue(3, 99).digits)
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].endswith("or please see reception.")
+    early = await api.check_in(api.card("Suzuki Taro"))
     assert early.status_code == 409
     assert early.json()["detail"].startswith("check-in for your 11:00 appointment opens at 10:30")
     assert (await api.http.get("/api/clinic/tickets/nope")).status_code == 404
@@ -203,7 +199,8 @@ async def test_staff_actions_through_the_api_and_their_errors(api: Api) -> None:
 async def test_imports_through_the_api_are_idempotent(api: Api) -> None:
     card = PatientCardNumber.issue(4, 31337).digits
     patients = {"patients": [{"card": card, "name": "Mori Aoi", "email": "aoi@example.jp"}]}
-    assert (await api.post("/api/clinic/patients", json=patients)).json() == {
+    assert (await api.post("/api/clinic/patients", json=patients)).status_code == 403
+    assert (await api.post("/api/clinic/patients", json=patients, user="ops")).json() == {
         "created": 1,
         "updated": 0,
         "unchanged": 0,
@@ -220,7 +217,7 @@ async def test_imports_through_the_api_are_idempotent(api: Api) -> None:
         "created"
     ] == 1
     assert (await api.post("/api/clinic/appointments", json=body)).json()["unchanged"] == 1
-    aoi = await api.http.post("/api/clinic/checkin", json={"card": card, "site": SITE})
+    aoi = await api.check_in(card)
     assert (aoi.json()["number"], aoi.json()["appointment_at"]) == ("B-001", NINE + 10 * MIN)
     bad = {"source": "his-east", "appointments": [{**visit, "card": card[:-1] + "0"}]}
     refused = await api.post("/api/clinic/appointments", json=bad)

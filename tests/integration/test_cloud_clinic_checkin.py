@@ -184,7 +184,8 @@ def test_patients_are_told_once_when_their_turn_is_near_and_when_called(world: C
         [
             PatientRecord(card, f"Patient {i}", None if i == 1 else f"p{i}@example.jp")
             for i, card in enumerate(cards)
-        ]
+        ],
+        "ops:his",
     )
     for i, card in enumerate(cards):  # A-001 … A-006; the first four hear it at check-in
         world.clock.set(NINE + i)
@@ -210,8 +211,8 @@ def test_imports_are_idempotent_and_a_cancelled_appointment_is_not_offered(
     svc = world.clinic.appointments
     card = extra_card(777)
     patients = [PatientRecord(card, "Kato Mai", "MAI@example.jp")]
-    assert svc.upsert_patients(patients) == ImportResult(1, 0, 0)
-    assert svc.upsert_patients(patients) == ImportResult(0, 0, 1)
+    assert svc.upsert_patients(patients, "ops:his") == ImportResult(1, 0, 0)
+    assert svc.upsert_patients(patients, "ops:his") == ImportResult(0, 0, 1)
     visit = AppointmentRecord("his-1", card, SITE, "pediatrics", int(NINE + 10 * MIN))
     assert svc.upsert_appointments("his", [visit]) == ImportResult(1, 0, 0)
     assert svc.upsert_appointments("his", [visit]) == ImportResult(0, 0, 1)
@@ -229,4 +230,4 @@ def test_imports_are_idempotent_and_a_cancelled_appointment_is_not_offered(
     with pytest.raises(NotFoundError, match=r"appointments\[0\]: clinic-a has no department 'eye'"):
         svc.upsert_appointments("his", [AppointmentRecord("y", card, SITE, "eye", 1)])
     with pytest.raises(InvalidRequestError, match=r"patients\[0\]: the name is empty"):
-        svc.upsert_patients([PatientRecord(card, " ")])
+        svc.upsert_patients([PatientRecord(card, " ")], "ops:his")

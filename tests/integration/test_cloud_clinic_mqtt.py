@@ -36,7 +36,7 @@ from protocol.messages import (
     parse,
 )
 from protocol.tracing import JsonFormatter
-from tests.support.clinic import NINE
+from tests.support.clinic import NINE, card_qr
 from tests.support.cloud import basic
 from tests.support.mosquitto import Mosquitto
 
@@ -138,7 +138,8 @@ def _calls(state: DisplayStateData) -> dict[str, list[tuple[str, str, int]]]:
 async def test_a_call_reaches_every_display_and_the_clinic_state_numbers_only(site: Site) -> None:
     for name in ("Yamada Hanako", "Sato Ken"):
         r = await site.http.post(
-            "/api/clinic/checkin", json={"card": site.card(name), "site": SITE}
+            "/api/clinic/checkin",
+            json={"qr": card_qr(site.app.state.settings, SITE, site.card(name)), "site": SITE},
         )
         assert r.status_code == 200, r.text
     r = await site.http.post(f"/api/clinic/sites/{SITE}/rooms/1/call-next", headers=site.staff())

@@ -27,7 +27,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import ClinicAction
 from protocol.queue_rules import tokyo_day
-from tests.support.clinic import MIN, NINE, at
+from tests.support.clinic import MIN, NINE, at, card_qr
 
 SITE = "clinic-a"
 STAFF = f"/clinic/{SITE}/staff"
@@ -405,15 +405,24 @@ async def test_ops_send_list_and_clear_announcements(pages: Pages) -> None:
 async def test_the_patients_ticket_page_follows_the_call(pages: Pages) -> None:
     patient = pages.browser()
     r = await patient.post(
-        "/api/clinic/checkin", json={"card": pages.card("Suzuki Taro"), "site": SITE}
+        "/api/clinic/checkin",
+        json={
+            "qr": card_qr(pages.app.state.settings, SITE, pages.card("Suzuki Taro")),
+            "site": SITE,
+        },
     )
     assert r.status_code == 409  # his appointment is later; Tanaka checks in instead
     r = await patient.post(
-        "/api/clinic/checkin", json={"card": pages.card("Tanaka Yuki"), "site": SITE}
+        "/api/clinic/checkin",
+        json={
+            "qr": card_qr(pages.app.state.settings, SITE, pages.card("Tanaka Yuki")),
+            "site": SITE,
+        },
     )
     first = httpx.URL(r.json()["page_url"]).path
     r = await patient.post(
-        "/api/clinic/checkin", json={"card": pages.card("Sato Ken"), "site": SITE}
+        "/api/clinic/checkin",
+        json={"qr": card_qr(pages.app.state.settings, SITE, pages.card("Sato Ken")), "site": SITE},
     )
     answer = r.json()
     assert answer["page_url"] == f"http://127.0.0.1:8000/ticket/{answer['status_url'][-24:]}"

@@ -26,7 +26,7 @@ from cloud.dashboard import i18n
 from cloud.gym.views import OpeningHoursView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
-from tests.support.clinic import NINE
+from tests.support.clinic import NINE, card_qr
 
 DASHBOARD = Path(i18n.__file__).parent
 JA = {"Accept-Language": "ja-JP,ja;q=0.9,en-US;q=0.8,en;q=0.7"}  # Chrome on a Japanese PC
@@ -319,7 +319,11 @@ async def test_the_clinic_staff_page_in_both_languages(site: Site) -> None:
 async def test_the_patients_ticket_page_is_japanese(site: Site) -> None:
     patient = site.browser(JA)
     r = await patient.post(
-        "/api/clinic/checkin", json={"card": site.card("Tanaka Yuki"), "site": "clinic-a"}
+        "/api/clinic/checkin",
+        json={
+            "qr": card_qr(site.app.state.settings, "clinic-a", site.card("Tanaka Yuki")),
+            "site": "clinic-a",
+        },
     )
     assert r.status_code in (200, 201), r.text
     ticket = httpx.URL(r.json()["page_url"]).path

@@ -46,7 +46,7 @@ BOOKED = PatientCardNumber.issue(2, 42)  # orthopaedics at 09:20
 OTHER = PatientCardNumber.issue(3, 7)
 THIRD = PatientCardNumber.issue(1, 99)
 CARDS = (WALK_IN, BOOKED, OTHER, THIRD)
-STAFF_PIN = "4721"
+STAFF_PIN = "472105"
 STAFF_PIN_HASH = str(PinHash.make(STAFF_PIN))
 DEPARTMENTS = [
     ClinicDepartment(id="internal", name="Internal medicine", prefix="A", rooms=["1", "2"]),

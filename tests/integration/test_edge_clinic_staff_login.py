@@ -48,9 +48,11 @@ class Desk:
     url: str
     state_dir: Path
 
-    def client(self, **kw: Any) -> httpx.AsyncClient:
-        """A browser of its own: its own cookies."""
-        return httpx.AsyncClient(base_url=self.url, **kw)
+    def client(self, address: str = "127.0.0.1", **kw: Any) -> httpx.AsyncClient:
+        """A browser of its own: its own cookies, calling from ``address`` (any 127.x.y.z:
+        a machine of its own on the clinic network)."""
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        return httpx.AsyncClient(base_url=self.url, transport=transport, **kw)
 
     def room_1(self) -> list[str]:
         view = self.desk.queue_view("internal")
@@ -233,52 +235,47 @@ async def test_a_forged_or_expired_session_cookie_is_refused(tmp_path: Path) -> 
             assert (await http.get(STAFF)).status_code == 303
 
 
-async def test_five_wrong_pins_lock_the_pin_for_everyone_for_five_minutes(
+async def test_wrong_pins_make_that_address_wait_longer_each_time(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with (
         staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d,
-        d.client() as reception,
-        d.client() as stranger,
-        d.client() as colleague,
+        d.client("127.0.0.66") as stranger,
+        d.client("127.0.0.66") as same_machine,
     ):
-        assert (await log_in(reception)).status_code == 303  # logged in before the lock
         for left in (4, 3, 2, 1):
-            wrong = await log_in(stranger, "0000")
+            wrong = await log_in(stranger, "000000")
             assert wrong.status_code == 401
             assert f"Wrong PIN. {left} more wrong PIN" in wrong.text
-        locked = await log_in(stranger, "0000")
+        locked = await log_in(stranger, "000000")
         assert locked.status_code == 429
-        assert "09:05" in locked.text  # says when to try again
-        assert "5 wrong PINs in a row: the PIN is refused for everyone until" in locked.text
-        assert "PINが5回続けて間違えられたため" in locked.text
+        assert "09:00" in locked.text  # says when to try again (in 30 seconds)
+        assert "Too many wrong PINs from this device: its PINs are refused until" in locked.text
+        assert "この端末からPINが続けて間違えられたため" in locked.text
 
-        # the lock is global: another client with the right PIN is refused too, and told why
-        refused = await log_in(colleague)
+        # the address waits, whatever browser or PIN it uses, and is told why
+        refused = await log_in(same_machine)
         assert refused.status_code == 429
-        assert 'data-testid="locked"' in refused.text
-        form = await colleague.get("/staff/login")
+        form = await same_machine.get("/staff/login")
         assert 'data-testid="locked"' in form.text
-        assert "about 5 min" in form.text
-        bearer = await colleague.get(
+        bearer = await same_machine.get(
             "/api/queues/internal", headers={"Authorization": f"Bearer {PIN}"}
         )
         assert bearer.status_code == 429
-        assert bearer.headers["retry-after"] == "300"
-        # staff who were logged in lose nothing
-        assert (await reception.post("/staff", data=CALL_NEXT)).status_code == 303
-        assert d.room_1() == ["A-001"]
+        assert bearer.headers["retry-after"] == "30"
 
-        d.clock.advance(299)
-        assert (await log_in(colleague)).status_code == 429
+        d.clock.advance(30)
+        assert (await log_in(stranger, "000000")).status_code == 429  # now 60 s
+        d.clock.advance(59)
+        assert (await log_in(same_machine)).status_code == 429
         d.clock.advance(1)
-        assert (await log_in(colleague)).status_code == 303
-        assert (await colleague.get(STAFF)).status_code == 200
-        # a clean count after the lock
-        assert "Wrong PIN. 4 more" in (await log_in(stranger, "0000")).text
+        assert (await log_in(same_machine)).status_code == 303
+        assert (await same_machine.get(STAFF)).status_code == 200
+        # a right PIN starts the address again
+        assert "Wrong PIN. 4 more" in (await log_in(stranger, "000000")).text
     no_secrets(caplog.text, d.state_dir)
-    assert "5 in a row: the PIN is refused until 09:05" in caplog.text
+    assert "wrong clinic staff PIN from 127.0.0.66, 5 or more in a row" in caplog.text
 
 
 async def test_the_staff_api_takes_the_pin_as_a_bearer_token(tmp_path: Path) -> None:
@@ -388,12 +385,12 @@ async def test_the_technicians_command_sets_the_pin_and_the_agent_takes_it(
     config = tmp_path / "site.toml"
     config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
     config.chmod(0o640)
-    done = set_pin_process(config, "13579")
+    done = set_pin_process(config, "135791")
     assert done.returncode == 0, done.stderr
     assert "Restart the agent" in done.stdout
-    assert "13579" not in done.stdout + done.stderr
+    assert "135791" not in done.stdout + done.stderr
     text = config.read_text()
-    assert "13579" not in text
+    assert "135791" not in text
     added = [line for line in text.splitlines() if line.startswith("staff_pin_hash = ")]
     assert len(added) == 1
     assert text.replace(f"[clinic]\n{added[0]}\n", "[clinic]\n") == SITE_TOML.format(
@@ -403,11 +400,11 @@ async def test_the_technicians_command_sets_the_pin_and_the_agent_takes_it(
     clinic = load_config(config).clinic
     assert clinic is not None
     assert clinic.staff_pin is not None
-    assert clinic.staff_pin.matches("13579")
+    assert clinic.staff_pin.matches("135791")
     first = clinic.staff_pin_hash
 
     # again: the line is replaced, not added twice
-    assert set_pin_process(config, "24680").returncode == 0
+    assert set_pin_process(config, "246802").returncode == 0
     clinic = load_config(config).clinic
     assert clinic is not None
     assert clinic.staff_pin_hash != first
@@ -416,30 +413,30 @@ async def test_the_technicians_command_sets_the_pin_and_the_agent_takes_it(
     # the pages of an agent with this config take the new PIN, and only it
     hashed = clinic.staff_pin_hash
     async with staff_desk(tmp_path / "agent", staff_pin_hash=hashed) as d, d.client() as http:
-        assert (await log_in(http, "13579")).status_code == 401
-        assert (await log_in(http, "24680")).status_code == 303
+        assert (await log_in(http, "135791")).status_code == 401
+        assert (await log_in(http, "246802")).status_code == 303
 
 
 def test_the_command_refuses_a_bad_pin_two_different_pins_and_a_gym(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
     before = config.read_text()
-    for pin in ("123", "12345678901234", "12a4", ""):
+    for pin in ("12345", "12345678901234", "12a456", ""):
         done = set_pin_process(config, pin)
         assert done.returncode == staff_cli.EXIT_BAD_PIN
-        assert "4 to 12 digits" in done.stderr
+        assert "6 to 12 digits" in done.stderr
     args = staff_cli_args(config)
-    answers = iter(["1234", "4321"])
+    answers = iter(["123456", "654321"])
     assert staff_cli.run(args, ask=lambda _: next(answers)) == staff_cli.EXIT_BAD_PIN
     assert config.read_text() == before
 
-    answers = iter(["1234", "1234"])
+    answers = iter(["123456", "123456"])
     assert staff_cli.run(args, ask=lambda _: next(answers)) == 0
     assert "staff_pin_hash" in config.read_text()
 
     gym = tmp_path / "gym.toml"
     gym.write_text('site = "gym-a"\ngateway = "gw-1"\nstate_dir = "/tmp/x"\n[mqtt]\nhost = "h"\n')
-    done = set_pin_process(gym, "1234")
+    done = set_pin_process(gym, "123456")
     assert done.returncode == staff_cli.EXIT_BAD_CONFIG
     assert "not a clinic's site file" in done.stderr
     assert "staff_pin_hash" not in gym.read_text()

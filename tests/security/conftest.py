@@ -18,7 +18,8 @@ import pytest
 from fastapi import FastAPI
 
 from cloud.app import create_app
-from cloud.bootstrap import DemoSeed, seed_demo
+from cloud.bootstrap import ClinicSeed, DemoSeed, seed_clinic, seed_demo
+from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
@@ -97,3 +98,45 @@ class StartUp:
     started: bool
     returncode: int | None
     stderr: str
+
+
+@dataclass
+class Clinics:
+    """The real app with two clinics: ``clinic-a`` (staff ``clinic-a``) and ``clinic-b``
+    (staff ``clinic-b``) in different city departments, and ``ops``."""
+
+    app: FastAPI
+    clock: ManualClock
+    a: ClinicSeed
+    b: ClinicSeed
+
+    def as_user(self, name: str) -> dict[str, str]:
+        for seed in (self.a, self.b):
+            if name in seed.users:
+                return basic(name, seed.users[name].password)
+        raise KeyError(name)
+
+    def http(self, address: str = "203.0.113.7") -> httpx.AsyncClient:
+        """A client of the app calling from ``address`` (close it: ``async with``)."""
+        transport = httpx.ASGITransport(app=self.app, client=(address, 50000))
+        return httpx.AsyncClient(transport=transport, base_url="http://cloud")
+
+
+@pytest.fixture
+async def clinics(tmp_path: Path) -> AsyncIterator[Clinics]:
+    clock = ManualClock(NOW)
+    app = create_app(settings_for(tmp_path), clock=clock)
+    async with app.router.lifespan_context(app):
+        with app.state.sessions.begin() as session:
+            a = seed_clinic(session, users={"clinic-a": Role.CLINIC, "ops": Role.OPS}, clock=clock)
+            b = seed_clinic(
+                session,
+                site="clinic-b",
+                gateway="gw-b",
+                name="Yonago Clinic B",
+                displays=("clinic-b-disp-1",),
+                users={"clinic-b": Role.CLINIC},
+                department="health-b",
+                clock=clock,
+            )
+        yield Clinics(app, clock, a, b)

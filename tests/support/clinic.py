@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.bootstrap import ClinicSeed, seed_clinic
+from cloud.clinic.card_qr import card_qr_key, sign_card_qr
 from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.services import ClinicServices, build_clinic_services
 from cloud.core.bus import ChangeBus
@@ -54,6 +55,11 @@ class ClinicWorld:
     def mails(self) -> list[MailMessage]:
         with self.sessions() as session:
             return list(session.scalars(select(MailMessage).order_by(MailMessage.id)).all())
+
+
+def card_qr(settings: CloudSettings, site: str, card: str) -> str:
+    """The QR code ``site``'s reception prints on ``card``: what the patient's phone sends."""
+    return sign_card_qr(card_qr_key(settings), site, PatientCardNumber.parse(card))
 
 
 def extra_card(serial: int, facility: int = 1) -> str:

@@ -148,12 +148,12 @@ def test_a_clinic_keeps_its_staff_pin_as_a_hash_only(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, clinic))
     assert config.clinic is not None
     assert (config.clinic.staff_pin, config.clinic.staff_pin_required) == (None, True)
-    hashed = str(PinHash.make("4711"))
+    hashed = str(PinHash.make("471100"))
     config = load_config(write(tmp_path, clinic + f'staff_pin_hash = "{hashed}"\n'))
     assert config.clinic is not None
     assert config.clinic.staff_pin is not None
-    assert config.clinic.staff_pin.matches("4711")
-    assert not config.clinic.staff_pin.matches("4712")
+    assert config.clinic.staff_pin.matches("471100")
+    assert not config.clinic.staff_pin.matches("471101")
     opened = load_config(write(tmp_path, clinic + "staff_pin_required = false\n"))
     assert opened.clinic is not None
     assert opened.clinic.staff_pin_required is False

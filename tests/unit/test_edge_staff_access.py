@@ -1,5 +1,6 @@
-"""The staff PIN's pure parts: its hash in the site file, the wrong-PIN lock, the session
-cookie, and the gate that ties them to a clock (a :class:`ManualClock`, no I/O)."""
+"""The staff PIN's pure parts: its hash in the site file, the wait after wrong PINs (per
+client address), the session cookie, and the gate that ties them to a clock (a
+:class:`ManualClock`, no I/O)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import pytest
 from hypothesis import given
 
 from edge.clinic.staff_access import (
-    LOCK_S,
+    FIRST_WAIT_S,
     MAX_WRONG,
     SESSION_S,
-    PinAttempts,
     PinCheck,
     PinHash,
     StaffAccessError,
@@ -44,33 +44,14 @@ def test_a_pin_hash_checks_the_pin_and_its_salt_makes_each_one_different() -> No
     assert "123456" not in str(HASHED)
 
 
-@pytest.mark.parametrize("pin", ["123", "1234567890123", "12a4", "12 34", "", FULL_WIDTH[:4]])
-def test_a_pin_is_4_to_12_ascii_digits(pin: str) -> None:
-    with pytest.raises(StaffAccessError, match="4 to 12 digits"):
+@pytest.mark.parametrize("pin", ["12345", "1234567890123", "12a456", "12 3456", "", FULL_WIDTH[:5]])
+def test_a_pin_is_6_to_12_ascii_digits(pin: str) -> None:
+    with pytest.raises(StaffAccessError, match="6 to 12 digits"):
         check_pin_format(pin)
     with pytest.raises(StaffAccessError):
         PinHash.make(pin)
-    assert check_pin_format("0000") == "0000"
+    assert check_pin_format("000000") == "000000"
     assert check_pin_format("9" * 12) == "9" * 12
-
-
-def test_wrong_pins_in_a_row_lock_for_five_minutes_then_count_again() -> None:
-    attempts = PinAttempts()
-    for n in range(1, MAX_WRONG):
-        attempts = attempts.after_wrong(T0 + n)
-        assert (attempts.wrong, attempts.left, attempts.is_locked(T0 + n)) == (
-            n,
-            MAX_WRONG - n,
-            False,
-        )
-    locked = attempts.after_wrong(T0 + 10)
-    assert locked.locked_until == T0 + 10 + LOCK_S
-    assert locked.after_wrong(T0 + 20) == locked  # no longer lock while locked
-    assert locked.after_right(T0 + 20) == locked  # nor does the right PIN lift it
-    assert locked.is_locked(T0 + 10 + LOCK_S - 1)
-    assert locked.at(T0 + 10 + LOCK_S) == PinAttempts()  # lifted, with a clean count
-    # a right PIN clears the count before the lock
-    assert attempts.after_right(T0 + 11) == PinAttempts()
 
 
 def test_a_session_ends_after_twelve_hours_or_at_tokyo_midnight() -> None:
@@ -91,14 +72,14 @@ def test_a_session_cookie_is_read_only_with_its_key_and_before_it_expires() -> N
         assert read_session(SECRET, junk, T0) is None
 
 
-def test_the_gate_counts_wrong_pins_and_keeps_sessions_apart_per_pin() -> None:
+def test_the_gate_checks_pins_and_keeps_sessions_apart_per_pin() -> None:
     clock = ManualClock(T0)
     gate = StaffGate(HASHED, secret=SECRET, clock=clock)
     assert (gate.is_open, gate.is_unset) == (False, False)
-    assert gate.check_pin("000000") is PinCheck.WRONG
-    assert gate.check_pin("123456") is PinCheck.RIGHT
-    assert gate.attempts == PinAttempts()
-    assert gate.check_pin(FULL_WIDTH) is PinCheck.RIGHT  # typed with the IME on
+    assert gate.check_pin("000000", "10.0.0.9") is PinCheck.WRONG
+    assert gate.check_pin("123456", "10.0.0.9") is PinCheck.RIGHT
+    assert gate.wrong_left("10.0.0.9") == MAX_WRONG
+    assert gate.check_pin(FULL_WIDTH, "10.0.0.9") is PinCheck.RIGHT  # typed with the IME on
     cookie, max_age = gate.open_session()
     assert max_age == SESSION_S
     assert gate.session_valid(cookie)
@@ -109,20 +90,32 @@ def test_the_gate_counts_wrong_pins_and_keeps_sessions_apart_per_pin() -> None:
     gate.close_session(cookie)
     assert not gate.session_valid(cookie)
 
-    for _ in range(MAX_WRONG - 1):
-        assert gate.check_pin("000000") is PinCheck.WRONG
-    assert gate.check_pin("000000") is PinCheck.LOCKED
-    assert gate.check_pin("123456") is PinCheck.LOCKED  # the remembered PIN too
-    assert gate.locked_until() == T0 + LOCK_S
-    clock.advance(LOCK_S)
-    assert gate.check_pin("123456") is PinCheck.RIGHT
+
+def test_wrong_pins_make_only_their_address_wait_and_the_wait_doubles() -> None:
+    clock = ManualClock(T0)
+    gate = StaffGate(HASHED, secret=SECRET, clock=clock)
+    guesser, desk = "192.168.10.66", "192.168.10.2"
+    for left in range(MAX_WRONG - 1, 0, -1):
+        assert gate.check_pin("000000", guesser) is PinCheck.WRONG
+        assert gate.wrong_left(guesser) == left
+    assert gate.check_pin("000000", guesser) is PinCheck.LOCKED
+    assert gate.check_pin("123456", guesser) is PinCheck.LOCKED  # the right PIN waits too
+    assert gate.locked_until(guesser) == T0 + FIRST_WAIT_S
+    assert gate.check_pin("123456", desk) is PinCheck.RIGHT  # the desk is not held up
+    assert gate.locked_until(desk) is None
+    clock.advance(FIRST_WAIT_S)
+    assert gate.check_pin("111111", guesser) is PinCheck.LOCKED  # waits twice as long now
+    assert gate.locked_until(guesser) == clock.now() + 2 * FIRST_WAIT_S
+    clock.advance(2 * FIRST_WAIT_S)
+    assert gate.check_pin("123456", guesser) is PinCheck.RIGHT
+    assert gate.wrong_left(guesser) == MAX_WRONG  # a right PIN starts it again
 
 
 def test_without_a_pin_the_gate_is_closed_unless_the_site_opened_it() -> None:
     clock = ManualClock(T0)
     closed = StaffGate(None, secret=SECRET, clock=clock)
     assert (closed.is_unset, closed.is_open) == (True, False)
-    assert closed.check_pin("123456") is PinCheck.WRONG
+    assert closed.check_pin("123456", "10.0.0.9") is PinCheck.WRONG
     assert not closed.session_valid(closed.open_session()[0])
     opened = StaffGate(None, secret=SECRET, clock=clock, required=False)
     assert (opened.is_unset, opened.is_open) == (False, True)

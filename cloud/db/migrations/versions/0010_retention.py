@@ -6,7 +6,7 @@ New tables and one new nullable column: nothing existing changes. A downgrade dr
 (the kept figures with them: the days whose tickets were already deleted lose their
 figures).
 
-Revision ID: 0010_retention
+Revision ID: 0010
 Revises: 0009
 Create Date: 2027-01-15 00:00:00
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_retention"
+revision: str = "0010"
 down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
