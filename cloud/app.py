@@ -51,7 +51,9 @@ from cloud.errors import (
 from cloud.fleet.runtime import build_fleet
 from cloud.gym.access import AccessChanged
 from cloud.gym.link import AccessLink, add_gym_routes
+from cloud.gym.lock_keys import LockKeyService, load_pairing_key
 from cloud.gym.notifications_jobs import NotificationJobs
+from cloud.gym.pairing_link import PairingLink
 from cloud.metrics import (
     CloudCollector,
     HttpMetrics,
@@ -61,7 +63,7 @@ from cloud.metrics import (
     new_registry,
 )
 from cloud.mqtt_bridge import MqttBridge
-from cloud.mqtt_routes import Routes
+from cloud.mqtt_routes import Outlet, Routes
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import Clock, SystemClock
@@ -132,7 +134,19 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     fleet_runtime.link.add_routes(routes)
     add_gym_routes(routes, services.events, services.lock_reports)
     add_clinic_routes(routes, clinic_services.agent_sync)
-    outlets = (access_link, clinic_link, fleet_runtime.link)
+    outlets: tuple[Outlet, ...] = (access_link, clinic_link, fleet_runtime.link)
+    if settings.pairing_key_path is not None:  # lock keys straight from pairings
+        lock_keys = LockKeyService(
+            sessions,
+            clock,
+            settings,
+            bus,
+            key=load_pairing_key(settings.pairing_key_path),
+            refused=services.events.refused,
+        )
+        pairing_link = PairingLink(lock_keys, clock)
+        pairing_link.add_routes(routes)
+        outlets += (pairing_link,)
     bridge = MqttBridge(settings, routes, outlets) if settings.mqtt_enabled else None
     jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
     clinic_jobs = ClinicJobs(

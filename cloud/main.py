@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.bootstrap import seed_clinic, seed_demo
 from cloud.core.models import Role
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.errors import CloudError
+from cloud.errors import CloudError, InvalidRequestError
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import SystemClock
+from protocol.secret_args import STDIN, SecretInputError, add_secret_file, read_secret
 from protocol.tracing import LogFormat, configure_logging
 
 
@@ -40,17 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     fac.add_argument("name")
     fac.add_argument("--site", required=True)
     fac.add_argument("--gateway", required=True)
-    lock = sub.add_parser("add-lock", help="register a lock; prints its PIN key once")
+    lock = sub.add_parser(
+        "add-lock",
+        help="register a lock; its keys come from `denen provision lock pair` at the door",
+    )
     lock.add_argument("lock_id")
     lock.add_argument("--facility", type=int, required=True)
     lock.add_argument("--name", default="")
-    lock.add_argument("--pin-key", default=None, help="64 hex digits; generated if left out")
-    lock.add_argument(
-        "--offline-secret",
-        default=None,
-        help="64 hex digits from the pairing file (ID.cloud.json); without it the lock "
-        "gets no offline PINs",
-    )
+    _key_files(lock)
     lock.add_argument(
         "--room", type=int, default=None, help="the room whose own door it is (default: entrance)"
     )
@@ -72,8 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--site", default="gym-a")
     seed.add_argument("--gateway", default="gw-1")
     seed.add_argument("--lock", default="gym-a-1")
-    seed.add_argument("--pin-key", default=None)
-    seed.add_argument("--offline-secret", default=None)
+    _key_files(seed)
     clinic = sub.add_parser(
         "seed-clinic",
         help="clinic site (2 departments), patients with cards, today's appointments, a "
@@ -85,6 +82,39 @@ def _parser() -> argparse.ArgumentParser:
         "--display", action="append", dest="displays", help="a display id (repeat for more)"
     )
     return parser
+
+
+def _key_files(parser: argparse.ArgumentParser) -> None:
+    """A lock's keys for a lock paired some other way: from files or stdin, never as
+    arguments (a pairing sends them itself, over MQTT)."""
+    add_secret_file(
+        parser,
+        "--pin-key",
+        what="PIN key",
+        help="the lock's PIN key, 64 hex digits; a random one (to be replaced by the "
+        "lock's pairing) if left out",
+    )
+    add_secret_file(
+        parser,
+        "--offline-secret",
+        what="offline secret",
+        help="the lock's offline secret, 64 hex digits; without it the lock gets no offline "
+        "PINs until its pairing sends it",
+    )
+
+
+def _key_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The PIN key and offline secret of ``--pin-key-file`` / ``--offline-secret-file``."""
+    if args.pin_key_file == STDIN and args.offline_secret_file == STDIN:
+        raise InvalidRequestError(
+            "only one key can come from standard input: give the other one as a file"
+        )
+    return (
+        None if args.pin_key_file is None else read_secret(args.pin_key_file, "PIN key"),
+        None
+        if args.offline_secret_file is None
+        else read_secret(args.offline_secret_file, "offline secret"),
+    )
 
 
 def _serve(
@@ -123,15 +153,20 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
             added = svc.facilities.add_room(args.facility, args.name, args.capacity)
             return f"room {added.id}: {added.name} (facility {added.facility_id})"
         if args.command == "add-lock":
-            lock, key = svc.facilities.add_lock(
+            pin_key, offline_secret = _key_args(args)
+            lock, _key = svc.facilities.add_lock(
                 args.facility,
                 args.lock_id,
                 args.name,
-                args.pin_key,
+                pin_key,
                 args.room,
-                offline_secret=args.offline_secret,
+                offline_secret=offline_secret,
             )
-            return f"lock {lock.lock_id} registered; pin_key (pair the lock with it): {key}"
+            return (
+                f"lock {lock.lock_id} registered; pair it at the door "
+                f"(`denen provision lock pair --id {lock.lock_id} ...`): the pairing sends its "
+                "keys to the cloud, which confirms to the technician"
+            )
         if args.command == "create-enrollment-token":
             issued = svc.enrollment.create_token(args.site, args.gateway, args.by)
             return json.dumps(
@@ -146,14 +181,15 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
             return f"CRL written to {svc.enrollment.write_crl()}; send the broker SIGHUP"
         if args.command == "seed-clinic":
             return _seed_clinic(sessions, args)
+        pin_key, offline_secret = _key_args(args)
         with sessions.begin() as session:
             seed = seed_demo(
                 session,
                 site=args.site,
                 gateway=args.gateway,
                 lock_id=args.lock,
-                pin_key=args.pin_key,
-                offline_secret=args.offline_secret,
+                pin_key=pin_key,
+                offline_secret=offline_secret,
             )
         return json.dumps(
             {
@@ -162,7 +198,6 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
                 "gateway": seed.gateway,
                 "lock_id": seed.lock_id,
                 "room_id": seed.room_id,
-                "pin_key": seed.pin_key,
                 "users": {
                     u.username: {"role": u.role.value, "password": u.password}
                     for u in seed.users.values()
@@ -218,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         print(_admin(settings, args))  # noqa: T201 - the CLI's answer
-    except CloudError as exc:
+    except (CloudError, SecretInputError) as exc:
         print(f"denen-cloud: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     return 0

@@ -49,6 +49,10 @@ class CloudSettings(BaseSettings):
     broker_acl_path: Path | None = None
     broker_pid_file: Path | None = None
     enroll_mqtt_host: str | None = None  # what gateways dial; defaults to mqtt_host
+    # Lock pairing (cloud/gym/lock_keys.py): the X25519 key pair pairings seal a lock's PIN
+    # key and offline secret to (PEM, 0600; made on the first start). Unset: the cloud
+    # publishes no pairing key and takes no lock keys over MQTT
+    pairing_key_path: Path | None = None
     enroll_mqtt_port: int = Field(default=8883, ge=1, le=65535)
     enrollment_token_ttl_s: int = Field(default=24 * 3600, ge=60)
     gateway_cert_days: int = Field(default=365, ge=1, le=3650)

@@ -54,6 +54,18 @@ ConfigHandler = Callable[[bytes], None]
 CommandHandler = Callable[[str, bytes], None]  # verb, payload
 
 
+def client_tls(config: SiteConfig) -> ssl.SSLContext | None:
+    """The gateway's TLS to the broker (its CA, its certificate as its identity), or None
+    for a plain connection; shared with provisioning's tools that speak as this gateway."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    if tls.cert is not None:
+        ctx.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
+    return ctx
+
+
 class MqttLink:
     """Owns the broker connection; ``run()`` until ``stop()``; thin: parse, hand over."""
 
@@ -180,17 +192,8 @@ class MqttLink:
             keepalive=cfg.mqtt.keepalive,
             timeout=cfg.mqtt.timeout_s,
             will=will,
-            tls_context=self._tls_context(),
+            tls_context=client_tls(cfg),
         )
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.mqtt.tls
-        if tls is None:
-            return None
-        ctx = ssl.create_default_context(cafile=str(tls.ca))
-        if tls.cert is not None:
-            ctx.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
-        return ctx
 
     async def _session(self, client: aiomqtt.Client) -> None:
         cfg = self.config

@@ -56,6 +56,9 @@ class MessageType(StrEnum):
     COMMAND = "command"  # cloud -> agent on req/{verb}
     COMMAND_REPLY = "command_reply"  # agent -> cloud on res/{verb}
     AGENT_CONFIG = "agent_config"  # cloud -> agent on config, retained
+    PAIRING_KEY = "pairing_key"  # cloud -> every gateway on broadcast/pairing-key, retained
+    LOCK_KEYS = "lock_keys"  # pairing -> cloud on pairing, sealed to the pairing key
+    LOCK_KEYS_RESULT = "lock_keys_result"  # cloud -> pairing on pairing/result
 
 
 class GatewayState(StrEnum):
@@ -862,6 +865,44 @@ class AgentConfigData(_Model):
     log_level: LogLevel | None = None
 
 
+# lock pairing: the PIN key and offline secret go from the pairing CLI straight to the cloud,
+# sealed to the cloud's pairing key (protocol.sealed), never through a file on the Pi
+
+PAIRING_KEY_PATTERN = r"^[0-9a-f]{64}$"
+SEALED_B64_MAX = 512  # 32 + 12 + a 160-byte body and its tag, as base64, with room
+
+
+class PairingKeyData(_Model):
+    """The cloud's X25519 public key that pairings seal lock keys to (hex)."""
+
+    public_key: str = Field(pattern=PAIRING_KEY_PATTERN)
+
+
+class LockKeysData(_Model):
+    """A freshly paired lock's PIN key and offline secret, sealed (base64) to the cloud's
+    pairing key for the topic's site and gateway and ``lock_id``."""
+
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    sealed: str = Field(min_length=4, max_length=SEALED_B64_MAX, description="base64")
+
+    def sealed_bytes(self) -> bytes:
+        """The sealed blob; ``ValueError`` when it is not base64."""
+        try:
+            return base64.b64decode(self.sealed, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("sealed is not base64") from None
+
+
+class LockKeysResult(_Model):
+    """The cloud's answer to :class:`LockKeysData` (``request_id``: its envelope id):
+    stored, or why not and what to do."""
+
+    request_id: str = Field(min_length=1, max_length=64)
+    lock_id: str = Field(pattern=SLUG_PATTERN)
+    stored: bool
+    error: str | None = Field(default=None, max_length=400)
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
@@ -875,6 +916,9 @@ DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.COMMAND: CommandRequestData,
     MessageType.COMMAND_REPLY: CommandReplyData,
     MessageType.AGENT_CONFIG: AgentConfigData,
+    MessageType.PAIRING_KEY: PairingKeyData,
+    MessageType.LOCK_KEYS: LockKeysData,
+    MessageType.LOCK_KEYS_RESULT: LockKeysResult,
 }
 
 

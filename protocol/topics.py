@@ -13,6 +13,8 @@ from protocol.ids import is_slug
 
 ROOT = "denen/v1"
 BROADCAST_ANNOUNCE = f"{ROOT}/broadcast/announce"
+# the cloud's public key lock pairings seal to (protocol.sealed); retained, cloud-written
+PAIRING_KEY = f"{ROOT}/broadcast/pairing-key"
 CLOUD_SHARE_GROUP = "cloud"
 
 
@@ -27,6 +29,8 @@ class Channel(StrEnum):
     DISPLAY = "display"
     CLINIC = "clinic"
     CONFIG = "config"
+    PAIRING = "pairing"  # a paired lock's keys, sealed to the cloud (gateway -> cloud)
+    PAIRING_RESULT = "pairing/result"  # the cloud's answer (cloud -> gateway)
     REQUEST = "req"
     RESPONSE = "res"
 
@@ -93,6 +97,14 @@ def clinic(site: str, gateway: str) -> str:
 
 def config(site: str, gateway: str) -> str:
     return gateway_topic(site, gateway, Channel.CONFIG)
+
+
+def pairing(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.PAIRING)
+
+
+def pairing_result(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.PAIRING_RESULT)
 
 
 def request_subscription(site: str, gateway: str) -> str:

@@ -3,7 +3,7 @@
 Each check returns a :class:`Finding`; nothing here changes the system. The checks are
 the ones a technician on a ladder needs: is the Pi's clock real time (a Pi without an RTC
 boots in 1970), does the broker accept us, when do our certificates expire, does each
-lock answer, is there disk space for the outbox.
+lock answer, is there disk space for the outbox, are lock keys lying on the disk.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from cryptography import x509
 
 from edge.config import SiteConfig
 from edge.errors import EdgeError
+from edge.lock_keys import KEY_DIR
+from edge.mqtt_link import client_tls
 from edge.transports import open_transport
 from protocol.clock import Clock, is_trusted_time
 from protocol.errors import FrameError
@@ -89,6 +91,32 @@ def check_disk(path: Path) -> Finding:
     return Finding("disk", Severity.OK, f"{mib} MiB free under {target}")
 
 
+def check_lock_secrets(state_dir: Path) -> Finding:
+    """No lock's PIN key or offline secret on this Pi: older pairings left them in
+    ``locks/ID.cloud.json`` for a hand-over; with one and an access snapshot every PIN of
+    that lock can be worked out, and offline codes made for any time."""
+    left = sorted((state_dir / KEY_DIR).glob("*.cloud.json"))
+    if not left:
+        return Finding("lock secrets", Severity.OK, "no lock's PIN key or offline secret on disk")
+    names = ", ".join(str(path) for path in left)
+    locks = [path.name.removesuffix(".cloud.json") for path in left]
+    return Finding(
+        "lock secrets",
+        Severity.FAIL,
+        f"lock keys lie on this Pi's disk: {names}; with them and an access snapshot every "
+        "PIN of those locks can be worked out",
+        "register each lock's keys with the cloud, then delete the file: pair the lock again "
+        "(new keys go straight to the cloud, which confirms), "
+        + "; ".join(
+            f"`denen provision lock pair --serial DEVICE --id {lock} --config SITE.toml`"
+            for lock in locks
+        )
+        + ", then `shred -u "
+        + " ".join(str(path) for path in left)
+        + "`",
+    )
+
+
 def check_certificates(config: SiteConfig, clock: Clock) -> list[Finding]:
     tls = config.mqtt.tls
     if tls is None:
@@ -97,7 +125,7 @@ def check_certificates(config: SiteConfig, clock: Clock) -> list[Finding]:
                 "certificates",
                 Severity.WARN,
                 "the broker connection is not TLS: anyone on the network can read it",
-                "enroll this Pi: `denen provision enroll --token TOKEN --cloud URL`",
+                "enroll this Pi: `denen provision enroll --token-file - --cloud URL`",
             )
         ]
     findings = []
@@ -116,7 +144,7 @@ def _certificate_finding(label: str, path: Path, clock: Clock) -> Finding:
             "certificates",
             Severity.FAIL,
             f"{label} {path} cannot be read: {exc}",
-            "enroll again: `denen provision enroll --token TOKEN --cloud URL`",
+            "enroll again: `denen provision enroll --token-file - --cloud URL`",
         )
     now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
     left = cert.not_valid_after_utc - now
@@ -139,12 +167,7 @@ def _certificate_finding(label: str, path: Path, clock: Clock) -> Finding:
 
 async def check_broker(config: SiteConfig, wait_s: float = 5.0) -> Finding:
     where = f"{config.mqtt.host}:{config.mqtt.port}"
-    tls = config.mqtt.tls
-    context = None
-    if tls is not None:
-        context = ssl.create_default_context(cafile=str(tls.ca))
-        if tls.cert is not None:
-            context.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
+    context = client_tls(config)
     try:
         async with asyncio.timeout(wait_s):
             # a client id of its own, so the running agent's session is left alone
@@ -227,7 +250,11 @@ async def run_checks(
     config: SiteConfig, clock: Clock, progress: Callable[[str], None] = lambda _: None
 ) -> list[Finding]:
     """Every check, in the order a technician would fix them."""
-    findings = [check_clock(clock), check_disk(config.state_dir)]
+    findings = [
+        check_clock(clock),
+        check_disk(config.state_dir),
+        check_lock_secrets(config.state_dir),
+    ]
     findings += check_certificates(config, clock)
     progress(f"connecting to the broker {config.mqtt.host}:{config.mqtt.port} …")
     findings.append(await check_broker(config))

@@ -40,7 +40,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"doctor: {exc}", file=sys.stderr)
-        print("fix: enroll this Pi first: denen provision enroll --token TOKEN --cloud URL")
+        print("fix: enroll this Pi first: denen provision enroll --token-file - --cloud URL")
         return 1
     findings = asyncio.run(
         run_checks(config, SystemClock(), progress=lambda text: print(text, flush=True))

@@ -10,10 +10,13 @@ security setup:
 1. ``denen provision ca init``: the deployment's CA, the broker's and the cloud's
    certificates;
 2. ``denen provision broker-config``: Mosquitto with mutual TLS and the per-gateway ACL;
-3. ``denen provision lock pair``: the lock starts unpaired; the stack presses its pairing
-   button (the simulator's control API) and pairs it; its PIN key goes to the cloud;
+3. ``denen-cloud seed-demo``: the gym, its room and its lock, registered without keys;
 4. ``denen-cloud create-enrollment-token`` + ``denen provision enroll``: the agent gets its
-   own certificate, and the cloud adds it to the broker's ACL and reloads the broker.
+   own certificate, and the cloud adds it to the broker's ACL and reloads the broker;
+5. ``denen provision lock pair``: the lock starts unpaired; the stack presses its pairing
+   button (the simulator's control API) and pairs it; its PIN key and offline secret go
+   straight to the cloud over MQTT as the gateway, sealed to the cloud's pairing key, and
+   never touch the disk.
 
 The clinic's agent is enrolled the same way (its own certificate, ``clinic-a/gw-1``), its
 staff page gets a PIN (``denen-agent clinic set-staff-pin``; the demo prints it), and
@@ -99,10 +102,10 @@ class Service:
 class LocalStack:
     """Broker, cloud, one simulated lock and one agent, rooted in ``workdir``.
 
-    The first start pairs the lock (the agent's key store gets its link key, the simulator
-    keeps its keys in ``lock-state.json``), seeds the cloud with the lock's PIN key (a gym,
-    its lock, logins with generated passwords) and remembers it in ``workdir/seed.json``
-    (mode 0600).
+    The first start seeds the cloud (a gym, its lock, logins with generated passwords,
+    remembered in ``workdir/seed.json``, mode 0600), enrolls the agent and pairs the lock
+    (the agent's key store gets its link key, the cloud its PIN key and offline secret over
+    MQTT, the simulator keeps its keys in ``lock-state.json``).
     """
 
     workdir: Path
@@ -210,6 +213,7 @@ class LocalStack:
                 "DENEN_CLOUD_SECRET_KEY": self._secret(),
                 "DENEN_CLOUD_METRICS_TOKEN": self.metrics_token(),
                 "DENEN_CLOUD_PUBLIC_URL": self.cloud_url,
+                "DENEN_CLOUD_PAIRING_KEY_PATH": str(self.workdir / "cloud-pairing.key"),
             }
         )
 
@@ -345,7 +349,7 @@ class LocalStack:
             self._denen(
                 "provision",
                 "enroll",
-                "--token",
+                "--token-file",
                 "-",
                 "--cloud",
                 self.cloud_url,
@@ -377,7 +381,8 @@ class LocalStack:
         return self.workdir / "lock-state.json"
 
     def _pair_lock(self) -> None:
-        """Press the simulated lock's pairing button and pair it, as a technician would."""
+        """Press the simulated lock's pairing button and pair it, as a technician would,
+        with the enrolled agent's site config: the keys go to the cloud, which confirms."""
         key_file = self.agent_state / "locks" / f"{LOCK_ID}.key.json"
         if key_file.exists() and self.lock_state.exists():
             return  # paired on an earlier start; both sides kept their keys
@@ -395,8 +400,8 @@ class LocalStack:
                 str(self.lock_link),
                 "--id",
                 LOCK_ID,
-                "--state-dir",
-                str(self.agent_state),
+                "--config",
+                str(self.site_config),
                 "--skip-keypad-test",
                 "--wait",
                 "20",
@@ -407,39 +412,26 @@ class LocalStack:
             check=False,
         )
         if paired.returncode != 0:
-            raise RuntimeError(f"pairing the simulated lock failed: {paired.stderr.strip()}")
+            said = paired.stderr.strip() or paired.stdout.strip()
+            raise RuntimeError(f"pairing the simulated lock failed: {said}")
 
     def _seed(self) -> None:
         path = self.workdir / "seed.json"
         if not path.exists():
-            cloud_file = self.agent_state / "locks" / f"{LOCK_ID}.cloud.json"
-            paired = json.loads(cloud_file.read_text())
-            pin_key, offline_secret = paired["pin_key"], paired["offline_secret"]
-            out = subprocess.run(  # noqa: S603 - our own console entry point
-                self._python(
-                    "cloud.main",
-                    "seed-demo",
-                    "--site",
-                    SITE,
-                    "--gateway",
-                    GATEWAY,
-                    "--lock",
-                    LOCK_ID,
-                    "--pin-key",
-                    pin_key,
-                    "--offline-secret",
-                    offline_secret,
-                ),
-                env=self._cloud_env(),
-                capture_output=True,
-                check=True,
-                text=True,
+            out = self._run(
+                "denen-cloud seed-demo",
+                self._python("cloud.main", "seed-demo", *self._seed_args()),
+                self._cloud_env(),
             )
             path.touch(0o600)
-            path.write_text(out.stdout)
+            path.write_text(out)
         self.seed = json.loads(path.read_text())
         if self.clinic:
             self._seed_clinic()
+
+    @staticmethod
+    def _seed_args() -> list[str]:
+        return ["--site", SITE, "--gateway", GATEWAY, "--lock", LOCK_ID]
 
     def _seed_clinic(self) -> None:
         path = self.workdir / "clinic-seed.json"
@@ -503,13 +495,13 @@ class LocalStack:
             logs / "agent.log",
         )
         self.services["lock"].start()
+        self.services["cloud"].start()
         wait_for_port(self.sim_port, timeout=30)
         self._wait_for_path(self.lock_link, 30)
-        self._pair_lock()
-        self._seed()
-        self.services["cloud"].start()
         wait_for_port(self.http_port, timeout=60)
+        self._seed()
         self._enroll_agent()
+        self._pair_lock()
         self.services["agent"].start()
         if self.clinic:
             self._start_clinic(logs)

@@ -17,7 +17,12 @@ from protocol.clock import SystemClock
 from protocol.ids import SLUG_RE
 
 if TYPE_CHECKING:
+    from edge.config import SiteConfig
+    from protocol.messages import LockKeysResult
+    from provisioning.cloud_keys import CloudLink
     from provisioning.pairing import PairingResult
+
+EXIT_PENDING = 2  # paired, the keys sent, the cloud's confirmation not (yet) heard
 
 PAIR_EPILOG = """\
 examples (at the door, the lock's service port on the Pi's USB serial adapter, or BLE):
@@ -29,8 +34,11 @@ Press the pairing button on the lock when asked; type the test PIN it shows on t
 Over BLE, first type the 6-digit code the lock shows on its display (LE Secure
 Connections). The radio is [ble] hci in the site config ("bleak" when there is none), or
 --hci, e.g. --hci tcp-client:127.0.0.1:9100 for the simulator's `denen-sim ble-hub`.
-The link key goes to STATE_DIR/locks/ID.key.json (read by the agent); the PIN key and
-offline secret to STATE_DIR/locks/ID.cloud.json, for `denen-cloud add-lock`.
+The link key goes to STATE_DIR/locks/ID.key.json (read by the agent). The PIN key and
+offline secret go straight to the cloud, sealed to its pairing key, as this gateway (the
+certificate and broker of --config); they are never written on the Pi. City operations
+register the lock first (`denen-cloud add-lock ID --facility F`); the command waits for
+the cloud to confirm and says what to do when it does not.
 """
 
 
@@ -64,6 +72,12 @@ def add_lock_parser(steps: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pair.add_argument("--id", dest="lock_id", required=True, help="lock id, e.g. gym-a-1")
     _add_site_options(pair)
     pair.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the button")
+    pair.add_argument(
+        "--cloud-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the cloud to confirm it stored the lock's keys",
+    )
     pair.add_argument(
         "--skip-keypad-test",
         action="store_true",
@@ -103,6 +117,7 @@ def run_lock_command(args: argparse.Namespace) -> int:
     state_dir = args.state_dir
     known_locks: set[str] = set()
     hci, own_address = args.hci, None
+    config: SiteConfig | None = None
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -116,21 +131,46 @@ def run_lock_command(args: argparse.Namespace) -> int:
         return asyncio.run(
             _scan(radio, getattr(args, "timeout", 5.0), pairing=args.action == "pair")
         )
-    if state_dir is None:
-        return _fail("say where the agent keeps its state: --config site.toml or --state-dir")
+    if config is None or state_dir is None:
+        return _fail(
+            "pairing sends the lock's keys straight to the cloud as this gateway: give the "
+            "site config from `denen provision enroll`, --config /etc/denen/site.toml"
+        )
     spec = f"ble:{args.ble}" if args.ble else f"serial:{args.serial}"
+    where = f"--ble {args.ble}" if args.ble else f"--serial {args.serial}"
+    again = f"denen provision lock pair {where} --id {args.lock_id} --config {args.config}"
     try:
-        result = asyncio.run(_pair(args, spec, radio if args.ble else None, state_dir))
+        paired = asyncio.run(_pair(args, spec, radio if args.ble else None, state_dir, config))
     except _PairingFailedError as exc:
         return _fail(str(exc))
+    result, answer = paired.result, paired.answer
     sys.stdout.write(f"lock {result.lock_id} is paired; the agent's key is in {result.key_path}\n")
-    if args.config is not None and args.lock_id not in known_locks:
+    if args.lock_id not in known_locks:
         add_lock_to_site(Path(args.config), args.lock_id, spec)
         sys.stdout.write(f"added lock {args.lock_id} to {args.config}; restart the agent\n")
+    if paired.send_error is not None:
+        return _fail(
+            f"the lock's keys did not reach the cloud: {paired.send_error}. Nothing of them "
+            f"is kept on this Pi, so its PINs cannot work yet: once `denen provision doctor` "
+            f"shows the broker, press the pairing button and pair again:\n  {again}"
+        )
+    if answer is None:
+        sys.stdout.write(
+            f"PENDING: the lock's keys went to the broker for the cloud, which has not "
+            f"confirmed within {args.cloud_wait:.0f} s (it may be down or busy); nothing of "
+            "them is kept on this Pi. Ask city operations whether the cloud shows the lock "
+            f"as paired (its sync status); if it does not, press the pairing button and "
+            f"pair again:\n  {again}\n"
+        )
+        return EXIT_PENDING
+    if not answer.stored:
+        return _fail(
+            f"the cloud did not store the lock's keys: {answer.error}\nThe lock's PINs "
+            f"cannot work until it does; press the pairing button and pair again:\n  {again}"
+        )
     sys.stdout.write(
-        f"register it with the cloud: {result.cloud_path} holds its pin_key, for\n"
-        f"  denen-cloud add-lock {result.lock_id} --facility FACILITY_ID --pin-key PIN_KEY\n"
-        "and its offline_secret; hand the file over safely and delete it here afterwards\n"
+        f"the cloud stored lock {result.lock_id}'s PIN key and offline secret; nothing of "
+        "them is kept on this Pi\n"
     )
     return 0
 
@@ -148,11 +188,46 @@ class _PairingFailedError(Exception):
     """Pairing ended with a message for the technician."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Paired:
+    """A paired lock and what became of its keys: the cloud's answer (None: none came in
+    time), or why the broker did not take them."""
+
+    result: PairingResult
+    answer: LockKeysResult | None
+    send_error: str | None = None
+
+
 async def _pair(
-    args: argparse.Namespace, spec: str, radio: RadioChoice | None, state_dir: Path
-) -> PairingResult:
+    args: argparse.Namespace,
+    spec: str,
+    radio: RadioChoice | None,
+    state_dir: Path,
+    config: SiteConfig,
+) -> _Paired:
+    """The cloud's pairing key first (without a way to the cloud the lock is left as it
+    is), then the lock, then its keys to the cloud."""
+    from provisioning.cloud_keys import CloudKeysError, CloudLink  # noqa: PLC0415
+
+    clock = SystemClock()
+    try:
+        async with CloudLink(config, clock, answer_wait_s=args.cloud_wait) as cloud:
+            return await _pair_and_send(args, spec, radio, state_dir, cloud)
+    except CloudKeysError as exc:
+        raise _PairingFailedError(str(exc)) from exc
+
+
+async def _pair_and_send(
+    args: argparse.Namespace,
+    spec: str,
+    radio: RadioChoice | None,
+    state_dir: Path,
+    cloud: CloudLink,
+) -> _Paired:
     from edge.errors import EdgeError  # noqa: PLC0415 - needs the edge extras
     from edge.transports import open_central  # noqa: PLC0415
+    from protocol.sealed import CloudLockKeys  # noqa: PLC0415
+    from provisioning.cloud_keys import CloudKeysError  # noqa: PLC0415
     from provisioning.pairing import PairingError, PairingOptions, pair_lock  # noqa: PLC0415
 
     options = PairingOptions(button_wait_s=args.wait, keypad_test=not args.skip_keypad_test)
@@ -165,7 +240,7 @@ async def _pair(
     except EdgeError as exc:
         raise _PairingFailedError(str(exc)) from exc
     try:
-        return await pair_lock(
+        result = await pair_lock(
             args.lock_id,
             spec,
             state_dir=state_dir,
@@ -178,6 +253,11 @@ async def _pair(
     finally:
         if central is not None:
             await central.close()
+    keys = CloudLockKeys(result.keys.pin_key, result.keys.offline_secret)
+    try:
+        return _Paired(result, await cloud.send(args.lock_id, keys))
+    except CloudKeysError as exc:
+        return _Paired(result, None, str(exc))
 
 
 async def _scan(radio: RadioChoice, timeout_s: float, *, pairing: bool) -> int:

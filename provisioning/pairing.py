@@ -6,7 +6,9 @@ check that the lock's answer is sealed with the new link key, then over the auth
 link: read the lock again (paired, clock set), load a one-off test PIN into the last slot,
 let the technician type it (the lock's UNLOCKED event for that slot proves the keypad, the
 PIN check and the bolt), and clear the slot. The link key goes to the agent's key store;
-the PIN key and the offline secret go to a 0600 file for the cloud's ``add-lock``.
+the PIN key and the offline secret stay in memory (:attr:`PairingResult.keys`), for the
+command to send straight to the cloud (:mod:`provisioning.cloud_keys`): with them and an
+access snapshot every PIN could be worked out, so they are never written on the Pi.
 
 Over BLE the link is encrypted with LE Secure Connections before anything is sent: the
 lock shows a 6-digit passkey on its display and the technician types it
@@ -21,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +66,6 @@ class PairingResult:
     lock_id: str
     info: LockInfo
     key_path: Path
-    cloud_path: Path
     keypad_tested: bool
     keys: LockSecrets = field(repr=False)
 
@@ -167,8 +166,7 @@ async def _pair(
     o.say(f"clock set: {dt.datetime.fromtimestamp(info.clock, dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
 
     tested = await _test_slot(channel, keys, info, clock, o)
-    cloud_path = _write_cloud_file(store, lock_id, keys)
-    return PairingResult(lock_id, info, store.path(lock_id), cloud_path, tested, keys)
+    return PairingResult(lock_id, info, store.path(lock_id), tested, keys)
 
 
 async def _offer_pair(
@@ -259,25 +257,3 @@ async def _wait_for_unlock(channel: LockChannel, slot: int, after: int, wait_s: 
         f"no unlock with the test PIN within {wait_s:.0f} s: type it again, or run with "
         "--skip-keypad-test and check the keypad and bolt separately"
     )
-
-
-def _write_cloud_file(store: LockKeyStore, lock_id: str, keys: LockSecrets) -> Path:
-    """The PIN key and offline secret for the cloud, in a file only its owner can read."""
-    path = store.directory / f"{lock_id}.cloud.json"
-    body = {
-        "lock_id": lock_id,
-        "pin_key": keys.pin_key.hex(),
-        "offline_secret": keys.offline_secret.hex(),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(body, out)
-    os.replace(tmp, path)
-    return path
-
-
-def read_cloud_file(path: Path) -> dict[str, str]:
-    """What :func:`pair_lock` wrote for the cloud (``lock_id``, ``pin_key``, ``offline_secret``)."""
-    raw = json.loads(path.read_text())
-    return {k: str(raw[k]) for k in ("lock_id", "pin_key", "offline_secret")}

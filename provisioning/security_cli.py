@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from protocol.errors import DenenError
+from protocol.secret_args import add_secret_file, read_secret
 from provisioning import broker_config, enroll, pki
 
 STEPS = ("ca", "broker-config", "enroll")
@@ -35,12 +36,14 @@ gateways are enrolled and revoked; the broker reads them again on SIGHUP.
 
 ENROLL_EPILOG = """\
 example:
-  denen provision enroll --token denen-enroll-XXXX --cloud https://denen.example.city \\
+  denen provision enroll --token-file - --cloud https://denen.example.city \\
       --out /etc/denen --state-dir /var/lib/denen-agent
 
 city operations make the token (dashboard, POST /api/enrollment-tokens or
 `denen-cloud create-enrollment-token --site gym-a --gateway gw-1`); it works once,
-within 24 hours. Pass --token - to read it from stdin (keeps it out of shell history).
+within 24 hours. Paste it on standard input (--token-file -, or the old --token -) or
+give a file holding it (--token-file PATH); a token typed as an argument is refused, as
+every user of the Pi could read it (ps) and it stays in the shell history.
 """
 
 
@@ -92,7 +95,14 @@ def add_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         epilog=ENROLL_EPILOG,
         formatter_class=RAW,
     )
-    en.add_argument("--token", required=True, help="the one-time token, or - for stdin")
+    add_secret_file(
+        en,
+        "--token",
+        what="enrollment token",
+        help="the one-time token",
+        required=True,
+        dash_means_stdin=True,
+    )
     en.add_argument("--cloud", required=True, help="the cloud's URL, e.g. https://denen.city")
     en.add_argument("--out", type=Path, default=Path("/etc/denen"), help="config directory")
     en.add_argument("--state-dir", type=Path, default=enroll.DEFAULT_STATE_DIR)
@@ -155,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         _progress(f"wrote {written.config}, {written.acl} and the broker's TLS files")
         return 0
-    token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105
+    token = read_secret(args.token_file, "enrollment token")
     done = enroll.enroll(
         token, args.cloud, args.out, state_dir=args.state_dir, force=args.force, progress=_progress
     )

@@ -49,3 +49,23 @@ def test_doctor_without_a_config_says_to_enroll(tmp_path: Path) -> None:
     result = _doctor(tmp_path / "nope.toml")
     assert result.returncode == 1
     assert "denen provision enroll" in result.stdout
+
+
+def test_doctor_fails_while_a_lock_keys_file_lies_on_the_pi(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config = _site(tmp_path, mosquitto.port)
+    left = tmp_path / "locks" / "gym-a-1.cloud.json"  # what an older pairing left
+    left.parent.mkdir()
+    left.write_text('{"lock_id": "gym-a-1", "pin_key": "' + "ab" * 32 + '"}')
+    result = _doctor(config)
+    assert result.returncode == 1
+    assert f"[FAIL] lock secrets: lock keys lie on this Pi's disk: {left}" in result.stdout
+    assert "--id gym-a-1 --config SITE.toml" in result.stdout
+    assert f"then `shred -u {left}`" in result.stdout
+    assert "2 failed" in result.stdout  # and the dead lock
+
+    left.unlink()
+    result = _doctor(config)
+    assert "[  ok] lock secrets: no lock's PIN key or offline secret on disk" in result.stdout
+    assert "1 failed" in result.stdout

@@ -90,7 +90,9 @@ async def test_enroll_connect_receive_then_revoke(tmp_path: Path) -> None:
             token = app.state.services.enrollment.create_token("gym-a", "gw-1", "ops").token  # type: ignore[attr-defined]
 
             before = reloads(broker)
-            args = ["provision", "enroll", "--token", token, "--cloud", url]
+            token_file = tmp_path / "token"  # never an argument: every user could read it
+            token_file.write_text(token)
+            args = ["provision", "enroll", "--token-file", str(token_file), "--cloud", url]
             args += ["--out", str(tmp_path / "etc"), "--state-dir", str(tmp_path / "state")]
             assert await asyncio.to_thread(denen, args) == 0
             assert (tmp_path / "etc" / "gateway.key").stat().st_mode & 0o777 == 0o600

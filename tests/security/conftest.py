@@ -23,6 +23,7 @@ from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
+from tests.support.secure_cloud import World, running_world
 from tests.support.smtp import free_port
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Tokyo
@@ -61,6 +62,14 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
             transport=transport, base_url="http://cloud", headers={"Accept-Language": "en"}
         ) as http:
             yield Cloud(app, http, seed)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """The cloud behind the production broker config, gyms A and B seeded
+    (:func:`tests.support.secure_cloud.running_world`)."""
+    async with running_world(tmp_path, NOW) as running:
+        yield running
 
 
 def start_cloud(env: dict[str, str | None], tmp_path: Path, timeout_s: float = 60.0) -> StartUp:

@@ -8,19 +8,9 @@ alert opens against the sender, while gym A's own events with the same numbers l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
-import httpx
-import pytest
-from fastapi import FastAPI
-
-from cloud.app import create_app
-from cloud.bootstrap import DemoSeed, seed_demo
-from cloud.core.models import Role
 from protocol import topics
-from protocol.clock import ManualClock
 from protocol.messages import (
     AccessAppliedData,
     LockEventData,
@@ -30,53 +20,11 @@ from protocol.messages import (
     TelemetryData,
     make,
 )
-from tests.security.conftest import NOW, settings_for
+from tests.security.conftest import NOW
 from tests.support.cloud import basic
-from tests.support.secure_broker import SecureBroker, running_secure_broker
+from tests.support.secure_cloud import World
 
 BOOT = 0x5EED
-
-
-@dataclass
-class World:
-    app: FastAPI
-    http: httpx.AsyncClient
-    seed: DemoSeed
-    broker: SecureBroker
-
-    def ops(self) -> dict[str, str]:
-        return basic("ops", self.seed.users["ops"].password)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    with running_secure_broker(tmp_path / "secure") as broker:  # gym-a and gym-b allowed
-        settings = settings_for(
-            tmp_path,
-            mqtt_enabled=True,
-            mqtt_host="localhost",
-            mqtt_port=broker.port,
-            mqtt_tls_ca=broker.ca.ca_cert,
-            mqtt_tls_cert=broker.ca.cloud_cert,
-            mqtt_tls_key=broker.ca.cloud_key,
-            mqtt_client_id="cloud",
-        )
-        app = create_app(settings, clock=ManualClock(NOW))
-        async with app.router.lifespan_context(app):
-            with app.state.sessions.begin() as session:
-                seed = seed_demo(session)  # gym-a, its gateway gw-1, its lock gym-a-1
-                seed_demo(
-                    session,
-                    site="gym-b",
-                    lock_id="gym-b-1",
-                    facility_name="Gym B",
-                    users={"fm-b": Role.MANAGER},
-                )
-            async with asyncio.timeout(10):
-                await app.state.bridge.wait_connected()
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-                yield World(app, http, seed, broker)
 
 
 def _unlock(seq: int) -> bytes:
