@@ -19,7 +19,7 @@ EPILOG = """\
 examples:
   denen provision ca init --out /etc/denen/ca --broker-host mqtt.example.city
   denen provision broker-config --out deploy/mosquitto-prod --ca-dir /etc/denen/ca
-  denen provision enroll --token ENROLL-TOKEN --cloud https://denen.example.city
+  denen provision enroll --token denen2-... --cloud https://denen.example.city
   denen provision lock pair --serial /dev/ttyUSB0 --id gym-a-1 --config site.toml
   denen provision doctor --config /etc/denen/site.toml
 """
