@@ -56,6 +56,9 @@ class MessageType(StrEnum):
     COMMAND = "command"  # cloud -> agent on req/{verb}
     COMMAND_REPLY = "command_reply"  # agent -> cloud on res/{verb}
     AGENT_CONFIG = "agent_config"  # cloud -> agent on config, retained
+    CERT_RENEWAL = "cert_renewal"  # agent -> cloud on cert/renew
+    CERT_ISSUED = "cert_issued"  # cloud -> agent on cert
+    CERT_IN_USE = "cert_in_use"  # agent -> cloud on cert/in-use/{tag}
 
 
 class GatewayState(StrEnum):
@@ -862,6 +865,27 @@ class AgentConfigData(_Model):
     log_level: LogLevel | None = None
 
 
+class CertRenewalData(_Model):
+    """A gateway asks for its next certificate: a CSR for a key it made and keeps."""
+
+    csr_pem: str = Field(min_length=1, max_length=20_000)
+
+
+class CertIssuedData(_Model):
+    """The certificate the cloud signed for a gateway's CSR (cloud -> agent, ``cert``)."""
+
+    certificate_pem: str = Field(min_length=1, max_length=20_000)
+    serial: str = Field(pattern=r"^[0-9a-f]{1,40}$")
+    not_after: int = Field(ge=0, description="UTC epoch seconds")
+
+
+class CertInUseData(_Model):
+    """Sent on every connect on ``cert/in-use/{tag}``: the gateway is connected with that
+    certificate, so the cloud revokes the ones it held before."""
+
+    serial: str = Field(pattern=r"^[0-9a-f]{1,40}$")
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
@@ -875,6 +899,9 @@ DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.COMMAND: CommandRequestData,
     MessageType.COMMAND_REPLY: CommandReplyData,
     MessageType.AGENT_CONFIG: AgentConfigData,
+    MessageType.CERT_RENEWAL: CertRenewalData,
+    MessageType.CERT_ISSUED: CertIssuedData,
+    MessageType.CERT_IN_USE: CertInUseData,
 }
 
 
