@@ -413,7 +413,8 @@ def make_pki(directory: Path, shape: FleetShape) -> BenchTls:
         identity = certs.gateway_identity(site, gateway)
         pki.issue_client_files(authority, identity, cert, key, now=now, days=30)
     pki.issue_client_files(authority, RAW_IDENTITY, out.raw_cert, out.raw_key, now=now, days=30)
-    acl = render_acl(gateways) + f"\nuser {RAW_IDENTITY}\ntopic readwrite {RAW_ROOT}/#\n"
+    names = [certs.gateway_identity(site, gateway) for site, gateway in gateways]
+    acl = render_acl(names) + f"\nuser {RAW_IDENTITY}\ntopic readwrite {RAW_ROOT}/#\n"
     pki.write_public(out.acl, acl.encode())
     print(
         f"TLS: a CA for this run, the broker's certificate (localhost, 127.0.0.1), the "

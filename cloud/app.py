@@ -48,6 +48,7 @@ from cloud.errors import (
     TooManyAttemptsError,
     UnavailableError,
 )
+from cloud.fleet.renewal import RenewalLink
 from cloud.fleet.runtime import build_fleet
 from cloud.gym.access import AccessChanged
 from cloud.gym.link import AccessLink, add_gym_routes
@@ -132,9 +133,11 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     bus.subscribe(ClinicChanged, clinic_link.clinic_changed)
     routes = Routes()
     fleet_runtime.link.add_routes(routes)
+    renewal_link = RenewalLink(services.enrollment, clock)
+    renewal_link.add_routes(routes)
     add_gym_routes(routes, services.events, services.lock_reports)
     add_clinic_routes(routes, clinic_services.agent_sync)
-    outlets: tuple[Outlet, ...] = (access_link, clinic_link, fleet_runtime.link)
+    outlets: tuple[Outlet, ...] = (access_link, clinic_link, fleet_runtime.link, renewal_link)
     if settings.pairing_key_path is not None:  # lock keys straight from pairings
         lock_keys = LockKeyService(
             sessions,
@@ -188,6 +191,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.state.sessions = sessions
     app.state.services = services
     app.state.bridge = bridge
+    app.state.renewal = renewal_link
     app.state.jobs = jobs
     app.state.clinic = clinic_services
     app.state.clinic_jobs = clinic_jobs

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Protocol
 
 from edge.agent_config import ConfigTwin
+from edge.cert_renewal import CertRenewal
 from edge.clinic.desk import ClinicDesk
 from edge.clinic.kiosk import KioskReader
 from edge.clinic.web import ClinicPages
@@ -126,6 +127,7 @@ class Agent:
         # wired by main once the agent exists (they call back into it)
         self.commands: CommandService | None = None
         self.metrics: MetricsServer | None = None
+        self.renewal: CertRenewal | None = None
         self.exit_status = 0  # what the process exits with once run() returns
         self._stopping = asyncio.Event()
         self._started_at = 0.0
@@ -195,6 +197,8 @@ class Agent:
                 others.append(tg.create_task(self.commands.run(), name="fleet-commands"))
             if self.metrics is not None:
                 others.append(tg.create_task(self.metrics.run(), name="metrics"))
+            if self.renewal is not None:
+                others.append(tg.create_task(self.renewal.run(self._publish), name="renewal"))
             if self.desk is not None:
                 others.append(tg.create_task(self.desk.run(), name="clinic-desk"))
             others += [
@@ -214,6 +218,9 @@ class Agent:
             except TimeoutError:
                 log.warning("MQTT link did not close within %.0f s; cancelling", STOP_GRACE_S)
                 link.cancel()
+
+    async def _publish(self, topic: str, payload: bytes) -> bool:
+        return await self.link.publish_now(topic, payload, qos=1)
 
     # ------------------------------------------------------------ telemetry
 

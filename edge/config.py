@@ -21,6 +21,7 @@ from pydantic import (
 from edge.clinic.staff_access import PinHash, StaffAccessError
 from edge.errors import ConfigError
 from edge.transports.spec import TransportKind, TransportSpec, parse_spec
+from protocol.ids import gateway_client_id
 from protocol.lock_gatt import is_ble_address
 from protocol.messages import SLUG_PATTERN
 
@@ -342,7 +343,7 @@ class SiteConfig(_Section):
     @property
     def client_id(self) -> str:
         """The MQTT client id, fixed per gateway so the broker keeps its session."""
-        return f"{self.site}-{self.gateway}"
+        return gateway_client_id(self.site, self.gateway)
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

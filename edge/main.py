@@ -21,6 +21,7 @@ from importlib import metadata
 
 from edge.agent import AccessService, Agent, DisplayService
 from edge.agent_config import ConfigTwin
+from edge.cert_renewal import CertRenewal
 from edge.clinic import staff_cli
 from edge.clinic.day_store import DayStore
 from edge.clinic.desk import ClinicDesk
@@ -116,6 +117,7 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
     access = AccessService(store, coordinators)
     display_service = DisplayService(store, displays if desk is None else [desk])
     twin = ConfigTwin(config, store=store, schedule=schedule, locks=coordinators, displays=displays)
+    renewal = _renewal(config, clock)
     link = MqttLink(
         config,
         outbox=outbox,
@@ -125,6 +127,8 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         on_clinic_state=None if desk is None else desk.clinic_state_arrived,
         on_link_change=None if desk is None else desk.link_changed,
         on_config=twin.received,
+        on_certificate=None if renewal is None else renewal.take,
+        connect_messages=None if renewal is None else renewal.connect_messages,
         agent_version=_version(),
     )
     log_ring = LogRing()
@@ -156,9 +160,20 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
         restart=agent.restart,
     )
     link.on_command = agent.commands.received
+    agent.renewal = renewal
     if config.metrics.enabled:
         agent.metrics = MetricsServer(config.metrics, render_registry(agent_registry(agent)))
     return agent
+
+
+def _renewal(config: SiteConfig, clock: Clock) -> CertRenewal | None:
+    """Renewal of the enrolled certificate (none before enrollment: no client cert)."""
+    tls = config.mqtt.tls
+    if tls is None or tls.cert is None or tls.key is None:
+        return None
+    renewal = CertRenewal(tls, config.site, config.gateway, clock)
+    renewal.recover()
+    return renewal
 
 
 async def serve(config: SiteConfig, clock: Clock) -> int:

@@ -52,6 +52,8 @@ ClinicStateHandler = Callable[[ClinicStateData], None]
 LinkChangeHandler = Callable[[bool], None]
 ConfigHandler = Callable[[bytes], None]
 CommandHandler = Callable[[str, bytes], None]  # verb, payload
+CertificateHandler = Callable[[bytes], bool]  # True: reconnect with the new TLS files
+ConnectMessages = Callable[[], list[tuple[str, bytes]]]  # (topic, payload) at each connect
 
 
 def client_tls(config: SiteConfig) -> ssl.SSLContext | None:
@@ -81,6 +83,8 @@ class MqttLink:
         on_link_change: LinkChangeHandler | None = None,
         on_config: ConfigHandler | None = None,
         on_command: CommandHandler | None = None,
+        on_certificate: CertificateHandler | None = None,
+        connect_messages: ConnectMessages | None = None,
         agent_version: str | None = None,
     ) -> None:
         self.config = config
@@ -92,10 +96,13 @@ class MqttLink:
         self.on_link_change = on_link_change
         self.on_config = on_config
         self.on_command = on_command
+        self.on_certificate = on_certificate
+        self.connect_messages = connect_messages
         self.agent_version = agent_version
         self.connected = asyncio.Event()
         self.connections = 0
         self._stopping = asyncio.Event()
+        self._reconnecting = asyncio.Event()
         self._client: aiomqtt.Client | None = None
 
     # ------------------------------------------------------------ public
@@ -103,6 +110,11 @@ class MqttLink:
     def stop(self) -> None:
         """Publish ``offline``, disconnect cleanly and make ``run()`` return."""
         self._stopping.set()
+
+    def reconnect(self) -> None:
+        """Leave the current connection cleanly and connect again at once (with the TLS
+        files as they are now on disk)."""
+        self._reconnecting.set()
 
     async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0) -> bool:
         """Publish without the outbox (telemetry); ``False`` when not connected."""
@@ -208,6 +220,11 @@ class MqttLink:
             await client.subscribe(topics.config(cfg.site, cfg.gateway), qos=1)
         if self.on_command is not None:
             await client.subscribe(topics.request_subscription(cfg.site, cfg.gateway), qos=1)
+        if self.on_certificate is not None:
+            await client.subscribe(topics.cert(cfg.site, cfg.gateway), qos=1)
+        if self.connect_messages is not None:
+            for topic, payload in self.connect_messages():
+                await client.publish(topic, payload, qos=1)
         self._client = client
         self.connections += 1
         self.connected.set()
@@ -218,9 +235,15 @@ class MqttLink:
         async with asyncio.TaskGroup() as tg:
             receiver = tg.create_task(self._receive(client), name="mqtt-receive")
             publisher = tg.create_task(self._publish_outbox(client), name="outbox-publisher")
-            await self._stopping.wait()
-            receiver.cancel()
-            publisher.cancel()
+            stopping = tg.create_task(self._stopping.wait())
+            reconnecting = tg.create_task(self._reconnecting.wait())
+            await asyncio.wait((stopping, reconnecting), return_when=asyncio.FIRST_COMPLETED)
+            for task in (receiver, publisher, stopping, reconnecting):
+                task.cancel()
+        if self._reconnecting.is_set() and not self._stopping.is_set():
+            self._reconnecting.clear()
+            log.info("agent %s/%s reconnecting with its renewed certificate", *self._ids)
+            return  # leaving `async with` disconnects cleanly; run() connects again at once
         # a clean DISCONNECT suppresses the will, so say offline ourselves first; the
         # agent is stopping, so nobody is told the link is down (rows stay for next time)
         self.connected.clear()
@@ -249,8 +272,16 @@ class MqttLink:
         elif topic == topics.config(cfg.site, cfg.gateway):
             if self.on_config is not None and isinstance(payload, bytes | bytearray):
                 self.on_config(bytes(payload))
+        elif topic == topics.cert(cfg.site, cfg.gateway):
+            self._handle_certificate(payload)
         else:
             self._handle_request(topic, payload)
+
+    def _handle_certificate(self, payload: object) -> None:
+        if self.on_certificate is None or not isinstance(payload, bytes | bytearray):
+            return
+        if self.on_certificate(bytes(payload)):
+            self.reconnect()
 
     def _handle_request(self, topic: str, payload: object) -> None:
         try:
@@ -270,6 +301,10 @@ class MqttLink:
         if not isinstance(payload, bytes | bytearray):
             payload = b""
         self.on_command(parsed.verb, bytes(payload))
+
+    @property
+    def _ids(self) -> tuple[str, str]:
+        return self.config.site, self.config.gateway
 
     @property
     def _display_topic(self) -> str:

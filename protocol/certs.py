@@ -5,14 +5,20 @@ and the cloud (which signs gateway CSRs at enrollment and writes the CRL). Nothi
 touches a file or the clock: callers pass ``now`` and get PEM bytes back.
 
 Identities (the certificate CN, which Mosquitto turns into the MQTT username with
-``use_identity_as_username``): the cloud is ``cloud``; a gateway is ``{site}.{gw}``, e.g.
-``gym-a.gw-1`` (see ``provisioning/broker_config.py`` for why not ``gym-a/gw-1``).
+``use_identity_as_username``): the cloud is ``cloud``; each certificate of a gateway has
+its own, ``{site}.{gw}.{tag}`` with a random tag, e.g. ``gym-a.gw-1.3f09a2c4`` (see
+``protocol/acl.py`` for why not ``gym-a/gw-1``). Its own, because the broker's ACL is by
+username and a revoked certificate's open connection keeps its username: were it the
+gateway's, the next enrollment of that gateway would give the old connection its rights
+back. Certificates issued before the tag have ``{site}.{gw}`` and still work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +33,9 @@ from protocol.ids import is_slug
 
 CLOUD_IDENTITY = "cloud"
 IDENTITY_SEPARATOR = "."
+TAG_BYTES = 4
+TAG_RE = re.compile(r"[0-9a-f]{8}")
+MAX_CN = 64  # X.520 upper bound; cryptography refuses a longer common name
 CLOCK_SKEW = dt.timedelta(minutes=5)  # not_before in the past: a Pi's clock may lag a little
 MIN_RSA_BITS = 2048
 
@@ -39,11 +48,43 @@ class CertificateError(DenenError, ValueError):
 
 
 def gateway_identity(site: str, gateway: str) -> str:
-    """The certificate CN (and MQTT username) of a gateway: ``{site}.{gw}``."""
+    """A gateway's name in certificates, ``{site}.{gw}``: the CN of those issued before
+    each certificate had its own (:func:`certificate_identity`)."""
     for kind, value in (("site", site), ("gateway", gateway)):
         if not is_slug(value):
             raise CertificateError(f"{kind} id {value!r} is not a slug [a-z0-9-]{{1,40}}")
     return f"{site}{IDENTITY_SEPARATOR}{gateway}"
+
+
+def new_tag() -> str:
+    """A fresh certificate tag: 8 random hex digits."""
+    return secrets.token_hex(TAG_BYTES)
+
+
+def certificate_identity(site: str, gateway: str, tag: str) -> str:
+    """The CN (and MQTT username) of one certificate of a gateway: ``{site}.{gw}.{tag}``."""
+    if TAG_RE.fullmatch(tag) is None:
+        raise CertificateError(f"certificate tag {tag!r} is not {TAG_BYTES * 2} hex digits")
+    cn = f"{gateway_identity(site, gateway)}{IDENTITY_SEPARATOR}{tag}"
+    if len(cn) > MAX_CN:
+        room = MAX_CN - len(tag) - 2
+        raise CertificateError(
+            f"site id {site!r} and gateway id {gateway!r} are too long together for a "
+            f"certificate name: at most {room} characters between them; choose shorter ids"
+        )
+    return cn
+
+
+def parse_identity(cn: str) -> tuple[str, str, str | None]:
+    """``(site, gateway, tag)`` of a gateway's CN; the tag is None for an untagged one."""
+    parts = cn.split(IDENTITY_SEPARATOR)
+    if len(parts) == 2:  # site and gateway
+        gateway_identity(parts[0], parts[1])
+        return parts[0], parts[1], None
+    if len(parts) == 3:  # site, gateway and tag
+        certificate_identity(*parts)
+        return parts[0], parts[1], parts[2]
+    raise CertificateError(f"{cn!r} is not a gateway identity site.gateway[.tag]")
 
 
 def generate_key() -> PrivateKey:

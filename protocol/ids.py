@@ -23,6 +23,12 @@ def uuid7(epoch_ms: int | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
+def gateway_client_id(site: str, gateway: str) -> str:
+    """A gateway's MQTT client id, fixed so the broker keeps its session (the cloud uses it
+    to close a revoked gateway's connection: the broker allows one connection per id)."""
+    return f"{site}-{gateway}"
+
+
 def is_slug(value: str) -> bool:
     """Site, gateway and device ids are slugs ``[a-z0-9-]{1,40}``."""
     return SLUG_RE.fullmatch(value) is not None

@@ -59,6 +59,9 @@ class MessageType(StrEnum):
     PAIRING_KEY = "pairing_key"  # cloud -> every gateway on broadcast/pairing-key, retained
     LOCK_KEYS = "lock_keys"  # pairing -> cloud on pairing, sealed to the pairing key
     LOCK_KEYS_RESULT = "lock_keys_result"  # cloud -> pairing on pairing/result
+    CERT_RENEWAL = "cert_renewal"  # agent -> cloud on cert/renew
+    CERT_ISSUED = "cert_issued"  # cloud -> agent on cert
+    CERT_IN_USE = "cert_in_use"  # agent -> cloud on cert/in-use/{tag}
 
 
 class GatewayState(StrEnum):
@@ -903,6 +906,27 @@ class LockKeysResult(_Model):
     error: str | None = Field(default=None, max_length=400)
 
 
+class CertRenewalData(_Model):
+    """A gateway asks for its next certificate: a CSR for a key it made and keeps."""
+
+    csr_pem: str = Field(min_length=1, max_length=20_000)
+
+
+class CertIssuedData(_Model):
+    """The certificate the cloud signed for a gateway's CSR (cloud -> agent, ``cert``)."""
+
+    certificate_pem: str = Field(min_length=1, max_length=20_000)
+    serial: str = Field(pattern=r"^[0-9a-f]{1,40}$")
+    not_after: int = Field(ge=0, description="UTC epoch seconds")
+
+
+class CertInUseData(_Model):
+    """Sent on every connect on ``cert/in-use/{tag}``: the gateway is connected with that
+    certificate, so the cloud revokes the ones it held before."""
+
+    serial: str = Field(pattern=r"^[0-9a-f]{1,40}$")
+
+
 DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.STATUS: StatusData,
     MessageType.TELEMETRY: TelemetryData,
@@ -919,6 +943,9 @@ DATA_MODELS: dict[MessageType, type[_Model]] = {
     MessageType.PAIRING_KEY: PairingKeyData,
     MessageType.LOCK_KEYS: LockKeysData,
     MessageType.LOCK_KEYS_RESULT: LockKeysResult,
+    MessageType.CERT_RENEWAL: CertRenewalData,
+    MessageType.CERT_ISSUED: CertIssuedData,
+    MessageType.CERT_IN_USE: CertInUseData,
 }
 
 

@@ -33,6 +33,12 @@ class Channel(StrEnum):
     PAIRING_RESULT = "pairing/result"  # the cloud's answer (cloud -> gateway)
     REQUEST = "req"
     RESPONSE = "res"
+    CERT_RENEW = "cert/renew"  # up: a CSR for the gateway's next certificate
+    CERT = "cert"  # down: the certificate the cloud signed for it
+    CERT_IN_USE = "cert/in-use"  # up, with the certificate's tag: only it may publish here
+
+
+_WITH_VERB = (Channel.REQUEST, Channel.RESPONSE, Channel.CERT_IN_USE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,7 @@ def gateway_topic(site: str, gateway: str, channel: Channel, verb: str | None = 
     """Build ``denen/v1/{site}/{gw}/{channel}[/{verb}]``."""
     _check_slug("site", site)
     _check_slug("gateway", gateway)
-    if channel in (Channel.REQUEST, Channel.RESPONSE):
+    if channel in _WITH_VERB:
         if verb is None:
             raise TopicError(f"channel {channel.value!r} needs a verb")
         _check_slug("verb", verb)
@@ -122,12 +128,26 @@ def response(site: str, gateway: str, verb: str) -> str:
     return gateway_topic(site, gateway, Channel.RESPONSE, verb)
 
 
+def cert_renew(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.CERT_RENEW)
+
+
+def cert(site: str, gateway: str) -> str:
+    return gateway_topic(site, gateway, Channel.CERT)
+
+
+def cert_in_use(site: str, gateway: str, tag: str) -> str:
+    """Where a gateway says it is connected with the certificate ``tag``; the broker's ACL
+    lets no other certificate of the gateway publish here (:mod:`protocol.acl`)."""
+    return gateway_topic(site, gateway, Channel.CERT_IN_USE, tag)
+
+
 def cloud_subscription(channel: Channel, *, shared: bool = True) -> str:
     """The filter the cloud subscribes with for one up channel of every gateway.
 
     Shared (``$share/cloud/…``) so any number of cloud workers split the load.
     """
-    if channel is Channel.RESPONSE:
+    if channel in _WITH_VERB:
         flt = f"{ROOT}/+/+/{channel.value}/+"
     else:
         flt = f"{ROOT}/+/+/{channel.value}"
@@ -143,11 +163,13 @@ def parse(topic: str) -> GatewayTopic:
     _check_slug("site", site)
     _check_slug("gateway", gateway)
     joined = "/".join(rest)
-    if rest[0] in (Channel.REQUEST.value, Channel.RESPONSE.value):
-        if len(rest) != 2:
-            raise TopicError(f"{topic!r}: {rest[0]} needs exactly one verb")
-        _check_slug("verb", rest[1])
-        return GatewayTopic(site, gateway, Channel(rest[0]), rest[1])
+    for with_verb in _WITH_VERB:
+        head = with_verb.value.split("/")
+        if rest[: len(head)] == head:
+            if len(rest) != len(head) + 1:
+                raise TopicError(f"{topic!r}: {with_verb.value} needs exactly one verb")
+            _check_slug("verb", rest[-1])
+            return GatewayTopic(site, gateway, with_verb, rest[-1])
     try:
         channel = Channel(joined)
     except ValueError:

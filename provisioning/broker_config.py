@@ -4,7 +4,8 @@
 
     mosquitto.conf   TLS listener (8883), require_certificate, use_identity_as_username,
                      crlfile, allow_anonymous false, persistence, a 12-hour backlog
-    acl              the cloud on denen/v1/#, each gateway on its own subtree (protocol/acl.py)
+    acl              the cloud on denen/v1/#, each gateway certificate on its gateway's
+                     subtree (protocol/acl.py); the cloud rewrites it as it enrolls
     ca.crt server.crt server.key crl.pem   copied from the CA directory
 
 The tests and the demo render their brokers with this same module (``render_config``).
@@ -16,7 +17,9 @@ sends the SIGHUP itself. Measured on Mosquitto 2.0.11: without a reload the old 
 in force and a revoked certificate still connects; after SIGHUP new handshakes with it
 fail (``certificate revoked``) while other gateways still connect and open connections are
 kept; the reloaded ACL applies to open connections at once, so a revoked gateway that was
-already connected can no longer publish or receive anything. No restart is needed.
+already connected can no longer publish or receive anything. No restart is needed. The
+cloud then closes that connection too (``cloud/fleet/kick.py``): a CONNECT with the
+gateway's client id makes Mosquitto close the one holding it.
 Where the cloud cannot signal the broker (separate containers), reload on change, e.g.
 ``inotifywait -m -e close_write,moved_to DIR | while read -r _; do kill -HUP "$PID"; done``.
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.acl import render_acl
+from protocol.certs import gateway_identity
 from provisioning.pki import CaFiles, PkiError, write_private, write_public
 
 TLS_PORT = 8883
@@ -158,6 +162,7 @@ def write_broker_dir(
         log_dest=log_dest,
         pid_file=pid_file,
     )
-    write_public(out / "acl", render_acl(gateways).encode())
+    legacy = [gateway_identity(site, gateway) for site, gateway in gateways]
+    write_public(out / "acl", render_acl(legacy).encode())
     write_public(out / "mosquitto.conf", render_config(cfg).encode())
     return BrokerFiles(out, out / "mosquitto.conf", out / "acl", out / "crl.pem")

@@ -26,12 +26,12 @@ localhost and 127.0.0.1 are always in the broker certificate unless --no-loopbac
 BROKER_EPILOG = """\
 example:
   denen provision broker-config --out deploy/mosquitto-prod --ca-dir /etc/denen/ca \\
-      --paths-as /mosquitto/config --gateway gym-a/gw-1
+      --paths-as /mosquitto/config
 
 writes mosquitto.conf (TLS 8883, client certificates required, CN = username, CRL,
 no anonymous access, persistence, a 12-hour backlog), acl, and copies of ca.crt,
 server.crt, server.key and crl.pem. The cloud keeps acl and crl.pem up to date as
-gateways are enrolled and revoked; the broker reads them again on SIGHUP.
+gateways are enrolled, renewed and revoked; the broker reads them again on SIGHUP.
 """
 
 ENROLL_EPILOG = """\
@@ -44,6 +44,8 @@ city operations make the token (dashboard, POST /api/enrollment-tokens or
 within 24 hours. Paste it on standard input (--token-file -, or the old --token -) or
 give a file holding it (--token-file PATH); a token typed as an argument is refused, as
 every user of the Pi could read it (ps) and it stays in the shell history.
+The token carries the fingerprint of the cloud's CA: enroll checks the cloud against it
+before sending anything. --cloud must be https (plain http only to 127.0.0.1 or ::1).
 """
 
 
@@ -85,7 +87,12 @@ def add_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     bc.add_argument("--bind", default="0.0.0.0", help="listen address")  # noqa: S104
     bc.add_argument("--paths-as", type=Path, help="where the broker sees --out (container)")
     bc.add_argument("--data-dir", type=Path, help="persistence directory as the broker sees it")
-    bc.add_argument("--gateway", action="append", default=[], help="SITE/GW already enrolled")
+    bc.add_argument(
+        "--gateway",
+        action="append",
+        default=[],
+        help="SITE/GW whose certificate predates per-certificate names (CN SITE.GW)",
+    )
     bc.add_argument("--max-queued", type=int, help="max_queued_messages (default: 12 h)")
 
     en = steps.add_parser(

@@ -1,8 +1,9 @@
 """Gateway enrollment and revocation.
 
 ``POST /api/enrollment-tokens`` (ops) makes a one-time token; ``POST /api/enroll`` is
-public because the token is the credential; ``POST /api/gateways/{site}/{gw}/revoke``
-(ops) shuts a gateway out of the broker.
+public because the token is the credential; ``GET /api/enroll/ca`` is public too: the Pi
+checks that CA against the pin in its token before it sends the token;
+``POST /api/gateways/{site}/{gw}/revoke`` (ops) shuts a gateway out of the broker.
 """
 
 from __future__ import annotations
@@ -47,12 +48,20 @@ class EnrollOut(BaseModel):
     mqtt_port: int
 
 
+class CaOut(BaseModel):
+    ca_pem: str = Field(description="the deployment CA; its SHA-256 must match the token's pin")
+
+
 class RevokedOut(BaseModel):
     site: str
     gateway: str
     serials: list[str]
     broker_reloaded: bool = Field(
         description="false: send the broker SIGHUP yourself for the CRL and ACL to apply"
+    )
+    connection_closed: bool = Field(
+        description="false: the cloud could not reach the broker to close the gateway's "
+        "open connection (it can do nothing once the broker reloaded, but stays open)"
     )
 
 
@@ -63,6 +72,12 @@ def create_token(body: TokenIn, svc: ServicesDep, user: Ops) -> TokenOut:
     return TokenOut(
         token=issued.token, site=issued.site, gateway=issued.gateway, expires_at=issued.expires_at
     )
+
+
+@router.get("/enroll/ca")
+def enroll_ca(svc: ServicesDep) -> CaOut:
+    """The CA certificate a Pi checks against its token before enrolling (public)."""
+    return CaOut(ca_pem=svc.enrollment.ca_pem())
 
 
 @router.post("/enroll")
@@ -89,4 +104,5 @@ def revoke(site: str, gateway: str, svc: ServicesDep, _user: Ops) -> RevokedOut:
         gateway=done.gateway,
         serials=done.serials,
         broker_reloaded=done.broker_reloaded,
+        connection_closed=done.connection_closed,
     )

@@ -13,6 +13,7 @@ import aiomqtt
 import pytest
 
 from protocol import certs, topics
+from protocol.acl import render_acl
 from protocol.certs import CertificateAuthority
 from tests.support.secure_broker import Identity, SecureBroker
 
@@ -169,3 +170,29 @@ async def test_revoked_gateway_is_shut_out_and_others_still_connect(
     await refused(secure_broker, a, "gym-a-gw-1")
     async with secure_broker.client(b, "gym-b-gw-1") as other:
         await other.publish(topics.events("gym-b", "gw-1"), b"still here", qos=1)
+
+
+async def test_only_the_certificate_itself_may_say_it_is_in_use(
+    secure_broker: SecureBroker,
+) -> None:
+    """Two certificates of one gateway (a renewal under way): each may say on
+    ``cert/in-use/{tag}`` that it is in use, none may say it for the other, so the cloud
+    revokes the old one only once the new one is really connected."""
+    old = secure_broker.issue(certs.certificate_identity("gym-a", "gw-1", "000000aa"))
+    new = secure_broker.issue(certs.certificate_identity("gym-a", "gw-1", "000000bb"))
+    secure_broker.acl.write_text(render_acl([old.cn, new.cn]))
+    secure_broker.broker.reload()
+    async with secure_broker.client(secure_broker.cloud, "cloud") as cloud:
+        await cloud.subscribe(f"{topics.ROOT}/+/+/cert/in-use/+", qos=1)
+        async with (
+            secure_broker.client(old, "old-cert") as old_link,
+            secure_broker.client(new, "gym-a-gw-1") as new_link,
+        ):
+            await old_link.publish(topics.cert_in_use("gym-a", "gw-1", "000000bb"), b"x", qos=1)
+            await old_link.publish(topics.cert_in_use("gym-a", "gw-1", "000000aa"), b"a", qos=1)
+            await new_link.publish(topics.cert_in_use("gym-a", "gw-1", "000000aa"), b"x", qos=1)
+            await new_link.publish(topics.cert_in_use("gym-a", "gw-1", "000000bb"), b"b", qos=1)
+        assert await collect(cloud) == [
+            (topics.cert_in_use("gym-a", "gw-1", "000000aa"), b"a"),
+            (topics.cert_in_use("gym-a", "gw-1", "000000bb"), b"b"),
+        ]

@@ -20,6 +20,7 @@ from cloud.fleet.models import EnrollmentToken, GatewayCertificate
 from cloud.settings import CloudSettings
 from protocol import certs
 from protocol.clock import ManualClock
+from protocol.enroll_token import ca_pin, parse_token
 from provisioning import pki
 from tests.support.cloud import basic
 
@@ -109,7 +110,9 @@ async def test_enroll_signs_the_key_for_the_gateway_the_cloud_chose(api: EnrollA
     cert = x509.load_pem_x509_certificate(body["certificate_pem"].encode())
     ca = x509.load_pem_x509_certificate(body["ca_pem"].encode())
     cert.verify_directly_issued_by(ca)
-    assert certs.common_name(cert.subject) == "gym-a.gw-1"  # not what the CSR asked for
+    site, gateway, tag = certs.parse_identity(certs.common_name(cert.subject))
+    assert (site, gateway) == ("gym-a", "gw-1")  # not what the CSR asked for
+    assert tag is not None  # a name of its own
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     lifetime = cert.not_valid_after_utc - dt.datetime.fromtimestamp(NOW, dt.UTC)
@@ -117,7 +120,33 @@ async def test_enroll_signs_the_key_for_the_gateway_the_cloud_chose(api: EnrollA
     with api.app.state.sessions() as session:
         row = session.scalars(select(GatewayCertificate)).one()
     assert int(row.serial, 16) == cert.serial_number
-    assert "user gym-a.gw-1\n" in api.settings.broker_acl_path.read_text()  # type: ignore[union-attr]
+    assert row.common_name == f"gym-a.gw-1.{tag}"
+    assert f"user gym-a.gw-1.{tag}\n" in api.settings.broker_acl_path.read_text()  # type: ignore[union-attr]
+
+
+async def test_the_token_pins_the_ca_the_pi_is_shown(api: EnrollApi) -> None:
+    token = parse_token(await api.token())
+    r = await api.http.get("/api/enroll/ca")
+    assert r.status_code == 200
+    shown = x509.load_pem_x509_certificate(r.json()["ca_pem"].encode())
+    assert shown == x509.load_pem_x509_certificate(api.ca.ca_cert.read_bytes())
+    assert ca_pin(shown) == token.pin
+
+
+async def test_enrolling_again_revokes_what_the_gateway_held(api: EnrollApi) -> None:
+    first = await api.http.post("/api/enroll", json={"token": await api.token(), "csr_pem": csr()})
+    second = await api.http.post("/api/enroll", json={"token": await api.token(), "csr_pem": csr()})
+    old, new = (
+        x509.load_pem_x509_certificate(r.json()["certificate_pem"].encode())
+        for r in (first, second)
+    )
+    assert certs.common_name(old.subject) != certs.common_name(new.subject)
+    crl = x509.load_pem_x509_crl(api.settings.crl_path.read_bytes())  # type: ignore[union-attr]
+    assert crl.get_revoked_certificate_by_serial_number(old.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
+    acl = api.settings.broker_acl_path.read_text()  # type: ignore[union-attr]
+    assert f"user {certs.common_name(old.subject)}\n" not in acl
+    assert f"user {certs.common_name(new.subject)}\n" in acl
 
 
 async def test_a_reused_token_is_refused_with_the_date_it_was_used(api: EnrollApi) -> None:
@@ -175,10 +204,16 @@ async def test_revoke_writes_the_crl_and_drops_the_gateway_from_the_acl(api: Enr
 async def test_a_cloud_without_a_ca_says_what_to_configure(tmp_path: Path) -> None:
     app = create_app(cloud_settings(tmp_path, None), clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):
-        svc = app.state.services
-        token = svc.enrollment.create_token("gym-a", "gw-1", "ops").token
+        with app.state.sessions.begin() as session:
+            seed = seed_demo(session)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-            r = await http.post("/api/enroll", json={"token": token, "csr_pem": csr()})
-    assert r.status_code == 503
+            r = await http.post(
+                "/api/enrollment-tokens",
+                json={"site": "gym-a", "gateway": "gw-1"},
+                headers=basic("ops", seed.ops.password),
+            )
+            ca = await http.get("/api/enroll/ca")
+    assert r.status_code == 503  # a token pins the CA: none without one
     assert "DENEN_CLOUD_CA_CERT_PATH" in r.json()["detail"]
+    assert ca.status_code == 503

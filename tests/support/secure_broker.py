@@ -21,6 +21,12 @@ from provisioning.broker_config import BrokerConfig, render_config
 GATEWAYS = (("gym-a", "gw-1"), ("gym-b", "gw-1"))
 
 
+def acl_for(gateways: Iterable[tuple[str, str]]) -> str:
+    """The ACL for ``gateways`` whose certificates are named ``{site}.{gw}`` (as
+    :meth:`SecureBroker.gateway` makes them); the cloud names each certificate its own."""
+    return render_acl(certs.gateway_identity(site, gw) for site, gw in gateways)
+
+
 @dataclass(frozen=True)
 class Identity:
     """A client certificate and its key on disk."""
@@ -77,7 +83,7 @@ class SecureBroker:
 
     def allow(self, gateways: Iterable[tuple[str, str]]) -> None:
         """Rewrite the ACL for ``gateways`` and reload the broker."""
-        self.acl.write_text(render_acl(gateways))
+        self.acl.write_text(acl_for(gateways))
         self.broker.reload()
 
     def revoke(self, *identities: Identity, keep: Iterable[tuple[str, str]] = ()) -> None:
@@ -88,7 +94,7 @@ class SecureBroker:
             [(i.serial, now) for i in identities], now=now, next_update_days=30
         )
         self.crl.write_bytes(certs.crl_pem(crl))
-        self.acl.write_text(render_acl(keep))
+        self.acl.write_text(acl_for(keep))
         self.broker.reload()
 
     def tls_context(self, identity: Identity | None) -> ssl.SSLContext:
@@ -121,7 +127,7 @@ def running_secure_broker(
     port = free_port()
     acl, data = directory / "broker" / "acl", directory / "broker" / "data"
     data.mkdir(parents=True)
-    acl.write_text(render_acl(gateways))
+    acl.write_text(acl_for(gateways))
     config = BrokerConfig(
         cafile=ca.ca_cert,
         certfile=ca.server_cert,

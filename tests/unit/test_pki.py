@@ -97,16 +97,43 @@ def test_broker_config_is_mutual_tls_with_a_crl_and_an_acl(tmp_path: Path) -> No
         f"max_queued_messages {backlog_messages()}",
     ):
         assert line in conf
-    assert (out / "acl").read_text() == render_acl([("gym-a", "gw-1")])
+    assert (out / "acl").read_text() == render_acl(["gym-a.gw-1"])
     assert mode(out / "server.key") == 0o600
     assert denen([*args, "--gateway", "gym-a"]) == 1
 
 
-def test_acl_confines_each_gateway_to_its_subtree() -> None:
-    acl = render_acl([("gym-b", "gw-2"), ("gym-a", "gw-1")])
+def test_acl_confines_each_certificate_to_its_gateways_subtree() -> None:
+    acl = render_acl(["gym-b.gw-2.0000beef", "gym-a.gw-1"])
     assert acl.index("user cloud") < acl.index("user gym-a.gw-1") < acl.index("user gym-b.gw-2")
+    assert "user gym-b.gw-2.0000beef\n" in acl
     assert "topic readwrite denen/v1/gym-b/gw-2/#" in acl
     assert acl.count("topic read denen/v1/broadcast/#") == 2
     assert "pattern" not in acl
-    with pytest.raises(certs.CertificateError):
-        render_acl([("gym/a", "gw-1")])
+    for bad in ("gym/a.gw-1", "gym-a.gw-1.NOTHEX12", "gym-a"):
+        with pytest.raises(certs.CertificateError):
+            render_acl([bad])
+
+
+def test_only_a_certificate_itself_may_say_it_is_in_use() -> None:
+    acl = render_acl(
+        ["gym-a.gw-1.000000aa", "gym-a.gw-1.000000bb", "gym-a.gw-1", "gym-b.gw-1.000000cc"]
+    )
+    blocks = {b.split("\n")[0]: b for b in acl.split("\n\n")}
+    assert (
+        "topic deny denen/v1/gym-a/gw-1/cert/in-use/000000bb" in blocks["user gym-a.gw-1.000000aa"]
+    )
+    assert "in-use/000000aa" not in blocks["user gym-a.gw-1.000000aa"]
+    untagged = blocks["user gym-a.gw-1"]
+    assert "in-use/000000aa" in untagged
+    assert "in-use/000000bb" in untagged
+    assert "deny" not in blocks["user gym-b.gw-1.000000cc"]  # alone: nothing to tell apart
+
+
+def test_certificate_names_fit_in_a_common_name() -> None:
+    assert certs.parse_identity(certs.certificate_identity("gym-a", "gw-1", "0123abcd")) == (
+        "gym-a",
+        "gw-1",
+        "0123abcd",
+    )
+    with pytest.raises(certs.CertificateError, match="too long together"):
+        certs.certificate_identity("s" * 30, "g" * 30, "0123abcd")

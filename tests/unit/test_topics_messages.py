@@ -31,7 +31,12 @@ slugs = st.from_regex(r"[a-z0-9-]{1,40}", fullmatch=True)
     slugs,
     slugs,
     st.sampled_from(
-        [c for c in topics.Channel if c not in (topics.Channel.REQUEST, topics.Channel.RESPONSE)]
+        [
+            c
+            for c in topics.Channel
+            if c
+            not in (topics.Channel.REQUEST, topics.Channel.RESPONSE, topics.Channel.CERT_IN_USE)
+        ]
     ),
 )
 def test_gateway_topics_round_trip(site: str, gw: str, channel: topics.Channel) -> None:
@@ -43,6 +48,18 @@ def test_request_topics_carry_a_verb() -> None:
     t = topics.request("gym-a", "gw-1", "force-sync")
     assert t == "denen/v1/gym-a/gw-1/req/force-sync"
     assert topics.parse(t).verb == "force-sync"
+
+
+def test_certificate_topics() -> None:
+    assert topics.parse(topics.cert_renew("gym-a", "gw-1")).channel is topics.Channel.CERT_RENEW
+    assert topics.parse(topics.cert("gym-a", "gw-1")).channel is topics.Channel.CERT
+    in_use = topics.parse("denen/v1/gym-a/gw-1/cert/in-use/0123abcd")
+    assert (in_use.channel, in_use.verb) == (topics.Channel.CERT_IN_USE, "0123abcd")
+    with pytest.raises(TopicError):
+        topics.parse("denen/v1/gym-a/gw-1/cert/in-use")
+    assert topics.cloud_subscription(topics.Channel.CERT_IN_USE, shared=False) == (
+        "denen/v1/+/+/cert/in-use/+"
+    )
 
 
 @pytest.mark.parametrize(
