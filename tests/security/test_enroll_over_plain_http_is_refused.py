@@ -25,6 +25,14 @@ from provisioning.cli import main as denen
 from tests.security.conftest import settings_for
 
 
+def token_file(directory: Path, token: str) -> str:
+    """The token in a file only its owner reads, as a technician passes it (--token-file)."""
+    path = directory / "enrollment-token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def lan_address() -> str:
     """This machine's address on its network (not loopback), as a Pi would dial it."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -73,7 +81,14 @@ async def test_enroll_refuses_plain_http_to_another_machine(
     async with serving(recorder) as port:
         token = app.state.services.enrollment.create_token("gym-a", "gw-1", "ops").token
         out = tmp_path / "etc"
-        common = ["--token", token, "--out", str(out), "--state-dir", str(tmp_path / "state")]
+        common = [
+            "--token-file",
+            token_file(tmp_path, token),
+            "--out",
+            str(out),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
         url = f"http://{lan_address()}:{port}"
 
         status = await asyncio.to_thread(denen, ["provision", "enroll", *common, "--cloud", url])

@@ -71,6 +71,14 @@ class _ImpostorHandler(BaseHTTPRequestHandler):
         pass
 
 
+def token_file(directory: Path, token: str) -> str:
+    """The token in a file only its owner reads, as a technician passes it (--token-file)."""
+    path = directory / "enrollment-token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 @contextlib.contextmanager
 def impostor(directory: Path, *, https: bool) -> Iterator[tuple[Impostor, str]]:
     ca = pki.init_ca(directory, days=30)  # a CA, a server certificate for localhost
@@ -108,7 +116,16 @@ async def test_enroll_refuses_a_cloud_with_another_ca(
     token = await city_token(tmp_path)
     out = tmp_path / "etc"
     with impostor(tmp_path / "impostor-ca", https=https) as (server, url):
-        args = ["provision", "enroll", "--token", token, "--cloud", url, "--out", str(out)]
+        args = [
+            "provision",
+            "enroll",
+            "--token-file",
+            token_file(tmp_path, token),
+            "--cloud",
+            url,
+            "--out",
+            str(out),
+        ]
         status = await asyncio.to_thread(denen, [*args, "--state-dir", str(tmp_path / "s")])
     assert status == 1
     err = capsys.readouterr().err
@@ -122,7 +139,14 @@ def test_an_old_token_without_a_pin_is_refused_with_what_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with impostor(tmp_path / "impostor-ca", https=False) as (server, url):
-        args = ["provision", "enroll", "--token", "denen-enroll-" + "x" * 32, "--cloud", url]
+        args = [
+            "provision",
+            "enroll",
+            "--token-file",
+            token_file(tmp_path, "denen-enroll-" + "x" * 32),
+            "--cloud",
+            url,
+        ]
         assert denen([*args, "--out", str(tmp_path / "etc")]) == 1
     assert "ask city operations to issue a new token" in capsys.readouterr().err.lower()
     assert server.received == []
@@ -156,7 +180,14 @@ async def test_the_citys_own_cloud_over_https_is_trusted_through_the_pin(
         port = server.servers[0].sockets[0].getsockname()[1]
         token = app.state.services.enrollment.create_token("gym-a", "gw-1", "ops").token
         out = tmp_path / "etc"
-        args = ["provision", "enroll", "--token", token, "--cloud", f"https://localhost:{port}"]
+        args = [
+            "provision",
+            "enroll",
+            "--token-file",
+            token_file(tmp_path, token),
+            "--cloud",
+            f"https://localhost:{port}",
+        ]
         status = await asyncio.to_thread(denen, [*args, "--out", str(out)])
     finally:
         server.should_exit = True
