@@ -58,7 +58,9 @@ from protocol.messages import (  # noqa: E402
     MessageType,
 )
 from provisioning.broker import free_port  # noqa: E402
+from provisioning.display_pairing import pair_display  # noqa: E402
 from provisioning.local_stack import CLINIC_SITE, KIOSK_ID, LocalStack  # noqa: E402
+from provisioning.pairing import PairingOptions  # noqa: E402
 
 ROOM = "1"
 
@@ -118,7 +120,17 @@ class DeviceHall:
         (self.stack.workdir / "clinic-devices").mkdir(parents=True, exist_ok=True)
         for display_id, firmware in self.displays.items():
             link = self.stack.display_link(display_id)
-            await self._stack.enter_async_context(DisplayPtyHost(display_id, firmware, link=link))
+            host = DisplayPtyHost(display_id, firmware, link=link)
+            await self._stack.enter_async_context(host)
+            # paired as a technician does, so the clinic's agent drives it (sealed frames)
+            host.pair_button()
+            await pair_display(
+                display_id,
+                f"serial:{link}",
+                state_dir=self.stack.clinic_state,
+                clock=SystemClock(),
+                options=PairingOptions(say=lambda _: None, button_wait_s=10),
+            )
         reader = CardReaderPtyHost(
             KIOSK_ID, CardReaderFirmware(SystemClock()), link=self.stack.display_link(KIOSK_ID)
         )

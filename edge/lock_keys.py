@@ -10,6 +10,9 @@ counter past the stored value, the store moves the value a block ahead. A crash 
 skips at most a block, and a counter is never used twice. The agent keeps the lock's
 counter in memory only: replies are bound to the request they answer
 (:mod:`protocol.lock_auth`), so an old reply cannot be replayed after a restart anyway.
+
+Displays are paired the same way and their keys kept the same way, in their own directory
+(:class:`edge.display_keys.DisplayKeyStore`): a record's ``lock_id`` is then the display's id.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar, Generic
 
 from edge.errors import KeyStoreError
 from protocol.ids import SLUG_RE
-from protocol.lock_auth import KEY_LEN, Direction, LinkAuth
+from protocol.lock_auth import KEY_LEN, Direction, F, LinkAuth, SealedLink
 from protocol.lock_wire import LockFrame
 
 COUNTER_BLOCK = 1024
@@ -40,9 +44,9 @@ class LockKeyRecord:
     model: str = ""
     firmware: str = ""
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, id_field: str = "lock_id") -> dict[str, object]:
         return {
-            "lock_id": self.lock_id,
+            id_field: self.lock_id,
             "key_id": 1,
             "link_key": self.link_key.hex(),
             "send_counter": self.send_counter,
@@ -52,7 +56,7 @@ class LockKeyRecord:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, object]) -> LockKeyRecord:
+    def from_json(cls, raw: dict[str, object], id_field: str = "lock_id") -> LockKeyRecord:
         """Inverse of :meth:`to_json`; raises ``ValueError``, ``KeyError`` or ``TypeError``."""
         key = bytes.fromhex(str(raw["link_key"]))
         if len(key) != KEY_LEN:
@@ -61,7 +65,7 @@ class LockKeyRecord:
         if not isinstance(counter, int) or not isinstance(paired_at, int):
             raise TypeError("send_counter and paired_at must be integers")
         return cls(
-            str(raw["lock_id"]),
+            str(raw[id_field]),
             key,
             counter,
             paired_at,
@@ -73,36 +77,39 @@ class LockKeyRecord:
 class LockKeyStore:
     """The key files under ``state_dir/locks``."""
 
+    KEY_DIR: ClassVar[str] = KEY_DIR
+    NOUN: ClassVar[str] = "lock"  # what the files key, in messages and the id field
+
     def __init__(self, state_dir: Path) -> None:
-        self.directory = state_dir / KEY_DIR
+        self.directory = state_dir / self.KEY_DIR
 
     def path(self, lock_id: str) -> Path:
         """Where the key of ``lock_id`` lives."""
         if not SLUG_RE.fullmatch(lock_id):
-            raise KeyStoreError(f"lock id {lock_id!r} is not a slug [a-z0-9-]")
+            raise KeyStoreError(f"{self.NOUN} id {lock_id!r} is not a slug [a-z0-9-]")
         return self.directory / f"{lock_id}.key.json"
 
     def load(self, lock_id: str) -> LockKeyRecord | None:
         """The record of ``lock_id``; ``None`` when the lock was never paired here."""
-        path = self.path(lock_id)
+        path, noun = self.path(lock_id), self.NOUN
         try:
             mode = path.stat().st_mode
             text = path.read_text()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise KeyStoreError(f"cannot read the lock key {path}: {exc.strerror}") from exc
+            raise KeyStoreError(f"cannot read the {noun} key {path}: {exc.strerror}") from exc
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyStoreError(
                 f"{path} can be read by other users: `chmod 600 {path}`, "
-                "and pair the lock again if someone may have copied it"
+                f"and pair the {noun} again if someone may have copied it"
             )
         try:
             raw = json.loads(text)
-            record = LockKeyRecord.from_json(raw)
+            record = LockKeyRecord.from_json(raw, f"{noun}_id")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise KeyStoreError(
-                f"{path} is not a lock key file ({type(exc).__name__}): pair the lock again"
+                f"{path} is not a {noun} key file ({type(exc).__name__}): pair the {noun} again"
             ) from None
         if record.lock_id != lock_id:
             raise KeyStoreError(f"{path} holds the key of {record.lock_id}, not {lock_id}")
@@ -116,33 +123,34 @@ class LockKeyStore:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
-                json.dump(record.to_json(), out)
+                json.dump(record.to_json(f"{self.NOUN}_id"), out)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            raise KeyStoreError(f"cannot write the lock key {path}: {exc.strerror}") from exc
+            raise KeyStoreError(f"cannot write the {self.NOUN} key {path}: {exc.strerror}") from exc
 
-    def link(self, record: LockKeyRecord) -> AgentLink:
+    def link(self, record: LockKeyRecord) -> AgentLink[LockFrame]:
         """An authenticated link to the lock of ``record`` that persists its counter here."""
-        return AgentLink(self, record)
+        auth = LinkAuth(record.link_key, Direction.TO_LOCK, send_counter=record.send_counter)
+        return AgentLink(self, record, auth)
 
 
-class AgentLink:
-    """The agent's end of one lock link: seals requests, checks answers."""
+class AgentLink(Generic[F]):
+    """The agent's end of one device link: seals requests, checks answers."""
 
-    def __init__(self, store: LockKeyStore, record: LockKeyRecord) -> None:
+    def __init__(self, store: LockKeyStore, record: LockKeyRecord, auth: SealedLink[F]) -> None:
         self.store = store
         self.record = record
-        self.auth = LinkAuth(record.link_key, Direction.TO_LOCK, send_counter=record.send_counter)
+        self.auth = auth
 
-    def seal(self, frame: LockFrame) -> LockFrame:
+    def seal(self, frame: F) -> F:
         """``frame`` with the next counter and its MAC; persists a new block first if due."""
         if self.auth.send_counter >= self.record.send_counter:
             self.record = replace(self.record, send_counter=self.auth.send_counter + COUNTER_BLOCK)
             self.store.save(self.record)
         return self.auth.seal(frame)
 
-    def check(self, frame: LockFrame, *, bound: int = 0) -> LockFrame:
+    def check(self, frame: F, *, bound: int = 0) -> F:
         """Accept an answer to the request with counter ``bound`` (0: unsolicited)."""
         return self.auth.check(frame, bound=bound)

@@ -31,6 +31,7 @@ from edge.commands import CommandService
 from edge.config import SiteConfig, load_config
 from edge.devices.display_coordinator import DisplayCoordinator, open_display
 from edge.devices.lock_coordinator import LockCoordinator
+from edge.display_keys import DisplayKeyStore
 from edge.errors import ConfigError, EdgeError
 from edge.lock_keys import LockKeyStore
 from edge.log_ring import LogRing
@@ -97,6 +98,7 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
             display_store=store,
             clock=clock,
         )
+    display_keys = DisplayKeyStore(config.state_dir)
     displays = [
         DisplayCoordinator(
             display.id,
@@ -105,6 +107,7 @@ def build_agent(config: SiteConfig, clock: Clock, ble: BleCentral | None = None)
             store=store if desk is None else desk,  # at a clinic the desk picks the source
             clock=clock,
             link=config.display_link,
+            keys=display_keys,
         )
         for display in config.displays
     ]

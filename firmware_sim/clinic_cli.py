@@ -1,14 +1,17 @@
 """``denen-sim display`` and ``denen-sim card-reader``: the clinic's devices on ptys.
 
-    denen-sim display --id clinic-a-disp-1 [--link /tmp/disp-1] [--key-file disp-1.key] \\
+    denen-sim display --id clinic-a-disp-1 [--link /tmp/disp-1] [--state-file disp-1.json] \\
         [--release-key release.pub] [--control-host 127.0.0.1 --control-port 8110]
     denen-sim card-reader --id clinic-a-kiosk-1 [--link /tmp/kiosk-1] [--control-port 8120]
 
 A display says HELLO when it starts (and every few seconds until it gets its state); its
 face is at ``/displays/{id}`` and ``POST /api/displays/{id}/power-cycle`` pulls its plug.
-With ``--key-file`` (64 hex characters: the display's link key) it takes only sealed
-frames. With ``--release-key`` (repeatable; ``denen release keygen``'s release.pub) it
-installs firmware images signed by that key; without one it refuses every update.
+It starts unpaired, like one fresh from the box: press its pairing button (the page, or
+``POST /api/displays/{id}/pair-button``) and run ``denen provision display pair``; then it
+takes only sealed frames. With ``--state-file`` it keeps its key and counters there (its
+flash) and comes back paired after a restart. With ``--release-key`` (repeatable;
+``denen release keygen``'s release.pub) it installs firmware images signed by that key;
+without one it refuses every update.
 A card reader's "tap card" form is at ``/readers/{id}``.
 
 The composition root for these two: command line → firmware → pty host → control app →
@@ -34,10 +37,10 @@ from firmware_sim.card_reader.firmware import CardReaderFirmware
 from firmware_sim.card_reader.pty_host import CardReaderPtyHost
 from firmware_sim.display.control import create_display_app
 from firmware_sim.display.firmware import DisplayFirmware
+from firmware_sim.display.pairing import load_display_pairing
 from firmware_sim.display.pty_host import DisplayPtyHost
 from firmware_sim.errors import SimulatorError
 from protocol.clock import SystemClock
-from protocol.display_auth import KEY_LEN
 from protocol.firmware_image import load_public_key
 from protocol.ids import SLUG_RE
 
@@ -47,7 +50,9 @@ def add_clinic_parsers(devices: argparse._SubParsersAction[argparse.ArgumentPars
     display = devices.add_parser("display", help="a call-number display on a pty")
     display.add_argument("--id", dest="device_id", required=True, help="display id (a slug)")
     display.add_argument("--link", type=Path, help="symlink to create to the pty")
-    display.add_argument("--key-file", type=Path, help="the display's link key (64 hex chars)")
+    display.add_argument(
+        "--state-file", type=Path, help="where the display keeps its key and counters"
+    )
     add_release_key_argument(display)
     display.add_argument("--control-host", default="127.0.0.1")
     display.add_argument("--control-port", type=int, default=8110, help="0 picks a free port")
@@ -82,17 +87,6 @@ def read_release_keys(paths: Sequence[Path]) -> list[Ed25519PublicKey]:
     return keys
 
 
-def read_key_file(path: Path) -> bytes:
-    """A display link key from a file of 64 hex characters; SimulatorError when not."""
-    try:
-        key = bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise SimulatorError(f"cannot read a hex key from {path}: {exc}") from exc
-    if len(key) != KEY_LEN:
-        raise SimulatorError(f"{path} holds {len(key)} bytes; a display key is {KEY_LEN}")
-    return key
-
-
 async def serve_clinic_device(args: argparse.Namespace) -> None:
     """Host the one display or card reader the command line names until a signal."""
     if not SLUG_RE.fullmatch(args.device_id):
@@ -101,10 +95,12 @@ async def serve_clinic_device(args: argparse.Namespace) -> None:
     host: DisplayPtyHost | CardReaderPtyHost
     app: FastAPI
     if args.device == "display":
-        key = None if args.key_file is None else read_key_file(args.key_file)
+        paired = None if args.state_file is None else load_display_pairing(args.state_file)
         release_keys = read_release_keys(args.release_keys)
-        firmware = DisplayFirmware(clock, link_key=key, release_keys=release_keys)
-        display = DisplayPtyHost(args.device_id, firmware, link=args.link)
+        firmware = DisplayFirmware(clock, paired, release_keys=release_keys)
+        display = DisplayPtyHost(
+            args.device_id, firmware, link=args.link, state_file=args.state_file
+        )
         host, app, page = display, create_display_app([display]), "displays"
     else:
         reader = CardReaderPtyHost(args.device_id, CardReaderFirmware(clock), link=args.link)

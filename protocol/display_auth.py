@@ -13,17 +13,24 @@ the same key. Counters are strictly increasing per direction (replays are refuse
 
 A display with a key (*provisioned*) takes state only in sealed frames, answers
 ``GET_STATUS`` in clear (so a technician can see what is on the line), and seals its
-replies and HELLO. A display without a key takes unauthenticated frames: the simulator's
-default until the display gets a pairing flow like the lock's.
+replies and HELLO; the agent sends it sealed frames only. It gets its key at pairing, as a
+lock does (``denen provision display pair``): :class:`DisplayPairRequest` carries a fresh
+random link key and the time in clear, taken only in the window the display's pairing
+button opens, a second one in that window only with the code the display then shows
+(:mod:`firmware_sim.pairing_window`); the display answers with an ACK sealed under the new
+key. A display without a key (fresh from the box) still takes unauthenticated frames, but
+no agent sends it any: it stays blank until it is paired.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
 from protocol.display_wire import DisplayFrame
+from protocol.errors import LocalProtocolError
 from protocol.lock_auth import (
     KEY_ID_LINK,
     KEY_ID_NONE,
@@ -31,7 +38,9 @@ from protocol.lock_auth import (
     AuthError,
     CounterExhaustedError,
     SealedLink,
+    encode_confirm,
     sealed_mac,
+    split_confirm,
 )
 
 DOMAIN = b"denen-display-v1"
@@ -45,8 +54,11 @@ __all__ = [
     "CounterExhaustedError",
     "DisplayDirection",
     "DisplayLinkAuth",
+    "DisplayPairRequest",
     "display_frame_mac",
 ]
+
+PAIR_PAYLOAD_LEN = KEY_LEN + 4
 
 
 class DisplayDirection(IntEnum):
@@ -79,3 +91,27 @@ class DisplayLinkAuth(SealedLink[DisplayFrame]):
         if self.sends is DisplayDirection.TO_DISPLAY:
             return DisplayDirection.TO_AGENT
         return DisplayDirection.TO_DISPLAY
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayPairRequest:
+    """The display's PAIR payload: its link key, the agent's clock (UTC epoch seconds) and,
+    for a second PAIR in one window, the confirm code the display shows. ``repr`` hides
+    the key."""
+
+    link_key: bytes = field(repr=False)
+    time: int
+    confirm: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.link_key) != KEY_LEN:
+            raise LocalProtocolError(f"a display link key is {KEY_LEN} bytes")
+
+    def encode(self) -> bytes:
+        return self.link_key + struct.pack(">I", self.time) + encode_confirm(self.confirm)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> DisplayPairRequest:
+        body, confirm = split_confirm(payload, PAIR_PAYLOAD_LEN, "PAIR")
+        (epoch,) = struct.unpack_from(">I", body, KEY_LEN)
+        return cls(body[:KEY_LEN], epoch, confirm)

@@ -30,6 +30,9 @@ image (:mod:`protocol.firmware_image`, payloads in :mod:`protocol.firmware_trans
 answered by ``UPDATE_ACK``. After the ACK to COMMIT the display reboots into the new
 version and says ``HELLO`` (reason ``FIRMWARE_UPDATE``), so the agent sends its state again.
 It refuses to reboot while an urgent announcement is on screen (``BUSY``).
+
+**Pairing.** ``PAIR`` gives the display its link key (:class:`protocol.display_auth.
+DisplayPairRequest`), in clear, inside the window its pairing button opens, as a lock's.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class DisplayFrameType(IntEnum):
     UPDATE_BEGIN = 0x08  # a signed image's header and signature: starts (or restarts) a transfer
     UPDATE_CHUNK = 0x09  # offset u32 + payload bytes
     UPDATE_COMMIT = 0x0A  # the payload's SHA-256: verify, install, reboot into it
+    PAIR = 0x0B  # link key in clear: only inside the display's pairing-button window
     # display -> agent
     ACK = 0x80  # payload: the state_version the display now holds
     STATUS = 0x81
@@ -100,6 +104,9 @@ class DisplayNackCode(IntEnum):
     HASH_MISMATCH = 9  # the chunks received are not the payload the header names
     UPDATE_SEQUENCE = 10  # CHUNK/COMMIT without BEGIN, a gap, or COMMIT before the last byte
     BUSY = 11  # an urgent announcement is on screen: no reboot now
+    NOT_PAIRING = 12  # PAIR outside the window: press the pairing button on the display
+    # a second PAIR in one pairing window: send it again with the code the display shows
+    CONFIRM_CODE = 13
 
 
 IMAGE_NACKS: dict[Refusal, DisplayNackCode] = {

@@ -31,6 +31,12 @@ LE Secure Connections link (ECDH, numeric comparison or passkey), never Just Wor
 legacy pairing, or a radio eavesdropper learns every key. The lock answers an accepted
 PAIR with an ACK sealed with the new link key, so the technician's tool knows the keys
 arrived intact.
+
+**A second PAIR in one window** (an attacker racing the technician, or the technician
+after an attacker) is refused until it is sent again carrying the 6-digit *confirm code*
+the lock then shows on its display (:data:`CONFIRM_LEN` more bytes at the end of the
+payload): only someone standing at the lock can read it, so nobody pairs silently in
+someone else's window (:mod:`firmware_sim.pairing_window`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ KEY_ID_LINK = 1  # the link key given at pairing
 COUNTER_MAX = 0xFFFFFFFF
 PAIRING_WINDOW_S = 60.0
 PAIR_PAYLOAD_LEN = 3 * KEY_LEN + 4
+CONFIRM_LEN = 4  # the confirm code of a second PAIR in one window, u32 at the end
+CONFIRM_DIGITS = 6
 
 
 class Direction(IntEnum):
@@ -97,22 +105,46 @@ class LockSecrets:
 
 @dataclass(frozen=True, slots=True)
 class PairRequest:
-    """The PAIR payload: the keys and the agent's clock (UTC epoch seconds)."""
+    """The PAIR payload: the keys, the agent's clock (UTC epoch seconds) and, for a second
+    PAIR in one window, the confirm code the lock shows."""
 
     keys: LockSecrets
     time: int
+    confirm: int | None = None
 
     def encode(self) -> bytes:
         s = self.keys
-        return s.link_key + s.pin_key + s.offline_secret + struct.pack(">I", self.time)
+        body = s.link_key + s.pin_key + s.offline_secret + struct.pack(">I", self.time)
+        return body + encode_confirm(self.confirm)
 
     @classmethod
     def decode(cls, payload: bytes) -> PairRequest:
-        if len(payload) != PAIR_PAYLOAD_LEN:
-            raise FrameError(f"PAIR payload has {len(payload)} bytes, not {PAIR_PAYLOAD_LEN}")
-        keys = [payload[i * KEY_LEN : (i + 1) * KEY_LEN] for i in range(3)]
-        (epoch,) = struct.unpack_from(">I", payload, 3 * KEY_LEN)
-        return cls(LockSecrets(*keys), epoch)
+        body, confirm = split_confirm(payload, PAIR_PAYLOAD_LEN, "PAIR")
+        keys = [body[i * KEY_LEN : (i + 1) * KEY_LEN] for i in range(3)]
+        (epoch,) = struct.unpack_from(">I", body, 3 * KEY_LEN)
+        return cls(LockSecrets(*keys), epoch, confirm)
+
+
+def encode_confirm(confirm: int | None) -> bytes:
+    """The confirm code's trailer of a PAIR payload (nothing when there is none)."""
+    if confirm is None:
+        return b""
+    if not 0 <= confirm < 10**CONFIRM_DIGITS:
+        raise LocalProtocolError(f"a confirm code has {CONFIRM_DIGITS} digits")
+    return struct.pack(">I", confirm)
+
+
+def split_confirm(payload: bytes, length: int, what: str) -> tuple[bytes, int | None]:
+    """A PAIR payload of ``length`` bytes (plus, optionally, a confirm code) → both parts."""
+    if len(payload) == length:
+        return payload, None
+    if len(payload) != length + CONFIRM_LEN:
+        raise FrameError(
+            f"{what} payload has {len(payload)} bytes, not {length} "
+            f"(or {length + CONFIRM_LEN} with a confirm code)"
+        )
+    (confirm,) = struct.unpack_from(">I", payload, length)
+    return payload[:length], confirm
 
 
 class SealableFrame(Protocol):

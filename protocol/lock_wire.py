@@ -108,6 +108,8 @@ class NackCode(IntEnum):
     HASH_MISMATCH = 13  # the chunks received are not the payload the header names
     UPDATE_SEQUENCE = 14  # CHUNK/COMMIT without BEGIN, a gap, or COMMIT before the last byte
     DOOR_IN_USE = 15  # unlocked or open: the lock updates only when locked and closed
+    # a second PAIR in one pairing window: send it again with the code the lock now shows
+    CONFIRM_CODE = 16
 
 
 IMAGE_NACKS: dict[Refusal, NackCode] = {

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from provisioning import doctor_cli, lock_cli, release_cli, security_cli
+from provisioning import display_cli, doctor_cli, lock_cli, release_cli, security_cli
 
 EPILOG = """\
 examples:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="GROUP")
     provision = groups.add_parser(
         "provision",
-        help="install a site: CA, enrollment, lock pairing, diagnostics",
+        help="install a site: CA, enrollment, lock and display pairing, diagnostics",
         description="Install a site, one command per step.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     steps = provision.add_subparsers(dest="step", metavar="STEP")
     security_cli.add_steps(steps)
     lock_cli.add_lock_parser(steps)
+    display_cli.add_display_parser(steps)
     doctor_cli.add_doctor_parser(steps)
     release_cli.add_release_parser(groups)
     demo = groups.add_parser(
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return security_cli.run(args)
         if step == "lock":
             return lock_cli.run_lock_command(args)
+        if step == "display":
+            return display_cli.run_display_command(args)
         if step == "doctor":
             return doctor_cli.run_doctor(args)
     return 0

@@ -19,11 +19,14 @@ security setup:
    never touch the disk.
 
 The clinic's agent is enrolled the same way (its own certificate, ``clinic-a/gw-1``), its
-staff page gets a PIN (``denen-agent clinic set-staff-pin``; the demo prints it), and
-``denen-cloud seed-clinic`` creates its departments, patients with cards and today's
-appointments. With ``clinic_devices=False`` the stack does not start the display and
-reader simulators: the caller hosts them on the same pty paths (the bench does, to time
-the moment a number reaches each display).
+displays are paired like the lock (``denen provision display pair``: the stack presses
+each display's pairing button; each keeps its key in ``clinic-devices/ID.state.json``,
+the agent in its key store), its staff page gets a PIN (``denen-agent clinic
+set-staff-pin``; the demo prints it), and ``denen-cloud seed-clinic`` creates its
+departments, patients with cards and today's appointments. With ``clinic_devices=False``
+the stack does not start the display and reader simulators: the caller hosts them on the
+same pty paths and pairs the displays (the bench does, to time the moment a number
+reaches each display).
 """
 
 from __future__ import annotations
@@ -415,6 +418,43 @@ class LocalStack:
             said = paired.stderr.strip() or paired.stdout.strip()
             raise RuntimeError(f"pairing the simulated lock failed: {said}")
 
+    def display_state(self, device: str) -> Path:
+        """The simulated display's flash: its link key and counters."""
+        return self.workdir / "clinic-devices" / f"{device}.state.json"
+
+    def _pair_display(self, device: str, sim_url: str) -> None:
+        """Press the simulated display's pairing button and pair it with the clinic's agent
+        (``denen provision display pair``), as a technician would."""
+        key_file = self.clinic_state / "displays" / f"{device}.key.json"
+        if key_file.exists() and self.display_state(device).exists():
+            return  # paired on an earlier start; both sides kept their keys
+        button = f"{sim_url}/api/displays/{device}/pair-button"
+        request = urllib.request.Request(button, method="POST")  # noqa: S310 - our own http URL
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            answer.read()
+        paired = subprocess.run(  # noqa: S603 - our own console entry point
+            self._python(
+                "provisioning.cli",
+                "provision",
+                "display",
+                "pair",
+                "--serial",
+                str(self.display_link(device)),
+                "--id",
+                device,
+                "--state-dir",
+                str(self.clinic_state),
+                "--wait",
+                "20",
+            ),
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if paired.returncode != 0:
+            raise RuntimeError(f"pairing the simulated {device} failed: {paired.stderr.strip()}")
+
     def _seed(self) -> None:
         path = self.workdir / "seed.json"
         if not path.exists():
@@ -515,6 +555,7 @@ class LocalStack:
                 sims.append((d, ["display"], self.clinic_sim_port + n))
             sims.append((KIOSK_ID, ["card-reader"], self.clinic_sim_port))
         for device, kind, port in sims:
+            flash = ["--state-file", str(self.display_state(device))] if kind == ["display"] else []
             self.services[device] = Service(
                 device,
                 self._python(
@@ -526,6 +567,7 @@ class LocalStack:
                     str(self.display_link(device)),
                     "--control-port",
                     str(port),
+                    *flash,
                 ),
                 self._env(),
                 logs / f"{device}.log",
@@ -533,6 +575,9 @@ class LocalStack:
             self.services[device].start()
         for _device, _kind, port in sims:
             wait_for_port(port, timeout=30)
+        if self.clinic_devices:
+            for n, d in enumerate(self.display_ids(), start=1):
+                self._pair_display(d, self.display_sim_url(n))
         self._enroll_clinic_agent()
         self._set_clinic_staff_pin()
         self.services["clinic-agent"] = Service(

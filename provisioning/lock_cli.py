@@ -31,9 +31,11 @@ examples (at the door, the lock's service port on the Pi's USB serial adapter, o
   denen provision lock pair --ble F0:F0:F0:F0:F0:02 --id gym-a-2 --config /etc/denen/site.toml
 
 Press the pairing button on the lock when asked; type the test PIN it shows on the keypad.
-Over BLE, first type the 6-digit code the lock shows on its display (LE Secure
-Connections). The radio is [ble] hci in the site config ("bleak" when there is none), or
---hci, e.g. --hci tcp-client:127.0.0.1:9100 for the simulator's `denen-sim ble-hub`.
+Over BLE, press the button first (the lock bonds only in the 60 s after it), then type the
+6-digit code the lock shows on its display (LE Secure Connections). If you are told the
+lock was already paired in this window, type the code the lock then shows: yours wins.
+The radio is [ble] hci in the site config ("bleak" when there is none), or --hci, e.g.
+--hci tcp-client:127.0.0.1:9100 for the simulator's `denen-sim ble-hub`.
 The link key goes to STATE_DIR/locks/ID.key.json (read by the agent). The PIN key and
 offline secret go straight to the cloud, sealed to its pairing key, as this gateway (the
 certificate and broker of --config); they are never written on the Pi. City operations

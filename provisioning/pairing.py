@@ -12,7 +12,12 @@ access snapshot every PIN could be worked out, so they are never written on the 
 
 Over BLE the link is encrypted with LE Secure Connections before anything is sent: the
 lock shows a 6-digit passkey on its display and the technician types it
-(:attr:`PairingOptions.passkey`); the bond lets the agent reconnect later without it.
+(:attr:`PairingOptions.passkey`); the bond lets the agent reconnect later without it. The
+lock bonds only inside its pairing window, so over BLE the button comes first.
+
+When someone else paired the lock in the same window (the lock answers PAIR with
+``CONFIRM_CODE`` and shows a 6-digit code), the technician is told so and types the code
+(:attr:`PairingOptions.confirm_code`); our PAIR then replaces the other keys.
 
 Provisioning may use the agent's transports and its key store (the file format the agent
 reads): :mod:`edge.transports`, :mod:`edge.lock_keys` and the request channel.
@@ -80,14 +85,25 @@ class PairingOptions:
     request_timeout_s: float = 1.0
     say: Callable[[str], None] = _say
     passkey: PasskeyPrompt = field(default_factory=lambda: ask_passkey)
+    confirm_code: PasskeyPrompt = field(default_factory=lambda: ask_confirm_code)
 
 
 async def ask_passkey() -> int:
     """Ask the technician for the BLE passkey the lock shows on its display."""
-    prompt = "type the 6-digit code the lock shows on its display: "
+    return await ask_code("lock", "the BLE code")
+
+
+async def ask_confirm_code() -> int:
+    """Ask the technician for the confirm code the lock shows after a second PAIR."""
+    return await ask_code("lock", "the confirm code")
+
+
+async def ask_code(device: str, what: str) -> int:
+    """Ask the technician for a 6-digit code ``device`` shows on its display."""
+    prompt = f"type the 6-digit code the {device} shows on its display: "
     text = (await asyncio.to_thread(input, prompt)).strip()  # stdin blocks: not on the loop
     if len(text) != PASSKEY_DIGITS or not text.isdigit():
-        raise PairingError("the BLE code has 6 digits, as the lock's display shows")
+        raise PairingError(f"{what} has 6 digits, as the {device}'s display shows")
     return int(text)
 
 
@@ -111,6 +127,8 @@ async def pair_lock(
             "then pair again"
         )
     store = LockKeyStore(state_dir)
+    if spec.startswith("ble:"):
+        options.say("BLE: the lock bonds only in its pairing window: press its pairing button now")
     try:
         transport = await open_transport(
             spec, lock_id=lock_id, ble=ble, passkey=_announced(options)
@@ -177,22 +195,33 @@ async def _offer_pair(
     deadline = loop.time() + o.button_wait_s
     next_prompt = loop.time()
     lost_answer = False
+    confirm: int | None = None
     while True:
         if lost_answer and await _answers_under_new_key(channel):
             return  # an earlier PAIR got through; only its answer was lost
-        payload = PairRequest(keys, int(clock.now())).encode()
+        payload = PairRequest(keys, int(clock.now()), confirm).encode()
         try:
             reply = await channel.request(
                 FrameType.PAIR, payload, FrameType.ACK, authenticated=False, retries=1
             )
         except LockRejected as exc:
+            if exc.code == NackCode.CONFIRM_CODE and confirm is None:
+                confirm = await _confirm_code(o)
+                continue
             if exc.code != NackCode.NOT_PAIRING:
                 raise
+            if confirm is not None:
+                raise PairingError(
+                    "the lock refused the confirm code and closed its pairing window: press "
+                    "the pairing button again and run this command again"
+                ) from exc
         except EdgeError:
             lost_answer = True
         else:
             if reply.key_id != KEY_ID_LINK:
                 raise PairingError("the lock took PAIR but did not answer under the new key")
+            if confirm is not None:
+                o.say("the confirm code was right: our keys replaced the other pairing")
             return
         left = deadline - loop.time()
         if left <= 0:
@@ -204,6 +233,15 @@ async def _offer_pair(
             o.say(f"press the pairing button on the lock ... ({left:.0f} s left)")
             next_prompt = loop.time() + 10
         await asyncio.sleep(min(1.0, left))
+
+
+async def _confirm_code(o: PairingOptions) -> int:
+    o.say(
+        "WARNING: this lock was already paired in this pairing window, by someone else or "
+        "an earlier run of this command. "
+        "Our pairing replaces theirs once you confirm: the lock shows a 6-digit code"
+    )
+    return await o.confirm_code()
 
 
 async def _answers_under_new_key(channel: LockChannel) -> bool:

@@ -14,8 +14,13 @@ display's firmware is read (``GET_STATUS``), and a fleet command can install a s
 (:meth:`DisplayCoordinator.update_firmware`) over the same line.
 
 The wire is :mod:`protocol.display_wire`, request/answer by ``seq`` plus the unsolicited
-HELLO. Frames are unauthenticated (``key_id`` 0): a display provisioned with a link key
-refuses them, and that is reported as a :class:`DisplayRejected` saying so.
+HELLO. Every frame to the display is sealed with its link key from the key store
+(:mod:`edge.display_keys`, written by ``denen provision display pair``); a display with no
+key there is not driven at all (:class:`DisplayNotPaired` says how to pair it). An answer
+counts only if its MAC checks, its counter is new and it is bound to its request; a HELLO
+only if it is sealed. Anything else is dropped and counted (``auth_failures``). The one
+unsealed answer taken is a NACK saying the display refuses our key (it was reset or paired
+elsewhere), reported as a :class:`DisplayRejected` saying to pair it again.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from typing import Protocol
 
 from edge.backoff import Backoff
 from edge.config import DisplayLinkConfig
-from edge.errors import EdgeError, LockUnreachable, StoreError
+from edge.display_keys import DisplayKeyStore
+from edge.errors import EdgeError, KeyStoreError, LockUnreachable, StoreError
+from edge.lock_keys import AgentLink
 from edge.transports.serial_port import SerialTransport
 from edge.transports.spec import TransportSpec
 from protocol.clock import Clock, is_trusted_time
+from protocol.display_auth import KEY_ID_NONE, AuthError
 from protocol.display_wire import (
     DisplayFrame,
     DisplayFrameParser,
@@ -76,14 +84,49 @@ class DisplayRejected(EdgeError):  # noqa: N818 - domain names from the design
         hint = ""
         if code == DisplayNackCode.AUTH_FAILED:
             hint = (
-                ": the display holds a link key and takes only sealed frames; this agent "
-                "drives displays without one (factory-reset the display's key)"
+                ": the display does not take this Pi's key (it was reset or paired "
+                f"elsewhere); {PAIR_HINT.format(display_id=display_id)}"
             )
         super().__init__(f"display {display_id} refused {request}: code {code}: {message}{hint}")
 
 
+PAIR_HINT = (
+    "press its pairing button and run "
+    "`denen provision display pair --serial PORT --id {display_id}` on this Pi"
+)
+
+
+class DisplayNotPaired(EdgeError):  # noqa: N818 - domain names from the design
+    """No key for this display on this Pi: the agent sends a display sealed frames only."""
+
+    def __init__(self, display_id: str) -> None:
+        self.display_id = display_id
+        super().__init__(
+            f"display {display_id} is not paired with this Pi, so it stays blank: "
+            + PAIR_HINT.format(display_id=display_id)
+        )
+
+
 # what goes wrong with one display; the coordinator logs it and reconnects later
-DISPLAY_ERRORS = (DisplayUnreachable, DisplayRejected, FrameError, StoreError)
+DISPLAY_ERRORS = (
+    DisplayUnreachable,
+    DisplayRejected,
+    DisplayNotPaired,
+    FrameError,
+    StoreError,
+    KeyStoreError,
+)
+
+
+def is_auth_refusal(frame: DisplayFrame) -> bool:
+    """An unsealed NACK saying the display does not take our key (or has none)."""
+    if frame.key_id != KEY_ID_NONE or frame.type is not Ftype.NACK:
+        return False
+    try:
+        code, _ = decode_nack(frame.payload)
+    except FrameError:
+        return False
+    return code == DisplayNackCode.AUTH_FAILED
 
 
 class DisplayLine:
@@ -148,10 +191,11 @@ class DisplayLinkStats:
     bad_frames: int = 0
     unmatched_frames: int = 0
     timeouts: int = 0
+    auth_failures: int = 0  # frames that failed the MAC or counter check: forged or replayed
 
     @property
     def frames_dropped(self) -> int:
-        return self.bad_frames + self.unmatched_frames
+        return self.bad_frames + self.unmatched_frames + self.auth_failures
 
 
 class DisplayCoordinator:
@@ -166,6 +210,7 @@ class DisplayCoordinator:
         store: DisplayStateSource,
         clock: Clock,
         link: DisplayLinkConfig,
+        keys: DisplayKeyStore,
     ) -> None:
         self.display_id = display_id
         self._connect = connect
@@ -173,6 +218,7 @@ class DisplayCoordinator:
         self.store = store
         self.clock = clock
         self.link_config = link
+        self.keys = keys
         self.stats = DisplayLinkStats()
         self.reachable = False
         self.shown_version: int | None = None  # the state version the display acknowledged
@@ -184,8 +230,9 @@ class DisplayCoordinator:
         self._line: DisplayLine | None = None
         self._wakeup = asyncio.Event()
         self._full_due = True
-        self._pending: dict[int, asyncio.Future[DisplayFrame]] = {}
+        self._pending: dict[int, tuple[int, asyncio.Future[DisplayFrame]]] = {}
         self._seq = 0
+        self._link: AgentLink[DisplayFrame] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -251,6 +298,10 @@ class DisplayCoordinator:
         log.log(level, "%s; retrying", exc)
 
     async def _session(self, line: DisplayLine, backoff: Backoff) -> None:
+        record = self.keys.load(self.display_id)  # read again: it may have been paired since
+        if record is None:
+            raise DisplayNotPaired(self.display_id)
+        self._link = self.keys.display_link(record)
         self._full_due = True  # the display may have been swapped or reset meanwhile
         async with asyncio.TaskGroup() as tg:
             reader = tg.create_task(self._read(line), name=f"display-{self.display_id}-rx")
@@ -325,17 +376,38 @@ class DisplayCoordinator:
 
     def _dispatch(self, frame: DisplayFrame) -> None:
         if frame.type is Ftype.HELLO:
-            self._on_hello(frame)
+            if self._authentic(frame, 0):
+                self._on_hello(frame)
             return
-        fut = self._pending.get(frame.seq)
-        if fut is None or fut.done():
+        pending = self._pending.get(frame.seq)
+        if pending is None or pending[1].done():
             # a late answer to a request we already gave up on, or a confused peer
             self.stats.unmatched_frames += 1
             log.debug(
                 "display %s: unmatched %s seq %d", self.display_id, frame.type.name, frame.seq
             )
             return
-        fut.set_result(frame)
+        counter, fut = pending
+        if is_auth_refusal(frame) or self._authentic(frame, counter):
+            fut.set_result(frame)
+
+    def _authentic(self, frame: DisplayFrame, bound: int) -> bool:
+        link = self._link
+        if link is None:
+            return False  # no session: nothing can be checked, nothing is taken
+        try:
+            link.check(frame, bound=bound)
+        except AuthError as exc:
+            self.stats.auth_failures += 1
+            log.warning(
+                "display %s: dropped a %s frame that is not authentic (%s); %d so far",
+                self.display_id,
+                frame.type.name,
+                exc.reason,
+                self.stats.auth_failures,
+            )
+            return False
+        return True
 
     def _on_hello(self, frame: DisplayFrame) -> None:
         try:
@@ -385,10 +457,13 @@ class DisplayCoordinator:
         retrying on silence; :class:`DisplayUnreachable` after the last try."""
         loop = asyncio.get_running_loop()
         tries = self.link_config.retries
+        link = self._link
+        if link is None:
+            raise DisplayNotPaired(self.display_id)
         for _ in range(tries):
-            frame = DisplayFrame(ftype, self._next_seq(), payload)
+            frame = link.seal(DisplayFrame(ftype, self._next_seq(), payload))
             fut: asyncio.Future[DisplayFrame] = loop.create_future()
-            self._pending[frame.seq] = fut
+            self._pending[frame.seq] = (frame.counter, fut)
             try:
                 await line.send(bytes(frame))
                 async with asyncio.timeout(self.link_config.request_timeout_s):

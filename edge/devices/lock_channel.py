@@ -62,7 +62,7 @@ class LockChannel:
         lock_id: str,
         transport: LockTransport,
         *,
-        link: AgentLink | None,
+        link: AgentLink[LockFrame] | None,
         stats: LinkStats,
         timeout_s: float,
         retries: int,

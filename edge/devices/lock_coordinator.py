@@ -305,7 +305,7 @@ class LockCoordinator:
 
     # ------------------------------------------------------------ session
 
-    def _load_link(self) -> AgentLink:
+    def _load_link(self) -> AgentLink[LockFrame]:
         # read again at every connection: the technician may have (re)paired meanwhile
         record = self.keys.load(self.lock_id)
         self.paired = record is not None
@@ -318,7 +318,9 @@ class LockCoordinator:
         level = logging.WARNING if backoff.attempt == 0 else logging.DEBUG
         log.log(level, "%s; retrying", exc)
 
-    async def _session(self, transport: LockTransport, link: AgentLink, backoff: Backoff) -> None:
+    async def _session(
+        self, transport: LockTransport, link: AgentLink[LockFrame], backoff: Backoff
+    ) -> None:
         self._channel = LockChannel(
             self.lock_id,
             transport,

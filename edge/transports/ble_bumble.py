@@ -20,7 +20,7 @@ import os
 import secrets
 from pathlib import Path
 
-from bumble import hci
+from bumble import hci, smp
 from bumble.core import UUID
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.keys import JsonKeyStore, KeyStore, MemoryKeyStore, PairingKeys
@@ -329,6 +329,11 @@ class BumbleCentral:
             await connection.pair()
             keys = await asyncio.wait_for(paired, self.connect_timeout_s)
         except BUMBLE_ERRORS as exc:
+            if getattr(exc, "error_code", None) == smp.ErrorCode.PAIRING_NOT_SUPPORTED:
+                raise BleSecurityError(
+                    "the lock refused BLE bonding: its pairing window is closed",
+                    "press the pairing button on the lock, then pair within 60 s",
+                ) from exc
             raise BleSecurityError(
                 f"BLE pairing failed ({exc or type(exc).__name__})",
                 "type the 6-digit code the lock shows on its display, within 30 s; "

@@ -2,8 +2,8 @@
 
 The page is what the waiting room sees (big numbers per room, the next numbers, the
 announcement ticker, a chime indicator, dimmed in standby); the API lets a test or the
-demo read it and pull the plug. The agent never sees any of this: it talks to the pty.
-Routes are thin: look the display up, call it, serialise the view.
+demo read it, pull the plug and press the pairing button. The agent never sees any of
+this: it talks to the pty. Routes are thin: look the display up, call it, serialise the view.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class ControlledDisplay(Protocol):
 
     def power_cycle(self) -> DisplayView: ...
 
+    def pair_button(self) -> DisplayView: ...
+
 
 class RoomOut(BaseModel):
     room: str
@@ -61,6 +63,8 @@ class DisplayOut(BaseModel):
     display_time: int | None
     boot_count: int
     provisioned: bool
+    pairing_open_s: int
+    pairing_code: str
     auth_failures: int
     bad_requests: int
     dropped_bytes: int
@@ -107,6 +111,12 @@ def display_router(displays: Iterable[ControlledDisplay]) -> APIRouter:
         """Pull the plug and put it back: the display forgets its state and says HELLO."""
         display = find(display_id)
         return display_out(display, display.power_cycle())
+
+    @router.post("/api/displays/{display_id}/pair-button")
+    async def press_pair_button(display_id: str) -> DisplayOut:
+        """Press the pairing button: the display takes PAIR in the next 60 seconds."""
+        display = find(display_id)
+        return display_out(display, display.pair_button())
 
     return router
 

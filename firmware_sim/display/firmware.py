@@ -11,6 +11,12 @@ A power cycle loses everything but the link key and counters (flash on real hard
 the display says HELLO until the agent sends the whole state again. The state that
 restores a power-cycled display does not chime: those calls are not new.
 
+Pairing (:mod:`protocol.display_auth`): the display's pairing button opens a 60 s window
+in which it takes PAIR (a fresh link key, in clear) as a lock does
+(:mod:`firmware_sim.pairing_window`: a second PAIR in the window needs the code the
+display then shows). A paired display takes state only in sealed frames and counts every
+frame it refuses (``auth_failures``); re-pairing replaces the key and restarts the counters.
+
 Firmware updates arrive as signed images (:mod:`protocol.firmware_image`) checked against
 the release public keys baked into the firmware (``release_keys``); a committed image
 reboots the display into its version like a power cycle (reason ``FIRMWARE_UPDATE``), so
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware_sim.display.pairing import DisplayPairingRecord
 from firmware_sim.display.states import (
     Backlight,
     BacklightTrigger,
@@ -33,6 +40,7 @@ from firmware_sim.display.states import (
     next_backlight,
     next_screen,
 )
+from firmware_sim.pairing_window import PairingWindow, PairRefused, Refusal
 from firmware_sim.update_receiver import DEFAULT_CAPACITY as UPDATE_CAPACITY
 from firmware_sim.update_receiver import TransferError, UpdateReceiver
 from protocol.clock import Clock, is_trusted_time
@@ -41,6 +49,7 @@ from protocol.display_auth import (
     AuthError,
     DisplayDirection,
     DisplayLinkAuth,
+    DisplayPairRequest,
 )
 from protocol.display_wire import (
     IMAGE_NACKS,
@@ -76,6 +85,15 @@ DEFAULT_BRIGHTNESS = 100
 DEFAULT_CHIME_VOLUME = 50
 
 Ftype = DisplayFrameType
+PAIR_REFUSALS = {
+    Refusal.CLOSED: DisplayNackCode.NOT_PAIRING,
+    Refusal.CONFIRM: DisplayNackCode.CONFIRM_CODE,
+    Refusal.WRONG_CODE: DisplayNackCode.NOT_PAIRING,
+}
+# refusals that are not the agent's mistake: counted as auth failures, not bad requests
+_AUTH_NACKS = frozenset(
+    {DisplayNackCode.AUTH_FAILED, DisplayNackCode.NOT_PAIRING, DisplayNackCode.CONFIRM_CODE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +123,8 @@ class DisplayView:
     display_time: int | None
     boot_count: int
     provisioned: bool  # has a link key: takes only sealed frames
+    pairing_open_s: int  # seconds left in the pairing-button window, 0 when closed
+    pairing_code: str  # the confirm code a second PAIR in the window needs; "" when none
     auth_failures: int
     bad_requests: int  # frames answered with a NACK for their content
     dropped_bytes: int  # garbage the line parser skipped
@@ -124,8 +144,8 @@ class DisplayFirmware:
     def __init__(
         self,
         clock: Clock,
+        paired: DisplayPairingRecord | None = None,
         *,
-        link_key: bytes | None = None,
         model: str = "denen-sim-display",
         firmware: str = "sim-0.1.0",
         chime_s: float = CHIME_S,
@@ -139,9 +159,9 @@ class DisplayFirmware:
         self.firmware = firmware
         self.chime_s = chime_s
         self.hello_retry_s = hello_retry_s
-        self.link = (
-            None if link_key is None else DisplayLinkAuth(link_key, DisplayDirection.TO_AGENT)
-        )
+        self.link = None if paired is None else self._link_for(paired)
+        self.pairing_window = PairingWindow(clock, "display")
+        self.persist_due = False  # the link's key or counters changed: write the flash
         self.parser = DisplayFrameParser()
         self.boot_count = 1
         self.boot_reason = BootReason.POWER_ON
@@ -155,6 +175,25 @@ class DisplayFirmware:
             DeviceKind.DISPLAY, model, TrustedKeys.of(release_keys), update_capacity
         )
         self._clear()
+
+    @staticmethod
+    def _link_for(record: DisplayPairingRecord) -> DisplayLinkAuth:
+        return DisplayLinkAuth(
+            record.link_key,
+            DisplayDirection.TO_AGENT,
+            send_counter=record.send_counter,
+            recv_counter=record.recv_counter,
+        )
+
+    def record(self) -> DisplayPairingRecord | None:
+        """What the flash holds now; ``None`` before pairing."""
+        if self.link is None:
+            return None
+        return DisplayPairingRecord(self.link.key, self.link.send_counter, self.link.recv_counter)
+
+    def press_pair_button(self) -> None:
+        """The pairing button on the display: PAIR is accepted in the next 60 s."""
+        self.pairing_window.press()
 
     def _clear(self) -> None:
         """Everything a power cycle loses (RAM), in its power-on value."""
@@ -232,6 +271,8 @@ class DisplayFirmware:
         self.tick()
         if frame.type not in REQUEST_TYPES:
             return [self._nack(frame, DisplayNackCode.NOT_A_REQUEST, "the display takes requests")]
+        if frame.type is Ftype.PAIR:
+            return [self._pair(frame)]
         if self.link is None:
             if frame.key_id != KEY_ID_NONE:
                 self.auth_failures += 1
@@ -247,7 +288,28 @@ class DisplayFirmware:
         except AuthError as exc:
             self.auth_failures += 1
             return [self._nack(frame, DisplayNackCode.AUTH_FAILED, exc.reason)]
-        return [self.link.seal(self._answer(frame), bound=frame.counter)]
+        self.persist_due = True
+        return [self._seal(self._answer(frame), bound=frame.counter)]
+
+    def _pair(self, frame: DisplayFrame) -> DisplayFrame:
+        """PAIR: a link key in clear, so only inside the window the button opened."""
+        if frame.key_id != KEY_ID_NONE:
+            return self._nack(frame, DisplayNackCode.BAD_REQUEST, "PAIR travels unauthenticated")
+        try:
+            request = DisplayPairRequest.decode(frame.payload)
+        except FrameError as exc:
+            return self._nack(frame, DisplayNackCode.BAD_REQUEST, str(exc))
+        if not is_trusted_time(request.time):
+            return self._nack(frame, DisplayNackCode.BAD_REQUEST, "PAIR time is before 2024")
+        try:
+            fresh = self.pairing_window.admit(request.link_key, request.confirm)
+        except PairRefused as exc:
+            self.auth_failures += 1
+            return self._nack(frame, PAIR_REFUSALS[exc.refusal], exc.message)
+        if fresh:
+            self.link = DisplayLinkAuth(request.link_key, DisplayDirection.TO_AGENT)
+            self._set_time(request.time)
+        return self._seal(DisplayFrame(Ftype.ACK, frame.seq, encode_u32(self.state_version)))
 
     def _answer(self, frame: DisplayFrame) -> DisplayFrame:
         handler = self._handlers()[frame.type]
@@ -260,11 +322,14 @@ class DisplayFirmware:
         return DisplayFrame(ftype, frame.seq, payload)
 
     def _nack(self, frame: DisplayFrame, code: DisplayNackCode, message: str) -> DisplayFrame:
-        self.bad_requests += code is not DisplayNackCode.AUTH_FAILED
+        self.bad_requests += code not in _AUTH_NACKS
         return DisplayFrame(Ftype.NACK, frame.seq, encode_nack(code, message))
 
-    def _seal(self, frame: DisplayFrame) -> DisplayFrame:
-        return frame if self.link is None else self.link.seal(frame)
+    def _seal(self, frame: DisplayFrame, *, bound: int = 0) -> DisplayFrame:
+        if self.link is None:
+            return frame
+        self.persist_due = True  # a send counter on the line is one the flash holds
+        return self.link.seal(frame, bound=bound)
 
     def _handlers(self) -> dict[DisplayFrameType, Callable[[bytes], tuple[Ftype, bytes]]]:
         return {
@@ -431,6 +496,8 @@ class DisplayFirmware:
             display_time=self.display_time(),
             boot_count=self.boot_count,
             provisioned=self.link is not None,
+            pairing_open_s=math.ceil(self.pairing_window.remaining()),
+            pairing_code=("" if (code := self.pairing_window.code) is None else f"{code:06d}"),
             auth_failures=self.auth_failures,
             bad_requests=self.bad_requests,
             dropped_bytes=self.parser.dropped_bytes,

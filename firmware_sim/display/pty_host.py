@@ -2,7 +2,9 @@
 
 The host only moves bytes: what the agent writes is fed to the firmware, whose replies go
 back, and a periodic tick runs its timers and sends the HELLO it owes (at start, after a
-power cycle, and every few seconds while it has no state).
+power cycle, and every few seconds while it has no state). With a ``state_file`` the host
+writes the display's pairing record (its "flash": key and counters) there before any frame
+that changed it goes out, so a restarted simulator comes back paired.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from firmware_sim.display.firmware import DisplayFirmware, DisplayView
+from firmware_sim.lock.state_file import save_pairing
 from firmware_sim.pty_port import PtyPort
 from protocol.display_wire import DisplayFrame
 
@@ -30,10 +33,12 @@ class DisplayPtyHost:
         *,
         link: Path | None = None,
         tick_s: float = 0.2,
+        state_file: Path | None = None,
     ) -> None:
         self.display_id = display_id
         self.firmware = firmware
         self.tick_s = tick_s
+        self.state_file = state_file
         self.port = PtyPort(f"display {display_id}", self._on_data, link=link)
         self._tick_task: asyncio.Task[None] | None = None
 
@@ -89,17 +94,34 @@ class DisplayPtyHost:
         self.flush()
         return self.firmware.view()
 
+    def pair_button(self) -> DisplayView:
+        """Press the pairing button: the display takes PAIR in the next 60 s."""
+        self.firmware.press_pair_button()
+        return self.firmware.view()
+
     # ---------------------------------------------------------------- bytes
 
     def flush(self) -> None:
         """Send the HELLO the firmware owes the agent, if any."""
-        for frame in self.firmware.take_unsolicited():
+        frames = self.firmware.take_unsolicited()
+        self._persist()
+        for frame in frames:
             self._send(frame)
 
     def _on_data(self, data: bytes) -> None:
-        for reply in self.firmware.feed(data):
+        replies = self.firmware.feed(data)
+        self._persist()
+        for reply in replies:
             self._send(reply)
         self.flush()
+
+    def _persist(self) -> None:
+        # before the frames go out: a counter on the line is never one the file lacks
+        if self.firmware.persist_due:
+            self.firmware.persist_due = False
+            record = self.firmware.record()
+            if self.state_file is not None and record is not None:
+                save_pairing(self.state_file, record)
 
     def _send(self, frame: DisplayFrame) -> None:
         self.port.write(bytes(frame))

@@ -7,7 +7,11 @@ most ``ATT_MTU - 3`` bytes; a :class:`~protocol.lock_wire.FrameParser` per conne
 reassembles what arrives. Both characteristics require an encrypted link, and the lock
 pairs only with LE Secure Connections and MITM protection: it refuses legacy pairing and
 Just Works, and shows a 6-digit passkey on its display (``PAIR 123456`` on the control
-page) for the technician to type. Notifications go only to encrypted subscribers.
+page) for the technician to type. It bonds only inside its pairing-button window: outside
+it a pairing request is refused (``PAIRING_NOT_SUPPORTED``) and counted with the refused
+frames, so nobody in radio range can bond while the lock hangs on the wall; a bonded
+gateway reconnects with its bond and needs no window. Notifications go only to encrypted
+subscribers.
 
 The radio is a bumble transport spec (``tcp-client:127.0.0.1:9100`` for the simulator hub,
 ``usb:0`` for a dongle) or, in tests, a :class:`bumble.link.LocalLink` in this process.
@@ -69,11 +73,16 @@ class _LescOnlySession(smp.Session):
 
 
 class _PasskeyDisplay(PairingDelegate):
-    """The lock has a display and no way to confirm: it shows the passkey, the peer types."""
+    """The lock has a display and no way to confirm: it shows the passkey, the peer types.
+    It bonds only while its pairing window is open (``may_bond``)."""
 
-    def __init__(self, show: Callable[[int], None]) -> None:
+    def __init__(self, show: Callable[[int], None], may_bond: Callable[[], bool]) -> None:
         super().__init__(io_capability=PairingDelegate.IoCapability.DISPLAY_OUTPUT_ONLY)
         self._show = show
+        self._may_bond = may_bond
+
+    async def accept(self) -> bool:
+        return self._may_bond()
 
     async def display_number(self, number: int, digits: int) -> None:
         self._show(number)
@@ -139,7 +148,10 @@ class LockBleHost:
         device.add_service(Service(UUID(SERVICE_UUID), [rx, self._tx]))
         device.keystore = self._keystore()
         device.pairing_config_factory = lambda _conn: PairingConfig(
-            sc=True, mitm=True, bonding=True, delegate=_PasskeyDisplay(self._show_passkey)
+            sc=True,
+            mitm=True,
+            bonding=True,
+            delegate=_PasskeyDisplay(self._show_passkey, self._may_bond),
         )
         device.smp_session_proxy = _LescOnlySession
         device.on("connection", self._on_connection)
@@ -265,7 +277,7 @@ class LockBleHost:
         return view
 
     def pair_button(self) -> LockView:
-        """Press the pairing button: the lock takes one PAIR in the next 60 s."""
+        """Press the pairing button: the lock bonds and takes PAIR in the next 60 s."""
         self.firmware.press_pair_button()
         return self.view()
 
@@ -286,6 +298,13 @@ class LockBleHost:
             record = pairing.record()
             if self.state_file is not None and record is not None:
                 save_pairing(self.state_file, record)
+
+    def _may_bond(self) -> bool:
+        if self.firmware.pairing.window_remaining() > 0:
+            return True
+        log.warning("lock %s: refused BLE bonding outside the pairing window", self.lock_id)
+        self.firmware.pairing.refuse()
+        return False
 
     def _show_passkey(self, number: int) -> None:
         self.passkey = number  # never logged: it is what makes the pairing MITM-safe

@@ -366,7 +366,7 @@ class LockFirmware:
         self._wake_pending = True
 
     def press_pair_button(self) -> None:
-        """The pairing button on the lock: one PAIR is accepted in the next 60 s."""
+        """The pairing button on the lock: PAIR is accepted in the next 60 s."""
         self.pairing.press_button()
 
     def receive(self, frame: LockFrame) -> list[LockFrame]:
@@ -396,6 +396,8 @@ class LockFirmware:
             display = self._flash
         elif not self.state.locked:
             display = "OPEN"
+        elif (code := self.pairing.window.code) is not None:
+            display = f"CODE {code:06d}"  # a second PAIR in this window waits for it
         elif self.pairing.window_remaining() > 0:
             display = "PAIRING"
         elif self._clock_offset is None:

@@ -1,8 +1,9 @@
 """The lock's side of pairing and frame authentication (sans-IO).
 
 A lock from the factory has no keys: it answers GET_INFO and takes PAIR, nothing else.
-Pressing the pairing button opens a 60 s window in which one PAIR is accepted; PAIR on a
-lock that is already paired *replaces* its keys (re-pairing needs the same physical
+Pressing the pairing button opens a 60 s window in which one PAIR is accepted, and a
+second one only with the code the lock then shows (:mod:`firmware_sim.pairing_window`);
+PAIR on a lock that is already paired *replaces* its keys (re-pairing needs the same physical
 presence as pairing, so there is no separate factory-reset button), clears its PIN slots
 (their tags were made with the old PIN key) and restarts both counters under the new link
 key. Outside the window PAIR is refused and counted, like every other refused frame.
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from firmware_sim.pairing_window import PairingWindow
 from protocol.clock import Clock
 from protocol.lock_auth import (
-    PAIRING_WINDOW_S,
     AuthError,
     Direction,
     LinkAuth,
@@ -73,7 +74,7 @@ class LockPairing:
         self._keys = None if record is None else record.keys
         self._link = None if record is None else self._link_for(record)
         self._send_reserved = 0 if record is None else record.send_counter
-        self._window_until: float | None = None
+        self.window = PairingWindow(clock, "lock")
 
     @staticmethod
     def _link_for(record: PairingRecord) -> LinkAuth:
@@ -100,20 +101,17 @@ class LockPairing:
 
     def press_button(self) -> None:
         """Someone at the door pressed the pairing button: open the window."""
-        self._window_until = self.clock.now() + PAIRING_WINDOW_S
+        self.window.press()
 
     def window_remaining(self) -> float:
         """Seconds left in the pairing window (0 when closed)."""
-        if self._window_until is None:
-            return 0.0
-        return max(self._window_until - self.clock.now(), 0.0)
+        return self.window.remaining()
 
     def pair(self, request: PairRequest) -> None:
-        """Install the keys of an accepted PAIR; the caller checked the window."""
+        """Install the keys of an accepted PAIR; the caller asked the window."""
         self._keys = request.keys
         self._link = LinkAuth(request.keys.link_key, Direction.TO_AGENT)
         self._send_reserved = 0
-        self._window_until = None  # one pairing per press
         self.persist_due = True
 
     def refuse(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from firmware_sim.pairing_window import PairRefused, Refusal
 from firmware_sim.update_receiver import TransferError
 from protocol.clock import is_trusted_time
 from protocol.errors import FrameError
@@ -121,11 +122,24 @@ def _pair(fw: LockFirmware, frame: LockFrame) -> LockFrame:
         return _nack(frame, NackCode.BAD_REQUEST, str(exc))
     if not is_trusted_time(request.time):
         return _nack(frame, NackCode.BAD_REQUEST, "PAIR time is before 2024: not trusted")
-    fw.pairing.pair(request)
-    fw.slots.clear()  # their tags were made with the old PIN key
-    fw.revocations.clear()  # the new offline secret already voids every old offline PIN
-    fw.set_time(request.time)
+    try:
+        fresh = fw.pairing.window.admit(request.keys.link_key, request.confirm)
+    except PairRefused as exc:
+        fw.pairing.refuse()
+        return _nack(frame, PAIR_REFUSALS[exc.refusal], exc.message)
+    if fresh:
+        fw.pairing.pair(request)
+        fw.slots.clear()  # their tags were made with the old PIN key
+        fw.revocations.clear()  # the new offline secret already voids every old offline PIN
+        fw.set_time(request.time)
     return fw.pairing.seal(LockFrame(FrameType.ACK, frame.seq))
+
+
+PAIR_REFUSALS = {
+    Refusal.CLOSED: NackCode.NOT_PAIRING,
+    Refusal.CONFIRM: NackCode.CONFIRM_CODE,
+    Refusal.WRONG_CODE: NackCode.NOT_PAIRING,
+}
 
 
 def _no_payload(payload: bytes, what: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 from firmware_sim.errors import SimulatorError
 from firmware_sim.lock.pairing import PairingRecord
@@ -38,7 +39,13 @@ def load_pairing(path: Path) -> PairingRecord | None:
         ) from None
 
 
-def save_pairing(path: Path, record: PairingRecord) -> None:
+class Flash(Protocol):
+    """A device's pairing record: a lock's, or a display's."""
+
+    def to_json(self) -> dict[str, object]: ...
+
+
+def save_pairing(path: Path, record: Flash) -> None:
     """Replace ``path`` with ``record``, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

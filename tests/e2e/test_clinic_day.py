@@ -46,6 +46,7 @@ from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber
 from tests.support.clinic import NINE, card_qr
 from tests.support.cloud import basic
+from tests.support.displays import pair_hosted_display
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.site_line import SiteLine
 
@@ -176,6 +177,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         for display_id in DISPLAYS:
             host = DisplayPtyHost(display_id, DisplayFirmware(clock), tick_s=0.05)
             displays[display_id] = await stack.enter_async_context(host)
+            await pair_hosted_display(host, tmp_path / "agent", clock)
         reader_link = tmp_path / "kiosk-1"
         reader = await stack.enter_async_context(
             CardReaderPtyHost(KIOSK, CardReaderFirmware(clock), link=reader_link)

@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from firmware_sim.display.firmware import DisplayFirmware
+from firmware_sim.display.pairing import DisplayPairingRecord
 from firmware_sim.display.pty_host import DisplayPtyHost
 from protocol import display_wire as dw
 from protocol.clock import ManualClock
@@ -81,7 +82,7 @@ async def hosted_display(
     display_id: str = "clinic-a-disp-1", *, key: bytes | None = None, tick_s: float = 0.05
 ) -> AsyncIterator[tuple[DisplayPtyHost, ManualClock]]:
     clock = ManualClock(T0)
-    firmware = DisplayFirmware(clock, link_key=key)
+    firmware = DisplayFirmware(clock, None if key is None else DisplayPairingRecord(key))
     async with DisplayPtyHost(display_id, firmware, tick_s=tick_s) as host:
         yield host, clock
 

@@ -34,6 +34,7 @@ from protocol.patient_card import PatientCardNumber
 from tests.integration.test_display_pty_support import hosted_display
 from tests.integration.test_edge_agent import eventually, within
 from tests.support.clinic_cloud import Appointment, ClinicCloud
+from tests.support.displays import pair_hosted_display
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.site_line import SiteLine
 
@@ -138,6 +139,7 @@ async def clinic(
         cloud.walk_in("internal")
         await cloud.publish()
         port = broker.port if via is None else via.port
+        await pair_hosted_display(display, tmp_path / "state")
         config = site_config(tmp_path, port, display.path, reader_link, page_port, reply_timeout_s)
         yield Clinic(clock, broker, cloud, display, reader, reader_link, config, http)
 

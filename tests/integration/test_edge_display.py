@@ -25,6 +25,7 @@ from protocol.messages import (
 )
 from tests.integration.test_display_pty_support import hosted_display
 from tests.integration.test_edge_agent import GW, SITE, client, eventually, running
+from tests.support.displays import pair_hosted_display
 from tests.support.mosquitto import Mosquitto
 
 DISPLAY = "clinic-a-disp-1"
@@ -66,8 +67,10 @@ def rooms(host: DisplayPtyHost) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-async def display() -> AsyncIterator[DisplayPtyHost]:
+async def display(tmp_path: Path) -> AsyncIterator[DisplayPtyHost]:
+    """The display, paired with the agent of :func:`display_config` (its state dir)."""
     async with hosted_display(DISPLAY) as (host, _):
+        await pair_hosted_display(host, tmp_path / "state")
         yield host
 
 
@@ -155,3 +158,22 @@ async def test_a_malformed_display_state_is_ignored_and_logged_without_its_paylo
     malformed = [r for r in caplog.records if "malformed display state" in r.getMessage()]
     assert len(malformed) == 2
     assert "Yamada" not in caplog.text
+
+
+async def test_an_unpaired_display_gets_nothing_and_the_log_says_how_to_pair_it(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with hosted_display(DISPLAY) as (fresh, _), client(mosquitto, "cloud") as cloud:
+        await cloud.publish(TOPIC, state(1, ("1", "A-001", 1), next_numbers=[]), qos=1, retain=True)
+        agent = build_agent(display_config(tmp_path, mosquitto, fresh.path), SystemClock())
+        async with running(agent):
+            await eventually(
+                "the agent saying the display is not paired",
+                lambda: "is not paired with this Pi" in caplog.text,
+            )
+            await asyncio.sleep(0.3)
+            view = fresh.view()
+            # no frame, sealed or not, reached it: no state, not even the time
+            assert (view.has_state, view.clock_set, view.auth_failures) == (False, False, 0)
+    assert "denen provision display pair --serial PORT --id clinic-a-disp-1" in caplog.text

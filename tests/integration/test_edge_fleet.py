@@ -61,6 +61,7 @@ from protocol.messages import (
 from protocol.pin import pin_tag
 from tests.integration.test_edge_agent import client, eventually, running, within
 from tests.strategies import TEST_RELEASE_KEY as RELEASE
+from tests.support.displays import pair_hosted_display
 from tests.support.mosquitto import Mosquitto
 
 SITE, GW, LOCK, DISPLAY = "gym-a", "gw-1", "gym-a-1", "gym-a-disp-1"
@@ -233,6 +234,7 @@ async def site(
             display_host = await stack.enter_async_context(
                 DisplayPtyHost(DISPLAY, display, tick_s=0.05)
             )
+            await pair_hosted_display(display_host, state, clock)
         config = agent_config(
             state, broker, lock_host.path, None if display_host is None else display_host.path
         )

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from firmware_sim.display.firmware import CHIME_S, HELLO_RETRY_S, DisplayFirmware
+from firmware_sim.display.pairing import DisplayPairingRecord
 from firmware_sim.display.states import (
     BACKLIGHT_TRANSITIONS,
     SCREEN_TRANSITIONS,
@@ -18,7 +19,7 @@ from firmware_sim.display.states import (
 )
 from protocol import display_wire as dw
 from protocol.clock import ManualClock
-from protocol.display_auth import DisplayDirection, DisplayLinkAuth
+from protocol.display_auth import DisplayDirection, DisplayLinkAuth, DisplayPairRequest
 
 T0 = 1_800_000_000  # 2027-01-15 17:00 in Tokyo
 F = dw.DisplayFrameType
@@ -330,7 +331,7 @@ def test_feed_answers_frames_in_a_noisy_byte_stream(fw: DisplayFirmware) -> None
 
 
 def test_a_provisioned_display_takes_state_only_from_the_key_holder(clock: ManualClock) -> None:
-    fw = DisplayFirmware(clock, link_key=KEY)
+    fw = DisplayFirmware(clock, DisplayPairingRecord(KEY))
     attacker, agent = Agent(fw), Agent(fw, KEY)
     fake = state(1, call("3", "Z-999"), announcement=dw.Announcement("避難してください"))
     reply = attacker.send(F.SHOW_STATE, fake.encode())
@@ -348,7 +349,7 @@ def test_a_provisioned_display_takes_state_only_from_the_key_holder(clock: Manua
 
 
 def test_a_replayed_state_is_refused_and_hello_is_sealed(clock: ManualClock) -> None:
-    fw = DisplayFirmware(clock, link_key=KEY)
+    fw = DisplayFirmware(clock, DisplayPairingRecord(KEY))
     link = DisplayLinkAuth(KEY, DisplayDirection.TO_DISPLAY)
     old = link.seal(dw.DisplayFrame(F.SHOW_STATE, 1, state(1, call("3", "A-001")).encode()))
     new = link.seal(dw.DisplayFrame(F.SHOW_STATE, 2, state(2, call("3", "A-009")).encode()))
@@ -362,3 +363,45 @@ def test_a_replayed_state_is_refused_and_hello_is_sealed(clock: ManualClock) -> 
     assert fw.receive(old)[0].type is F.NACK
     (hello,) = fw.take_unsolicited()
     DisplayLinkAuth(KEY, DisplayDirection.TO_DISPLAY, recv_counter=2).check(hello)
+
+
+# -------------------------------------------------------------------- pairing
+
+
+def pair(fw: DisplayFirmware, key: bytes, confirm: int | None = None) -> dw.DisplayFrame:
+    (reply,) = fw.receive(dw.DisplayFrame(F.PAIR, 3, DisplayPairRequest(key, T0, confirm).encode()))
+    return reply
+
+
+def test_pairing_takes_a_key_only_inside_the_button_window(clock: ManualClock) -> None:
+    fw = DisplayFirmware(clock)
+    code, message = dw.decode_nack(pair(fw, KEY).payload)
+    assert code == dw.DisplayNackCode.NOT_PAIRING
+    assert "press the pairing button on the display" in message
+    fw.press_pair_button()
+    assert fw.view().pairing_open_s == 60
+    reply = pair(fw, KEY)
+    assert reply.type is F.ACK
+    DisplayLinkAuth(KEY, DisplayDirection.TO_DISPLAY).check(reply)  # sealed under the new key
+    assert pair(fw, KEY).type is F.ACK  # the same PAIR again (a lost ACK) changes nothing
+    view = fw.view()
+    assert (view.provisioned, view.clock_set, view.auth_failures) == (True, True, 1)
+    assert fw.record() == DisplayPairingRecord(KEY, 2, 0)
+    Agent(fw, KEY).show(state(1, call("3", "A-023")))
+    assert Agent(fw).send(F.SHOW_STATE, state(2).encode()).type is F.NACK
+
+
+def test_a_second_pair_in_the_window_needs_the_code_the_display_shows(
+    clock: ManualClock,
+) -> None:
+    fw = DisplayFirmware(clock)
+    fw.press_pair_button()
+    assert pair(fw, KEY).type is F.ACK
+    other = bytes(range(32))
+    assert dw.decode_nack(pair(fw, other).payload)[0] == dw.DisplayNackCode.CONFIRM_CODE
+    shown = fw.view().pairing_code
+    assert len(shown) == 6
+    assert shown.isdigit()
+    assert pair(fw, other, confirm=int(shown)).type is F.ACK
+    assert fw.record() == DisplayPairingRecord(other, 1, 0)
+    assert (fw.view().pairing_open_s, fw.view().pairing_code) == (0, "")

@@ -137,3 +137,11 @@ def test_pair_request_round_trip_and_keys_are_random() -> None:
     assert a.link_key.hex() not in repr(a)
     with pytest.raises(FrameError):
         PairRequest.decode(request.encode()[:-1])
+
+
+def test_a_pair_request_carries_a_confirm_code_when_it_has_one() -> None:
+    request = PairRequest(LockSecrets.generate(), 1_800_000_000, confirm=42)
+    assert PairRequest.decode(request.encode()) == request
+    assert len(request.encode()) == len(PairRequest(request.keys, request.time).encode()) + 4
+    with pytest.raises(FrameError, match="with a confirm code"):
+        PairRequest.decode(request.encode()[:-2])

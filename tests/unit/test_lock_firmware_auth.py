@@ -75,9 +75,16 @@ def test_pair_inside_the_window_installs_keys_time_and_answers_sealed() -> None:
     agent = LinkAuth(NEW.link_key, Direction.TO_LOCK)
     agent.check(reply)
     view = fw.view()
-    assert (view.paired, view.pairing_open_s, view.lock_time) == (True, 0, T0 + 1000)
-    # one PAIR per press: a second one (an attacker's, say) is refused
-    assert nack_of(send(fw, pair_frame(SECRETS)))[0] == NackCode.NOT_PAIRING
+    assert (view.paired, view.pairing_open_s, view.lock_time) == (True, 30, T0 + 1000)
+    # the same PAIR again (its ACK was lost) is answered again and changes nothing
+    again = send(fw, pair_frame(when=T0 + 1000))
+    assert again.type is FrameType.ACK
+    agent.check(again)  # still sealed under the same key, with a newer counter
+    # a second one under other keys (an attacker's, say) waits for the code the lock shows
+    code, message = nack_of(send(fw, pair_frame(SECRETS)))
+    assert code == NackCode.CONFIRM_CODE
+    assert "code it shows" in message
+    assert fw.view().display.startswith("CODE ")
 
 
 def test_re_pairing_replaces_keys_and_clears_slots() -> None:
