@@ -100,6 +100,9 @@ async def test_pairing_again_replaces_the_keys(
     config = site_config(world, tmp_path / "pi")
     keys = []
     for _ in range(2):
+        # the technician presses the button for each pairing: a new window (a second
+        # PAIR in one window would need the code the lock shows)
+        fresh_lock.pair_button()
         done = await pair_at_the_door(fresh_lock, LOCK, config)
         assert done.returncode == 0, done.stderr
         record = LockKeyStore(tmp_path / "pi" / "state").load(LOCK)
@@ -207,6 +210,7 @@ async def test_pairing_with_a_site_config_adds_the_lock_to_it(
         (LOCK, f"serial:{fresh_lock.path}")
     ]
     assert LockKeyStore(config.state_dir).load(LOCK) is not None
-    # pairing it again (new keys) does not add it twice
+    # pairing it again (new keys, a new press of the button) does not add it twice
+    fresh_lock.pair_button()
     assert (await pair_at_the_door(fresh_lock, LOCK, site)).returncode == 0
     assert len(load_config(site).locks) == 1
