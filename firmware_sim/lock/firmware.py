@@ -430,7 +430,9 @@ class LockFirmware:
         locked_out = self._locked_out(now)
         remaining = math.ceil(self._lockout_until - now) if locked_out else 0
         if locked_out:
-            display = f"LOCKED OUT {remaining // 60}:{remaining % 60:02d}"
+            hours, rest = divmod(remaining, 3600)
+            left = f"{rest // 60}:{rest % 60:02d}" if not hours else f"{hours}h{rest // 60:02d}"
+            display = f"LOCKED OUT {left}"  # m:ss, or 23h20 for a day's lockout
         elif self._entry and now - self._last_key_at < ENTRY_TIMEOUT_S:
             display = "*" * len(self._entry)
         elif self._flash and now < self._flash_until:

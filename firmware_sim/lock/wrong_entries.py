@@ -17,7 +17,7 @@ The figures, for a school gym booked by the hour:
   guesser, who could otherwise make 5 guesses every 10 minutes (720 a day), at 20 a
   day. Reaching it locks the keypad until the oldest of the 20 is a day old: a vandal
   who types 20 wrong codes shuts the keypad for up to a day. The lockout alert (and,
-  for more than 10 wrong entries in an hour, the guessing alert) tells on-call, who can
+  from 10 wrong entries in an hour, the guessing alert) tells on-call, who can
   let booked citizens in remotely; a lock that opened for guesses instead would be worse.
 
 The lock keeps the times of the wrong entries of the longest window (at most the largest

@@ -214,6 +214,7 @@ def test_twenty_wrong_pins_in_a_day_lock_the_keypad_until_the_first_is_a_day_old
         clock.advance(600)
     assert kinds(fw).count(K.DENIED_WRONG_PIN) == 20
     assert fw.view().locked_out
+    assert fw.view().display == "LOCKED OUT 23h20"  # until the first is a day old
     clock.set(first + 86_400 - 1)
     type_keys(fw, "1111#")
     assert kinds(fw)[-1] == K.DENIED_LOCKED_OUT
