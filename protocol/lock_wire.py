@@ -140,6 +140,7 @@ EVENT_CODES: dict[LockEventKind, int] = {
     LockEventKind.JAM: 12,
     LockEventKind.DENIED_REVOKED: 13,
     LockEventKind.REMOTE_UNLOCKED: 14,
+    LockEventKind.FRAMES_REFUSED: 15,
 }
 EVENT_KINDS: dict[int, LockEventKind] = {code: kind for kind, code in EVENT_CODES.items()}
 

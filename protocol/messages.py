@@ -194,6 +194,9 @@ class LockEventKind(StrEnum):
     DENIED_REVOKED = "denied_revoked"
     # the emergency remote unlock of a fleet command (the reason is in the agent's log)
     REMOTE_UNLOCKED = "remote_unlocked"
+    # frames the lock refused (forged, replayed, another key, PAIR without the button);
+    # value: how many since its last such event (at most one event a minute)
+    FRAMES_REFUSED = "frames_refused"
 
 
 class LockEventData(_Model):

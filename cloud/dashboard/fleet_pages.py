@@ -147,6 +147,8 @@ ALERT_KINDS: dict[str, str] = {
     AlertKind.CLOCK_DRIFT: N_("Clock drift"),
     AlertKind.OUTBOX_BACKLOG: N_("Outbox backlog"),
     AlertKind.SEQ_BACKWARDS: N_("Event numbers went back"),
+    AlertKind.KEYPAD_GUESSING: N_("PIN guessing at the keypad"),
+    AlertKind.TAMPER: N_("Tampering: refused commands"),
 }
 SEVERITIES: dict[str, str] = {Severity.CRITICAL: N_("critical"), Severity.WARNING: N_("warning")}
 INBOX_STATES: dict[str, str] = {

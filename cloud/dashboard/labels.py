@@ -21,6 +21,7 @@ EVENT_LABELS: dict[str, str] = {
     LockEventKind.CLOCK_SET: N_("Clock set by the gateway"),
     LockEventKind.JAM: N_("Bolt jammed"),
     LockEventKind.REMOTE_UNLOCKED: N_("Emergency remote unlock (city operations)"),
+    LockEventKind.FRAMES_REFUSED: N_("Refused forged or replayed commands"),
 }
 
 

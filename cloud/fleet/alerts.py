@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -112,6 +112,7 @@ def open_alert(
         "source_seq": source_seq,
         "source_boot": source_boot,
         "open_key": key,
+        "seen_at": now,
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
@@ -137,6 +138,17 @@ def open_alert(
         subject_line = f"[Denen {severity}] {kind.value.replace('_', ' ')}: {subject.label}"
         queue_mail(session, settings.fleet_oncall_email, subject_line, body, now)
     return int(alert_id)
+
+
+def seen_again(session: Session, now: int, kind: AlertKind, subject: Subject) -> None:
+    """The condition of the open alert of ``kind`` about ``subject`` showed again: an
+    alert that clears after a quiet period counts it from now."""
+    session.execute(
+        update(Alert)
+        .where(Alert.open_key == open_key(kind, subject))
+        .values(seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def open_alert_of(session: Session, kind: AlertKind, subject: Subject) -> Alert | None:

@@ -8,7 +8,9 @@ Alerts and the condition behind them change in one transaction. A gateway counts
 offline from its last will (or its own "offline" on a clean stop) at once, and from
 silence once its telemetry is more than ``fleet_heartbeat_misses`` intervals late; the
 periodic pass judges silence only after the cloud itself has listened that long, so a
-cloud restart does not mark every gateway offline.
+cloud restart does not mark every gateway offline. What someone does at a lock (PINs
+guessed at the keypad, frames the lock refused) opens an alert that the periodic pass
+resolves once an hour has passed without it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,6 +34,7 @@ from cloud.fleet.alerts import (
     open_keys_of_kinds,
     prime_open_keys,
     resolve_alert,
+    seen_again,
 )
 from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
 from cloud.fleet.models import Alert, Device, Gateway, HealthSample
@@ -81,8 +84,34 @@ _CLOSES: dict[LockEventKind, tuple[tuple[AlertKind, str], ...]] = {
     LockEventKind.RELOCKED: ((AlertKind.JAM, "the bolt moved again"),),
     LockEventKind.REMOTE_UNLOCKED: ((AlertKind.JAM, "the bolt moved again"),),
 }
-RELEVANT_EVENTS = frozenset(_OPENS) | frozenset(_CLOSES) | {LockEventKind.BATTERY}
+RELEVANT_EVENTS = (
+    frozenset(_OPENS) | frozenset(_CLOSES) | {LockEventKind.BATTERY, LockEventKind.FRAMES_REFUSED}
+)
 _CLOSABLE = frozenset(kind for closes in _CLOSES.values() for kind, _ in closes)
+_QUIETED = {
+    AlertKind.KEYPAD_GUESSING: "no wrong PINs at that rate for an hour",
+    AlertKind.TAMPER: "no refused frames for an hour",
+}
+
+
+def _opening(event: LockEventData) -> tuple[AlertKind, str] | None:
+    """The alert ``event`` opens (or shows again), with its message, if any."""
+    if event.kind is LockEventKind.FRAMES_REFUSED:
+        return (
+            AlertKind.TAMPER,
+            f"the lock refused {event.value or 'some'} command frame(s) since its last "
+            "report: forged, replayed or under another key. Someone may be attacking its "
+            "radio or serial link, or it was paired again without its gateway",
+        )
+    if event.kind is LockEventKind.DENIED_WRONG_PIN:
+        if not rules.keypad_guessing(event.value):
+            return None
+        return (
+            AlertKind.KEYPAD_GUESSING,
+            f"{event.value} wrong PINs in an hour at the keypad (an alert from "
+            f"{rules.KEYPAD_GUESSING_PER_HOUR}): someone may be guessing PINs",
+        )
+    return _OPENS.get(event.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,8 +417,8 @@ class HealthService:
                     num.gateway = device(num).gateway = items[-1][0]
                 for gateway, event in items:
                     self._numbering(session, num, event, now)
-                    if event.kind not in RELEVANT_EVENTS:
-                        continue
+                    if event.kind not in RELEVANT_EVENTS and _opening(event) is None:
+                        continue  # nearly always: an entry, a door, a relock
                     if event.kind in _CLOSES and event.kind not in _OPENS:
                         subject = Subject(key[0], gateway, SubjectKind.LOCK, event.lock_id)
                         if all(
@@ -486,8 +515,12 @@ class HealthService:
             if 0 <= event.value <= 100:
                 self._battery(session, dev, event.value, now)
             return
-        if event.kind in _OPENS:
-            kind, message = _OPENS[event.kind]
+        opening = _opening(event)
+        if opening is not None:
+            kind, message = opening
+            if kind in rules.QUIET_CLEARS and is_open(session, kind, subject):
+                seen_again(session, now, kind, subject)  # its quiet hour starts again
+                return
             seen = session.scalar(
                 select(Alert.id).where(
                     Alert.kind == kind,
@@ -696,8 +729,9 @@ class HealthService:
 
     def check(self, now: float, listening_since: float | None) -> HealthRun:
         """Gateways silent beyond their heartbeat (judged only when ``listening_since``,
-        the time the cloud's MQTT connection came up, is given) and locks that missed
-        their sync; opens and resolves the alerts."""
+        the time the cloud's MQTT connection came up, is given), locks that missed
+        their sync, and guessing or tampering that went quiet; opens and resolves the
+        alerts."""
         at = int(now)
         settings = self._settings
         offline = missed = 0
@@ -770,7 +804,22 @@ class HealthService:
                     )
                 else:
                     resolve_alert(session, at, AlertKind.MISSED_SYNC, subject, "the lock synced")
+            self._quiet(session, at)
         return HealthRun(offline, missed)
+
+    def _quiet(self, session: Session, at: int) -> None:
+        """Resolve the alerts about something someone did (guessing PINs, forging
+        frames) once it has not happened for :data:`rules.QUIET_S`."""
+        quiet = session.scalars(
+            select(Alert).where(
+                Alert.open_key.is_not(None),
+                Alert.kind.in_(rules.QUIET_CLEARS),
+                func.coalesce(Alert.seen_at, Alert.opened_at) <= at - rules.QUIET_S,
+            )
+        ).all()
+        for alert in quiet:
+            subject = Subject(alert.site, alert.gateway, alert.subject_kind, alert.subject)
+            resolve_alert(session, at, alert.kind, subject, _QUIETED[alert.kind])
 
     def purge_samples(self, now: float) -> int:
         """Drop history older than ``fleet_sample_keep_days``."""

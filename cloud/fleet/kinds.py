@@ -32,6 +32,8 @@ class AlertKind(StrEnum):
     OUTBOX_BACKLOG = "outbox_backlog"  # the agent's outbox keeps growing
     SEQ_BACKWARDS = "seq_backwards"  # a lock's event numbers went back within one boot
     FOREIGN_DEVICE = "foreign_device"  # a gateway named another site's or gateway's lock
+    KEYPAD_GUESSING = "keypad_guessing"  # wrong PINs at a lock faster than typos come
+    TAMPER = "tamper"  # a lock refused frames: forged, replayed, or under another key
 
 
 SEVERITY: dict[AlertKind, Severity] = {
@@ -47,6 +49,8 @@ SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.OUTBOX_BACKLOG: Severity.WARNING,
     AlertKind.SEQ_BACKWARDS: Severity.WARNING,
     AlertKind.FOREIGN_DEVICE: Severity.CRITICAL,
+    AlertKind.KEYPAD_GUESSING: Severity.WARNING,
+    AlertKind.TAMPER: Severity.CRITICAL,
 }
 
 

@@ -131,7 +131,8 @@ class Alert(Base):
     """An alert about a gateway or a device. ``open_key`` (``kind:site:subject``) is set
     while it is unresolved and unique, so an alert opens once however many workers see the
     condition; resolving clears it. ``source_boot`` and ``source_seq`` name the lock event
-    that opened it."""
+    that opened it; ``seen_at`` is when its condition last showed (the kinds that clear
+    after a quiet period, :data:`cloud.fleet.rules.QUIET_CLEARS`, count from it)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -155,6 +156,7 @@ class Alert(Base):
     source_seq: Mapped[int | None] = mapped_column(BigInteger)
     source_boot: Mapped[int | None] = mapped_column(BigInteger)
     open_key: Mapped[str | None] = mapped_column(String(140), unique=True)
+    seen_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class FirmwareImageRow(Base):

@@ -105,6 +105,25 @@ def clock_drifting(offset_s: float | None, drift_s: float | None) -> bool | None
     return max(known) > CLOCK_DRIFT_S
 
 
+# keypad guessing: a lock's denied_wrong_pin event carries the wrong PINs it took in the
+# hour before (firmware_sim/lock/wrong_entries.py). Typos come one or two at a time and a
+# forgotten PIN hits the lockout at 5; this many in an hour is someone trying PINs. The
+# lock allows at most 20 a day, so a guesser who keeps under this rate still ends in a
+# lockout (its own alert) before the day is out.
+KEYPAD_GUESSING_PER_HOUR = 10
+
+
+def keypad_guessing(wrong_in_last_hour: int | None) -> bool:
+    """Whether a wrong PIN that was the ``wrong_in_last_hour``-th of its hour is guessing."""
+    return wrong_in_last_hour is not None and wrong_in_last_hour >= KEYPAD_GUESSING_PER_HOUR
+
+
+# alerts about something someone does (not a state a report can show over): they clear
+# by themselves once their condition has not shown for QUIET_S
+QUIET_CLEARS = (AlertKind.KEYPAD_GUESSING, AlertKind.TAMPER)
+QUIET_S = 3600.0
+
+
 # a telemetry report taken just before a lock event may arrive after it (telemetry is QoS 0
 # and direct, events go through the outbox): a report closes an event's alert only after this
 SETTLE_S = 30.0

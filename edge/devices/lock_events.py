@@ -22,7 +22,7 @@ from protocol.lock_wire import (
     decode_events,
     encode_u32,
 )
-from protocol.messages import LockEventData, MessageType
+from protocol.messages import LockEventData, LockEventKind, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -80,5 +80,14 @@ class EventDrain:
             f"event:{self.lock_id}:{event.boot}:{event.seq}",
             now=now,
         )
-        if stored:
+        if not stored:
+            return
+        if event.kind is LockEventKind.FRAMES_REFUSED:  # someone at the lock's wires or radio
+            log.warning(
+                "lock %s refused %d frame(s) not from us (forged, replayed or another key); "
+                "the fleet raises a tamper alert",
+                self.lock_id,
+                event.value,
+            )
+        else:
             log.info("lock %s: event %d %s queued", self.lock_id, event.seq, event.kind.value)

@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -108,6 +109,8 @@ class LockBleHost:
         self.ble_address = address
         self.tick_s = tick_s
         self.state_file = state_file
+        if state_file is not None:  # the lock's flash: counters stored before it acts
+            firmware.pairing.flash = partial(save_pairing, state_file)
         self.bond_file = bond_file
         self.passkey: int | None = None  # shown on the display while SMP pairing runs
         self._device: Device | None = None

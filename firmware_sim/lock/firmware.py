@@ -8,6 +8,14 @@ in :mod:`firmware_sim.lock.states`; the wire requests are answered by
 The keypad takes two kinds of code, told apart by length: a slot PIN (4..10 digits) the
 gateway loaded with its window, and an offline PIN (exactly 12 digits,
 :mod:`protocol.offline_pin`) that the lock checks with its offline secret and own clock.
+Wrong entries are counted per window of time (:mod:`firmware_sim.lock.wrong_entries`), and
+a slot PIN typed outside its window is one of them: a guess that hits a PIN of another
+hour is still a guess.
+
+Frames the lock refuses (forged, replayed, under another key, unauthenticated, PAIR with
+the button not pressed) are counted and reported as a ``frames_refused`` event, at most
+one a minute, carrying how many were refused since the last one: a replay is never
+refused silently, and a flood of them cannot push the door's events out of the log.
 
 Firmware updates arrive as signed images (:mod:`protocol.firmware_image`) checked against
 the release public keys baked into the firmware (``release_keys``); a committed image
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -36,6 +44,7 @@ from firmware_sim.lock.states import (
     next_keypad,
     next_state,
 )
+from firmware_sim.lock.wrong_entries import HOUR_S, KEYPAD_LIMITS, Limit, WrongEntries
 from firmware_sim.update_receiver import DEFAULT_CAPACITY as UPDATE_CAPACITY
 from firmware_sim.update_receiver import UpdateReceiver
 from protocol.clock import Clock
@@ -61,6 +70,8 @@ FLASH_S = 3.0
 MAX_SLOTS = 40
 # The entry keeps one digit past the longest code, so that "too long" stays wrong.
 KEYPAD_MAX_DIGITS = max(PIN_MAX_LEN, OFFLINE_PIN_LEN)
+# At most one frames_refused event this often: its value sums the refusals in between.
+REFUSALS_REPORT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +111,7 @@ class LockFirmware:
         firmware: str = "sim-0.1.0",
         slot_count: int = 32,
         auto_lock_s: float = 5,
-        lockout_after: int = 5,
-        lockout_s: float = 300,
+        keypad_limits: Sequence[Limit] = KEYPAD_LIMITS,
         event_buffer: int = 256,
         battery_pct: int = 100,
         door_held_open_s: float = 60,
@@ -120,8 +130,7 @@ class LockFirmware:
         self.firmware = firmware
         self.slot_count = slot_count
         self.auto_lock_s = auto_lock_s
-        self.lockout_after = lockout_after
-        self.lockout_s = lockout_s
+        self.wrong_entries = WrongEntries(keypad_limits)
         self.battery_pct = battery_pct
         self.door_held_open_s = door_held_open_s
         # a new run of the event counter: ``boot`` given only by tests that need a fixed one
@@ -138,8 +147,10 @@ class LockFirmware:
         self._clock_offset: float | None = None
         self._entry = ""
         self._last_key_at = 0.0
-        self._wrong_in_row = 0
         self._lockout_until = 0.0
+        self._refusals_seen = 0  # pairing.auth_failures already in a frames_refused event
+        self._refusals_unreported = 0
+        self._refusals_next_report = 0.0
         self._relock_at: float | None = None
         self._door_opened_at: float | None = None
         self._held_open_reported = False
@@ -205,10 +216,14 @@ class LockFirmware:
             self._wrong_pin(now)
             return
         t = self.lock_time()
-        if t is None or not match.start <= t < match.end:
+        if t is None:  # no window can hold "now" (as for offline PINs): not a guess
             self._deny(LockEventKind.DENIED_OUTSIDE_WINDOW, now, match)
-            return
-        self._unlock(now, slot=match.slot, grant_id=match.grant_id)
+        elif not match.start <= t < match.end:
+            # another hour's PIN: the door says DENIED as for any wrong code, and it
+            # counts as one, or guessing would only have to hit any PIN of the day
+            self._wrong_pin(now, LockEventKind.DENIED_OUTSIDE_WINDOW, match)
+        else:
+            self._unlock(now, slot=match.slot, grant_id=match.grant_id)
 
     def _enter_offline(self, digits: str, now: float) -> None:
         """An offline PIN: checked with the offline secret against the lock's own clock.
@@ -230,7 +245,8 @@ class LockFirmware:
         if check.id is None:
             self._wrong_pin(now)
             return
-        # a genuine code from here on: refusals do not count towards lockout (no guess)
+        # a genuine code from here on: refusals do not count towards lockout (no guess: its
+        # tag makes hitting a genuine code as unlikely as hitting one that opens)
         short_id = check.id.short_id
         if self.revocations.refuses(check.id):
             self._deny(LockEventKind.DENIED_REVOKED, now, value=short_id)
@@ -242,8 +258,7 @@ class LockFirmware:
     def _unlock(
         self, now: float, *, slot: int | None = None, grant_id: str | None = None, value: int = 0
     ) -> None:
-        self._wrong_in_row = 0
-        self._go(Trigger.PIN_ACCEPTED)
+        self._go(Trigger.PIN_ACCEPTED)  # the wrong entries before it still count
         self._relock_at = now + self.auto_lock_s
         self._record(LockEventKind.UNLOCKED, slot=slot, grant_id=grant_id, value=value)
         self._flash, self._flash_until = "OPEN", now + FLASH_S
@@ -267,14 +282,25 @@ class LockFirmware:
         self._record(kind, slot=slot, grant_id=grant_id, value=value)
         self._flash, self._flash_until = "DENIED", now + FLASH_S
 
-    def _wrong_pin(self, now: float) -> None:
-        self._deny(LockEventKind.DENIED_WRONG_PIN, now)
-        self._wrong_in_row += 1
-        if self._wrong_in_row >= self.lockout_after:
+    def _wrong_pin(
+        self,
+        now: float,
+        kind: LockEventKind = LockEventKind.DENIED_WRONG_PIN,
+        entry: SlotEntry | None = None,
+    ) -> None:
+        """A wrong entry: denied, counted, and the keypad locked out if a window is full.
+
+        A ``denied_wrong_pin`` event carries the wrong entries of the last hour (this one
+        included) in ``value``: the fleet's guessing alert reads the rate from it."""
+        self.wrong_entries.add(now)
+        value = self.wrong_entries.in_last(now, HOUR_S) if entry is None else 0
+        self._deny(kind, now, entry, value=value)
+        until = self.wrong_entries.locked_until(now)
+        if until is not None:
             self._keypad(KeypadTrigger.WRONG_PIN_LIMIT)
-            self._wrong_in_row = 0
-            self._lockout_until = now + self.lockout_s
-            self._record(LockEventKind.LOCKOUT_STARTED, value=math.ceil(self.lockout_s))
+            self._lockout_until = until
+            # value: the lockout's length in seconds (capped to u16: 18 h 12 min)
+            self._record(LockEventKind.LOCKOUT_STARTED, value=math.ceil(until - now))
 
     # ------------------------------------------------------------------ door
 
@@ -325,6 +351,19 @@ class LockFirmware:
         t = self.lock_time()
         if t is not None:
             self.revocations.prune(t)
+        self._report_refusals(now)
+
+    def _report_refusals(self, now: float) -> None:
+        """Turn frames refused since the last report into a ``frames_refused`` event, at
+        most one every :data:`REFUSALS_REPORT_S` (value: how many, capped to u16)."""
+        refused = self.pairing.auth_failures - self._refusals_seen
+        self._refusals_seen = self.pairing.auth_failures
+        if self.pairing.paired:  # an unpaired lock has no link to attack, and no gateway
+            self._refusals_unreported += refused
+        if self._refusals_unreported and now >= self._refusals_next_report:
+            self._record(LockEventKind.FRAMES_REFUSED, value=self._refusals_unreported)
+            self._refusals_unreported = 0
+            self._refusals_next_report = now + REFUSALS_REPORT_S
 
     # ----------------------------------------------------------------- other
 
@@ -372,7 +411,9 @@ class LockFirmware:
     def receive(self, frame: LockFrame) -> list[LockFrame]:
         """Answer one request frame; bad input from the wire gives a NACK, never raises."""
         self.tick()
-        return [answer(self, frame)]
+        reply = answer(self, frame)
+        self._report_refusals(self.clock.now())
+        return [reply]
 
     def take_unsolicited(self) -> list[LockFrame]:
         """The WAKE frame owed to the gateway (at most one, carrying the newest event seq)."""
@@ -389,7 +430,9 @@ class LockFirmware:
         locked_out = self._locked_out(now)
         remaining = math.ceil(self._lockout_until - now) if locked_out else 0
         if locked_out:
-            display = f"LOCKED OUT {remaining // 60}:{remaining % 60:02d}"
+            hours, rest = divmod(remaining, 3600)
+            left = f"{rest // 60}:{rest % 60:02d}" if not hours else f"{hours}h{rest // 60:02d}"
+            display = f"LOCKED OUT {left}"  # m:ss, or 23h20 for a day's lockout
         elif self._entry and now - self._last_key_at < ENTRY_TIMEOUT_S:
             display = "*" * len(self._entry)
         elif self._flash and now < self._flash_until:

@@ -10,15 +10,22 @@ key. Outside the window PAIR is refused and counted, like every other refused fr
 
 Counters: the receive counter must survive a restart or an old frame could be replayed;
 the send counter must never be reused. A real lock keeps both in flash; the simulator
-writes them to its ``--state-file`` whenever :attr:`LockPairing.persist_due` says so — after
-each accepted frame, and each time the send counter enters a new block of
-:data:`COUNTER_BLOCK`, storing the end of the block so a restart skips ahead.
+writes them to its ``--state-file``. An accepted frame's counter is written *before* the
+lock acts on the frame, through :attr:`LockPairing.flash` (the host's file writer): a
+lock that loses power as the bolt moves has the counter already, so the frame cannot be
+replayed after the reboot; and if the write fails the frame is refused, not acted on
+(:class:`FlashError`). The same write reserves the send counter for the answer. The rest
+(a new pairing, a WAKE whose send counter enters a new block of :data:`COUNTER_BLOCK`,
+storing the end of the block so a restart skips ahead) is written when
+:attr:`LockPairing.persist_due` says so, before the frames go out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from firmware_sim.errors import SimulatorError
 from firmware_sim.pairing_window import PairingWindow
 from protocol.clock import Clock
 from protocol.lock_auth import (
@@ -31,6 +38,10 @@ from protocol.lock_auth import (
 from protocol.lock_wire import LockFrame
 
 COUNTER_BLOCK = 256
+
+
+class FlashError(SimulatorError):
+    """The lock could not store its counters: the frame was not acted on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,9 @@ class LockPairing:
         self.clock = clock
         self.auth_failures = 0
         self.persist_due = False
+        # writes a record to flash, raising OSError when it cannot; None: no flash (a lock
+        # in a test that keeps nothing across a restart)
+        self.flash: Callable[[PairingRecord], None] | None = None
         self._keys = None if record is None else record.keys
         self._link = None if record is None else self._link_for(record)
         self._send_reserved = 0 if record is None else record.send_counter
@@ -119,7 +133,8 @@ class LockPairing:
         self.auth_failures += 1
 
     def check(self, frame: LockFrame) -> None:
-        """Accept an authenticated request or raise :class:`AuthError` (counted)."""
+        """Accept an authenticated request or raise :class:`AuthError` (counted); with its
+        counter in flash before the caller acts, or raise :class:`FlashError`."""
         if self._link is None:
             self.refuse()
             raise AuthError("the lock is not paired")
@@ -128,16 +143,36 @@ class LockPairing:
         except AuthError:
             self.refuse()
             raise
-        self.persist_due = True
+        # the answer's send counter comes out of the block this write reserves
+        reserved = self._block_for(self._link.send_counter + 1)
+        if self.flash is None or self._keys is None:
+            self._send_reserved = reserved
+            self.persist_due = True
+            return
+        try:
+            self.flash(PairingRecord(self._keys, reserved, self._link.recv_counter))
+        except OSError as exc:
+            # the counter stays taken in RAM (this frame is spent either way); flash keeps
+            # the old one, so after a reboot the frame could come once more and be acted
+            # on then: once, as it was not acted on now
+            raise FlashError(f"could not store the lock's counters: {exc.strerror}") from exc
+        self._send_reserved = reserved
 
     def seal(self, frame: LockFrame, *, bound: int = 0) -> LockFrame:
         """``frame`` sealed with the link key; unchanged while the lock is not paired."""
         if self._link is None:
             return frame
-        if self._link.send_counter >= self._send_reserved:
-            self._send_reserved = self._link.send_counter + COUNTER_BLOCK
+        reserved = self._block_for(self._link.send_counter + 1)
+        if reserved != self._send_reserved:
+            self._send_reserved = reserved
             self.persist_due = True
         return self._link.seal(frame, bound=bound)
+
+    def _block_for(self, counter: int) -> int:
+        """The end of the reserved block that holds ``counter`` (a new one if need be)."""
+        if counter <= self._send_reserved:
+            return self._send_reserved
+        return counter - 1 + COUNTER_BLOCK
 
     def record(self) -> PairingRecord | None:
         """What to persist now (the send counter as the end of its reserved block)."""

@@ -3,8 +3,9 @@
 The host only moves bytes: what the agent writes to the slave side (``/dev/pts/N``) is
 read from the master fd, fed to :class:`~protocol.lock_wire.FrameParser`, and each frame's
 answer plus any unsolicited WAKE is written back. A periodic tick runs the lock's timers.
-With a ``state_file`` the host writes the lock's pairing record there whenever the
-firmware says it is due (keys and counters: what a real lock keeps in flash).
+With a ``state_file`` the host is the lock's flash: the firmware writes an accepted frame's
+counter there before it acts on the frame, and the host writes the pairing record whenever
+the firmware says it is due (keys and counters: what a real lock keeps in flash).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -42,6 +44,8 @@ class LockPtyHost:
         self.firmware = firmware
         self.link = link
         self.state_file = state_file
+        if state_file is not None:
+            firmware.pairing.flash = partial(save_pairing, state_file)
         self.tick_s = tick_s
         self.parser = FrameParser()
         self._port = PtyPort(f"lock {lock_id}", self._on_data, link=link)

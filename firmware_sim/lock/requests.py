@@ -7,10 +7,12 @@ NACK with a message saying what was wrong; nothing here raises on bad input.
 Authentication comes first (:mod:`firmware_sim.lock.pairing`): an unauthenticated frame
 gets only GET_INFO answered (so a technician's doctor can read model, firmware and
 whether the lock is paired) and PAIR inside the button window; an authenticated one must
-pass its MAC and counter check. The answer to an accepted request is sealed with the link
-key and bound to the request's counter. A refusal is an *unauthenticated* NACK: the lock
-cannot seal an answer to someone without the key, and the NACK tells the sender nothing
-it did not know (its frame had no effect); its message names no key, MAC or counter.
+pass its MAC and counter check, and its counter is stored before the lock acts on it (a
+lock that cannot store it answers ``BUSY`` and does nothing). The answer to an accepted
+request is sealed with the link key and bound to the request's counter. A refusal is an
+*unauthenticated* NACK: the lock cannot seal an answer to someone without the key, and the
+NACK tells the sender nothing it did not know (its frame had no effect); its message names
+no key, MAC or counter. Every refusal is counted and reported (a ``frames_refused`` event).
 
 Firmware updates (UPDATE_BEGIN / CHUNK / COMMIT) go through the lock's
 :class:`~firmware_sim.update_receiver.UpdateReceiver`; the lock reboots into a committed
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from firmware_sim.lock.pairing import FlashError
 from firmware_sim.pairing_window import PairRefused, Refusal
 from firmware_sim.update_receiver import TransferError
 from protocol.clock import is_trusted_time
@@ -64,6 +67,10 @@ Reply = tuple[FrameType, bytes]
 
 PAIR_HINT = "press the pairing button on the lock, then pair within 60 s"
 NOT_PAIRED_HINT = "the lock is not paired: run `denen provision lock pair` at the door"
+FLASH_HINT = (
+    "nothing done: the lock could not store its counter; send the request again, and "
+    "if this repeats the lock's storage is failing (replace or reset the lock)"
+)
 
 
 def answer(fw: LockFirmware, frame: LockFrame) -> LockFrame:
@@ -82,6 +89,8 @@ def answer(fw: LockFirmware, frame: LockFrame) -> LockFrame:
     except AuthError as exc:
         code = NackCode.AUTH_FAILED if fw.pairing.paired else NackCode.NOT_PAIRED
         return _nack(frame, code, exc.reason)
+    except FlashError:
+        return _nack(frame, NackCode.BUSY, FLASH_HINT)
     ftype, payload = _handle(fw, frame)
     return fw.pairing.seal(LockFrame(ftype, frame.seq, payload), bound=frame.counter)
 

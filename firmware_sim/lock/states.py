@@ -6,8 +6,9 @@ state's row is refused: the firmware leaves the state alone and reports the refu
 Side effects (events, timers) are the firmware's job; this module only says where a
 trigger leads.
 
-Keypad lockout is the second, independent machine: a run of wrong PINs locks the keypad
-for a while, whatever the bolt and door do.
+Keypad lockout is the second, independent machine: too many wrong PINs in a window of time
+(:mod:`firmware_sim.lock.wrong_entries`) lock the keypad for a while, whatever the bolt and
+door do.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Keypad(Enum):
 
 
 class KeypadTrigger(Enum):
-    WRONG_PIN_LIMIT = "wrong_pin_limit"  # the N-th wrong PIN in a row
+    WRONG_PIN_LIMIT = "wrong_pin_limit"  # a window of time holds its limit of wrong PINs
     LOCKOUT_EXPIRED = "lockout_expired"
 
 

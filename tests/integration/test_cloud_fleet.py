@@ -238,6 +238,44 @@ def test_lockout_jam_and_held_open_open_once_and_close_on_later_events(world: Wo
     assert len(world.mails()) == 3
 
 
+def _valued(seq: int, kind: LockEventKind, value: int) -> tuple[str, str, LockEventData]:
+    event = LockEventData(lock_id="gym-a-1", seq=seq, lock_ts=NOW, kind=kind, value=value)
+    return ("gym-a", "gw-1", event)
+
+
+def test_guessing_and_tampering_open_on_their_rate_and_clear_after_a_quiet_hour(
+    world: World,
+) -> None:
+    world.online()
+    record, wrong = world.fleet.health.record_events, LockEventKind.DENIED_WRONG_PIN
+    record([_valued(seq, wrong, seq) for seq in range(1, 10)])  # typos: nine in an hour
+    assert world.kinds() == []
+    record([_valued(10, wrong, 10), _valued(11, LockEventKind.FRAMES_REFUSED, 3)])
+    assert world.kinds() == ["keypad_guessing", "tamper"]
+    tamper = next(a for a in world.alerts() if a.kind == "tamper")
+    assert (tamper.severity, tamper.subject) == ("critical", "gym-a-1")
+    assert "refused 3 command frame(s)" in tamper.message
+    guessing = next(a for a in world.alerts() if a.kind == "keypad_guessing")
+    assert "10 wrong PINs in an hour" in guessing.message
+    assert len(world.mails()) == 2
+
+    world.clock.advance(50 * 60)
+    record([_valued(12, wrong, 11)])  # still guessing: the quiet hour starts again
+    world.clock.advance(20 * 60)
+    world.fleet.health.check(world.clock.now(), None)
+    assert world.kinds() == ["keypad_guessing"]  # tampering was quiet for 70 minutes
+    world.clock.advance(40 * 60)
+    world.fleet.health.check(world.clock.now(), None)
+    assert world.kinds() == []
+    resolved = {a.kind: a.resolution for a in world.alerts("resolved")}
+    assert resolved == {
+        "keypad_guessing": "no wrong PINs at that rate for an hour",
+        "tamper": "no refused frames for an hour",
+    }
+    record([_valued(11, LockEventKind.FRAMES_REFUSED, 3)])  # redelivered: opens nothing
+    assert world.kinds() == []
+
+
 def _numbered(
     boot: int, seq: int, lock_ts: int, kind: LockEventKind
 ) -> tuple[str, str, LockEventData]:

@@ -3,6 +3,7 @@ the demo is, its staff signed in with Basic auth."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,8 @@ from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
+from tests.support.gym_site import GymSite, at, gym_site
+from tests.support.secure_broker import SecureBroker
 from tests.support.secure_cloud import World, running_world
 from tests.support.smtp import free_port
 
@@ -149,3 +153,29 @@ async def clinics(tmp_path: Path) -> AsyncIterator[Clinics]:
                 clock=clock,
             )
         yield Clinics(app, clock, a, b)
+
+
+@pytest.fixture
+async def gym(tmp_path: Path, secure_broker: SecureBroker) -> AsyncIterator[GymSite]:
+    """A whole gym site at 08:00 (:mod:`tests.support.gym_site`: the cloud, the real agent,
+    the lock simulator on a pty) on Mosquitto with the production config and certificates."""
+    async with gym_site(tmp_path, secure_broker, "serial", start=at(8)) as site:
+        yield site
+
+
+async def alerts(site: GymSite, state: str = "open") -> list[dict[str, Any]]:
+    """The fleet's alerts inbox as on-call reads it."""
+    ops = basic("ops", site.seed.ops.password)
+    res = await site.http.get("/api/fleet/alerts", params={"state": state}, headers=ops)
+    assert res.status_code == 200, res.text
+    rows: list[dict[str, Any]] = res.json()
+    return rows
+
+
+async def alerts_until(site: GymSite, kind: str) -> dict[str, Any]:
+    """The one open alert of ``kind``, once it is there (10 s at most)."""
+    async with asyncio.timeout(10):
+        while not (found := [a for a in await alerts(site) if a["kind"] == kind]):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    (alert,) = found
+    return alert

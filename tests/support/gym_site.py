@@ -52,6 +52,7 @@ from protocol.lock_auth import LockSecrets
 from provisioning.broker import Mosquitto
 from provisioning.pairing import PairingOptions, pair_lock
 from tests.support.cloud import basic
+from tests.support.secure_broker import SecureBroker
 
 SITE, GATEWAY, LOCK_ID = "gym-a", "gw-1", "gym-a-1"
 BLE_ADDRESS = "F0:F0:F0:F0:F0:01"
@@ -122,6 +123,7 @@ class GymSite:
         lock_spec: str,
         state_dir: Path,
         central: BumbleCentral | None,
+        mqtt_tls: dict[str, str] | None = None,
     ) -> None:
         self.clock = clock
         self.broker = broker
@@ -133,6 +135,7 @@ class GymSite:
         self.lock_spec = lock_spec
         self.state_dir = state_dir
         self.central = central
+        self.mqtt_tls = mqtt_tls  # the gateway's certificate, on a broker that wants one
         self.agent: Agent | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self.internet_up = True
@@ -281,10 +284,12 @@ class GymSite:
                 "gateway": GATEWAY,
                 "state_dir": str(self.state_dir),
                 "mqtt": {
-                    "host": self.broker.host,
+                    # the broker's certificate names localhost
+                    "host": self.broker.host if self.mqtt_tls is None else "localhost",
                     "port": self.broker.port,
                     "reconnect_base_s": 0.05,
                     "reconnect_cap_s": 0.2,
+                    **({} if self.mqtt_tls is None else {"tls": self.mqtt_tls}),
                 },
                 "locks": [{"id": LOCK_ID, "transport": self.lock_spec}],
                 # no jitter, no awake window, no fallback poll: only the policy moves the lock
@@ -467,15 +472,27 @@ async def _lock_at_the_door(
 
 @contextlib.asynccontextmanager
 async def _cloud(
-    workdir: Path, broker: Mosquitto, clock: ManualClock, keys: LockSecrets
+    workdir: Path,
+    broker: Mosquitto,
+    clock: ManualClock,
+    keys: LockSecrets,
+    secure: SecureBroker | None,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, DemoSeed]]:
+    tls: dict[str, object] = {"mqtt_host": broker.host}
+    if secure is not None:  # the production broker config: the cloud's own certificate
+        tls = {
+            "mqtt_host": "localhost",  # the name on the broker's certificate
+            "mqtt_tls_ca": secure.ca.ca_cert,
+            "mqtt_tls_cert": secure.ca.cloud_cert,
+            "mqtt_tls_key": secure.ca.cloud_key,
+        }
     settings = CloudSettings(
         database_url=f"sqlite:///{workdir}/cloud.db",
         secret_key="e2e-" + "s" * 40,
         metrics_token="m" * 32,
-        mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_client_id="cloud-e2e",
+        **tls,
     )
     app = create_app(settings, clock)
     async with app.router.lifespan_context(app):
@@ -496,11 +513,26 @@ async def _cloud(
 
 @contextlib.asynccontextmanager
 async def gym_site(
-    workdir: Path, broker: Mosquitto, transport: str, *, start: float
+    workdir: Path,
+    broker: Mosquitto | SecureBroker,
+    transport: str,
+    *,
+    start: float,
 ) -> AsyncIterator[GymSite]:
     """The site at ``start`` on the shared clock: a lock out of the box, paired by the
     technician, registered in the cloud with its PIN key, and the gateway running and
-    synced with the cloud's first snapshot."""
+    synced with the cloud's first snapshot. On a :class:`SecureBroker` (the production
+    config) the cloud and the gateway connect over TLS with their own certificates."""
+    secure = broker if isinstance(broker, SecureBroker) else None
+    mqtt_tls: dict[str, str] | None = None
+    if isinstance(broker, SecureBroker):
+        gateway = broker.gateway(SITE, GATEWAY)
+        mqtt_tls = {
+            "ca": str(broker.ca.ca_cert),
+            "cert": str(gateway.cert),
+            "key": str(gateway.key),
+        }
+        broker = broker.broker
     clock = ManualClock(start)
     state_dir = workdir / "agent"
     firmware = LockFirmware(clock)  # unpaired, no time: as delivered
@@ -509,7 +541,9 @@ async def gym_site(
             _lock_at_the_door(transport, firmware, state_dir)
         )
         keys = await _pair(door, spec, state_dir, clock, central)
-        app, http, seed = await stack.enter_async_context(_cloud(workdir, broker, clock, keys))
+        app, http, seed = await stack.enter_async_context(
+            _cloud(workdir, broker, clock, keys, secure)
+        )
         site = GymSite(
             clock=clock,
             broker=broker,
@@ -521,6 +555,7 @@ async def gym_site(
             lock_spec=spec,
             state_dir=state_dir,
             central=central,
+            mqtt_tls=mqtt_tls,
         )
         stack.push_async_callback(site.stop_gateway)
         await site.start_gateway()

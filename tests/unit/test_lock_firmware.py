@@ -155,14 +155,14 @@ def test_lock_time_runs_with_the_clock() -> None:
 # ------------------------------------------------------------------ lockout
 
 
-def test_five_wrong_pins_lock_the_keypad_out() -> None:
+def test_five_wrong_pins_in_ten_minutes_lock_the_keypad_out() -> None:
     fw, clock = ready_lock("482913")
     type_keys(fw, "1111#" * 5)
     assert kinds(fw) == [K.DENIED_WRONG_PIN] * 5 + [K.LOCKOUT_STARTED]
-    assert fw.view().display == "LOCKED OUT 5:00"
+    assert fw.view().display == "LOCKED OUT 10:00"
     clock.advance(1)
-    assert fw.view().display == "LOCKED OUT 4:59"
-    assert fw.view().lockout_remaining_s == 299
+    assert fw.view().display == "LOCKED OUT 9:59"
+    assert fw.view().lockout_remaining_s == 599
     type_keys(fw, "482913#")
     assert kinds(fw)[-1] == K.DENIED_LOCKED_OUT
     assert fw.view().locked
@@ -172,7 +172,7 @@ def test_five_wrong_pins_lock_the_keypad_out() -> None:
 def test_lockout_expires_and_the_right_pin_works_again() -> None:
     fw, clock = ready_lock("482913")
     type_keys(fw, "1111#" * 5)
-    clock.advance(300)
+    clock.advance(600)
     fw.tick()
     assert not fw.view().locked_out
     assert fw.view().display == "ENTER PIN"
@@ -180,18 +180,59 @@ def test_lockout_expires_and_the_right_pin_works_again() -> None:
     assert kinds(fw)[-1] == K.UNLOCKED
 
 
-def test_a_success_resets_the_wrong_pin_count() -> None:
-    fw, _ = ready_lock("482913")
-    type_keys(fw, "1111#" * 4 + "482913#" + "1111#" * 4)
+def test_five_wrong_pins_spread_over_more_than_ten_minutes_do_not_lock_out() -> None:
+    fw, clock = ready_lock("482913")
+    for _ in range(5):
+        type_keys(fw, "1111#")
+        clock.advance(151)
     assert K.LOCKOUT_STARTED not in kinds(fw)
 
 
-def test_outside_window_attempts_do_not_count_towards_lockout() -> None:
+def test_a_valid_pin_does_not_reset_the_wrong_count() -> None:
+    fw, _ = ready_lock("482913")
+    type_keys(fw, "1111#" * 4 + "482913#" + "1111#")
+    assert kinds(fw)[-1] == K.LOCKOUT_STARTED
+
+
+def test_a_pin_outside_its_window_counts_as_wrong_and_shows_denied() -> None:
     fw, _ = make_lock()
     set_time(fw)
-    set_slot(fw, "482913", start=T0 + 3600, end=T0 + 7200)
-    type_keys(fw, "482913#" * 8)
-    assert K.LOCKOUT_STARTED not in kinds(fw)
+    set_slot(fw, "482913", slot=3, start=T0 + 3600, end=T0 + 7200)
+    type_keys(fw, "482913#")
+    assert fw.view().display == "DENIED"
+    type_keys(fw, "482913#" * 4)
+    decisions = [k for k in kinds(fw) if k is not K.CLOCK_SET]
+    assert decisions == [K.DENIED_OUTSIDE_WINDOW] * 5 + [K.LOCKOUT_STARTED]
+    assert fw.view().locked_out
+
+
+def test_twenty_wrong_pins_in_a_day_lock_the_keypad_until_the_first_is_a_day_old() -> None:
+    fw, clock = ready_lock("482913")
+    first = clock.now()
+    for _ in range(4):
+        type_keys(fw, "1111#" * 5)
+        clock.advance(600)
+    assert kinds(fw).count(K.DENIED_WRONG_PIN) == 20
+    assert fw.view().locked_out
+    assert fw.view().display == "LOCKED OUT 23h20"  # until the first is a day old
+    clock.set(first + 86_400 - 1)
+    type_keys(fw, "1111#")
+    assert kinds(fw)[-1] == K.DENIED_LOCKED_OUT
+    clock.set(first + 86_400)
+    type_keys(fw, "1111#")  # the first five are a day old: checked again
+    assert kinds(fw)[-1] == K.DENIED_WRONG_PIN
+    assert not fw.view().locked_out
+
+
+def test_a_wrong_pin_event_carries_the_wrong_entries_of_the_last_hour() -> None:
+    fw, clock = ready_lock("482913")
+    for _ in range(3):
+        type_keys(fw, "1111#" * 4)
+        clock.advance(1500)
+    type_keys(fw, "1111#")
+    wrong = [e.value for e in events(fw) if e.kind is K.DENIED_WRONG_PIN]
+    # four at 0, 1500 and 3000 s, then one at 4500 s, which is past the hour of the first four
+    assert wrong == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 9]
 
 
 # ------------------------------------------------------------------ auto-lock and door

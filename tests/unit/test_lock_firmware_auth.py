@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_sim.lock import LockFirmware
+from firmware_sim.lock.firmware import REFUSALS_REPORT_S
 from firmware_sim.lock.pairing import COUNTER_BLOCK, PairingRecord
 from protocol.lock_auth import KEY_ID_LINK, Direction, LinkAuth, LockSecrets, PairRequest
 from protocol.lock_wire import (
@@ -17,6 +18,7 @@ from protocol.lock_wire import (
     SlotEntry,
     encode_u32,
 )
+from protocol.messages import LockEventKind as K
 from protocol.pin import pin_tag
 from tests.unit.test_lock_firmware_support import (
     GRANT,
@@ -122,6 +124,31 @@ def test_a_replayed_set_slot_captured_from_the_wire_is_refused_and_counted() -> 
     assert "replay" in message
     assert fw.slots == {}
     assert fw.view().auth_failures == 1
+
+
+def test_refused_frames_become_one_event_a_minute_with_their_count() -> None:
+    fw, clock = make_lock()
+    forged = LockFrame(FrameType.UNLOCK, 9, b"", KEY_ID_LINK, 1, bytes(8))
+    send(fw, forged)
+    (first,) = fw.events.oldest(10)
+    assert (first.kind, first.value) == (K.FRAMES_REFUSED, 1)
+    assert fw.take_unsolicited(), "the gateway is woken to fetch it"
+    for _ in range(99):  # a flood does not flood the log: the door's events stay
+        send(fw, forged)
+    assert fw.events.pending == 1
+    clock.advance(REFUSALS_REPORT_S)
+    fw.tick()
+    assert [(e.kind, e.value) for e in fw.events.oldest(10)][1:] == [(K.FRAMES_REFUSED, 99)]
+    clock.advance(REFUSALS_REPORT_S)
+    fw.tick()
+    assert fw.events.pending == 2, "nothing refused since: nothing to report"
+
+
+def test_an_unpaired_lock_reports_no_refused_frames() -> None:
+    fw, _ = make_lock(paired=False)
+    send(fw, LockFrame(FrameType.SET_TIME, 1, encode_u32(T0)))
+    assert fw.view().auth_failures == 1
+    assert fw.events.pending == 0
 
 
 def test_a_forged_mac_is_refused() -> None:

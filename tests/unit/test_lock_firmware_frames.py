@@ -100,13 +100,13 @@ def test_get_events_is_oldest_first_and_capped() -> None:
     type_keys(fw, "1111#" * 3)
     assert [e.seq for e in events(fw, limit=2)] == [1, 2]
     assert events(fw, limit=0) == []
-    fw2, _ = make_lock(lockout_after=1000)
+    fw2, _ = make_lock(keypad_limits=())
     type_keys(fw2, "1111#" * (MAX_EVENTS_PER_FRAME + 5))
     assert len(events(fw2, limit=255)) == MAX_EVENTS_PER_FRAME
 
 
 def test_ack_events_forgets_acknowledged_events_only() -> None:
-    fw, _ = make_lock(lockout_after=100)
+    fw, _ = make_lock(keypad_limits=())
     type_keys(fw, "1111#" * 4)
     assert request(fw, FrameType.ACK_EVENTS, encode_u32(2)).type is FrameType.ACK
     assert [e.seq for e in events(fw)] == [3, 4]
