@@ -131,7 +131,9 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     add_clinic_routes(routes, clinic_services.agent_sync)
     outlets = (access_link, clinic_link, fleet_runtime.link)
     bridge = MqttBridge(settings, routes, outlets) if settings.mqtt_enabled else None
-    jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
+    jobs = NotificationJobs(
+        settings, clock, services.notifications, services.mail_delivery, services.confirmations
+    )
     clinic_jobs = ClinicJobs(
         settings,
         clock,
@@ -142,7 +144,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate, settings.database_url)
+        await asyncio.to_thread(migrate, settings.database_url, settings.secret_key)
         if bridge is not None:
             await bridge.start()
         await jobs.start()

@@ -1,5 +1,6 @@
 """The cloud as an attacker meets it: the real app over HTTP (httpx on ASGI), seeded as
-the demo is, its staff signed in with Basic auth."""
+the demo is, its staff signed in with Basic auth; ``mailed`` also delivers its mail to a
+real SMTP server (aiosmtpd), the citizens' mailboxes."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
-from tests.support.smtp import free_port
+from tests.support.smtp import SmtpServer, free_port, running_smtp_server
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Tokyo
 HOUR = 3600
@@ -49,9 +50,10 @@ def settings_for(tmp_path: Path, **overrides: object) -> CloudSettings:
     return CloudSettings(**{**values, **overrides})
 
 
-@pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    app = create_app(settings_for(tmp_path), clock=ManualClock(NOW))
+@contextlib.asynccontextmanager
+async def serving(settings: CloudSettings) -> AsyncIterator[Cloud]:
+    """The app on ``settings`` at :data:`NOW` (a ManualClock), seeded, with a client."""
+    app = create_app(settings, clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):
         with app.state.sessions.begin() as session:
             seed = seed_demo(session)
@@ -60,6 +62,39 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
             transport=transport, base_url="http://cloud", headers={"Accept-Language": "en"}
         ) as http:
             yield Cloud(app, http, seed)
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
+    async with serving(settings_for(tmp_path)) as served:
+        yield served
+
+
+@dataclass
+class Mailed:
+    """The cloud and the SMTP server its mail goes to."""
+
+    cloud: Cloud
+    smtp: SmtpServer
+
+    def deliver(self) -> None:
+        """One pass of the cloud's own mail delivery (what its periodic task runs)."""
+        run = self.cloud.app.state.services.mail_delivery.deliver_due()
+        assert (run.retrying, run.failed) == (0, 0), run
+
+
+@pytest.fixture
+async def mailed(tmp_path: Path) -> AsyncIterator[Mailed]:
+    with running_smtp_server() as smtp:
+        settings = settings_for(
+            tmp_path,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=False,
+            mail_poll_s=3600,  # the test delivers, with Mailed.deliver
+        )
+        async with serving(settings) as served:
+            yield Mailed(served, smtp)
 
 
 def start_cloud(env: dict[str, str | None], tmp_path: Path, timeout_s: float = 60.0) -> StartUp:
