@@ -151,7 +151,9 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         pairing_link.add_routes(routes)
         outlets += (pairing_link,)
     bridge = MqttBridge(settings, routes, outlets) if settings.mqtt_enabled else None
-    jobs = NotificationJobs(settings, clock, services.notifications, services.mail_delivery)
+    jobs = NotificationJobs(
+        settings, clock, services.notifications, services.mail_delivery, services.confirmations
+    )
     clinic_jobs = ClinicJobs(
         settings,
         clock,
@@ -166,7 +168,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate, settings.database_url)
+        await asyncio.to_thread(migrate, settings.database_url, settings.secret_key)
         if bridge is not None:
             await bridge.start()
         await jobs.start()

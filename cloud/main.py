@@ -138,7 +138,7 @@ def _serve(
 
 
 def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)

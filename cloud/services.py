@@ -23,7 +23,9 @@ from cloud.gym.access import AccessService
 from cloud.gym.approvals import ApprovalService
 from cloud.gym.audit import AuditService
 from cloud.gym.availability import AvailabilityService
+from cloud.gym.booking_limits import BookingLimits
 from cloud.gym.cancellations import CancellationService
+from cloud.gym.confirmations import ConfirmationService
 from cloud.gym.events import EventService
 from cloud.gym.facilities import FacilityService
 from cloud.gym.facility_rules import FacilityRulesService
@@ -34,6 +36,7 @@ from cloud.gym.notifications import NotificationService
 from cloud.gym.notifications_bulk import BulkMailService
 from cloud.gym.ownership import RefusedClaims
 from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
+from cloud.gym.pin_seal import PinSeal
 from cloud.gym.reservations import ReservationService
 from cloud.gym.retention import BookingRetention
 from cloud.gym.scope import GymScope
@@ -55,6 +58,7 @@ class Services:
     audit: AuditService
     availability: AvailabilityService
     cancellations: CancellationService
+    confirmations: ConfirmationService
     enrollment: EnrollmentService
     events: EventService
     facilities: FacilityService
@@ -93,11 +97,12 @@ def build_services(
     booking = (sessions, clock, settings, changes, providers)
     cancellations = CancellationService(*booking)
     return Services(
-        access=AccessService(sessions, clock),
+        access=AccessService(sessions, clock, PinSeal(settings.secret_key)),
         approvals=ApprovalService(*booking),
         audit=AuditService(sessions),
         availability=AvailabilityService(sessions, clock, settings),
         cancellations=cancellations,
+        confirmations=ConfirmationService(*booking),
         enrollment=EnrollmentService(sessions, clock, settings),
         events=EventService(sessions, clock, settings, refused),
         facilities=FacilityService(sessions, clock, changes),
@@ -105,7 +110,9 @@ def build_services(
         lock_reports=LockReportService(sessions, clock, settings, refused),
         mail=MailOutbox(sessions, clock),
         payments=PaymentService(sessions, clock, providers),
-        reservations=ReservationService(*booking),
+        reservations=ReservationService(
+            sessions, clock, settings, providers, BookingLimits(settings)
+        ),
         scope=Scope(sessions),
         users=UserService(sessions, clock),
         sync_status=SyncStatusService(sessions, clock, settings),

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.pin import PIN_MAX_LEN
@@ -85,6 +85,17 @@ class CloudSettings(BaseSettings):
     notifications_poll_s: float = Field(default=60.0, gt=0)
     reminder_lead_s: int = Field(default=24 * 3600, ge=0)
     survey_delay_s: int = Field(default=3600, ge=0)
+    # Booking (cloud/gym): a new booking is confirmed from its mail within this time, else
+    # it lapses (confirmations.py); anonymous bookings per client address and per facility
+    # in an hour (booking_limits.py), remembering this many addresses
+    booking_confirm_ttl_s: int = Field(default=30 * 60, ge=60)
+    booking_confirm_poll_s: float = Field(default=60.0, gt=0)
+    booking_limit_per_address: int = Field(default=10, ge=1)
+    booking_limit_per_facility: int = Field(default=60, ge=1)
+    booking_limit_addresses: int = Field(default=10_000, ge=1)
+    # reverse proxies whose X-Forwarded-For names the client (JSON list of addresses or
+    # networks, e.g. ["10.0.0.0/8"]); empty: the TCP peer is the client
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # Clinic (cloud/clinic): the key behind each site's daily card-tag key (empty: derived
     # from secret_key); how often announcement expiry and the day change are checked
     clinic_card_secret: str = Field(default="", repr=False)

@@ -14,11 +14,15 @@ from cloud.api.schemas import (
     AccessStatusOut,
     CancelIn,
     CitizenStatus,
+    ConfirmedOut,
+    ConfirmIn,
     ReservationCreated,
     ReservationIn,
     ReservationOut,
 )
 from cloud.core.models import Role
+from cloud.gym.booking_limits import client_address
+from cloud.gym.confirmations import Confirmed
 from cloud.gym.models import ReservationStatus
 from cloud.gym.reservations import BookingRequest
 from cloud.gym.sync_status import GrantSync
@@ -144,17 +148,49 @@ def booking_request(body: ReservationIn, idempotency_key: str | None) -> Booking
     )
 
 
+CHECK_MAIL = (
+    "予約はまだ確定していません。{email} に送ったメールのリンクを {minutes} 分以内に開いて確定して"
+    "ください。 / Your booking is not confirmed yet: open the link in the mail sent to {email} "
+    "within {minutes} minutes to confirm it."
+)
+
+
+def requester(request: Request) -> str:
+    """The anonymous client's address, for the booking limits (``trusted_proxies``)."""
+    peer = request.client.host if request.client is not None else None
+    return client_address(peer, request.headers.get("x-forwarded-for"), _settings(request))
+
+
+def confirmed_message(done: Confirmed) -> str:
+    """What a confirmed booking means for the citizen (Japanese first)."""
+    if done.already:
+        return "この予約は確定済みです。 / This booking is confirmed already."
+    if done.reservation.status is ReservationStatus.APPROVED:
+        return (
+            "予約が確定し、承認されました。暗証番号(PIN)をメールでお送りしました。 / Your "
+            "booking is confirmed and approved; we mailed you its PIN."
+        )
+    return (
+        "予約が確定しました。管理者が承認するとメールでお知らせします。 / Your booking is "
+        "confirmed; we will mail you when a manager approved it."
+    )
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_reservation(
     body: ReservationIn,
+    request: Request,
     svc: ServicesDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> ReservationCreated:
-    """Book a room (public). Keep ``status_url``: it shows the PIN once approved. Send an
+    """Book a room (public). The booking is ``unconfirmed`` until the link mailed to its
+    address is opened (within ``booking_confirm_ttl_s``); then pending, or approved by an
+    auto-approval rule. Keep ``status_url``: it shows the PIN once approved. Send an
     ``Idempotency-Key`` header (a fresh UUID per booking) to make a retry safe: the same
-    key again answers with the first booking and ``Idempotent-Replayed: true``."""
-    new = svc.reservations.create(booking_request(body, idempotency_key))
+    key again answers with the first booking and ``Idempotent-Replayed: true``. A client
+    address books at most ``booking_limit_per_address`` times an hour (429)."""
+    new = svc.reservations.create(booking_request(body, idempotency_key), requester(request))
     r = new.reservation
     if new.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -167,6 +203,25 @@ def create_reservation(
         payment_state=r.payment_state,
         payment_instructions=r.payment_instructions,
         decided_by=r.decided_by,
+        message=CHECK_MAIL.format(
+            email=r.email, minutes=_settings(request).booking_confirm_ttl_s // 60
+        )
+        if r.status is ReservationStatus.UNCONFIRMED
+        else "",
+    )
+
+
+@router.post("/{reservation_id}/confirm")
+def confirm(reservation_id: str, body: ConfirmIn, svc: ServicesDep) -> ConfirmedOut:
+    """Confirm a booking with the ``t`` of the link mailed to its address (what the
+    link's page does): pending, or approved with its PIN mailed. A second use changes
+    nothing; an expired link is 409."""
+    done = svc.confirmations.confirm(reservation_id, body.token)
+    return ConfirmedOut(
+        id=done.reservation.id,
+        status=done.reservation.status,
+        already_confirmed=done.already,
+        message=confirmed_message(done),
     )
 
 

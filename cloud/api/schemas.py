@@ -161,6 +161,20 @@ class ReservationCreated(BaseModel):
     payment_state: PaymentState
     payment_instructions: str
     decided_by: str | None = Field(description="set when an auto-approval rule approved it")
+    message: str = Field(
+        description="what to do next: confirm the booking from the mail sent to its address"
+    )
+
+
+class ConfirmIn(_In):
+    token: str = Field(min_length=1, max_length=100, description="``t`` of the mailed link")
+
+
+class ConfirmedOut(BaseModel):
+    id: str
+    status: ReservationStatus
+    already_confirmed: bool
+    message: str
 
 
 class CancelIn(_In):

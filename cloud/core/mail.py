@@ -17,6 +17,10 @@ the claim to expire, and the mail goes out again: delivery is at least once.
 
 Without ``smtp_host`` (the demo) nothing is delivered; the outbox is the ``/mail`` page.
 No log line carries a body (the approval mail holds a PIN).
+
+What is the recipient's alone (a PIN, the link to a booking page that shows it) is queued
+as ``private``: staff read the mail with those parts blanked (:class:`MailOutbox`), and
+once the server accepted the mail only that blanked copy is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import logging
 import random
 import smtplib
 import ssl
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -44,6 +49,14 @@ log = logging.getLogger(__name__)
 
 BATCH = 50
 MAX_ERROR = 500
+NOT_SHOWN = "[宛先にのみ送信・表示しません / sent to the recipient only, not shown]"
+
+
+def redact(body: str, private: Collection[str]) -> str:
+    """``body`` with each of ``private`` replaced by :data:`NOT_SHOWN`."""
+    for secret in sorted(private, key=len, reverse=True):  # a link before a part of it
+        body = body.replace(secret, NOT_SHOWN)
+    return body
 
 
 def queue_mail(
@@ -54,13 +67,17 @@ def queue_mail(
     now: int,
     *,
     bulk_mailing_id: int | None = None,
+    private: Collection[str] = (),
 ) -> None:
-    """Add a mail to the outbox inside the caller's transaction (due at once)."""
+    """Add a mail to the outbox inside the caller's transaction (due at once); the
+    strings in ``private`` are never shown to staff nor kept once it is sent."""
+    private = [p for p in private if p]
     session.add(
         MailMessage(
             to=to,
             subject=subject[:200],
             body=body,
+            redacted_body=redact(body, private) if private else None,
             created_at=now,
             state=MailState.QUEUED,
             attempts=0,
@@ -275,6 +292,8 @@ class MailDelivery:
             row = session.get(MailMessage, mail_id)
             assert row is not None
             row.state, row.sent_at, row.claimed_until = MailState.SENT, now, None
+            if row.redacted_body is not None:
+                row.body = row.redacted_body  # the PIN left with the mail; none is kept
             row.attempts += 1
             row.last_error = None
         log.info("mail %d sent", mail_id)
@@ -295,7 +314,7 @@ class MailDelivery:
 
 
 class MailOutbox:
-    """Read the outbox; queue a failed mail again."""
+    """Read the outbox (as staff do: private parts blanked); queue a failed mail again."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
@@ -337,7 +356,7 @@ def _view(m: MailMessage) -> MailView:
         id=m.id,
         to=m.to,
         subject=m.subject,
-        body=m.body,
+        body=m.body if m.redacted_body is None else m.redacted_body,
         created_at=m.created_at,
         state=m.state,
         attempts=m.attempts,

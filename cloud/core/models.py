@@ -60,6 +60,9 @@ class MailMessage(Base):
     to: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    # the body with what is the recipient's alone (a PIN, a booking link) blanked: what
+    # staff are shown, and what is kept of the body once it is sent; null: nothing to hide
+    redacted_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[MailState] = mapped_column(
         string_enum(MailState, "mail_state"), server_default=MailState.QUEUED.value

@@ -16,7 +16,8 @@ class UserView:
 
 @dataclass(frozen=True, slots=True)
 class MailView:
-    """An outbox row; ``body`` may hold a PIN (kept out of ``repr``)."""
+    """An outbox row as staff read it: ``body`` has the recipient's private parts (a PIN,
+    a booking link) blanked (see :mod:`cloud.core.mail`); kept out of ``repr`` all the same."""
 
     id: int
     to: str

@@ -1,5 +1,5 @@
 """The citizen's pages: a room's free times and the booking form, the status page with
-the PIN, and cancelling from it."""
+the PIN, cancelling from it, and confirming a booking from its mailed link."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import services
 from cloud.api.facilities import availability_out
-from cloud.api.reservations import citizen_status, pin_while_valid
+from cloud.api.reservations import (
+    citizen_status,
+    confirmed_message,
+    pin_while_valid,
+    requester,
+)
 from cloud.dashboard.i18n import N_, Lang, duration, request_lang, tr, weekday_name
 from cloud.dashboard.routes import render, settings_of
-from cloud.errors import CloudError, IdempotencyKeyReusedError, InvalidRequestError
+from cloud.errors import (
+    CloudError,
+    IdempotencyKeyReusedError,
+    InvalidRequestError,
+    TooManyAttemptsError,
+)
 from cloud.gym.models import ReservationStatus
 from cloud.gym.reservations import BookingRequest
 from cloud.gym.rules import format_clock
@@ -157,16 +167,19 @@ def book(
         "purpose": purpose,
         "idempotency_key": idempotency_key,
     }
+    client = requester(request)
     try:
         req = _request_from(form, settings_of(request))
         try:
-            new = svc.reservations.create(req)
+            new = svc.reservations.create(req, client)
         except IdempotencyKeyReusedError:
             # the form was sent again with other values (the back button): a new booking
             form["idempotency_key"] = secrets.token_urlsafe(16)
             new = svc.reservations.create(
-                dataclasses.replace(req, idempotency_key=form["idempotency_key"])
+                dataclasses.replace(req, idempotency_key=form["idempotency_key"]), client
             )
+    except TooManyAttemptsError as exc:
+        return _book_page(request, form, status_code=429, error=str(exc))
     except CloudError as exc:
         return _book_page(request, form, status_code=400, error=str(exc))
     target = f"/r/{new.reservation.id}?token={quote(new.access_token)}"
@@ -180,10 +193,12 @@ def status_page(
     """The citizen's status: waiting, or the PIN and its window in local time; cancel.
     The PIN is shown on every visit until its window ends (docs/reservations.md,
     "Telling the PIN once"); the page is neither cached nor leaks its link as a referrer."""
-    view = services(request).reservations.for_citizen(reservation_id, token)
+    svc = services(request)
+    view = svc.reservations.for_citizen(reservation_id, token)
     clock: Clock = request.app.state.clock
     can_cancel = (
-        view.status in (ReservationStatus.PENDING, ReservationStatus.APPROVED)
+        view.status
+        in (ReservationStatus.UNCONFIRMED, ReservationStatus.PENDING, ReservationStatus.APPROVED)
         and view.starts_at > clock.now()
     )
     response = render(
@@ -194,10 +209,52 @@ def status_page(
         token=token,
         can_cancel=can_cancel,
         flash=flash,
+        confirm_minutes=settings_of(request).booking_confirm_ttl_s // 60,
+        email=view.email,
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _confirm_page(
+    request: Request, reservation_id: str, t: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    response = render(
+        request,
+        "confirm.html",
+        status_code=status_code,
+        reservation_id=reservation_id,
+        t=t,
+        page_url=f"/r/{quote(reservation_id)}/confirm?t={quote(t)}",
+        **context,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get("/r/{reservation_id}/confirm")
+def confirm_page(request: Request, reservation_id: str, t: str = "") -> HTMLResponse:
+    """The mailed link's page: the booking and a button that confirms it (a link opened
+    by a mail scanner confirms nothing)."""
+    view = services(request).confirmations.check(reservation_id, t)
+    r = citizen_status(view, settings_of(request))
+    return _confirm_page(request, reservation_id, t, r=r)
+
+
+@router.post("/r/{reservation_id}/confirm")
+def confirm_booking(request: Request, reservation_id: str, t: FormStr) -> HTMLResponse:
+    """Confirm the booking; say what happens next (no PIN here: the mail carries it)."""
+    confirmations = services(request).confirmations
+    try:
+        done = confirmations.confirm(reservation_id, t)
+    except CloudError as exc:
+        view = confirmations.check(reservation_id, t)
+        r = citizen_status(view, settings_of(request))
+        return _confirm_page(request, reservation_id, t, 409, r=r, error=str(exc))
+    r = citizen_status(done.reservation, settings_of(request))
+    return _confirm_page(request, reservation_id, t, r=r, done=confirmed_message(done))
 
 
 @router.post("/r/{reservation_id}/cancel")

@@ -84,6 +84,7 @@ def N_(text: str) -> str:  # noqa: N802 - gettext's name for "mark now, translat
 # enum values the pages show as they are in English (a booking's status, a role, …)
 SHOWN_VALUES: Final = frozenset(
     {
+        N_("unconfirmed"),
         N_("pending"),
         N_("approved"),
         N_("rejected"),

@@ -19,6 +19,7 @@ from cloud.gym.models import (
     SiteAccessVersion,
 )
 from cloud.gym.offline_pins import revocation_entries, revocations
+from cloud.gym.pin_seal import PinSeal
 from protocol.clock import Clock
 from protocol.messages import AccessGrantEntry, AccessSnapshotData, LockAccess
 from protocol.pin import pin_tag
@@ -58,9 +59,10 @@ class _LockRow:
 class AccessService:
     """Builds the access snapshot a gateway gets, from locks and unexpired grants."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, pins: PinSeal) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._pins = pins
 
     def gateways(self) -> list[tuple[str, str]]:
         """Every (site, gateway) that has a facility."""
@@ -154,8 +156,8 @@ class AccessService:
             bump_version(session, site, gateway, now)
         return found | read(set(missing)) if missing else found
 
-    @staticmethod
     def _add_grants(
+        self,
         session: Session,
         by_facility: dict[int, list[_LockRow]],
         by_lock: dict[int, list[AccessGrantEntry]],
@@ -166,7 +168,7 @@ class AccessService:
         rows = session.execute(
             select(
                 AccessGrant.id,
-                AccessGrant.pin,
+                AccessGrant.pin_sealed,
                 AccessGrant.window_start,
                 AccessGrant.window_end,
                 Reservation.facility_id,
@@ -177,13 +179,14 @@ class AccessService:
                 Reservation.facility_id.in_(sorted(by_facility)),
                 Reservation.status == ReservationStatus.APPROVED,
                 AccessGrant.revoked_at.is_(None),
-                AccessGrant.pin.is_not(None),  # an offline PIN needs no slot
+                AccessGrant.pin_sealed.is_not(None),  # an offline PIN needs no slot
                 AccessGrant.window_end > now,
             )
             .order_by(AccessGrant.window_start, AccessGrant.id)
         )
-        for grant_id, pin, start, end, facility_id, room_id in rows:
-            assert pin is not None
+        for grant_id, sealed, start, end, facility_id, room_id in rows:
+            assert sealed is not None
+            pin = self._pins.open(grant_id, sealed)
             for lock in by_facility[facility_id]:
                 if lock.room_id not in (None, room_id):
                     continue

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cloud.errors import NotFoundError
-from cloud.gym.booking_common import BLOCKING, rules_of
+from cloud.gym.booking_common import holds_room, rules_of
 from cloud.gym.models import Facility, Reservation
 from cloud.gym.rules import WEEKDAYS, day_interval, format_minutes
 from cloud.gym.views import AvailabilityDay, RoomDay, Segment
@@ -101,7 +101,7 @@ class AvailabilityService:
             for room, start, end in session.execute(
                 select(Reservation.room_id, Reservation.starts_at, Reservation.ends_at).where(
                     Reservation.room_id.in_(list(taken)),
-                    Reservation.status.in_(BLOCKING),
+                    holds_room(now),
                     Reservation.starts_at < closes,
                     Reservation.ends_at > opens,
                 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from cloud.gym.models import (
@@ -18,6 +18,7 @@ from cloud.gym.models import (
     ReservationStatus,
     Room,
 )
+from cloud.gym.pin_seal import PinSeal
 from cloud.gym.rules import BookingRules
 from cloud.gym.views import GrantView, ReservationView
 from cloud.settings import CloudSettings
@@ -40,8 +41,21 @@ def offline_code(row: OfflinePin) -> str | None:
     return pin.code
 
 
-# the statuses that hold a room: a rejected or cancelled booking frees it
+# the confirmed statuses that hold a room: a rejected or cancelled booking frees it; an
+# unconfirmed one holds it while its link is valid (``holds_room``)
 BLOCKING = (ReservationStatus.PENDING, ReservationStatus.APPROVED)
+
+
+def holds_room(now: int) -> ColumnElement[bool]:
+    """The bookings that hold their room at ``now``: pending, approved, or unconfirmed
+    with a confirmation link still valid (the expiry job may not have run yet)."""
+    return or_(
+        Reservation.status.in_(BLOCKING),
+        and_(
+            Reservation.status == ReservationStatus.UNCONFIRMED,
+            Reservation.confirm_until > now,
+        ),
+    )
 
 
 def status_url(settings: CloudSettings, reservation_id: str, token: str) -> str:
@@ -59,19 +73,25 @@ LOAD = (
 
 
 def reservation_view(
-    r: Reservation, providers: Mapping[str, PaymentProvider] | None = None
+    r: Reservation,
+    providers: Mapping[str, PaymentProvider] | None = None,
+    pins: PinSeal | None = None,
 ) -> ReservationView:
-    """A frozen view of ``r`` (its grant, room, facility and payment instructions)."""
+    """A frozen view of ``r`` (its grant, room, facility and payment instructions); the
+    grant's PIN only with ``pins`` (the citizen's own view), else None."""
     grant = None
     g = r.grant
     if g is not None and g.revoked_at is None:
         offline = g.offline_pin
         if offline is None:
-            grant = GrantView(g.id, g.pin or "", g.window_start, g.window_end)
+            pin = None
+            if pins is not None and g.pin_sealed is not None:
+                pin = pins.open(g.id, g.pin_sealed)
+            grant = GrantView(g.id, pin, g.window_start, g.window_end)
         else:
             grant = GrantView(
                 g.id,
-                offline_code(offline) or "",
+                None if pins is None else offline_code(offline),
                 g.window_start,
                 g.window_end,
                 offline=True,

@@ -67,10 +67,10 @@ class CancellationService:
                 )
             if r is None:
                 raise NotFoundError(f"no reservation {reservation_id}")
-            if r.status not in BLOCKING:
+            if r.status not in (ReservationStatus.UNCONFIRMED, *BLOCKING):
                 raise ConflictError(
-                    f"booking {reservation_id} is {r.status.value}; only a pending or approved "
-                    "booking can be cancelled"
+                    f"booking {reservation_id} is {r.status.value}; only an unconfirmed, "
+                    "pending or approved booking can be cancelled"
                 )
             if r.ends_at <= now:
                 raise ConflictError(

@@ -3,7 +3,8 @@ transaction; both raise the site's snapshot version (the caller tells the notifi
 
 A grant is a slot PIN (loaded into the lock by the agent) or, when that cannot be counted
 on before the window opens, an offline PIN the lock checks by itself
-(:mod:`cloud.gym.offline_pins`); the citizen is told one code either way."""
+(:mod:`cloud.gym.offline_pins`); the citizen is told one code either way. A slot PIN is
+stored sealed (:mod:`cloud.gym.pin_seal`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from cloud.gym.access import bump_version
 from cloud.gym.models import AccessGrant, Reservation
 from cloud.gym.offline_pins import choose_offline, record_offline
+from cloud.gym.pin_seal import PinSeal
 from cloud.settings import CloudSettings
 from protocol.ids import uuid7
 from protocol.pin import PinWindow, generate_pin
@@ -35,7 +37,7 @@ def issue_grant(session: Session, r: Reservation, settings: CloudSettings, now: 
         grant = AccessGrant(
             id=uuid7(now * 1000),
             reservation_id=r.id,
-            pin=None,
+            pin_sealed=None,
             window_start=offline.pin_id.start,
             window_end=offline.pin_id.end,
             created_at=now,
@@ -44,20 +46,23 @@ def issue_grant(session: Session, r: Reservation, settings: CloudSettings, now: 
         session.flush()
         record_offline(session, grant, offline, now)
     else:
-        taken = session.scalars(
-            select(AccessGrant.pin)
+        pins = PinSeal(settings.secret_key)
+        taken = session.execute(
+            select(AccessGrant.id, AccessGrant.pin_sealed)
             .join(Reservation, Reservation.id == AccessGrant.reservation_id)
             .where(
                 Reservation.facility_id == r.facility_id,
-                AccessGrant.pin.is_not(None),
+                AccessGrant.pin_sealed.is_not(None),
                 AccessGrant.window_start < window.end,
                 AccessGrant.window_end > window.start,
             )
         ).all()
+        avoid = {pins.open(grant_id, sealed) for grant_id, sealed in taken if sealed is not None}
+        grant_id = uuid7(now * 1000)
         grant = AccessGrant(
-            id=uuid7(now * 1000),
+            id=grant_id,
             reservation_id=r.id,
-            pin=generate_pin(settings.pin_length, avoid={p for p in taken if p is not None}),
+            pin_sealed=pins.seal(grant_id, generate_pin(settings.pin_length, avoid=avoid)),
             window_start=window.start,
             window_end=window.end,
             created_at=now,

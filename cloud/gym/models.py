@@ -26,6 +26,11 @@ from cloud.db.base import Base, string_enum
 
 
 class ReservationStatus(StrEnum):
+    """unconfirmed (its mailbox has not answered; holds the slot until ``confirm_until``)
+    → pending (a manager decides) or approved (by a rule or a manager); rejected and
+    cancelled free the slot (:mod:`cloud.gym.confirmations`)."""
+
+    UNCONFIRMED = "unconfirmed"
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -155,6 +160,8 @@ class Reservation(Base):
     # a client's Idempotency-Key: a retried POST gets this booking back, not a second one
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # unconfirmed: the mailed link works until then, and the expiry job frees the slot
+    confirm_until: Mapped[int | None] = mapped_column(BigInteger)
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decided_at: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_by: Mapped[str | None] = mapped_column(String(100))
@@ -181,15 +188,16 @@ class AccessGrant(Base):
     """The PIN of one approved booking. It opens every lock that serves the booking's
     room (see :class:`Lock`); ``revoked_at`` set: cancelled, out of every snapshot.
 
-    ``pin`` null: the grant is an offline PIN (:class:`OfflinePin`) and travels in no
-    snapshot; its window is then the code's whole-hour window."""
+    ``pin_sealed``: the slot PIN, encrypted (:mod:`cloud.gym.pin_seal`); null: the grant
+    is an offline PIN (:class:`OfflinePin`) and travels in no snapshot; its window is then
+    the code's whole-hour window."""
 
     __tablename__ = "access_grants"
     __table_args__ = (Index("ix_access_grants_window_end", "window_end"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), unique=True)
-    pin: Mapped[str | None] = mapped_column(String(12))
+    pin_sealed: Mapped[str | None] = mapped_column(String(64))
     window_start: Mapped[int] = mapped_column(BigInteger)
     window_end: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)

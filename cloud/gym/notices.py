@@ -1,5 +1,7 @@
 """The mails a booking sends, queued in the outbox inside the caller's transaction:
-received, approved (with the PIN), not approved, cancelled."""
+confirm your address, received, approved (with the PIN), not approved, cancelled. The
+PIN and the booking and confirmation links are queued as private: staff never read them
+in the outbox (:mod:`cloud.core.mail`)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,50 @@ from sqlalchemy.orm import Session
 from cloud.core.mail import queue_mail
 from cloud.gym.booking_common import offline_code
 from cloud.gym.models import Reservation
-from cloud.localtime import format_local, format_span
+from cloud.gym.pin_seal import PinSeal
+from cloud.localtime import format_local, format_span, format_span_ja
 from cloud.settings import CloudSettings
 
 
 def _when(r: Reservation, settings: CloudSettings) -> str:
     return f"{format_span(r.starts_at, r.ends_at, settings.zone)} ({settings.timezone})"
+
+
+def confirm_address(
+    session: Session,
+    r: Reservation,
+    settings: CloudSettings,
+    *,
+    confirm_url: str,
+    valid_minutes: int,
+    now: int,
+) -> None:
+    """Ask the citizen to confirm the booking from the mailbox it names (Japanese first,
+    English beside): until then no PIN exists. Without SMTP the outbox is the only
+    mailbox (the demo), so its reader is shown the link; with SMTP nobody but the
+    recipient ever reads it."""
+    ja_when = f"{format_span_ja(r.starts_at, r.ends_at, settings.zone)}({settings.timezone})"
+    queue_mail(
+        session,
+        r.email,
+        f"予約の確認 / Please confirm your booking: {r.facility.name}",
+        f"{r.citizen_name} 様\n\n"
+        f"{r.facility.name} {r.room.name} の {ja_when} のご予約を受け付けました。\n"
+        f"{valid_minutes} 分以内に次のリンクを開いて予約を確定してください。"
+        "確定するまで暗証番号(PIN)は発行されません。"
+        "期限を過ぎると予約は取り消され、枠は空きに戻ります。\n"
+        "お心当たりのない場合は、このメールを破棄してください。\n\n"
+        f"{confirm_url}\n\n"
+        "----\n"
+        f"Dear {r.citizen_name},\n\n"
+        f"we received a booking of {r.room.name} ({r.facility.name}) for {_when(r, settings)} "
+        "under this address.\n"
+        f"Please confirm it within {valid_minutes} minutes at the link above; until then no "
+        "PIN is issued. Unconfirmed, the booking lapses and the slot is freed.\n"
+        "If you did not book, ignore this mail.\n",
+        now,
+        private=(confirm_url,) if settings.smtp_host else (),
+    )
 
 
 def booking_received(
@@ -36,6 +76,7 @@ def booking_received(
         "A manager will approve it; your PIN will then be shown here:\n"
         f"{status_url}\n",
         now,
+        private=(status_url,),
     )
 
 
@@ -53,7 +94,9 @@ def booking_approved(
     grant = r.grant
     assert grant is not None
     zone = settings.zone
-    pin, note = grant.pin, ""
+    pin, note = None, ""
+    if grant.pin_sealed is not None:
+        pin = PinSeal(settings.secret_key).open(grant.id, grant.pin_sealed)
     if grant.offline_pin is not None:
         pin = offline_code(grant.offline_pin)
         note = " (whole hours: the lock checks this code by itself)"
@@ -70,6 +113,7 @@ def booking_approved(
         f"{payment}\n"
         f"Your booking (and to cancel it): {status_url}\n",
         now,
+        private=(pin or "", status_url),
     )
 
 

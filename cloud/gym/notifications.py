@@ -316,6 +316,7 @@ class NotificationService:
             "Your PIN is in the mail we sent when the booking was approved, and on your "
             f"booking page (where you can also cancel it):\n{url}\n",
             now,
+            private=(url,),
         )
 
     def _survey_mail(self, session: Session, r: Reservation, now: int) -> None:

@@ -1,10 +1,12 @@
-"""The cloud's periodic notification work, as two named background tasks of the web
-process: ``mail-delivery`` (only with an SMTP host) and ``notifications`` (reminders,
-no-shows, surveys). Each pass runs in a worker thread (the services are blocking), asks
-the injected clock for the time, and survives its own errors. Several workers may run
-them: both jobs are once-only in the database (see ``mail`` and ``notifications``).
+"""The cloud's periodic notification work, as named background tasks of the web
+process: ``mail-delivery`` (only with an SMTP host), ``notifications`` (reminders,
+no-shows, surveys) and ``unconfirmed-bookings`` (lapse the bookings nobody confirmed from
+their mail, freeing their slots). Each pass runs in a worker thread (the services are
+blocking), asks the injected clock for the time, and survives its own errors. Several
+workers may run them: the jobs are once-only in the database (see ``mail``,
+``notifications`` and ``confirmations``).
 
-A plain loop rather than APScheduler: two fixed intervals need no scheduler, and the
+A plain loop rather than APScheduler: a few fixed intervals need no scheduler, and the
 cloud's install does not pull APScheduler in.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cloud.core.mail import MailDelivery
+from cloud.gym.confirmations import ConfirmationService
 from cloud.gym.notifications import NotificationService
 from cloud.periodic import PeriodicPass
 from cloud.settings import CloudSettings
@@ -28,11 +31,13 @@ class NotificationJobs:
         clock: Clock,
         notifications: NotificationService,
         delivery: MailDelivery | None,
+        confirmations: ConfirmationService,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._notifications = notifications
         self._delivery = delivery
+        self._confirmations = confirmations
         self._loops: list[PeriodicPass] = []
 
     async def start(self) -> None:
@@ -46,6 +51,11 @@ class NotificationJobs:
             )
         if self._delivery is not None:
             await self._spawn("mail-delivery", self._delivery.deliver_due, s.mail_poll_s)
+        await self._spawn(
+            "unconfirmed-bookings",
+            lambda: self._confirmations.expire_due(self._clock.now()),
+            s.booking_confirm_poll_s,
+        )
 
     async def stop(self) -> None:
         """Cancel the loops and wait for them (a pass in a thread finishes by itself)."""

@@ -1,6 +1,8 @@
 """Citizens book a room; the booking is checked against the facility's rules, never
 overlaps another one (also under concurrent requests), and a retried request does not
-make a second booking.
+make a second booking. A new booking is unconfirmed until its mailed link is opened
+(:mod:`cloud.gym.confirmations`); an anonymous client books a limited number an hour
+(:mod:`cloud.gym.booking_limits`).
 
 Concurrency: the booking transaction locks the room's row (``SELECT … FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises every writer) before it looks for an
@@ -24,28 +26,29 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.core.bus import ChangeBus
 from cloud.errors import (
+    CloudError,
     ConflictError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
     NotFoundError,
 )
 from cloud.gym import notices
-from cloud.gym.access import AccessChanged
-from cloud.gym.approvals import approve_in
 from cloud.gym.booking_common import (
-    BLOCKING,
     FACILITY_RULES,
     LOAD,
+    holds_room,
     reservation_view,
     rooms_served_by,
     rules_of,
     status_url,
 )
-from cloud.gym.models import Facility, Lock, RegisteredGroup, Reservation, ReservationStatus, Room
+from cloud.gym.booking_limits import BookingLimits
+from cloud.gym.confirmations import confirm_url
+from cloud.gym.models import Facility, Lock, Reservation, ReservationStatus, Room
 from cloud.gym.payments import PaymentProvider
-from cloud.gym.rules import check_slot, fee_yen, is_off_peak
+from cloud.gym.pin_seal import PinSeal
+from cloud.gym.rules import check_slot, fee_yen
 from cloud.gym.views import NewReservation, ReservationView
 from cloud.localtime import format_span
 from cloud.settings import CloudSettings
@@ -54,7 +57,11 @@ from protocol.ids import uuid7
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 MAX_GROUP = 1000
-_ARTICLE = {ReservationStatus.PENDING: "a", ReservationStatus.APPROVED: "an"}
+_ARTICLE = {
+    ReservationStatus.UNCONFIRMED: "an",
+    ReservationStatus.PENDING: "a",
+    ReservationStatus.APPROVED: "an",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +109,21 @@ class ReservationService:
         sessions: sessionmaker[Session],
         clock: Clock,
         settings: CloudSettings,
-        bus: ChangeBus,
         providers: Mapping[str, PaymentProvider],
+        limits: BookingLimits,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
-        self._bus = bus
         self._providers = providers
+        self._limits = limits
 
-    def create(self, req: BookingRequest) -> NewReservation:
-        """Book a room: pending, or approved at once when an auto-approval rule holds."""
+    def create(self, req: BookingRequest, client: str | None = None) -> NewReservation:
+        """Book a room, unconfirmed: the citizen is mailed the link that confirms it. An
+        anonymous ``client`` (its address) is held to the hourly limits; a retry with the
+        same Idempotency-Key is no new booking and takes no place in them."""
         name, email = _check_person(req)
+        place: tuple[str, int, float] | None = None  # a refused booking gives it back
         try:
             with self._sessions.begin() as session:
                 room = self._room_for_update(session, req)
@@ -122,16 +132,24 @@ class ReservationService:
                     replay = self._replay(session, req)
                     if replay is not None:
                         return replay
-                new, site_gateway = self._book(session, room, req, name, email)
+                if client is not None:
+                    at = self._clock.now()
+                    self._limits.take(client, room.facility_id, at)
+                    place = (client, room.facility_id, at)
+                new = self._book(session, room, req, name, email)
+        except CloudError:
+            if place is not None:
+                self._limits.give_back(*place)
+            raise
         except IntegrityError:
+            if place is not None:
+                self._limits.give_back(*place)
             # the same Idempotency-Key raced in on another room's lock: answer as a replay
             with self._sessions() as session:
                 replay = self._replay(session, req) if req.idempotency_key else None
             if replay is None:
                 raise
             return replay
-        if site_gateway is not None:
-            self._bus.publish(AccessChanged(*site_gateway))
         return new
 
     def _replay(self, session: Session, req: BookingRequest) -> NewReservation | None:
@@ -178,7 +196,7 @@ class ReservationService:
 
     def _book(
         self, session: Session, room: Room, req: BookingRequest, name: str, email: str
-    ) -> tuple[NewReservation, tuple[str, str] | None]:
+    ) -> NewReservation:
         zone, now = self._settings.zone, int(self._clock.now())
         facility = session.get(Facility, room.facility_id, options=FACILITY_RULES)
         assert facility is not None
@@ -189,8 +207,9 @@ class ReservationService:
                 "book a larger room or split the group"
             )
         check_slot(rules, req.starts_at, req.ends_at, now, zone)
-        self._refuse_overlap(session, room, req, email)
+        self._refuse_overlap(session, room, req, email, now)
         token = secrets.token_urlsafe(24)
+        until = now + self._settings.booking_confirm_ttl_s
         r = Reservation(
             id=uuid7(now * 1000),
             facility_id=facility.id,
@@ -201,40 +220,35 @@ class ReservationService:
             purpose=req.purpose.strip(),
             starts_at=req.starts_at,
             ends_at=req.ends_at,
-            status=ReservationStatus.PENDING,
+            status=ReservationStatus.UNCONFIRMED,
             access_token=token,
             idempotency_key=req.idempotency_key,
             created_at=now,
+            confirm_until=until,
             fee_yen=fee_yen(facility.hourly_fee_yen, req.starts_at, req.ends_at),
             payment_method=facility.payment_method,
         )
         session.add(r)
         session.flush()
         session.refresh(r, ["facility", "room", "grant"])
-        provider = self._providers[r.payment_method]
-        payment = provider.instructions(r.fee_yen, facility.name)
-        url = status_url(self._settings, r.id, token)
-        rule = self._auto_rule(
-            session, facility, r, is_off_peak(rules, r.starts_at, r.ends_at, zone)
+        notices.confirm_address(
+            session,
+            r,
+            self._settings,
+            confirm_url=confirm_url(self._settings, r.id, until),
+            valid_minutes=self._settings.booking_confirm_ttl_s // 60,
+            now=now,
         )
-        changed = None
-        if rule is not None:
-            approve_in(session, r, rule, self._settings, now, status_url=url, payment=payment)
-            changed = (facility.site, facility.gateway)
-        else:
-            notices.booking_received(
-                session, r, self._settings, status_url=url, payment=payment, now=now
-            )
-        return NewReservation(reservation_view(r, self._providers), token), changed
+        return NewReservation(reservation_view(r, self._providers), token)
 
     def _refuse_overlap(
-        self, session: Session, room: Room, req: BookingRequest, email: str
+        self, session: Session, room: Room, req: BookingRequest, email: str, now: int
     ) -> None:
         clash = session.scalars(
             select(Reservation)
             .where(
                 Reservation.room_id == room.id,
-                Reservation.status.in_(BLOCKING),
+                holds_room(now),
                 Reservation.starts_at < req.ends_at,
                 Reservation.ends_at > req.starts_at,
             )
@@ -258,33 +272,19 @@ class ReservationService:
             f"the slot {span} overlaps {kind} booking of {room.name} ({other}); pick another time"
         )
 
-    @staticmethod
-    def _auto_rule(
-        session: Session, facility: Facility, r: Reservation, off_peak: bool
-    ) -> str | None:
-        group = session.scalars(
-            select(RegisteredGroup).where(
-                RegisteredGroup.facility_id == facility.id,
-                RegisteredGroup.email == r.email.lower(),
-            )
-        ).first()
-        if group is not None:
-            return f"rule:registered-group:{group.name}"[:100]
-        return "rule:off-peak" if off_peak else None
-
     def status_url(self, reservation_id: str, token: str) -> str:
         """The citizen's status link (absolute, under ``public_url``)."""
         return status_url(self._settings, reservation_id, token)
 
     def for_citizen(self, reservation_id: str, token: str) -> ReservationView:
-        """The reservation behind a status link; the token must match."""
+        """The reservation behind a status link, with its PIN; the token must match."""
         with self._sessions() as session:
             r = session.get(Reservation, reservation_id, options=LOAD)
             if r is None or not hmac.compare_digest(r.access_token, token):
                 raise NotFoundError(
                     "no booking matches this link; use the link from your confirmation"
                 )
-            return reservation_view(r, self._providers)
+            return reservation_view(r, self._providers, PinSeal(self._settings.secret_key))
 
     def get(self, reservation_id: str) -> ReservationView:
         """One reservation (staff view)."""

@@ -102,14 +102,15 @@ class AvailabilityDay:
 
 @dataclass(frozen=True, slots=True)
 class GrantView:
-    """An access grant; ``pin`` is for the citizen's eyes only (kept out of ``repr``).
+    """An access grant; ``pin`` is for the citizen's eyes only (kept out of ``repr``; None
+    in every view but the citizen's own).
 
     ``offline`` True: ``pin`` is a 12-digit offline PIN the lock ``lock_id`` checks by
     itself, valid over the whole hours ``window_start``..``window_end`` (plus the lock's
     5-minute clock grace); ``offline_reason`` says why a slot PIN would not do."""
 
     id: str
-    pin: str = field(repr=False)
+    pin: str | None = field(repr=False)
     window_start: int
     window_end: int
     offline: bool = False

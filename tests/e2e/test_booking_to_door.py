@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from provisioning.local_stack import LOCK_ID, LocalStack
+from tests.support.confirm_mail import CONFIRM_LINK
 
 T = TypeVar("T")
 HOUR = 3600
@@ -35,6 +36,7 @@ class Walkthrough:
         self.stack = stack
         users: Any = stack.seed["users"]
         self.manager = ("manager", str(users["manager"]["password"]))
+        self.ops = ("ops", str(users["ops"]["password"]))
         # the English lock page ("Unlocked with PIN"); without the header it is Japanese
         self.cloud = httpx.Client(
             base_url=stack.cloud_url, timeout=10, headers={"Accept-Language": "en"}
@@ -44,6 +46,18 @@ class Walkthrough:
     def close(self) -> None:
         self.cloud.close()
         self.sim.close()
+
+    def confirm_from_the_demo_mailbox(self, reservation_id: str) -> None:
+        """Follow the booking's confirmation link, read where the demo keeps its mail (no
+        SMTP: the outbox is the mailbox, and it shows the link)."""
+        mails = self.cloud.get("/api/mail", auth=self.ops)
+        assert mails.status_code == 200, mails.text
+        links = [m for mail in mails.json() if (m := CONFIRM_LINK.search(mail["body"])) is not None]
+        (link,) = [m for m in links if m["id"] == reservation_id]
+        page = self.cloud.get(link["path"], params={"t": link["t"]})
+        assert 'data-testid="confirm-submit"' in page.text, page.text
+        confirmed = self.cloud.post(link["path"], data={"t": link["t"]})
+        assert confirmed.status_code == 200, confirmed.text
 
     def book_and_approve(self, name: str, start: int, end: int) -> str:
         created = self.cloud.post(
@@ -58,6 +72,7 @@ class Walkthrough:
         )
         assert created.status_code in (200, 201), created.text
         body = created.json()
+        self.confirm_from_the_demo_mailbox(body["id"])
         approved = self.cloud.post(f"/api/reservations/{body['id']}/approve", auth=self.manager)
         assert approved.status_code == 200, approved.text
         status = self.cloud.get(

@@ -15,6 +15,7 @@ import pytest
 
 from protocol.messages import SyncReason
 from protocol.offline_pin import OFFLINE_PIN_LEN
+from tests.support.confirm_mail import confirm_by_mail
 from tests.support.gym_site import (
     DAY,
     HOUR,
@@ -220,6 +221,7 @@ async def test_two_citizens_race_for_the_same_slot_one_books_one_is_told_why_not
     assert len(booked) == 1
     body = won.json()
     winner = Booking(body["id"], body["access_token"], booked[0]["name"], at(19), at(21))
+    await confirm_by_mail(site.http, site.app.state.sessions, f"{winner.name}@example.jp")
     await site.approve(winner)
     await site.settle()
     assert len(site.lock_holds()) == 1, site.coordinator.last_decision

@@ -17,6 +17,7 @@ from cloud.core.models import Role
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import basic
+from tests.support.confirm_mail import confirm_by_mail
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Tokyo
 TEN = NOW + 3600
@@ -64,6 +65,8 @@ async def _book(api: Api, start: int = TEN, end: int = TEN + 3600) -> dict[str, 
     r = await api.http.post("/api/reservations", json=body)
     assert r.status_code == 201, r.text
     data: dict[str, str] = r.json()
+    assert data["status"] == "unconfirmed"
+    await confirm_by_mail(api.http, api.app.state.sessions, "t@example.jp", data["id"])
     return data
 
 
@@ -103,7 +106,8 @@ async def test_booking_flow_citizen_sees_pin_once_approved(api: Api) -> None:
     assert f'data-testid="pin">{status["pin"]}<' in page.text
 
     mail = await api.http.get("/api/mail", headers=api.as_user("ops"))
-    assert any(status["pin"] in m["body"] for m in mail.json())
+    (pin_mail,) = [m for m in mail.json() if m["subject"].startswith("Your PIN for")]
+    assert status["pin"] not in pin_mail["body"]  # the citizen's alone, never shown to ops
 
 
 async def test_errors_are_json_with_a_hint(api: Api) -> None:
@@ -198,6 +202,9 @@ async def test_pages_login_manage_approve_and_audit(api: Api) -> None:
     )
     assert r.status_code == 303
     status_page = r.headers["location"]
+    assert 'data-testid="check-mail"' in (await api.http.get(status_page)).text
+    confirmed = await confirm_by_mail(api.http, api.app.state.sessions, "h@example.jp")
+    assert "a manager approved it" in confirmed.text
     assert 'data-testid="waiting"' in (await api.http.get(status_page)).text
 
     r = await api.http.get("/manage")

@@ -1,6 +1,6 @@
 """Booking services against a real database, on SQLite and on PostgreSQL: rules, rooms and
-locks, availability, the concurrent race, double submit, cancellation, auto-approval,
-payment."""
+locks, availability, the concurrent race, double submit, cancellation, confirmation from
+the mail, auto-approval, payment."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.pin import pin_tag
 from tests.support.cloud import DB_KINDS, fresh_database
+from tests.support.confirm_mail import confirm_in_service
 from tests.unit.test_booking_rules import at
 
 NOW = at("2027-01-15 09:00")  # a Friday
@@ -89,7 +90,20 @@ def req(g: Gym, slot: tuple[int, int] = EVENING, **kw: object) -> BookingRequest
 
 
 def book(g: Gym, slot: tuple[int, int] = EVENING, **kw: object) -> str:
-    return g.svc.reservations.create(req(g, slot, **kw)).reservation.id
+    """Book and confirm from the mail, as the citizen does."""
+    r = g.svc.reservations.create(req(g, slot, **kw)).reservation
+    confirm_in_service(g.svc, g.sessions, r.email, r.id)
+    return r.id
+
+
+def pin_of(g: Gym, rid: str) -> str | None:
+    """The PIN the citizen's status view shows (by the booking's link)."""
+    with g.sessions() as session:
+        r = session.get(Reservation, rid)
+        assert r is not None
+        token = r.access_token
+    grant = g.svc.reservations.for_citizen(rid, token).grant
+    return None if grant is None else grant.pin
 
 
 def grants_on(g: Gym, lock_id: str) -> dict[str, str]:
@@ -117,23 +131,30 @@ def test_a_booking_costs_hours_times_the_fee_and_records_who_and_why(gym: Gym) -
     assert (r.fee_yen, r.payment_state, r.payment_method) == (2400, PaymentState.UNPAID, "counter")
     assert (r.group_size, r.purpose, r.room_name) == (12, "volleyball practice", "Court A")
     assert "pay \u00a52,400 at the counter of Gym B" in r.payment_instructions
+    assert r.status is ReservationStatus.UNCONFIRMED
+    (ask,) = gym.svc.mail.messages()
+    assert ask.subject == "予約の確認 / Please confirm your booking: Gym B"
+    confirm_in_service(gym.svc, gym.sessions, r.email, r.id)
     mail = gym.svc.mail.messages()[0]
     assert mail.subject == "Booking received: Gym B"
     assert "\u00a52,400" in mail.body
-    assert new.access_token in mail.body
+    assert new.access_token not in mail.body  # the status link is the citizen's alone
 
 
 def test_two_courts_are_booked_at_once_and_each_pin_opens_the_right_doors(gym: Gym) -> None:
-    a = gym.svc.approvals.approve(book(gym), by="mgr").grant
-    b = gym.svc.approvals.approve(book(gym, room_id=gym.court_b, email="b@x.jp"), by="mgr").grant
+    a_id, b_id = book(gym), book(gym, room_id=gym.court_b, email="b@x.jp")
+    a = gym.svc.approvals.approve(a_id, by="mgr").grant
+    b = gym.svc.approvals.approve(b_id, by="mgr").grant
     assert a is not None
     assert b is not None
-    assert a.pin != b.pin  # overlapping windows on the shared entrance
+    b_pin = pin_of(gym, b_id)
+    assert b_pin is not None
+    assert pin_of(gym, a_id) != b_pin  # overlapping windows on the shared entrance
     entrance, court_b_door = grants_on(gym, "gym-b-entrance"), grants_on(gym, "gym-b-court-b")
     assert set(entrance) == {a.id, b.id}
     assert set(court_b_door) == {b.id}
     key = bytes.fromhex(gym.keys["gym-b-court-b"])
-    assert court_b_door[b.id] == pin_tag(key, b.pin).hex()
+    assert court_b_door[b.id] == pin_tag(key, b_pin).hex()
     assert gym.notified == [("gym-b", "gw-1")] * 2
 
 
@@ -177,7 +198,7 @@ def test_ten_citizens_racing_for_one_slot_get_one_booking_and_nine_clear_refusal
     def attempt(i: int) -> str:
         start.wait()
         try:
-            book(gym, citizen_name=f"citizen {i}", email=f"c{i}@example.jp")
+            gym.svc.reservations.create(req(gym, citizen_name=f"c {i}", email=f"c{i}@example.jp"))
         except ConflictError as exc:
             return str(exc)
         return "booked"
@@ -187,7 +208,7 @@ def test_ten_citizens_racing_for_one_slot_get_one_booking_and_nine_clear_refusal
     assert results.count("booked") == 1
     refusals = [r for r in results if r != "booked"]
     assert len(refusals) == 9
-    assert all("overlaps a pending booking of Court A" in r for r in refusals)
+    assert all("overlaps an unconfirmed booking of Court A" in r for r in refusals)
     assert all("pick another time" in r for r in refusals)
     assert _count(gym) == 1
 
@@ -234,6 +255,7 @@ def test_a_double_submit_without_a_key_is_refused_and_says_it_is_yours(gym: Gym)
 
 def test_the_citizen_cancels_with_the_token_and_the_pin_leaves_the_snapshot(gym: Gym) -> None:
     new = gym.svc.reservations.create(req(gym))
+    confirm_in_service(gym.svc, gym.sessions, "taro@example.jp", new.reservation.id)
     approved = gym.svc.approvals.approve(new.reservation.id, by="mgr")
     assert approved.grant is not None
     assert approved.grant.id in grants_on(gym, "gym-b-entrance")
@@ -258,7 +280,7 @@ def test_the_citizen_cancels_with_the_token_and_the_pin_leaves_the_snapshot(gym:
     assert mail.subject == "Booking cancelled: Gym B"
     assert "Reason: we are ill" in mail.body
     assert "no longer opens the door" in mail.body
-    with pytest.raises(ConflictError, match="is cancelled; only a pending or approved"):
+    with pytest.raises(ConflictError, match="is cancelled; only an unconfirmed, pending or"):
         gym.svc.cancellations.by_citizen(new.reservation.id, new.access_token, "again")
     book(gym, email="other@x.jp")  # the slot is free again
 
@@ -301,7 +323,11 @@ def test_a_registered_group_is_approved_by_itself_and_gets_its_pin_at_once(gym: 
     gym.svc.facility_rules.add_group(gym.facility_id, "Kaike Volleyball Club", "Club@Example.jp")
     with pytest.raises(ConflictError, match="registered at this facility already"):
         gym.svc.facility_rules.add_group(gym.facility_id, "again", "club@example.jp")
-    r = gym.svc.reservations.create(req(gym, email="club@example.jp")).reservation
+    booked = gym.svc.reservations.create(req(gym, email="club@example.jp")).reservation
+    # nothing before the club's mailbox answers: no PIN, no lock told
+    assert (booked.status, booked.grant, gym.notified) == (ReservationStatus.UNCONFIRMED, None, [])
+    assert grants_on(gym, "gym-b-entrance") == {}
+    r = confirm_in_service(gym.svc, gym.sessions, "club@example.jp", booked.id).reservation
     assert r.status is ReservationStatus.APPROVED
     assert r.decided_by == "rule:registered-group:Kaike Volleyball Club"
     assert r.grant is not None
@@ -309,9 +335,13 @@ def test_a_registered_group_is_approved_by_itself_and_gets_its_pin_at_once(gym: 
     assert gym.notified == [("gym-b", "gw-1")]
     mail = gym.svc.mail.messages()[0]
     assert mail.subject == "Your PIN for Court A"
-    assert f"PIN: {r.grant.pin}" in mail.body
+    pin = pin_of(gym, r.id)
+    assert pin is not None
+    assert "PIN: [" in mail.body
+    assert pin not in mail.body  # staff read the mail without the PIN
     other = gym.svc.reservations.create(req(gym, room_id=gym.court_b)).reservation
-    assert other.status is ReservationStatus.PENDING
+    confirmed = confirm_in_service(gym.svc, gym.sessions, other.email, other.id)
+    assert confirmed.reservation.status is ReservationStatus.PENDING
 
 
 def test_off_peak_bookings_are_approved_by_themselves(gym: Gym) -> None:
@@ -343,6 +373,9 @@ def test_a_pin_is_only_ever_shown_through_the_status_view(gym: Gym) -> None:
     rid = book(gym)
     view = gym.svc.approvals.approve(rid, by="mgr")
     assert view.grant is not None
-    assert view.grant.pin not in repr(view)
+    assert view.grant.pin is None  # the manager's view holds no PIN
+    pin = pin_of(gym, rid)
+    assert pin is not None
+    assert pin not in repr(gym.svc.reservations.get(rid))
     with pytest.raises(CloudError):
         gym.svc.approvals.approve(rid, by="mgr")

@@ -1,5 +1,6 @@
 """Booking through the HTTP API and the pages, on SQLite and PostgreSQL: availability,
-rule errors, the concurrent race, Idempotency-Key, cancellation, payment, rules editing."""
+rule errors, the concurrent race, Idempotency-Key, confirmation from the mail,
+cancellation, payment, rules editing."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.confirm_mail import confirm_by_mail
 from tests.unit.test_booking_rules import at
 
 NOW = at("2027-01-15 09:00")
@@ -45,6 +47,15 @@ class Api:
             "end": NOON,
         }
         return {**base, **kw}
+
+    async def book(self, **kw: Any) -> dict[str, Any]:
+        """Book and confirm from the mail, as the citizen does; the booking as created."""
+        body = self.body(**kw)
+        created = await self.http.post("/api/reservations", json=body)
+        assert created.status_code == 201, created.text
+        booked: dict[str, Any] = created.json()
+        await confirm_by_mail(self.http, self.app.state.sessions, body["email"], booked["id"])
+        return booked
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -125,7 +136,7 @@ async def test_ten_concurrent_requests_for_one_slot_make_one_booking(api: Api) -
     assert codes == [201] + [409] * 9
     for a in answers:
         if a.status_code == 409:
-            assert "overlaps a pending booking of Main hall" in a.json()["detail"]
+            assert "overlaps an unconfirmed booking of Main hall" in a.json()["detail"]
             assert "pick another time" in a.json()["detail"]
     staff = await api.http.get("/api/reservations", headers=api.as_user("manager"))
     assert len(staff.json()) == 1
@@ -157,7 +168,7 @@ async def test_idempotency_key_makes_a_retry_safe(api: Api) -> None:
 
 
 async def _approved(api: Api) -> dict[str, Any]:
-    created: dict[str, Any] = (await api.http.post("/api/reservations", json=api.body())).json()
+    created = await api.book()
     r = await api.http.post(
         f"/api/reservations/{created['id']}/approve", headers=api.as_user("manager")
     )
@@ -250,13 +261,13 @@ async def test_staff_edit_rules_hours_closed_days_and_groups(api: Api) -> None:
         "/api/reservations", json=api.body(start=at("2027-01-16 10:00"), end=at("2027-01-16 11:00"))
     )
     assert "closed on Saturdays" in r.json()["detail"]
-    # off peak (Friday 10-12) is approved by itself, and costs the new fee
-    r = await api.http.post("/api/reservations", json=api.body())
-    assert (r.json()["status"], r.json()["decided_by"], r.json()["fee_yen"]) == (
-        "approved",
-        "rule:off-peak",
-        1600,
+    # off peak (Friday 10-12) is approved by itself once confirmed, at the new fee
+    booked = await api.book()
+    r = await api.http.get(
+        f"/api/reservations/{booked['id']}", params={"token": booked["access_token"]}
     )
+    assert (r.json()["status"], booked["fee_yen"]) == ("approved", 1600)
+    assert r.json()["pin"]
     group = await api.http.post(
         f"/api/facilities/{fid}/groups",
         json={"name": "Kaike VC", "email": "club@example.jp"},
@@ -264,13 +275,12 @@ async def test_staff_edit_rules_hours_closed_days_and_groups(api: Api) -> None:
     )
     assert group.status_code == 201
     assert (await api.http.get(f"/api/facilities/{fid}/groups")).status_code == 401
-    r = await api.http.post(
-        "/api/reservations",
-        json=api.body(
-            email="club@example.jp", start=at("2027-01-15 18:00"), end=at("2027-01-15 19:00")
-        ),
+    club = await api.book(
+        email="club@example.jp", start=at("2027-01-15 18:00"), end=at("2027-01-15 19:00")
     )
-    assert r.json()["decided_by"] == "rule:registered-group:Kaike VC"
+    staff = await api.http.get("/api/reservations", headers=api.as_user("manager"))
+    decided = {row["id"]: row["decided_by"] for row in staff.json()}
+    assert decided[club["id"]] == "rule:registered-group:Kaike VC"
     gone = await api.http.delete(
         f"/api/facilities/{fid}/groups/{group.json()['id']}", headers=api.as_user("manager")
     )
@@ -324,6 +334,8 @@ async def test_pages_book_with_availability_then_cancel_from_the_status_page(api
     assert first.headers["location"] == second.headers["location"]
     status = await api.http.get(first.headers["location"])
     assert "\u00a5900" in status.text
+    assert 'data-testid="check-mail"' in status.text
+    assert "we sent a link to h@example.jp" in status.text
     assert 'data-testid="cancel-submit"' in status.text
     taken = await api.http.get("/book", params={"room_id": api.seed.room_id, "date": "2027-01-15"})
     assert "13:00\u201314:30" in taken.text

@@ -52,6 +52,7 @@ from protocol.messages import (
     TelemetryData,
 )
 from tests.support.cloud import DB_KINDS, fresh_database
+from tests.support.confirm_mail import confirm_in_service
 from tests.support.migrated import Template, copy_of, migrated_template
 
 NOW = 1_799_971_200  # Friday 2027-01-15 09:00 Tokyo
@@ -807,6 +808,7 @@ def test_a_lock_with_a_booking_in_progress_is_deferred(world: World) -> None:
     booking = world.svc.reservations.create(
         BookingRequest("Taro", "taro@example.jp", NOW + 600, NOW + HOUR, lock_id="gym-a-1")
     )
+    confirm_in_service(world.svc, world.sessions, "taro@example.jp", booking.reservation.id)
     world.svc.approvals.approve(booking.reservation.id, by="manager")
     img = world.fleet.firmware.upload(image("1.4.0"), "ops")
     rollout = world.fleet.rollouts.create(

@@ -13,9 +13,11 @@ from sqlalchemy.exc import IntegrityError
 
 from cloud.db import Base, make_engine, make_sessionmaker, migrate
 from cloud.db.migrate import alembic_config
+from cloud.gym.pin_seal import PinSeal
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
+from protocol.pin import pin_tag
 from tests.support.cloud import DB_KINDS, fresh_database
 
 
@@ -73,7 +75,7 @@ def test_0003_gives_each_lock_a_room_and_keeps_bookings_and_grants(
                         "VALUES ('g1', 'r1', 2, '482913', 1000, 4000, 1)"
                     )
                 )
-            migrate(url)
+            migrate(url, SECRET_KEY)  # 0010 seals the PIN with it
             with engine.connect() as conn:
                 rooms = conn.execute(text("SELECT id, name FROM rooms ORDER BY id")).all()
                 locks = {
@@ -92,13 +94,93 @@ def test_0003_gives_each_lock_a_room_and_keeps_bookings_and_grants(
         engine = make_engine(url)
         try:
             svc = build_services(
-                make_sessionmaker(engine), ManualClock(1500), CloudSettings(dev=True)
+                make_sessionmaker(engine),
+                ManualClock(1500),
+                CloudSettings(dev=True, secret_key=SECRET_KEY),
             )
             snap = svc.access.snapshot("g", "gw")
         finally:
             engine.dispose()
         grants = {lock.lock_id: [g.grant_id for g in lock.grants] for lock in snap.locks}
         assert grants == {"door-1": [], "door-2": ["g1"]}
+
+
+SECRET_KEY = "k" * 40
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_0010_seals_stored_pins_and_blanks_them_in_sent_mail(kind: str, tmp_path: Path) -> None:
+    pin_mail = "Dear Taro,\n\nPIN: 482913\nYour booking: http://c/r/r1?token=tok\n"
+    with fresh_database(kind, tmp_path) as url:
+        command.upgrade(alembic_config(url), "0009")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO facilities (id, name, site, gateway) "
+                        "VALUES (1, 'Gym', 'g', 'gw')"
+                    )
+                )
+                conn.execute(
+                    text("INSERT INTO rooms (id, facility_id, name) VALUES (1, 1, 'Hall')")
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO locks (id, lock_id, facility_id, name, pin_key) "
+                        "VALUES (1, 'door-1', 1, 'Door', :key)"
+                    ),
+                    {"key": "ab" * 32},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO reservations (id, facility_id, room_id, citizen_name, email, "
+                        "starts_at, ends_at, status, access_token, created_at) VALUES "
+                        "('r1', 1, 1, 'Taro', 't@x.jp', 2000, 3000, 'approved', 'tok', 1)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO access_grants (id, reservation_id, pin, window_start, "
+                        "window_end, created_at) VALUES ('g1', 'r1', '482913', 1000, 4000, 1)"
+                    )
+                )
+                for state in ("sent", "queued"):
+                    conn.execute(
+                        text(
+                            'INSERT INTO mail_outbox ("to", subject, body, created_at, state) '
+                            "VALUES ('t@x.jp', 'Your PIN for Hall', :body, 1, :state)"
+                        ),
+                        {"body": pin_mail, "state": state},
+                    )
+            with pytest.raises(RuntimeError, match="DENEN_CLOUD_SECRET_KEY"):
+                migrate(url)  # no key: nothing is half done
+            migrate(url, SECRET_KEY)
+            with engine.connect() as conn:
+                sealed = conn.execute(text("SELECT pin_sealed FROM access_grants")).scalar_one()
+                rows = conn.execute(text("SELECT state, body FROM mail_outbox ORDER BY id")).all()
+            mails = {str(state): str(body) for state, body in rows}
+            assert "482913" not in sealed
+            assert PinSeal(SECRET_KEY).open("g1", sealed) == "482913"
+            assert "482913" not in mails["sent"]
+            assert "token=tok" not in mails["sent"]
+            assert mails["queued"] == pin_mail  # still to be sent: the citizen needs it
+            svc = build_services(
+                make_sessionmaker(engine),
+                ManualClock(1500),
+                CloudSettings(dev=True, secret_key=SECRET_KEY),
+            )
+            (lock,) = svc.access.snapshot("g", "gw").locks
+            assert [g.tag for g in lock.grants] == [
+                pin_tag(bytes.fromhex("ab" * 32), "482913").hex()
+            ]
+            (queued,) = [m for m in svc.mail.messages() if m.state.value == "queued"]
+            assert "482913" not in queued.body  # staff read it blanked
+            command.downgrade(alembic_config(url, SECRET_KEY), "0009")
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT pin FROM access_grants")).scalar_one() == "482913"
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)

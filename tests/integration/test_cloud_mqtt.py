@@ -38,6 +38,7 @@ from protocol.messages import (
 from protocol.pin import pin_tag
 from protocol.topics import Channel
 from tests.support.cloud import basic
+from tests.support.confirm_mail import citizen_view, confirm_by_mail
 from tests.support.mosquitto import Mosquitto
 
 NOW = 1_799_971_200
@@ -158,9 +159,11 @@ async def test_approval_publishes_a_retained_snapshot_a_fresh_subscriber_gets(
         "end": TEN + 3600,
     }
     rid = (await cloud.http.post("/api/reservations", json=body)).json()["id"]
+    await confirm_by_mail(cloud.http, cloud.app.state.sessions, "t@x.jp", rid)
     await cloud.http.post(f"/api/reservations/{rid}/approve", headers=cloud.staff())
-    grant = cloud.app.state.services.reservations.get(rid).grant
+    grant = citizen_view(cloud.app.state.services, cloud.app.state.sessions, rid).grant
     assert grant is not None
+    assert grant.pin is not None
 
     access_topic = topics.access(cloud.seed.site, cloud.seed.gateway)
     async with asyncio.timeout(10):

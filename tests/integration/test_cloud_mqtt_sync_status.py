@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
@@ -36,6 +37,7 @@ from protocol.messages import (
 )
 from protocol.offline_pin import OfflinePinStatus, verify_offline_pin
 from tests.support.cloud import basic
+from tests.support.confirm_mail import confirm_by_mail
 from tests.support.mosquitto import Mosquitto
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Asia/Tokyo
@@ -48,6 +50,7 @@ class Cloud:
     http: httpx.AsyncClient
     seed: DemoSeed
     broker: Mosquitto
+    sessions: sessionmaker[Session]
 
     def staff(self) -> dict[str, str]:
         return basic("manager", self.seed.manager.password)
@@ -85,7 +88,7 @@ async def cloud(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Cloud]:
             await app.state.bridge.wait_connected()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-            yield Cloud(http, seed, mosquitto)
+            yield Cloud(http, seed, mosquitto, app.state.sessions)
 
 
 async def _eventually(what: str, check: Callable[[], Any]) -> Any:
@@ -101,6 +104,7 @@ async def _eventually(what: str, check: Callable[[], Any]) -> Any:
 async def _book_and_approve(cloud: Cloud, name: str, start: int, end: int) -> dict[str, Any]:
     body = {"lock_id": LOCK, "name": name, "email": f"{name}@x.jp", "start": start, "end": end}
     created = (await cloud.http.post("/api/reservations", json=body)).json()
+    await confirm_by_mail(cloud.http, cloud.sessions, body["email"], created["id"])
     approved = await cloud.http.post(
         f"/api/reservations/{created['id']}/approve", headers=cloud.staff()
     )

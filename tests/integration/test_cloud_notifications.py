@@ -31,6 +31,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind
 from tests.support.cloud import DB_KINDS, fresh_database
+from tests.support.confirm_mail import citizen_view, confirm_in_service
 from tests.support.smtp import SmtpServer, running_smtp_server
 from tests.unit.test_booking_rules import at
 
@@ -54,6 +55,15 @@ class World:
     url: str
 
     def book(self, start: str, hours: float = 2, email: str = "taro@example.jp", **kw: Any) -> str:
+        """Book and confirm from the mail, as the citizen does."""
+        rid = self.unconfirmed(start, hours, email, **kw)
+        confirm_in_service(self.svc, self.sessions, email, rid)
+        return rid
+
+    def unconfirmed(
+        self, start: str, hours: float = 2, email: str = "taro@example.jp", **kw: Any
+    ) -> str:
+        """Book; only the mail asking to confirm goes out."""
         begin = at(start)
         req = BookingRequest(
             citizen_name=kw.pop("name", "Taro"),
@@ -130,10 +140,11 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 
 def test_the_citizen_gets_the_pin_mail_over_smtp(world: World, smtp: SmtpServer) -> None:
     rid = world.approved("2027-01-15 18:00")
-    pin = world.svc.reservations.get(rid).grant
+    pin = citizen_view(world.svc, world.sessions, rid).grant
     assert pin is not None
+    assert pin.pin is not None
     run = world.delivery(smtp.port).deliver_due()
-    assert (run.sent, run.retrying, run.failed) == (2, 0, 0)  # received + PIN
+    assert (run.sent, run.retrying, run.failed) == (3, 0, 0)  # confirm + received + PIN
     pin_mails = [m for m in smtp.inbox.messages if m["Subject"] == "Your PIN for Main hall"]
     (mail,) = pin_mails
     assert mail["To"] == "taro@example.jp"
@@ -142,9 +153,13 @@ def test_the_citizen_gets_the_pin_mail_over_smtp(world: World, smtp: SmtpServer)
     assert isinstance(body, bytes)
     assert f"PIN: {pin.pin}" in body.decode()
     assert all(m.state is MailState.SENT and m.sent_at == NOW for m in world.mails())
+    # the stored copy of a sent mail keeps no PIN and no booking link
+    (kept,) = [m for m in world.mails() if m.subject == "Your PIN for Main hall"]
+    assert pin.pin not in kept.body
+    assert "token=" not in kept.body
     # sent mails are not sent again
     assert world.delivery(smtp.port).deliver_due().sent == 0
-    assert len(smtp.inbox.messages) == 2
+    assert len(smtp.inbox.messages) == 3
 
 
 def test_an_smtp_outage_keeps_the_mail_queued_until_the_server_returns(
@@ -154,7 +169,7 @@ def test_an_smtp_outage_keeps_the_mail_queued_until_the_server_returns(
     world.approved("2027-01-15 18:00")
     delivery = world.delivery(smtp.port)
     run = delivery.deliver_due()
-    assert (run.sent, run.retrying) == (0, 2)
+    assert (run.sent, run.retrying) == (0, 3)
     for m in world.mails():
         assert m.state is MailState.QUEUED
         assert m.attempts == 1
@@ -164,21 +179,21 @@ def test_an_smtp_outage_keeps_the_mail_queued_until_the_server_returns(
     # not due yet: nothing is tried
     assert delivery.deliver_due().retrying == 0
     world.clock.advance(30)
-    assert delivery.deliver_due().retrying == 2
+    assert delivery.deliver_due().retrying == 3
     assert {m.attempts for m in world.mails()} == {2}
     smtp.start()
     world.clock.advance(600)  # past the capped backoff
-    assert delivery.deliver_due().sent == 2
+    assert delivery.deliver_due().sent == 3
     assert {m.state for m in world.mails()} == {MailState.SENT}
     assert {m["To"] for m in smtp.inbox.messages} == {"taro@example.jp"}
-    assert len(smtp.inbox.messages) == 2
+    assert len(smtp.inbox.messages) == 3
 
 
 def test_a_refused_recipient_fails_with_the_error_and_can_be_queued_again(
     world: World, smtp: SmtpServer
 ) -> None:
     smtp.inbox.refuse.add("nobody@example.jp")
-    world.book("2027-01-15 18:00", email="nobody@example.jp")
+    world.unconfirmed("2027-01-15 18:00", email="nobody@example.jp")
     run = world.delivery(smtp.port).deliver_due()
     assert (run.sent, run.failed) == (0, 1)
     (mail,) = world.mails()
@@ -196,7 +211,7 @@ def test_a_refused_recipient_fails_with_the_error_and_can_be_queued_again(
 
 def test_two_deliveries_at_once_send_each_mail_once(world: World, smtp: SmtpServer) -> None:
     for i in range(4):
-        world.book(f"2027-01-16 {10 + 2 * i}:00", email=f"c{i}@example.jp")
+        world.unconfirmed(f"2027-01-16 {10 + 2 * i}:00", email=f"c{i}@example.jp")
     deliveries = [world.delivery(smtp.port) for _ in range(3)]
     barrier = threading.Barrier(3)
 
@@ -228,8 +243,9 @@ def test_each_approved_booking_gets_one_reminder_the_day_before(world: World) ->
     assert reminder.to == "taro@example.jp"
     assert "10:00\u201312:00 on 2027-01-17" in reminder.subject
     assert f"/r/{rid}?token=" in reminder.body
-    view = world.svc.reservations.get(rid)
+    view = citizen_view(world.svc, world.sessions, rid)
     assert view.grant is not None
+    assert view.grant.pin is not None
     assert view.grant.pin not in reminder.body  # the PIN is told once
     assert not [m for m in world.mails("late@example.jp") if m.subject.startswith("Reminder")]
     assert not [m for m in world.mails("pending@example.jp") if m.subject.startswith("Rem")]

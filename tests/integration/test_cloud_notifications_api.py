@@ -22,6 +22,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind
 from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.confirm_mail import confirm_by_mail, follow, link_in_inbox
 from tests.support.smtp import running_smtp_server
 from tests.unit.test_booking_rules import at
 
@@ -73,6 +74,7 @@ class Api:
         created = await self.http.post("/api/reservations", json=body)
         assert created.status_code == 201, created.text
         rid = created.json()["id"]
+        await confirm_by_mail(self.http, self.app.state.sessions, body["email"], rid)
         ok = await self.http.post(
             f"/api/reservations/{rid}/approve", headers=self.as_user("manager")
         )
@@ -238,7 +240,7 @@ async def test_the_outbox_page_says_there_is_no_smtp(api: Api) -> None:
     page = await api.http.get("/mail")
     assert 'data-testid="smtp-off"' in page.text
     assert 'data-mail-state="queued"' in page.text
-    assert "PIN: " in page.text  # the demo's mailbox shows bodies
+    assert "PIN: [" in page.text  # the demo's mailbox shows bodies, but never a PIN
 
 
 async def test_the_app_delivers_queued_mail_by_itself_when_smtp_is_set(tmp_path: Path) -> None:
@@ -264,8 +266,14 @@ async def test_the_app_delivers_queued_mail_by_itself_when_smtp_is_set(tmp_path:
                 assert r.status_code == 201
                 # the mail-delivery task polls every 50 ms; wait (bounded) for its pass
                 assert await asyncio.to_thread(smtp.inbox.received.wait, 10)
-                (mail,) = smtp.inbox.messages
-                assert mail["To"] == "taro@example.jp"
+                (ask,) = smtp.inbox.messages
+                assert ask["To"] == "taro@example.jp"
+                assert "Please confirm your booking" in ask["Subject"]
+                smtp.inbox.received.clear()
+                link = link_in_inbox(smtp.inbox, "taro@example.jp", r.json()["id"])
+                assert (await follow(http, link)).status_code == 200
+                assert await asyncio.to_thread(smtp.inbox.received.wait, 10)
+                mail = smtp.inbox.messages[1]
                 assert mail["Subject"].startswith("Booking received")
                 login = {"username": "ops", "password": seed.ops.password}
                 await http.post("/login", data=login)

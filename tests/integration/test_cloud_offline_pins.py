@@ -26,6 +26,7 @@ from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.gym.models import AccessGrant, OfflinePin, Reservation
 from cloud.gym.reservations import BookingRequest
 from cloud.gym.sync_status import GrantSyncState
+from cloud.gym.views import GrantView
 from cloud.services import Services, build_services
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
@@ -48,6 +49,7 @@ from protocol.offline_pin import (
     verify_offline_pin,
 )
 from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.confirm_mail import citizen_view, confirm_in_service
 from tests.unit.test_booking_rules import at
 
 NOW = at("2027-01-15 09:00")  # Asia/Tokyo
@@ -68,7 +70,13 @@ class Site:
 
     def book(self, start: str, end: str, name: str = "sato") -> str:
         req = BookingRequest(name, f"{name}@example.jp", at(start), at(end), lock_id="gym-a-1")
-        return self.svc.reservations.create(req).reservation.id
+        return self.confirmed(req)
+
+    def confirmed(self, req: BookingRequest) -> str:
+        """Book and confirm from the mail, as the citizen does."""
+        rid = self.svc.reservations.create(req).reservation.id
+        confirm_in_service(self.svc, self.sessions, req.email, rid)
+        return rid
 
     def gateway(self, state: GatewayState) -> None:
         self.fleet.health.record_status("gym-a", "gw-1", StatusData(state=state))
@@ -95,9 +103,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
 def test_approved_while_the_gateway_is_offline_gets_an_offline_pin(site: Site) -> None:
     site.gateway(GatewayState.OFFLINE)
     rid = site.book("2027-01-15 18:45", "2027-01-15 20:10")
-    view = site.svc.approvals.approve(rid, by="manager")
-
-    grant = view.grant
+    grant = _approved_grant(site, site.svc, rid)
     assert grant is not None
     assert grant.offline
     assert grant.lock_id == "gym-a-1"
@@ -130,10 +136,10 @@ def test_approved_while_the_gateway_is_offline_gets_an_offline_pin(site: Site) -
         ).one()
         row = session.scalars(select(AccessGrant).where(AccessGrant.id == grant.id)).one()
         stored = session.scalars(select(OfflinePin)).one()
-    assert f"PIN: {grant.pin}\n" in mail.body
+    assert f"PIN: {grant.pin}\n" in mail.body  # the outbox row, as the citizen gets it
     assert "2027-01-15 18:00 to 2027-01-15 21:00" in mail.body
     # only the code's id is stored, never the code; no slot PIN either
-    assert row.pin is None
+    assert row.pin_sealed is None
     assert (stored.start_hour, stored.hours, stored.nonce) == (inside.id.start_hour, 3, 0)
     # nothing to load into a slot
     snapshot = site.svc.access.snapshot("gym-a", "gw-1")
@@ -144,7 +150,7 @@ def test_approved_while_the_gateway_is_offline_gets_an_offline_pin(site: Site) -
 def test_online_gateway_or_no_secret_gets_a_slot_pin(site: Site, tmp_path: Path) -> None:
     site.gateway(GatewayState.ONLINE)
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
-    grant = site.svc.approvals.approve(rid, by="manager").grant
+    grant = _approved_grant(site, site.svc, rid)
     assert grant is not None
     assert not grant.offline
     assert 4 <= len(grant.pin) <= 10
@@ -158,10 +164,10 @@ def test_online_gateway_or_no_secret_gets_a_slot_pin(site: Site, tmp_path: Path)
     room = site.svc.facilities.add_room(f.id, "Hall")
     site.svc.facilities.add_lock(f.id, "gym-c-1", "Door C")
     req = BookingRequest("ito", "ito@example.jp", at("2027-01-15 18:00"), at("2027-01-15 19:00"))
-    rid2 = site.svc.reservations.create(
+    rid2 = site.confirmed(
         BookingRequest(req.citizen_name, req.email, req.starts_at, req.ends_at, room_id=room.id)
-    ).reservation.id
-    grant2 = site.svc.approvals.approve(rid2, by="manager").grant
+    )
+    grant2 = _approved_grant(site, site.svc, rid2)
     assert grant2 is not None
     assert not grant2.offline
 
@@ -172,7 +178,7 @@ def test_a_lock_out_of_reach_before_its_next_sync_gets_an_offline_pin(site: Site
         "gym-a", "gw-1", _telemetry(False, at("2027-01-15 20:00"))
     )
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
-    grant = site.svc.approvals.approve(rid, by="manager").grant
+    grant = _approved_grant(site, site.svc, rid)
     assert grant is not None
     assert grant.offline
     assert grant.offline_reason == "the lock was out of the gateway's reach"
@@ -185,12 +191,12 @@ def test_a_silent_gateway_counts_as_offline_only_when_asked(site: Site) -> None:
         site.sessions, site.clock, CloudSettings(dev=True, gateway_silent_after_s=600)
     )
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
-    grant = strict.approvals.approve(rid, by="manager").grant
+    grant = _approved_grant(site, strict, rid)
     assert grant is not None
     assert grant.offline_reason == "the site's gateway had been silent for 20 minutes"
     # by default silence alone is not "offline" (status is event-driven)
     rid2 = site.book("2027-01-15 19:00", "2027-01-15 20:00", name="ito")
-    grant2 = site.svc.approvals.approve(rid2, by="manager").grant
+    grant2 = _approved_grant(site, site.svc, rid2)
     assert grant2 is not None
     assert not grant2.offline
 
@@ -199,7 +205,7 @@ def test_cancelling_an_offline_pin_revokes_it_in_the_next_snapshot(site: Site) -
     site.gateway(GatewayState.OFFLINE)
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
     keep = site.book("2027-01-15 19:00", "2027-01-15 20:00", name="ito")
-    grant = site.svc.approvals.approve(rid, by="manager").grant
+    grant = _approved_grant(site, site.svc, rid)
     site.svc.approvals.approve(keep, by="manager")
     assert grant is not None
     check = verify_offline_pin(SECRET, grant.pin, at("2027-01-15 18:30"))
@@ -219,7 +225,7 @@ def test_cancelling_an_offline_pin_revokes_it_in_the_next_snapshot(site: Site) -
 
     # a second code for the same hours on the same lock never reuses the nonce
     again = site.book("2027-01-15 18:00", "2027-01-15 19:00", name="kato")
-    grant2 = site.svc.approvals.approve(again, by="manager").grant
+    grant2 = _approved_grant(site, site.svc, again)
     assert grant2 is not None
     check2 = verify_offline_pin(SECRET, grant2.pin, at("2027-01-15 18:30"))
     assert check2.id == OfflinePinId(check.id.start_hour, 1, 1)
@@ -250,7 +256,7 @@ def test_many_snapshots_at_once_are_each_gateways_own(site: Site) -> None:
     site.svc.facilities.add_lock(f.id, "gym-b-hall", "Hall", room_id=rooms[0])
     site.svc.facilities.add_lock(f.id, "gym-b-court", "Court", room_id=rooms[1])
     for hour, room in ((19, rooms[1]), (18, rooms[0])):
-        rid = site.svc.reservations.create(
+        rid = site.confirmed(
             BookingRequest(
                 f"r{hour}",
                 "r@example.jp",
@@ -258,7 +264,7 @@ def test_many_snapshots_at_once_are_each_gateways_own(site: Site) -> None:
                 at(f"2027-01-15 {hour}:30"),
                 room_id=room,
             )
-        ).reservation.id
+        )
         site.svc.approvals.approve(rid, by="manager")
     site.clock.set(at("2027-01-15 10:00"))  # the 09:00 booking's window has ended
 
@@ -285,7 +291,7 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
     site.gateway(GatewayState.ONLINE)
     loaded = site.book("2027-01-15 10:00", "2027-01-15 11:00")
     waiting = site.book("2027-01-16 10:00", "2027-01-16 11:00", name="ito")
-    g1 = site.svc.approvals.approve(loaded, by="manager").grant
+    g1 = _approved_grant(site, site.svc, loaded)
     site.svc.approvals.approve(waiting, by="manager")
     assert g1 is not None
     site.svc.lock_reports.record_telemetry(
@@ -367,7 +373,7 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
 def test_an_offline_unlock_is_attributed_to_its_booking(site: Site) -> None:
     site.gateway(GatewayState.OFFLINE)
     rid = site.book("2027-01-15 18:00", "2027-01-15 19:00")
-    grant = site.svc.approvals.approve(rid, by="manager").grant
+    grant = _approved_grant(site, site.svc, rid)
     assert grant is not None
     check = verify_offline_pin(SECRET, grant.pin, at("2027-01-15 18:30"))
     assert check.id is not None
@@ -411,6 +417,15 @@ def test_offline_secret_is_checked_when_a_lock_is_added(site: Site) -> None:
     site.svc.facilities.add_lock(
         site.seed.facility_id, "gym-a-2", "Back", offline_secret=OTHER_SECRET.hex().upper()
     )
+
+
+def _approved_grant(site: Site, svc: Services, rid: str) -> GrantView:
+    """Approve ``rid``; its grant as the citizen's status view shows it (with the PIN)."""
+    svc.approvals.approve(rid, by="manager")
+    grant = citizen_view(svc, site.sessions, rid).grant
+    assert grant is not None
+    assert grant.pin is not None
+    return grant
 
 
 def _grant_id(site: Site, rid: str) -> str:

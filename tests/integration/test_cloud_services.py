@@ -17,12 +17,14 @@ from cloud.errors import ConflictError, InvalidRequestError, NotFoundError
 from cloud.gym.access import AccessChanged
 from cloud.gym.models import LockEvent, ReservationStatus
 from cloud.gym.reservations import BookingRequest
+from cloud.gym.views import GrantView
 from cloud.services import Services, build_services
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind, LockTelemetry, TelemetryData
 from protocol.pin import is_trivial, pin_tag
 from tests.support.cloud import DB_KINDS, fresh_database
+from tests.support.confirm_mail import citizen_view, confirm_in_service
 
 # 2027-01-15 09:00 in Tokyo; bookings below are on that day
 NOW = 1_799_971_200
@@ -64,8 +66,20 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 def book(
     w: World, start: int, end: int, name: str = "Taro Yamada", email: str = "taro@example.jp"
 ) -> str:
+    """Book and confirm from the mail, as the citizen does."""
     req = BookingRequest(name, email, start, end, lock_id=w.seed.lock_id)
-    return w.svc.reservations.create(req).reservation.id
+    rid = w.svc.reservations.create(req).reservation.id
+    confirm_in_service(w.svc, w.sessions, email, rid)
+    return rid
+
+
+def approve(w: World, rid: str) -> GrantView:
+    """The manager approves; the grant as the citizen's status view shows it (with PIN)."""
+    w.svc.approvals.approve(rid, by="manager")
+    grant = citizen_view(w.svc, w.sessions, rid).grant
+    assert grant is not None
+    assert grant.pin is not None
+    return grant
 
 
 def test_booking_that_ends_before_it_starts_is_refused(world: World) -> None:
@@ -83,6 +97,14 @@ def test_overlapping_booking_is_refused_with_the_slot_in_local_time(world: World
     first = book(world, TEN, TEN + HOUR)
     with pytest.raises(ConflictError, match=r"overlaps a pending booking.*pick another time"):
         book(world, TEN + 1800, TEN + 2 * HOUR)
+    unconfirmed = BookingRequest(
+        "Jiro", "jiro@example.jp", TEN + 2 * HOUR, TEN + 3 * HOUR, lock_id="gym-a-1"
+    )
+    world.svc.reservations.create(unconfirmed)
+    with pytest.raises(ConflictError, match=r"overlaps an unconfirmed booking"):
+        book(world, TEN + 2 * HOUR, TEN + 3 * HOUR)
+    world.clock.advance(30 * 60)  # its link expired: the slot is free, before the job ran
+    book(world, TEN + 2 * HOUR, TEN + 3 * HOUR)
     world.svc.approvals.approve(first, by="manager")
     with pytest.raises(
         ConflictError,
@@ -103,9 +125,10 @@ def test_approve_issues_a_pin_with_margins_mails_it_and_notifies(world: World) -
     rid = book(world, TEN, TEN + HOUR)
     world.notified.clear()
     approved = world.svc.approvals.approve(rid, by="manager")
-    grant = approved.grant
+    grant = citizen_view(world.svc, world.sessions, rid).grant
     assert approved.status is ReservationStatus.APPROVED
     assert grant is not None
+    assert grant.pin is not None
     assert len(grant.pin) == 6
     assert grant.pin.isdigit()
     assert not is_trivial(grant.pin)
@@ -114,7 +137,8 @@ def test_approve_issues_a_pin_with_margins_mails_it_and_notifies(world: World) -
     assert world.notified == [(world.seed.site, world.seed.gateway)]
     mail = world.svc.mail.messages()[0]
     assert mail.to == "taro@example.jp"
-    assert f"PIN: {grant.pin}" in mail.body
+    assert "PIN: [" in mail.body  # staff read it without the PIN
+    assert grant.pin not in mail.body
     assert "Valid from 2027-01-15 09:45 to 2027-01-15 11:15 (Asia/Tokyo)" in mail.body
     with pytest.raises(ConflictError, match="is approved; only a pending one can be approved"):
         world.svc.approvals.approve(rid, by="manager")
@@ -125,9 +149,7 @@ def test_overlapping_windows_on_one_lock_get_different_pins(world: World) -> Non
     pins = set()
     for i in range(8):
         rid = book(world, TEN + i * HOUR, TEN + (i + 1) * HOUR, name=f"citizen {i}")
-        grant = world.svc.approvals.approve(rid, by="manager").grant
-        assert grant is not None
-        pins.add(grant.pin)
+        pins.add(approve(world, rid).pin)
     assert len(pins) == 8
 
 
@@ -135,8 +157,7 @@ def test_snapshot_carries_tags_not_pins_and_grows_its_version(world: World) -> N
     before = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
     assert [lock.lock_id for lock in before.locks] == [world.seed.lock_id]
     assert before.locks[0].grants == []
-    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
-    assert grant is not None
+    grant = approve(world, book(world, TEN, TEN + HOUR))
     after = world.svc.access.snapshot(world.seed.site, world.seed.gateway)
     assert after.version > before.version
     (entry,) = after.locks[0].grants
@@ -177,8 +198,7 @@ def test_batch_ingest_skips_what_is_known_and_duplicates_within_the_batch(world:
 
 
 def test_a_restarted_lock_numbers_anew_and_both_boots_are_kept(world: World) -> None:
-    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
-    assert grant is not None
+    grant = approve(world, book(world, TEN, TEN + HOUR))
     assert world.svc.events.ingest_batch([_event(1, grant.id, boot=11), _event(2, boot=11)]) == 2
     # the battery was changed: the lock counts from 1 again, in a new boot
     assert world.svc.events.ingest_batch([_event(1, grant.id, boot=42), _event(2, boot=42)]) == 2
@@ -231,8 +251,7 @@ def test_a_forged_lock_report_in_the_same_chunk_does_not_cost_the_real_one(
 
 
 def test_audit_names_the_reservation_behind_an_unlock(world: World) -> None:
-    grant = world.svc.approvals.approve(book(world, TEN, TEN + HOUR), by="manager").grant
-    assert grant is not None
+    grant = approve(world, book(world, TEN, TEN + HOUR))
     world.svc.events.ingest_batch([_event(7, grant.id), _event(8), _event(7, grant.id)])
     entries = world.svc.audit.events("gym-a-1")
     assert [(e.seq, e.kind, e.reservation_name) for e in entries] == [

@@ -27,6 +27,7 @@ from cloud.gym.views import OpeningHoursView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.clinic import NINE, card_qr
+from tests.support.confirm_mail import confirm_by_mail
 
 DASHBOARD = Path(i18n.__file__).parent
 JA = {"Accept-Language": "ja-JP,ja;q=0.9,en-US;q=0.8,en;q=0.7"}  # Chrome on a Japanese PC
@@ -186,6 +187,7 @@ async def test_the_booking_form_says_the_services_refusals_in_japanese(site: Sit
     citizen = site.browser(JA)
     booked = await citizen.post("/book", data=booking_form(site, idempotency_key="first-key-1"))
     assert booked.status_code == 303
+    await confirm_by_mail(citizen, site.app.state.sessions, "hanako@example.jp")
 
     # the slot is taken (by someone else)
     taken = await citizen.post(
@@ -228,6 +230,13 @@ async def test_the_status_page_shows_japanese_dates_and_the_payment_in_japanese(
     citizen = site.browser(JA)
     r = await citizen.post("/book", data=booking_form(site, idempotency_key="status-key-1"))
     page = (await citizen.get(r.headers["location"])).text
+    assert by_testid(page, "status") == "メール確認待ち"
+    assert by_testid(page, "check-mail").startswith(
+        "メールをご確認ください。hanako@example.jp 宛てにリンクをお送りしました。30 分以内に"
+    )
+    confirmed = await confirm_by_mail(citizen, site.app.state.sessions, "hanako@example.jp")
+    assert by_testid(confirmed.text, "confirmed").startswith("予約が確定しました。")
+    page = (await citizen.get(r.headers["location"])).text
     assert html_lang(page) == "ja"
     assert by_testid(page, "booking") == (
         "Yonago Gym A Main hall、2027年1月15日(金) 13:00〜15:00 (Asia/Tokyo)、Yamada Hanako様"
@@ -254,6 +263,7 @@ async def test_the_status_page_shows_japanese_dates_and_the_payment_in_japanese(
 async def test_the_manage_page_in_both_languages(site: Site) -> None:
     citizen = site.browser(JA)
     await citizen.post("/book", data=booking_form(site, idempotency_key="manage-key-1"))
+    await confirm_by_mail(citizen, site.app.state.sessions, "hanako@example.jp")
 
     ja = await site.staff("manager", JA)
     page = (await ja.get("/manage")).text

@@ -1,5 +1,6 @@
 """The cloud as an attacker meets it: the real app over HTTP (httpx on ASGI), seeded as
-the demo is, its staff signed in with Basic auth."""
+the demo is, its staff signed in with Basic auth; ``mailed`` also delivers its mail to a
+real SMTP server (aiosmtpd), the citizens' mailboxes."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from tests.support.cloud import basic
 from tests.support.gym_site import GymSite, at, gym_site
 from tests.support.secure_broker import SecureBroker
 from tests.support.secure_cloud import World, running_world
-from tests.support.smtp import free_port
+from tests.support.smtp import SmtpServer, free_port, running_smtp_server
 
 NOW = 1_799_971_200  # 2027-01-15 09:00 Tokyo
 HOUR = 3600
@@ -55,9 +56,10 @@ def settings_for(tmp_path: Path, **overrides: object) -> CloudSettings:
     return CloudSettings(**{**values, **overrides})
 
 
-@pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    app = create_app(settings_for(tmp_path), clock=ManualClock(NOW))
+@contextlib.asynccontextmanager
+async def serving(settings: CloudSettings) -> AsyncIterator[Cloud]:
+    """The app on ``settings`` at :data:`NOW` (a ManualClock), seeded, with a client."""
+    app = create_app(settings, clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):
         with app.state.sessions.begin() as session:
             seed = seed_demo(session)
@@ -74,6 +76,39 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     (:func:`tests.support.secure_cloud.running_world`)."""
     async with running_world(tmp_path, NOW) as running:
         yield running
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
+    async with serving(settings_for(tmp_path)) as served:
+        yield served
+
+
+@dataclass
+class Mailed:
+    """The cloud and the SMTP server its mail goes to."""
+
+    cloud: Cloud
+    smtp: SmtpServer
+
+    def deliver(self) -> None:
+        """One pass of the cloud's own mail delivery (what its periodic task runs)."""
+        run = self.cloud.app.state.services.mail_delivery.deliver_due()
+        assert (run.retrying, run.failed) == (0, 0), run
+
+
+@pytest.fixture
+async def mailed(tmp_path: Path) -> AsyncIterator[Mailed]:
+    with running_smtp_server() as smtp:
+        settings = settings_for(
+            tmp_path,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=False,
+            mail_poll_s=3600,  # the test delivers, with Mailed.deliver
+        )
+        async with serving(settings) as served:
+            yield Mailed(served, smtp)
 
 
 def start_cloud(env: dict[str, str | None], tmp_path: Path, timeout_s: float = 60.0) -> StartUp:

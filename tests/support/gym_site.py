@@ -52,6 +52,7 @@ from protocol.lock_auth import LockSecrets
 from provisioning.broker import Mosquitto
 from provisioning.pairing import PairingOptions, pair_lock
 from tests.support.cloud import basic
+from tests.support.confirm_mail import confirm_by_mail
 from tests.support.secure_broker import SecureBroker
 
 SITE, GATEWAY, LOCK_ID = "gym-a", "gw-1", "gym-a-1"
@@ -160,9 +161,12 @@ class GymSite:
         )
 
     async def booked(self, name: str, start: int, end: int) -> Booking:
+        """Book, then confirm by following the link in the mail, as the citizen does."""
         created = await self.book(name, start, end)
         assert created.status_code == 201, created.text
         body = created.json()
+        sessions = self.app.state.sessions
+        await confirm_by_mail(self.http, sessions, f"{name}@example.jp", body["id"])
         return Booking(body["id"], body["access_token"], name, start, end)
 
     async def status(self, booking: Booking) -> dict[str, Any]:
