@@ -26,6 +26,7 @@ from cloud.gym.models import Reservation
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.confirm_mail import confirm_by_mail
 from tests.support.personal_data import sqlite_files_holding, tables_holding
 from tests.unit.test_booking_rules import at
 
@@ -79,6 +80,7 @@ class World:
         created = await self.http.post("/api/reservations", json=body)
         assert created.status_code == 201, created.text
         rid = str(created.json()["id"])
+        await confirm_by_mail(self.http, self.app.state.sessions, email, rid)
         ok = await self.post(f"/api/reservations/{rid}/approve", "manager")
         assert ok.status_code == 200, ok.text
         return rid
