@@ -12,9 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.clinic.fleet_answers import ClinicNames
 from cloud.clinic.scope import ClinicScope
 from cloud.clinic.services import ClinicServices, build_clinic_services
+from cloud.core.api_tokens import ApiTokens
 from cloud.core.bus import ChangeBus
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
+from cloud.core.second_factor import SecondFactor
+from cloud.core.throttle import LoginThrottle
 from cloud.core.users import UserService
+from cloud.core.web_sessions import WebSessions
 from cloud.fleet.enrollment import EnrollmentService
 from cloud.fleet.ports import FleetPorts
 from cloud.fleet.services import FleetServices, build_fleet_services
@@ -63,6 +67,9 @@ class Services:
     reservations: ReservationService
     scope: Scope  # who sees which sites: the rule in cloud/core/scope.py
     users: UserService
+    second_factor: SecondFactor  # TOTP and recovery codes; shares the users' login throttle
+    api_tokens: ApiTokens
+    web_sessions: WebSessions
     sync_status: SyncStatusService
     notifications: NotificationService
     bulk_mail: BulkMailService
@@ -87,6 +94,7 @@ def build_services(
     counter = CounterPayment()
     providers: dict[str, PaymentProvider] = {counter.method: counter}
     booking = (sessions, clock, settings, changes, providers)
+    throttle = LoginThrottle(clock)  # wrong passwords and wrong codes count together
     return Services(
         access=AccessService(sessions, clock),
         approvals=ApprovalService(*booking),
@@ -102,7 +110,10 @@ def build_services(
         payments=PaymentService(sessions, clock, providers),
         reservations=ReservationService(*booking),
         scope=Scope(sessions),
-        users=UserService(sessions, clock),
+        users=UserService(sessions, clock, throttle),
+        second_factor=SecondFactor(sessions, clock, settings.secret_key, throttle),
+        api_tokens=ApiTokens(sessions, clock),
+        web_sessions=WebSessions(sessions, clock, settings.secret_key),
         sync_status=SyncStatusService(sessions, clock, settings),
         notifications=NotificationService(sessions, clock, settings),
         bulk_mail=BulkMailService(sessions, clock, settings),

@@ -71,7 +71,7 @@ class Morning:
     state_dir: Path
 
     def staff(self) -> dict[str, str]:
-        return basic("clinic", self.seed.users["clinic"].password)
+        return basic("clinic", self.seed.users["clinic"].api_token)
 
     def card(self, name: str) -> PatientCardNumber:
         return PatientCardNumber(next(p.card for p in self.seed.patients if p.name == name))
@@ -156,7 +156,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         cloud = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cloud")
         )
-        staff = basic("clinic", seed.users["clinic"].password)
+        staff = basic("clinic", seed.users["clinic"].api_token)
         imported = await cloud.post(
             "/api/clinic/patients",
             json={

@@ -45,7 +45,7 @@ class World:
     broker: SecureBroker
 
     def ops(self) -> dict[str, str]:
-        return basic("ops", self.seed.users["ops"].password)
+        return basic("ops", self.seed.users["ops"].api_token)
 
 
 @pytest.fixture
