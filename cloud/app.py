@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -24,10 +24,11 @@ from cloud.api import (
 from cloud.clinic.jobs import ClinicJobs
 from cloud.clinic.link import ClinicLink, add_clinic_routes
 from cloud.clinic.publish import ClinicChanged
-from cloud.core.auth import AuthError, SessionSigner
+from cloud.core.auth import AuthError
 from cloud.core.bus import ChangeBus
 from cloud.core.personal_data import RetentionJobs
 from cloud.dashboard import (
+    account,
     announcement_pages,
     clinic_figures_pages,
     clinic_pages,
@@ -39,6 +40,7 @@ from cloud.dashboard import booking as booking_pages
 from cloud.dashboard import facility_admin as facility_pages
 from cloud.dashboard import manage as manage_pages
 from cloud.dashboard import routes as pages
+from cloud.dashboard.csrf import csrf_guard
 from cloud.db import make_engine, make_sessionmaker, migrate
 from cloud.errors import (
     ConflictError,
@@ -186,7 +188,13 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
                 await bridge.stop()
             engine.dispose()
 
-    app = FastAPI(title="Denen cloud", version="0.1.0", lifespan=lifespan)
+    # every route's state changes pass the one cross-site check (cloud/dashboard/csrf.py)
+    app = FastAPI(
+        title="Denen cloud",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(csrf_guard)],
+    )
     app.state.settings = settings
     app.state.clock = clock
     app.state.engine = engine
@@ -202,7 +210,6 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.state.bus = bus
     app.state.access_link = access_link
     app.state.clinic_link = clinic_link
-    app.state.signer = SessionSigner(settings.secret_key)
     registry = new_registry()
     app.state.metrics_registry = registry
     registry.register(
@@ -225,6 +232,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
         reservations.router,
         enrollment.router,
         pages.router,
+        account.router,
         booking_pages.router,
         manage_pages.router,
         facility_pages.router,

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from cloud.clinic.models import Appointment, Patient
 from cloud.clinic.sites import DepartmentSpec, create_clinic
-from cloud.core.models import CityDepartment, Role, User
+from cloud.core.api_tokens import new_token
+from cloud.core.models import ApiToken, CityDepartment, Role, User
 from cloud.core.users import generate_password, hash_password
 from cloud.fleet import sites as fleet_sites
 from cloud.fleet.ports import FleetPorts
@@ -57,9 +58,33 @@ def seed_department(
 
 @dataclass(frozen=True, slots=True)
 class SeededUser:
+    """A seeded user: a password for the pages (where a role that needs a second factor
+    enrols an authenticator at its first login) and an API token for HTTP Basic."""
+
     username: str
     role: Role
     password: str = field(repr=False)
+    api_token: str = field(repr=False)
+
+
+def seed_users(session: Session, users: dict[str, Role], now: int) -> dict[str, SeededUser]:
+    """Users with generated passwords and one API token each ("seed"), in the caller's
+    transaction (flushed)."""
+    seeded: dict[str, SeededUser] = {}
+    for username, role in users.items():
+        password = generate_password()
+        user = User(
+            username=username, password_hash=hash_password(password), role=role, created_at=now
+        )
+        session.add(user)
+        session.flush()
+        token, token_hash = new_token()
+        session.add(
+            ApiToken(user_id=user.id, token_hash=token_hash, label=SEED_ACTOR, created_at=now)
+        )
+        seeded[username] = SeededUser(username, role, password, token)
+    session.flush()
+    return seeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +170,7 @@ def seed_demo(
             offline_secret=check_offline_secret(offline_secret),
         )
     )
-    seeded: dict[str, SeededUser] = {}
-    for username, role in (users or {"manager": Role.MANAGER, "ops": Role.OPS}).items():
-        password = generate_password()
-        session.add(
-            User(
-                username=username, password_hash=hash_password(password), role=role, created_at=now
-            )
-        )
-        seeded[username] = SeededUser(username, role, password)
-    session.flush()
+    seeded = seed_users(session, users or {"manager": Role.MANAGER, "ops": Role.OPS}, now)
     bump_version(session, site, gateway, now)
     if members is None:
         members = [u.username for u in seeded.values() if u.role is Role.MANAGER]
@@ -300,16 +316,7 @@ def seed_clinic(
         )
         for a in appointments
     )
-    seeded: dict[str, SeededUser] = {}
-    for username, role in ({"clinic": Role.CLINIC} if users is None else users).items():
-        password = generate_password()
-        session.add(
-            User(
-                username=username, password_hash=hash_password(password), role=role, created_at=now
-            )
-        )
-        seeded[username] = SeededUser(username, role, password)
-    session.flush()
+    seeded = seed_users(session, {"clinic": Role.CLINIC} if users is None else users, now)
     if members is None:
         members = [u.username for u in seeded.values() if u.role is Role.CLINIC]
     seed_department(session, department, site, members, now)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.bootstrap import seed_clinic, seed_demo
 from cloud.core.models import Role
 from cloud.db import make_engine, make_sessionmaker, migrate
-from cloud.errors import CloudError, InvalidRequestError
+from cloud.errors import CloudError, InvalidRequestError, NotFoundError
 from cloud.services import build_services
 from cloud.settings import CloudSettings
 from protocol.clock import SystemClock
@@ -37,6 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     user = sub.add_parser("create-user", help="create a user and print its generated password")
     user.add_argument("username")
     user.add_argument("--role", choices=[r.value for r in Role], required=True)
+    api_token = sub.add_parser(
+        "create-api-token",
+        help="an API token for a user's scripts (HTTP Basic: the user name and the token); "
+        "printed once",
+    )
+    api_token.add_argument("username")
+    api_token.add_argument("--label", required=True, help="the script or host that uses it")
+    reset = sub.add_parser(
+        "reset-2fa",
+        help="forget a user's authenticator and recovery codes (a lost phone) and end their "
+        "sessions; they enrol again at their next login",
+    )
+    reset.add_argument("username")
     fac = sub.add_parser("add-facility", help="register a facility; prints its id")
     fac.add_argument("name")
     fac.add_argument("--site", required=True)
@@ -146,6 +159,22 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
         if args.command == "create-user":
             user, password = svc.users.create(args.username, Role(args.role))
             return f"created {user.role.value} {user.username!r}; password (shown once): {password}"
+        if args.command == "create-api-token":
+            owner = svc.users.get(args.username)
+            if owner is None:
+                raise NotFoundError(
+                    f"no user {args.username!r}; check the name or create it first "
+                    "(denen-cloud create-user)"
+                )
+            token = svc.api_tokens.create(owner, args.label)
+            return f"API token for {owner.username!r} (shown once): {token}"
+        if args.command == "reset-2fa":
+            owner = svc.second_factor.reset(args.username)
+            ended = svc.web_sessions.end_all(owner.id)
+            return (
+                f"second factor of {owner.username!r} forgotten and {ended} session(s) ended; "
+                "they enrol a new authenticator at their next login"
+            )
         if args.command == "add-facility":
             facility = svc.facilities.create_facility(args.name, args.site, args.gateway)
             return f"facility {facility.id}: {facility.name} ({facility.site}/{facility.gateway})"
@@ -199,7 +228,11 @@ def _admin(settings: CloudSettings, args: argparse.Namespace) -> str:
                 "lock_id": seed.lock_id,
                 "room_id": seed.room_id,
                 "users": {
-                    u.username: {"role": u.role.value, "password": u.password}
+                    u.username: {
+                        "role": u.role.value,
+                        "password": u.password,
+                        "api_token": u.api_token,
+                    }
                     for u in seed.users.values()
                 },
             }
@@ -231,7 +264,11 @@ def _seed_clinic(sessions: sessionmaker[Session], args: argparse.Namespace) -> s
                 {"card": a.card, "department": a.department, "at": a.at} for a in seed.appointments
             ],
             "users": {
-                u.username: {"role": u.role.value, "password": u.password}
+                u.username: {
+                    "role": u.role.value,
+                    "password": u.password,
+                    "api_token": u.api_token,
+                }
                 for u in seed.users.values()
             },
         }

@@ -12,10 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.clinic.fleet_answers import ClinicNames
 from cloud.clinic.scope import ClinicScope
 from cloud.clinic.services import ClinicServices, build_clinic_services
+from cloud.core.api_tokens import ApiTokens
 from cloud.core.bus import ChangeBus
 from cloud.core.mail import MailDelivery, MailOutbox, SmtpTransport
 from cloud.core.personal_data import PersonalDataLogService
+from cloud.core.second_factor import SecondFactor
+from cloud.core.throttle import LoginThrottle
 from cloud.core.users import UserService
+from cloud.core.web_sessions import WebSessions
 from cloud.fleet.enrollment import EnrollmentService
 from cloud.fleet.ports import FleetPorts
 from cloud.fleet.services import FleetServices, build_fleet_services
@@ -69,6 +73,9 @@ class Services:
     reservations: ReservationService
     scope: Scope  # who sees which sites: the rule in cloud/core/scope.py
     users: UserService
+    second_factor: SecondFactor  # TOTP and recovery codes; shares the users' login throttle
+    api_tokens: ApiTokens
+    web_sessions: WebSessions
     sync_status: SyncStatusService
     notifications: NotificationService
     bulk_mail: BulkMailService
@@ -96,6 +103,7 @@ def build_services(
     providers: dict[str, PaymentProvider] = {counter.method: counter}
     booking = (sessions, clock, settings, changes, providers)
     cancellations = CancellationService(*booking)
+    throttle = LoginThrottle(clock)  # wrong passwords and wrong codes count together
     return Services(
         access=AccessService(sessions, clock, PinSeal(settings.secret_key)),
         approvals=ApprovalService(*booking),
@@ -114,7 +122,10 @@ def build_services(
             sessions, clock, settings, providers, BookingLimits(settings)
         ),
         scope=Scope(sessions),
-        users=UserService(sessions, clock),
+        users=UserService(sessions, clock, throttle),
+        second_factor=SecondFactor(sessions, clock, settings.secret_key, throttle),
+        api_tokens=ApiTokens(sessions, clock),
+        web_sessions=WebSessions(sessions, clock, settings.secret_key),
         sync_status=SyncStatusService(sessions, clock, settings),
         notifications=NotificationService(sessions, clock, settings),
         bulk_mail=BulkMailService(sessions, clock, settings),

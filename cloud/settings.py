@@ -67,6 +67,10 @@ class CloudSettings(BaseSettings):
     gateway_silent_after_s: int = Field(default=0, ge=0)
     timezone: str = "Asia/Tokyo"
     public_url: str = "http://127.0.0.1:8000"
+    # The peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy
+    # that terminates TLS; a JSON list): the client's address counts login failures, the
+    # scheme makes cookies Secure. From any other peer the headers are ignored.
+    trusted_proxy_ips: list[str] = Field(default_factory=list)
     secret_key: str = Field(default="", repr=False)
     dev: bool = False
     # Mail delivery over SMTP; no host: mails stay in the outbox (the demo's /mail page)

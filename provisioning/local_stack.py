@@ -662,7 +662,9 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
                 for name, info in group.items():
                     if isinstance(info, dict):
                         role, password = info.get("role", "?"), info.get("password", "?")
-                        print(f"    {role:8} {name} / {password}")
+                        token = info.get("api_token", "?")
+                        print(f"    {role:8} {name} / {password}   (API token {token})")
+        print("    ops and clinic enrol an authenticator app at their first login (/account)")
         print(f"    staff PIN {stack.clinic_staff_pin} (the clinic agent's staff page)")
         print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

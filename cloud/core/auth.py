@@ -1,19 +1,17 @@
-"""Who is calling: HTTP Basic for the API, a signed session cookie for the pages."""
+"""Who is calling: HTTP Basic for the API (a password, or an API token for roles whose
+login needs a second factor), a server-side session for the pages
+(:mod:`cloud.core.web_sessions`)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 
+from cloud.core.api_tokens import ApiTokens
 from cloud.core.models import Role
 from cloud.core.users import UserService
 from cloud.core.views import UserView
 from cloud.errors import CloudError
-
-SESSION_COOKIE = "denen_session"
-SESSION_MAX_AGE_S = 12 * 3600
 
 
 class AuthError(CloudError, PermissionError):
@@ -46,37 +44,25 @@ def check_role(user: UserView | None, roles: frozenset[Role]) -> UserView:
     return user
 
 
-class SessionSigner:
-    """Issues and checks ``username.expires.mac`` cookies (HMAC-SHA256 of the secret)."""
-
-    def __init__(self, secret_key: str) -> None:
-        self._key = hashlib.sha256(b"denen-session-v1:" + secret_key.encode()).digest()
-
-    def _mac(self, body: str) -> str:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
-
-    def issue(self, username: str, now: float) -> str:
-        """A cookie value valid for :data:`SESSION_MAX_AGE_S`."""
-        name = base64.urlsafe_b64encode(username.encode()).decode().rstrip("=")
-        body = f"{name}.{int(now) + SESSION_MAX_AGE_S}"
-        return f"{body}.{self._mac(body)}"
-
-    def username(self, cookie: str | None, now: float) -> str | None:
-        """The username in a valid, unexpired cookie."""
-        if not cookie or cookie.count(".") != 2:
-            return None
-        name, expires, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac(f"{name}.{expires}")):
-            return None
-        if not expires.isdigit() or int(expires) < now:
-            return None
-        try:
-            return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-
-
-def user_from_basic(users: UserService, header: str | None) -> UserView | None:
-    """The user whose Basic credentials are in ``header``, if they are right."""
+def user_from_basic(
+    users: UserService, tokens: ApiTokens, header: str | None, address: str
+) -> UserView | None:
+    """The user whose Basic credentials are in ``header``: an API token of theirs, or
+    their password if their role logs in without a second factor. A right password of a
+    role that needs one is refused with what to use instead (Basic cannot carry a code)."""
     creds = basic_credentials(header)
-    return None if creds is None else users.authenticate(*creds)
+    if creds is None:
+        return None
+    username, secret = creds
+    user = tokens.user_for(username, secret)
+    if user is not None:
+        return user
+    user = users.authenticate(username, secret, address)
+    if user is not None and user.role.needs_second_factor:
+        raise AuthError(
+            f"{user.role.value} accounts log in with a second factor, which HTTP Basic cannot "
+            "carry: send one of your API tokens as the password instead (make one on the "
+            "dashboard's account page, /account)",
+            401,
+        )
+    return user

@@ -1,5 +1,6 @@
-"""The core tables: users and their roles, city departments and who belongs to them,
-sites, and the mail outbox. Times are UTC epoch seconds (``BigInteger``)."""
+"""The core tables: users and their roles, their sign-in (sessions, second factor, API
+tokens), city departments and who belongs to them, sites, and the mail outbox. Times are
+UTC epoch seconds (``BigInteger``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +26,13 @@ class Role(StrEnum):
     MANAGER = "manager"
     CLINIC = "clinic"  # clinic staff: queues, check-in at the desk, imports, figures
     TECHNICIAN = "technician"  # fleet: reads everything, sends commands but no unlock
+
+    @property
+    def needs_second_factor(self) -> bool:
+        """Whether logging in takes a one-time code after the password: the roles that
+        can open doors (ops' remote unlock), command the locks' gateways (technicians) or
+        see patients (clinic staff). A facility manager sees bookings of one department."""
+        return self is not Role.MANAGER
 
 
 class PersonalDataAction(StrEnum):
@@ -46,6 +55,51 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[Role] = mapped_column(string_enum(Role, "role"))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # the TOTP secret, encrypted (cloud/core/second_factor.py); it counts once the user
+    # typed a first code from it (``totp_enabled_at``); a code's time step works once
+    totp_secret: Mapped[str | None] = mapped_column(String(200))
+    totp_enabled_at: Mapped[int | None] = mapped_column(BigInteger)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator app (ten per enrolment),
+    kept as a keyed hash; ``used_at`` once spent."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ApiToken(Base):
+    """A user's token for the HTTP API (in Basic auth's password slot), kept as its
+    SHA-256; the way onto the API for roles whose login needs a second factor."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebSession(Base):
+    """A dashboard session, kept by the SHA-256 of the cookie's random id so that logging
+    out ends it on the server. ``pending``: the password was right and the second factor
+    (or its enrolment) is still to come; such a session reaches nothing else."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    pending: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class MailMessage(Base):

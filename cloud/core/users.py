@@ -1,41 +1,43 @@
-"""Users of the dashboard and API: scrypt-hashed passwords and a role."""
+"""Users of the dashboard and API: argon2id-hashed passwords and a role."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.models import Role, User
+from cloud.core.throttle import LoginThrottle
 from cloud.core.views import UserView
-from cloud.errors import ConflictError, InvalidRequestError, TooManyAttemptsError
+from cloud.errors import ConflictError, InvalidRequestError
 from protocol.clock import Clock
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
 MIN_PASSWORD_LEN = 12
+# OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): about the cost of the scrypt it
+# replaces, so a login costs the server the same while a GPU's guess costs more memory
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# what hashes made before argon2id look like: scrypt$n$r$p$salt$hash; verified, then
+# replaced by an argon2id hash at the user's next successful login
+_LEGACY_SCHEME = "scrypt"
 
 
 def hash_password(password: str) -> str:
-    """``scrypt$n$r$p$salt$hash`` with a fresh random salt."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_LEN
-    )
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    """An argon2id hash (``$argon2id$v=19$m=…``) with a fresh random salt."""
+    return _HASHER.hash(password)
 
 
-def verify_password(password: str, stored: str) -> bool:
-    """True when ``password`` matches ``stored`` (constant-time comparison)."""
+def _verify_scrypt(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
     except ValueError:
         return False
-    if scheme != "scrypt":
+    if scheme != _LEGACY_SCHEME:
         return False
     candidate = hashlib.scrypt(
         password.encode(),
@@ -48,35 +50,46 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches ``stored``, an argon2id hash or a legacy scrypt one
+    (constant-time comparison either way)."""
+    if stored.startswith(_LEGACY_SCHEME + "$"):
+        return _verify_scrypt(password, stored)
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether ``stored`` is not an argon2id hash with today's parameters."""
+    return stored.startswith(_LEGACY_SCHEME + "$") or _HASHER.check_needs_rehash(stored)
+
+
 def generate_password() -> str:
     """A random password to hand to a new user once."""
     return secrets.token_urlsafe(15)
 
 
-# verified against when the user does not exist, so both paths cost one scrypt
+# verified against when the user does not exist, so both paths cost one hash
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
-# A right password, once checked with scrypt (~50 ms), is remembered for a few minutes as
-# a keyed hash bound to the stored password hash, so an API client sending Basic
-# credentials on every request pays scrypt once, not per request. Changing the password
+# A right password, once checked with argon2id (~30 ms), is remembered for a few minutes
+# as a keyed hash bound to the stored password hash, so an API client sending Basic
+# credentials on every request pays argon2id once, not per request. Changing the password
 # changes the stored hash and so forgets it; wrong passwords are never remembered.
 VERIFIED_TTL_S = 300.0
 VERIFIED_MAX = 1024
 
 
-# Like the keypad: five wrong passwords in a row for one user name lock it for five
-# minutes, so guessing a password over the network is impractical (EN 303 645, 5.1-5).
-LOGIN_ATTEMPTS = 5
-LOGIN_LOCKOUT_S = 300
-
-
 class UserService:
     """Create users and check their passwords."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Clock, throttle: LoginThrottle
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
-        # per process: with N workers an attacker gets N times the attempts, still few
-        self._failures: dict[str, tuple[int, float]] = {}
+        self._throttle = throttle
         self._verified: dict[bytes, float] = {}  # keyed hash -> until (see VERIFIED_TTL_S)
         self._verified_key = secrets.token_bytes(32)
 
@@ -103,16 +116,13 @@ class UserService:
             raise ConflictError(f"user {username!r} exists already; pick another name") from None
         return UserView(user.id, user.username, user.role), password
 
-    def authenticate(self, username: str, password: str) -> UserView | None:
+    def authenticate(self, username: str, password: str, address: str) -> UserView | None:
         """The user when ``password`` is right, else None; raises
-        :class:`TooManyAttemptsError` while the user name is locked after wrong passwords."""
+        :class:`~cloud.errors.TooManyAttemptsError` while ``address`` must wait after
+        wrong guesses for ``username`` (:mod:`cloud.core.throttle`). A right password kept
+        in an old or weaker hash is hashed again with argon2id."""
+        self._throttle.check(username, address)
         now = self._clock.now()
-        failures, locked_until = self._failures.get(username, (0, 0.0))
-        if now < locked_until:
-            minutes = max(1, math.ceil((locked_until - now) / 60))
-            raise TooManyAttemptsError(
-                f"too many wrong passwords for {username!r}; try again in {minutes} minute(s)"
-            )
         with self._sessions() as session:
             user = session.scalars(select(User).where(User.username == username)).first()
         if user is None:
@@ -120,15 +130,23 @@ class UserService:
         elif self._verified_recently(user, password, now) or verify_password(
             password, user.password_hash
         ):
-            self._failures.pop(username, None)
+            self._throttle.succeeded(username, address)
+            if needs_rehash(user.password_hash):
+                self._rehash(user, password)
             self._remember(user, password, now)
             return UserView(user.id, user.username, user.role)
-        failures += 1
-        if failures >= LOGIN_ATTEMPTS:
-            self._failures[username] = (0, now + LOGIN_LOCKOUT_S)
-        else:
-            self._failures[username] = (failures, 0.0)
+        self._throttle.failed(username, address)
         return None
+
+    def _rehash(self, user: User, password: str) -> None:
+        stored = hash_password(password)
+        with self._sessions.begin() as session:
+            session.execute(
+                update(User)
+                .where(User.id == user.id, User.password_hash == user.password_hash)
+                .values(password_hash=stored)
+            )
+        user.password_hash = stored
 
     def _verified_key_of(self, user: User, password: str) -> bytes:
         body = f"{user.username}\x00{user.password_hash}\x00{password}".encode()

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from cloud.api.deps import services
-from cloud.core.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, AuthError, SessionSigner, check_role
+from cloud.api.deps import client_address, services
+from cloud.core.auth import AuthError, check_role
 from cloud.core.models import Role
 from cloud.core.views import UserView
+from cloud.dashboard.csrf import csrf_field
 from cloud.dashboard.i18n import (
     LANG_COOKIE,
     LANG_COOKIE_MAX_AGE_S,
@@ -26,15 +27,16 @@ from cloud.dashboard.i18n import (
     when,
 )
 from cloud.dashboard.labels import event_label
+from cloud.dashboard.session import current_session, end_session, start_session
 from cloud.errors import TooManyAttemptsError
 from cloud.gym.sync_status import short_time
 from cloud.localtime import local
 from cloud.settings import CloudSettings
-from protocol.clock import Clock
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.filters["event_label"] = event_label
 templates.env.globals["lang_names"] = LANG_NAMES
+templates.env.globals["csrf_field"] = csrf_field
 install(templates.env)
 # one-time messages a page carries in its address: not kept when the language switches
 ONCE_PARAMS = frozenset({"flash", "error"})
@@ -50,11 +52,9 @@ def settings_of(request: Request) -> CloudSettings:
 
 
 def page_user(request: Request) -> UserView | None:
-    """The user of a valid session cookie, if any."""
-    signer: SessionSigner = request.app.state.signer
-    clock: Clock = request.app.state.clock
-    username = signer.username(request.cookies.get(SESSION_COOKIE), clock.now())
-    return None if username is None else services(request).users.get(username)
+    """The user of a live session, if any (not one still owing its second factor)."""
+    session = current_session(request)
+    return None if session is None or session.pending else session.user
 
 
 def require(request: Request, *roles: Role) -> UserView:
@@ -109,15 +109,16 @@ def auth_error_page(request: Request, exc: AuthError) -> Response:
     return render(request, "error.html", status_code=403, error=str(exc))
 
 
-def _safe_next(target: str) -> str:
-    # "//host" and "/\\host" are other sites to a browser
+def safe_next(target: str) -> str:
+    """``target`` if it is a path of ours, else ``/`` ("//host" and "/\\host" are other
+    sites to a browser)."""
     return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
 
 
 @router.get("/lang/{code}")
 def switch_language(request: Request, code: str, next: str = "/") -> Response:
     """The header's 日本語 / English switch: remember the language, back to the page."""
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
     if code in LANGS:
         response.set_cookie(
             LANG_COOKIE,
@@ -133,7 +134,7 @@ def switch_language(request: Request, code: str, next: str = "/") -> Response:
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
     """The login form."""
-    return render(request, "login.html", next=_safe_next(next))
+    return render(request, "login.html", next=safe_next(next))
 
 
 @router.post("/login")
@@ -143,38 +144,38 @@ def login(
     password: FormStr,
     next: FormStr = "/",
 ) -> Response:
-    """Check the password, set the session cookie, go on to ``next``."""
+    """Check the password; then, for a role that needs it, the second factor
+    (``/login/code``, or enrolment at the first login), else the session cookie at once."""
+    svc, target = services(request), safe_next(next)
     try:
-        user = services(request).users.authenticate(username, password)
+        user = svc.users.authenticate(username, password, client_address(request))
     except TooManyAttemptsError as exc:
-        return render(request, "login.html", status_code=429, next=_safe_next(next), error=str(exc))
+        return render(request, "login.html", status_code=429, next=target, error=str(exc))
     if user is None:
         return render(
             request,
             "login.html",
             status_code=401,
-            next=_safe_next(next),
+            next=target,
             error=tr(request, "wrong user name or password; try again"),
         )
-    clock: Clock = request.app.state.clock
-    signer: SessionSigner = request.app.state.signer
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        signer.issue(user.username, clock.now()),
-        max_age=SESSION_MAX_AGE_S,
-        httponly=True,
-        samesite="lax",
-        secure=settings_of(request).public_url.startswith("https://"),
-    )
+    pending = user.role.needs_second_factor
+    if not pending:
+        location = target
+    elif svc.second_factor.enrolled(user.id):
+        location = f"/login/code?next={quote(target)}"
+    else:
+        location = f"/account/2fa?next={quote(target)}"
+    response = RedirectResponse(location, status_code=303)
+    start_session(response, request, user, pending=pending)
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """Forget the session."""
+def logout(request: Request) -> Response:
+    """End this session on the server (its cookie is refused afterwards)."""
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    end_session(response, request)
     return response
 
 

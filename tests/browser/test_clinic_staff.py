@@ -1,8 +1,10 @@
 """The clinic's staff page in a real (headless) Chromium: a member of staff logs in, checks
 a walk-in in at the desk, presses Call next, sees the number as the room's ticket, starts
 and finishes the visit; a patient checking in from the app meanwhile appears in the queue
-without a reload. The cloud runs on uvicorn on a free port, in this process, with the
-MQTT bridge off: the staff page needs nothing else (no broker, agent or simulator)."""
+without a reload. A new member of staff enrols an authenticator at the first login (QR
+code, recovery codes) and logs in with its code the next time. The cloud runs on uvicorn on
+a free port, in this process, with the MQTT bridge off: the staff page needs nothing else
+(no broker, agent or simulator)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ from playwright.sync_api import Page, expect
 
 from cloud.app import create_app
 from cloud.bootstrap import ClinicSeed, seed_clinic
+from cloud.core.models import Role
+from cloud.services import Services
 from cloud.settings import CloudSettings
-from tests.browser.people import Login, log_in
+from protocol.clock import SystemClock
+from tests.browser.people import Login, enrol, log_in
 from tests.support.clinic import card_qr
 
 pytestmark = pytest.mark.browser
@@ -33,6 +38,7 @@ class ClinicCloud:
     url: str
     seed: ClinicSeed
     settings: CloudSettings
+    services: Services  # to add staff as ops would (create-user, department membership)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def clinic_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicClo
     try:
         with app.state.sessions.begin() as session:
             seed = seed_clinic(session)
-        yield ClinicCloud(f"http://127.0.0.1:{port}", seed, settings)
+        yield ClinicCloud(f"http://127.0.0.1:{port}", seed, settings, app.state.services)
     finally:
         server.should_exit = True
         thread.join(timeout=START_TIMEOUT_S)
@@ -76,7 +82,7 @@ def test_staff_check_in_a_walk_in_call_next_and_finish(
     cloud, seed = clinic_cloud.url, clinic_cloud.seed
     staff = new_page("staff")
     staff.goto(f"{cloud}/clinic/{seed.site}/staff?department=internal&room=1")
-    log_in(staff, cloud, Login(seed.staff.username, seed.staff.password))
+    log_in(staff, cloud, Login(seed.staff.username, seed.staff.password, seed.staff.api_token))
     expect(staff.get_by_test_id("my-room")).to_contain_text("Internal medicine, room 1")
     expect(staff.get_by_test_id("current-none")).to_be_visible()
 
@@ -112,4 +118,46 @@ def test_staff_check_in_a_walk_in_call_next_and_finish(
     expect(staff.get_by_test_id("flash")).to_have_text("A-001 is done")
     expect(staff.get_by_test_id("current-none")).to_be_visible()
     expect(staff.get_by_test_id("closed")).to_contain_text("1 done")
+    assert page_errors == []
+
+
+def test_new_staff_enrol_an_authenticator_then_log_in_with_its_code(
+    clinic_cloud: ClinicCloud,
+    new_page: Callable[[str], Page],
+    page_errors: list[str],
+    tmp_path: Path,
+) -> None:
+    cloud, seed = clinic_cloud.url, clinic_cloud.seed
+    _, password = clinic_cloud.services.users.create("nurse-sato", Role.CLINIC)
+    clinic_cloud.services.fleet.sites.add_member("health", "nurse-sato", "ops")
+    nurse = Login("nurse-sato", password)
+    page = new_page("nurse")
+    staff_page = f"{cloud}/clinic/{seed.site}/staff?department=internal&room=1"
+    page.goto(staff_page)
+    page.get_by_test_id("login-username").fill(nurse.username)
+    page.get_by_test_id("login-password").fill(nurse.password)
+    page.get_by_test_id("login-submit").click()
+
+    # the first login asks for an authenticator: a QR code drawn by the server, the key
+    expect(page.get_by_test_id("totp-qr").locator("svg")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "enrol.png"), full_page=True)
+    codes = enrol(page, nurse)
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
+    expect(page.get_by_test_id("my-room")).to_contain_text("Internal medicine, room 1")
+
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("nav-login")).to_be_visible()
+    # a code works once: the next login waits for the app's next code (at most 30 s)
+    time.sleep(30.05 - time.time() % 30)
+    page.goto(staff_page)
+    page.get_by_test_id("login-username").fill(nurse.username)
+    page.get_by_test_id("login-password").fill(nurse.password)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-code")).to_be_visible()
+    expect(page.get_by_test_id("user")).to_have_count(0)  # not logged in yet
+    page.get_by_test_id("login-code").fill(nurse.phone.code(SystemClock()))
+    page.get_by_test_id("login-code-submit").click()
+    expect(page.get_by_test_id("my-room")).to_contain_text("Internal medicine, room 1")
+    expect(page.get_by_test_id("user")).to_contain_text("nurse-sato")
     assert page_errors == []

@@ -63,7 +63,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetStack]:
     with running_stack(tmp_path_factory.mktemp("fleet-stack")) as stack:
         ops = seeded_login(stack, "ops")
         manager = created_login(stack, "fm-health", "manager")
-        auth = (ops.username, ops.password)
+        auth = (ops.username, ops.api_token)  # ops reach the API with a token
         with httpx.Client(base_url=stack.cloud_url, auth=auth, timeout=10) as api:
             for path, body in (
                 ("/api/fleet/departments/education", {"name": "Board of Education"}),

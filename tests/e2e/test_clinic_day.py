@@ -72,7 +72,7 @@ class Morning:
     state_dir: Path
 
     def staff(self) -> dict[str, str]:
-        return basic("clinic", self.seed.users["clinic"].password)
+        return basic("clinic", self.seed.users["clinic"].api_token)
 
     def card(self, name: str) -> PatientCardNumber:
         return PatientCardNumber(next(p.card for p in self.seed.patients if p.name == name))
@@ -157,7 +157,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
         cloud = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cloud")
         )
-        integration = basic("ops", seed.users["ops"].password)  # the hospital system's account
+        integration = basic("ops", seed.users["ops"].api_token)  # the hospital system's account
         imported = await cloud.post(
             "/api/clinic/patients",
             json={

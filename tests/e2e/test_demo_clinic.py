@@ -72,7 +72,7 @@ def _walk_through(
     number = eventually("the kiosk shows a number", kiosk_number)
     assert number == "A-001"
     users: Any = stack.clinic_seed["users"]
-    staff = ("clinic", users["clinic"]["password"])
+    staff = ("clinic", users["clinic"]["api_token"])  # the clinic role: a token on the API
     called = cloud.post(f"/api/clinic/sites/{CLINIC_SITE}/rooms/1/call-next", auth=staff)
     assert called.json()["number"] == number
 

@@ -19,7 +19,7 @@ from cloud.app import create_app
 from cloud.bootstrap import DemoSeed, seed_demo
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
-from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.cloud import DB_KINDS, basic, fresh_database, log_in
 from tests.support.confirm_mail import confirm_by_mail
 from tests.unit.test_booking_rules import at
 
@@ -34,7 +34,7 @@ class Api:
     seed: DemoSeed
 
     def as_user(self, name: str) -> dict[str, str]:
-        return basic(name, self.seed.users[name].password)
+        return basic(name, self.seed.users[name].api_token)
 
     def body(self, **kw: Any) -> dict[str, Any]:
         base = {
@@ -351,8 +351,7 @@ async def test_pages_book_with_availability_then_cancel_from_the_status_page(api
 async def test_manage_page_marks_paid_and_cancels(api: Api) -> None:
     created = await _approved(api)
     rid = created["id"]
-    login = {"username": "manager", "password": api.seed.manager.password}
-    assert (await api.http.post("/login", data=login)).status_code == 303
+    await log_in(api.http, api.app.state.clock, "manager", api.seed.manager.password)
     page = await api.http.get("/manage")
     assert f'data-testid="paid-{rid}"' in page.text
     r = await api.http.post(f"/manage/{rid}/paid")
@@ -368,8 +367,7 @@ async def test_manage_page_marks_paid_and_cancels(api: Api) -> None:
 async def test_staff_edit_the_rules_on_the_facility_page(api: Api) -> None:
     fid = api.seed.facility_id
     assert (await api.http.get(f"/manage/facilities/{fid}")).status_code == 303  # to login
-    login = {"username": "ops", "password": api.seed.ops.password}
-    assert (await api.http.post("/login", data=login)).status_code == 303
+    await log_in(api.http, api.app.state.clock, "ops", api.seed.ops.password)
     page = await api.http.get(f"/manage/facilities/{fid}")
     assert 'data-testid="rules-form"' in page.text
     rules = {

@@ -21,7 +21,7 @@ from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.patient_card import PatientCardNumber
 from tests.support.clinic import MIN, NINE, card_qr
-from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.cloud import DB_KINDS, basic, fresh_database, log_in
 
 SITE = "clinic-a"
 
@@ -42,7 +42,7 @@ class Api:
     def as_user(self, name: str) -> dict[str, str]:
         for seed in (self.seed, self.other):
             if name in seed.users:
-                return basic(name, seed.users[name].password)
+                return basic(name, seed.users[name].api_token)
         raise KeyError(name)
 
     def card(self, name: str) -> str:
@@ -286,14 +286,15 @@ async def test_clinic_staff_of_another_department_neither_see_nor_act_at_the_cli
     api: Api,
 ) -> None:
     # clinic-b moves to the welfare department, whose desk is desk-w; clinic-a stays health's
-    _, password = api.app.state.services.users.create("desk-w", Role.CLINIC)
+    svc = api.app.state.services
+    desk, password = svc.users.create("desk-w", Role.CLINIC)
     sites = api.app.state.fleet.services.sites
     sites.put_department("welfare", "Welfare Department", "ops")
     sites.add_member("welfare", "desk-w", "ops")
     sites.put_site("clinic-b", actor="ops", department="welfare")
     waiting = await api.post(f"/api/clinic/sites/{SITE}/checkins", json={})
     assert waiting.json()["number"] == "A-001"
-    other = basic("desk-w", password)
+    other = basic("desk-w", svc.api_tokens.create(desk, "desk-w's script"))  # second factor role
 
     listed = await api.http.get("/api/clinic/sites", headers=other)
     assert [c["site"] for c in listed.json()] == ["clinic-b"]
@@ -328,8 +329,7 @@ async def test_clinic_staff_of_another_department_neither_see_nor_act_at_the_cli
 
     transport = httpx.ASGITransport(app=api.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as desk:
-        login = {"username": "desk-w", "password": password}
-        assert (await desk.post("/login", data=login)).status_code == 303
+        await log_in(desk, api.app.state.clock, "desk-w", password)
         assert f"/clinic/{SITE}/" not in (await desk.get("/clinic")).text
         for path in ("/staff?department=internal&room=1", "/figures", "/figures.csv"):
             assert (await desk.get(f"/clinic/{SITE}{path}")).status_code == 404, path

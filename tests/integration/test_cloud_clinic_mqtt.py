@@ -71,7 +71,7 @@ class Site:
     last_request_id: str = ""
 
     def staff(self, name: str = "clinic") -> dict[str, str]:
-        return basic(name, self.seed.users[name].password)
+        return basic(name, self.seed.users[name].api_token)
 
     def card(self, name: str) -> str:
         return next(p.card for p in self.seed.patients if p.name == name)

@@ -11,7 +11,7 @@ import html
 import io
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,7 @@ from protocol.clock import ManualClock
 from protocol.messages import ClinicAction
 from protocol.queue_rules import tokyo_day
 from tests.support.clinic import MIN, NINE, at, card_qr
+from tests.support.cloud import Authenticator, log_in
 
 SITE = "clinic-a"
 STAFF = f"/clinic/{SITE}/staff"
@@ -40,6 +41,7 @@ class Pages:
     clock: ManualClock
     seed: ClinicSeed
     clients: list[httpx.AsyncClient]
+    phones: dict[str, Authenticator] = field(default_factory=dict)  # each person's app
 
     @property
     def clinic(self) -> ClinicServices:
@@ -62,8 +64,8 @@ class Pages:
     async def logged_in(self, username: str) -> httpx.AsyncClient:
         client = self.browser()
         password = self.seed.users[username].password
-        r = await client.post("/login", data={"username": username, "password": password})
-        assert r.status_code == 303, r.text
+        phone = self.phones.get(username)
+        self.phones[username] = await log_in(client, self.clock, username, password, phone)
         return client
 
 

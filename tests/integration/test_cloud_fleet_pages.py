@@ -38,6 +38,7 @@ from protocol.messages import (
     StatusData,
     TelemetryData,
 )
+from tests.support.cloud import Authenticator, log_in
 from tests.support.migrated import Template, copy_of, migrated_template
 
 NOW = 1_799_971_200  # Friday 2027-01-15 09:00 Tokyo
@@ -64,6 +65,7 @@ class Pages:
     clock: ManualClock
     seed: DemoSeed
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    phones: dict[str, Authenticator] = field(default_factory=dict)  # each person's app
 
     @property
     def fleet(self) -> FleetServices:
@@ -85,10 +87,8 @@ class Pages:
         )
         self.clients.append(client)
         password = self.seed.users[username].password
-        r = await client.post(
-            "/login", data={"username": username, "password": password}, follow_redirects=False
-        )
-        assert r.status_code == 303, r.text
+        phone = self.phones.get(username)
+        self.phones[username] = await log_in(client, self.clock, username, password, phone)
         return client
 
     def report(self, site: str, *locks: LockTelemetry, gateway: str = "gw-1") -> None:

@@ -21,7 +21,7 @@ from cloud.services import Services
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from protocol.messages import LockEventData, LockEventKind
-from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.cloud import DB_KINDS, basic, fresh_database, log_in
 from tests.support.confirm_mail import confirm_by_mail, follow, link_in_inbox
 from tests.support.smtp import running_smtp_server
 from tests.unit.test_booking_rules import at
@@ -43,11 +43,10 @@ class Api:
         return services
 
     def as_user(self, name: str) -> dict[str, str]:
-        return basic(name, self.seed.users[name].password)
+        return basic(name, self.seed.users[name].api_token)
 
     async def login(self, name: str) -> None:
-        form = {"username": name, "password": self.seed.users[name].password}
-        assert (await self.http.post("/login", data=form)).status_code == 303
+        await log_in(self.http, self.app.state.clock, name, self.seed.users[name].password)
 
     def unlock(self, reservation_id: str, seq: int, when: int) -> None:
         grant = self.svc.reservations.get(reservation_id).grant
@@ -275,8 +274,7 @@ async def test_the_app_delivers_queued_mail_by_itself_when_smtp_is_set(tmp_path:
                 assert await asyncio.to_thread(smtp.inbox.received.wait, 10)
                 mail = smtp.inbox.messages[1]
                 assert mail["Subject"].startswith("Booking received")
-                login = {"username": "ops", "password": seed.ops.password}
-                await http.post("/login", data=login)
+                await log_in(http, app.state.clock, "ops", seed.ops.password)
                 page = await http.get("/mail")
                 assert 'data-testid="smtp-on"' in page.text
                 assert "mail-body" not in page.text  # bodies can hold a PIN

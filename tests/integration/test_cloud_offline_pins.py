@@ -48,7 +48,7 @@ from protocol.offline_pin import (
     OfflinePinStatus,
     verify_offline_pin,
 )
-from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.cloud import DB_KINDS, basic, fresh_database, log_in
 from tests.support.confirm_mail import citizen_view, confirm_in_service
 from tests.unit.test_booking_rules import at
 
@@ -359,8 +359,7 @@ async def test_the_manager_sees_where_each_pin_stands(site: Site) -> None:
         assert sync["next_sync_local"] == "2027-01-15 20:00"
         assert sync["clock_offset_s"] == -3.0
         assert (await http.get("/api/locks/nope/sync", headers=staff)).status_code == 404
-        login = {"username": "manager", "password": site.seed.manager.password}
-        await http.post("/login", data=login)
+        await log_in(http, app.state.clock, "manager", site.seed.manager.password)
         page = (await http.get("/manage")).text
         assert "PIN on lock since 09:02" in page
         assert "waiting for the lock&#39;s next sync at 20:00" in page

@@ -11,7 +11,7 @@ import html
 import re
 import string
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,6 +27,7 @@ from cloud.gym.views import OpeningHoursView
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
 from tests.support.clinic import NINE, card_qr
+from tests.support.cloud import Authenticator, log_in
 from tests.support.confirm_mail import confirm_by_mail
 
 DASHBOARD = Path(i18n.__file__).parent
@@ -43,6 +44,7 @@ class Site:
     gym: DemoSeed
     clinic: ClinicSeed
     clients: list[httpx.AsyncClient]
+    phones: dict[str, Authenticator] = field(default_factory=dict)  # each person's app
 
     def browser(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
@@ -54,10 +56,10 @@ class Site:
     async def staff(self, username: str, headers: dict[str, str]) -> httpx.AsyncClient:
         client = self.browser(headers)
         users = {**self.gym.users, **self.clinic.users}
-        r = await client.post(
-            "/login", data={"username": username, "password": users[username].password}
-        )
-        assert r.status_code == 303, r.text
+        phone = self.phones.get(username)
+        clock = self.app.state.clock
+        password = users[username].password
+        self.phones[username] = await log_in(client, clock, username, password, phone)
         return client
 
     def card(self, name: str) -> str:

@@ -38,7 +38,7 @@ class EnrollApi:
     settings: CloudSettings
 
     def as_user(self, name: str) -> dict[str, str]:
-        return basic(name, self.seed.users[name].password)
+        return basic(name, self.seed.users[name].api_token)
 
     async def token(self, site: str = "gym-a", gateway: str = "gw-1") -> str:
         r = await self.http.post(

@@ -116,7 +116,7 @@ async def test_enroll_connect_receive_then_revoke(tmp_path: Path) -> None:
 
             before = reloads(broker)
             r = await http.post(
-                "/api/gateways/gym-a/gw-1/revoke", headers=basic("ops", seed.ops.password)
+                "/api/gateways/gym-a/gw-1/revoke", headers=basic("ops", seed.ops.api_token)
             )
             assert r.status_code == 200, r.text
             assert r.json()["broker_reloaded"] is True

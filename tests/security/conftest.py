@@ -42,7 +42,17 @@ class Cloud:
     seed: DemoSeed
 
     def as_user(self, name: str) -> dict[str, str]:
-        return basic(name, self.seed.users[name].password)
+        """The user's API token in an ``Authorization: Basic`` header."""
+        return basic(name, self.seed.users[name].api_token)
+
+    def browser(self, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        """A browser of its own (cookie jar) connecting from ``address``; use it in an
+        ``async with``."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=(address, 50_000)),
+            base_url="http://cloud",
+            headers={"Accept-Language": "en"},
+        )
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> CloudSettings:

@@ -8,6 +8,7 @@ import csv
 import io
 
 from tests.security.conftest import Cloud
+from tests.support.cloud import log_in
 
 FORMULA = '=HYPERLINK("http://evil.example/","Your PIN")'
 
@@ -34,8 +35,7 @@ async def test_clinic_figures_csv_neutralises_a_formula_department_name(cloud: C
         "/api/clinic/sites", json=_clinic(FORMULA), headers=cloud.as_user("ops")
     )
     assert r.status_code == 201, r.text
-    login = {"username": "ops", "password": cloud.seed.users["ops"].password}
-    assert (await cloud.http.post("/login", data=login)).status_code == 303
+    await log_in(cloud.http, cloud.app.state.clock, "ops", cloud.seed.users["ops"].password)
     r = await cloud.http.get("/clinic/clinic-x/figures.csv", params={"on": "2027-01-15"})
     assert r.status_code == 200, r.text
     names = {row["department"]: row["name"] for row in csv.DictReader(io.StringIO(r.text))}

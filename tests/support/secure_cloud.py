@@ -38,7 +38,7 @@ class World:
     cloud_dir: Path  # the cloud's database and pairing key: the keys are there by design
 
     def ops(self) -> dict[str, str]:
-        return basic("ops", self.seed.users["ops"].password)
+        return basic("ops", self.seed.users["ops"].api_token)
 
 
 @contextlib.asynccontextmanager

@@ -1,16 +1,17 @@
-"""Pure parts of the cloud: settings rules, passwords, session cookies, local time."""
+"""Pure parts of the cloud: settings rules, passwords, local time."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, time
 
 import pytest
 from pydantic import ValidationError
 
 from cloud.clinic.publish import ClinicChanged
-from cloud.core.auth import SESSION_MAX_AGE_S, SessionSigner, basic_credentials
+from cloud.core.auth import basic_credentials
 from cloud.core.bus import ChangeBus
-from cloud.core.users import hash_password, verify_password
+from cloud.core.users import hash_password, needs_rehash, verify_password
 from cloud.dashboard.labels import EVENT_LABELS
 from cloud.gym.access import AccessChanged
 from cloud.localtime import format_span, slot_from_form
@@ -45,20 +46,22 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_password_hash_round_trip_and_salt() -> None:
     first, second = hash_password("correct horse"), hash_password("correct horse")
+    assert first.startswith("$argon2id$")
     assert first != second  # salted
     assert verify_password("correct horse", first)
     assert not verify_password("wrong horse", first)
     assert not verify_password("correct horse", "garbage")
+    assert not needs_rehash(first)
 
 
-def test_session_cookie_signed_and_expiring() -> None:
-    signer = SessionSigner(GOOD_SECRET)
-    cookie = signer.issue("hanako", now=1_000)
-    assert signer.username(cookie, now=1_001) == "hanako"
-    assert signer.username(cookie, now=1_000 + SESSION_MAX_AGE_S + 1) is None
-    forged = cookie.replace(cookie.split(".")[0], "YWRtaW4")  # "admin"
-    assert signer.username(forged, now=1_001) is None
-    assert SessionSigner("other" * 10).username(cookie, now=1_001) is None
+def test_a_legacy_scrypt_hash_still_verifies_and_asks_to_be_rehashed() -> None:
+    # the format stored before argon2id: scrypt$n$r$p$salt$hash
+    salt = bytes(range(16))
+    digest = hashlib.scrypt(b"correct horse", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    legacy = f"scrypt${2**14}$8$1${salt.hex()}${digest.hex()}"
+    assert verify_password("correct horse", legacy)
+    assert not verify_password("wrong horse", legacy)
+    assert needs_rehash(legacy)
 
 
 def test_basic_credentials() -> None:
