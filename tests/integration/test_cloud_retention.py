@@ -25,7 +25,7 @@ from cloud.core.personal_data import RetentionJobs
 from cloud.gym.models import Reservation
 from cloud.settings import CloudSettings
 from protocol.clock import ManualClock
-from tests.support.cloud import DB_KINDS, basic, fresh_database
+from tests.support.cloud import DB_KINDS, basic, fresh_database, log_in
 from tests.support.confirm_mail import confirm_by_mail
 from tests.support.personal_data import sqlite_files_holding, tables_holding
 from tests.unit.test_booking_rules import at
@@ -46,7 +46,7 @@ class World:
     def as_user(self, name: str) -> dict[str, str]:
         for users in (self.gym.users, self.clinic.users):
             if name in users:
-                return basic(name, users[name].password)
+                return basic(name, users[name].api_token)
         raise KeyError(name)
 
     def card(self, name: str) -> str:
@@ -147,8 +147,7 @@ async def test_a_clinic_day_is_deleted_after_90_days_and_its_figures_stay(world:
     after = (await world.http.get(figures_url, params=JAN_15, headers=world.as_user("ops"))).json()
     assert after == before
     staff = world.http
-    form = {"username": "clinic", "password": world.clinic.users["clinic"].password}
-    assert (await staff.post("/login", data=form)).status_code == 303
+    await log_in(staff, world.clock, "clinic", world.clinic.users["clinic"].password)
     page = (await staff.get(f"/clinic/{SITE}/figures?date=2027-01-15")).text
     assert 'data-testid="checkins">4<' in page
     assert world.retention()["clinic"]["days_kept_as_figures"] == 0  # once only
@@ -243,8 +242,7 @@ async def test_a_patient_is_erased_at_one_clinic_and_can_have_a_copy_first(world
 async def test_the_page_asks_before_it_deletes_and_shows_the_log(world: World) -> None:
     await world.book("2027-01-20 10:00", "Kobayashi Kenji", "kenji@example.jp")
     ops = world.http
-    form = {"username": "ops", "password": world.gym.users["ops"].password}
-    assert (await ops.post("/login", data=form)).status_code == 303
+    await log_in(ops, world.clock, "ops", world.gym.users["ops"].password)
     page = (await ops.get("/personal-data")).text
     assert 'data-testid="booking-form"' in page
     assert 'data-testid="nav-personal-data"' in page
@@ -276,8 +274,7 @@ async def test_the_page_asks_before_it_deletes_and_shows_the_log(world: World) -
 
 async def test_clinic_staff_get_the_patient_half_for_their_clinic_only(world: World) -> None:
     staff = world.http
-    form = {"username": "clinic", "password": world.clinic.users["clinic"].password}
-    assert (await staff.post("/login", data=form)).status_code == 303
+    await log_in(staff, world.clock, "clinic", world.clinic.users["clinic"].password)
     page = (await staff.get("/personal-data")).text
     assert 'data-testid="booking-form"' not in page
     assert '<option value="clinic-a">' in page

@@ -211,7 +211,7 @@ async def test_a_cloud_without_a_ca_says_what_to_configure(tmp_path: Path) -> No
             r = await http.post(
                 "/api/enrollment-tokens",
                 json={"site": "gym-a", "gateway": "gw-1"},
-                headers=basic("ops", seed.ops.password),
+                headers=basic("ops", seed.ops.api_token),
             )
             ca = await http.get("/api/enroll/ca")
     assert r.status_code == 503  # a token pins the CA: none without one

@@ -171,7 +171,7 @@ class Clinics:
     def as_user(self, name: str) -> dict[str, str]:
         for seed in (self.a, self.b):
             if name in seed.users:
-                return basic(name, seed.users[name].password)
+                return basic(name, seed.users[name].api_token)
         raise KeyError(name)
 
     def http(self, address: str = "203.0.113.7") -> httpx.AsyncClient:
@@ -210,7 +210,7 @@ async def gym(tmp_path: Path, secure_broker: SecureBroker) -> AsyncIterator[GymS
 
 async def alerts(site: GymSite, state: str = "open") -> list[dict[str, Any]]:
     """The fleet's alerts inbox as on-call reads it."""
-    ops = basic("ops", site.seed.ops.password)
+    ops = basic("ops", site.seed.ops.api_token)
     res = await site.http.get("/api/fleet/alerts", params={"state": state}, headers=ops)
     assert res.status_code == 200, res.text
     rows: list[dict[str, Any]] = res.json()

@@ -33,7 +33,7 @@ def _clinics(cloud: Cloud) -> tuple[ClinicSeed, ClinicSeed]:
 
 async def test_only_ops_read_or_erase_a_citizens_bookings(cloud: Cloud) -> None:
     a, _ = _clinics(cloud)
-    staff = basic("staff-a", a.users["staff-a"].password)
+    staff = basic("staff-a", a.users["staff-a"].api_token)
     body = {"email": "taro@example.jp"}
     assert (await cloud.http.post(f"{BOOKINGS}/export", json=body)).status_code == 401
     for who in (cloud.as_user("manager"), staff):
@@ -53,8 +53,8 @@ async def test_a_clinics_staff_cannot_export_or_erase_another_clinics_patient(
 ) -> None:
     a, b = _clinics(cloud)
     card = a.patients[0].card  # with an appointment at clinic-a today
-    own = basic("staff-a", a.users["staff-a"].password)
-    other = basic("staff-b", b.users["staff-b"].password)
+    own = basic("staff-a", a.users["staff-a"].api_token)
+    other = basic("staff-b", b.users["staff-b"].api_token)
 
     for path, body in (
         ("export", {"card": card}),

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from cloud.core.models import MailMessage
 from tests.security.conftest import HOUR, NOW, Cloud, Mailed
+from tests.support.cloud import log_in
 from tests.support.confirm_mail import confirm_by_mail, follow, link_in_inbox
 
 TEN = NOW + HOUR
@@ -43,8 +44,7 @@ async def _ops_reads_everything(cloud: Cloud) -> str:
     api = await cloud.http.get("/api/mail", headers=cloud.as_user("ops"))
     assert api.status_code == 200
     assert any(m["subject"].startswith("Your PIN for") for m in api.json())
-    login = {"username": "ops", "password": cloud.seed.users["ops"].password}
-    assert (await cloud.http.post("/login", data=login)).status_code == 303
+    await log_in(cloud.http, cloud.app.state.clock, "ops", cloud.seed.users["ops"].password)
     page = await cloud.http.get("/mail")
     assert page.status_code == 200
     return api.text + page.text

@@ -34,7 +34,7 @@ class EnrollingCloud:
     settings: CloudSettings
 
     def ops(self) -> dict[str, str]:
-        return basic("ops", self.seed.ops.password)
+        return basic("ops", self.seed.ops.api_token)
 
     async def token(self, site: str = "gym-a", gateway: str = "gw-1") -> str:
         r = await self.http.post(
