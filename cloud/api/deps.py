@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from cloud.core.auth import check_role, user_from_basic
 from cloud.core.models import Role
@@ -22,11 +23,23 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def api_user(*roles: Role) -> Callable[[Request], UserView]:
+BASIC = HTTPBasic(
+    auto_error=False,
+    description="a dashboard user's name and password; each route says which roles it needs",
+)
+"""Declares the ``basic`` security scheme in the schema, so generated clients send it and
+the schema's error answers (401, 403, 429) are derived for these routes
+(:mod:`cloud.api.contract`); the credentials themselves are checked below."""
+
+
+def api_user(*roles: Role) -> Callable[..., UserView]:
     """A dependency: the HTTP Basic user, who must hold one of ``roles``."""
     wanted = frozenset(roles)
 
-    def dependency(request: Request) -> UserView:
+    def dependency(
+        request: Request,
+        _declared: Annotated[HTTPBasicCredentials | None, Security(BASIC)] = None,
+    ) -> UserView:
         users = services(request).users
         return check_role(user_from_basic(users, request.headers.get("authorization")), wanted)
 
