@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_api.py"
 
 
+@pytest.mark.timeout(900)
 def test_schemathesis_finds_nothing_the_schema_does_not_declare() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--max-examples", "2"],
