@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cloud.api import (
     clinic,
+    contract,
     enrollment,
     facilities,
     facility_rules,
@@ -225,6 +226,7 @@ def create_app(settings: CloudSettings, clock: Clock | None = None) -> FastAPI: 
     app.include_router(metrics_router(registry, settings.metrics_token))
     app.add_exception_handler(DenenError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    contract.install(app)
     for router in (
         ops.router,
         facilities.router,

@@ -18,9 +18,10 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from cloud.api.deps import Ops, api_user, services
+from cloud.api.params import Epoch, Integer, IsoDay, RowId, SlugPath
 from cloud.clinic.announcements import AnnouncementView
 from cloud.clinic.appointments import (
     AppointmentRecord,
@@ -56,11 +57,10 @@ router = APIRouter(prefix="/api/clinic", tags=["clinic"])
 ClinicStaff = Annotated[UserView, Depends(api_user(Role.CLINIC, Role.OPS))]
 
 
-def clinic_staff_at(site: str, request: Request) -> UserView:
+def clinic_staff_at(site: SlugPath, request: Request, user: ClinicStaff) -> UserView:
     """A dependency for the ``/sites/{site}/…`` routes: clinic staff or ops who may see
     the clinic at ``site`` (clinic staff: at their departments' sites); else 404, as for a
     site with no clinic (:mod:`cloud.core.scope`)."""
-    user = api_user(Role.CLINIC, Role.OPS)(request)
     services(request).scope.require_clinic(user, site)
     return user
 
@@ -106,12 +106,15 @@ class DepartmentIn(_In):
     name: str = Field(min_length=1, max_length=60)
     prefix: str = Field(pattern=PREFIX_PATTERN, description="1-3 capitals: A-001")
     rooms: list[str] = Field(min_length=1, description="room labels, unique within the site")
-    tolerance_s: int = Field(
-        default=900, ge=0, description="how long an appointment may go ahead of a walk-in"
+    tolerance_s: Integer = Field(
+        default=900,
+        ge=0,
+        le=86_400,
+        description="how long an appointment may go ahead of a walk-in",
     )
-    default_service_s: int = Field(default=600, gt=0)
-    notify_when_left: int = Field(
-        default=3, ge=0, description="tell a patient when this many are left before them"
+    default_service_s: Integer = Field(default=600, gt=0, le=86_400)
+    notify_when_left: Integer = Field(
+        default=3, ge=0, le=100, description="tell a patient when this many are left before them"
     )
 
 
@@ -160,7 +163,7 @@ def create_site(body: ClinicIn, request: Request, svc: Clinics, _user: Ops) -> C
 
 
 @router.get("/sites/{site}")
-def get_site(site: str, svc: Clinics, _user: StaffAtSite) -> ClinicView:
+def get_site(site: SlugPath, svc: Clinics, _user: StaffAtSite) -> ClinicView:
     """One clinic site."""
     return svc.sites.get(site)
 
@@ -186,8 +189,8 @@ class AppointmentIn(_In):
     card: Card
     site: Slug
     department: Slug
-    at: int | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
-    cancelled: bool = False
+    at: Epoch | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
+    cancelled: StrictBool = False
 
 
 class AppointmentsIn(_In):
@@ -258,7 +261,7 @@ class AppCheckinIn(_In):
 class DeskCheckinIn(_In):
     card: Card | None = Field(default=None, description="leave out for a patient without one")
     department: Slug | None = None
-    urgent: bool = False
+    urgent: StrictBool = False
 
 
 class CheckinOut(BaseModel):
@@ -327,7 +330,7 @@ def card_qr(site: str, body: CardQrIn, request: Request, _user: StaffAtSite) -> 
 
 @router.post("/sites/{site}/checkins")
 def desk_checkin(
-    site: str, body: DeskCheckinIn, request: Request, svc: Clinics, _user: StaffAtSite
+    site: SlugPath, body: DeskCheckinIn, request: Request, svc: Clinics, _user: StaffAtSite
 ) -> CheckinOut:
     """Reception: check a patient in (with or without a card, urgent or not)."""
     result = svc.checkin.check_in(
@@ -352,14 +355,14 @@ class ActionIn(_In):
 
 
 @router.post("/sites/{site}/rooms/{room}/call-next")
-def call_next(site: str, room: str, svc: Clinics, user: StaffAtSite) -> ActionResult:
+def call_next(site: SlugPath, room: str, svc: Clinics, user: StaffAtSite) -> ActionResult:
     """Room ``room`` calls the next patient of its department."""
     return svc.staff.act(site, StaffRequest(ClinicAction.CALL_NEXT, room=room), _actor(user))
 
 
 @router.post("/sites/{site}/tickets/{number}/{action}")
 def ticket_action(
-    site: str,
+    site: SlugPath,
     number: str,
     action: ClinicAction,
     *,
@@ -377,7 +380,9 @@ def ticket_action(
 
 
 @router.get("/sites/{site}/departments/{department}/queue")
-def department_queue(site: str, department: str, svc: Clinics, _user: StaffAtSite) -> QueueView:
+def department_queue(
+    site: SlugPath, department: str, svc: Clinics, _user: StaffAtSite
+) -> QueueView:
     """The department today: each room's ticket, the waiting tickets in call order (with
     position and estimated wait) and the others; patient names for the staff."""
     return svc.staff.queue(site, department)
@@ -385,7 +390,7 @@ def department_queue(site: str, department: str, svc: Clinics, _user: StaffAtSit
 
 # -------------------------------------------------------------------- figures, log
 
-Day = Annotated[date | None, Query(alias="date", description="local day (default: today)")]
+Day = Annotated[IsoDay | None, Query(alias="date", description="local day (default: today)")]
 
 
 def _day(request: Request, day: date | None) -> date:
@@ -395,7 +400,7 @@ def _day(request: Request, day: date | None) -> date:
 
 @router.get("/sites/{site}/figures")
 def figures(
-    site: str, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
+    site: SlugPath, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
 ) -> ClinicDayFigures:
     """Check-ins per hour, waiting time (check-in to first call) median and 90th
     percentile per department, no-show rate; offline (agent) tickets included."""
@@ -404,7 +409,7 @@ def figures(
 
 @router.get("/sites/{site}/actions")
 def actions(
-    site: str, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
+    site: SlugPath, request: Request, svc: Clinics, _user: StaffAtSite, day: Day = None
 ) -> list[ActionEntry]:
     """The day's staff action log, oldest first (refused offline replays included)."""
     return svc.audit.actions(site, _day(request, day))
@@ -436,6 +441,6 @@ def list_announcements(svc: Clinics, _user: Ops) -> list[AnnouncementView]:
 
 
 @router.delete("/announcements/{announcement_id}")
-def clear_announcement(announcement_id: int, svc: Clinics, user: Ops) -> AnnouncementView:
+def clear_announcement(announcement_id: RowId, svc: Clinics, user: Ops) -> AnnouncementView:
     """Take an announcement off the displays now."""
     return svc.announcements.clear(announcement_id, _actor(user))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from cloud.core.auth import check_role, user_from_basic
 from cloud.core.models import Role
@@ -50,12 +51,27 @@ def request_scheme(request: Request) -> str:
     return request.url.scheme
 
 
-def api_user(*roles: Role) -> Callable[[Request], UserView]:
+BASIC = HTTPBasic(
+    auto_error=False,
+    description=(
+        "a user's name and an API token (a facility manager may use the password); "
+        "each route says which roles it needs"
+    ),
+)
+"""Declares the ``basic`` security scheme in the schema, so generated clients send it and
+the schema's error answers (401, 403, 429) are derived for these routes
+(:mod:`cloud.api.contract`); the credentials themselves are checked below."""
+
+
+def api_user(*roles: Role) -> Callable[..., UserView]:
     """A dependency: the HTTP Basic user (password, or API token), who must hold one of
     ``roles``."""
     wanted = frozenset(roles)
 
-    def dependency(request: Request) -> UserView:
+    def dependency(
+        request: Request,
+        _declared: Annotated[HTTPBasicCredentials | None, Security(BASIC)] = None,
+    ) -> UserView:
         svc = services(request)
         header = request.headers.get("authorization")
         user = user_from_basic(svc.users, svc.api_tokens, header, client_address(request))

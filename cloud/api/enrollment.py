@@ -11,7 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.api.contract import error_responses
 from cloud.api.deps import Ops, ServicesDep
+from cloud.api.params import SlugPath
 from cloud.settings import CloudSettings
 from protocol.messages import SLUG_PATTERN
 
@@ -65,7 +67,9 @@ class RevokedOut(BaseModel):
     )
 
 
-@router.post("/enrollment-tokens", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/enrollment-tokens", status_code=status.HTTP_201_CREATED, responses=error_responses(503)
+)
 def create_token(body: TokenIn, svc: ServicesDep, user: Ops) -> TokenOut:
     """A one-time enrollment token for a site's gateway, valid 24 hours (ops)."""
     issued = svc.enrollment.create_token(body.site, body.gateway, user.username)
@@ -80,7 +84,7 @@ def enroll_ca(svc: ServicesDep) -> CaOut:
     return CaOut(ca_pem=svc.enrollment.ca_pem())
 
 
-@router.post("/enroll")
+@router.post("/enroll", responses=error_responses(403, 503))
 def enroll(body: EnrollIn, svc: ServicesDep, request: Request) -> EnrollOut:
     """Spend a token: sign the Pi's CSR and say where the broker is (public)."""
     settings: CloudSettings = request.app.state.settings
@@ -95,8 +99,8 @@ def enroll(body: EnrollIn, svc: ServicesDep, request: Request) -> EnrollOut:
     )
 
 
-@router.post("/gateways/{site}/{gateway}/revoke")
-def revoke(site: str, gateway: str, svc: ServicesDep, _user: Ops) -> RevokedOut:
+@router.post("/gateways/{site}/{gateway}/revoke", responses=error_responses(503))
+def revoke(site: SlugPath, gateway: SlugPath, svc: ServicesDep, _user: Ops) -> RevokedOut:
     """Revoke the gateway's certificates, write the CRL and ACL, reload the broker (ops)."""
     done = svc.enrollment.revoke(site, gateway)
     return RevokedOut(

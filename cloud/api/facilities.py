@@ -4,12 +4,12 @@ booking form needs it); a manager changes only the facilities of its departments
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
 from cloud.api.deps import ServicesDep, Staff
+from cloud.api.params import IsoDay, QueryId, RowId
 from cloud.api.schemas import (
     AvailabilityOut,
     FacilityIn,
@@ -104,18 +104,18 @@ def create_facility(body: FacilityIn, svc: ServicesDep, user: Staff) -> Facility
 
 
 @router.get("/{facility_id}")
-def get_facility(facility_id: int, svc: ServicesDep) -> FacilityOut:
+def get_facility(facility_id: RowId, svc: ServicesDep) -> FacilityOut:
     """One facility with its rooms and locks."""
     return _out(svc.facilities.facility(facility_id))
 
 
 @router.get("/{facility_id}/availability")
 def availability(
-    facility_id: int,
+    facility_id: RowId,
     request: Request,
     svc: ServicesDep,
-    day: Annotated[date, Query(alias="date", description="local date, YYYY-MM-DD")],
-    room_id: int | None = None,
+    day: Annotated[IsoDay, Query(alias="date", description="local date, YYYY-MM-DD")],
+    room_id: QueryId | None = None,
 ) -> AvailabilityOut:
     """Free, taken and unavailable stretches of each room on one day (public)."""
     settings: CloudSettings = request.app.state.settings
@@ -123,26 +123,26 @@ def availability(
 
 
 @router.get("/{facility_id}/rooms")
-def list_rooms(facility_id: int, svc: ServicesDep) -> list[RoomOut]:
+def list_rooms(facility_id: RowId, svc: ServicesDep) -> list[RoomOut]:
     """The bookable rooms of one facility."""
     return [room_out(r) for r in svc.facilities.facility(facility_id).rooms]
 
 
 @router.post("/{facility_id}/rooms", status_code=status.HTTP_201_CREATED)
-def add_room(facility_id: int, body: RoomIn, svc: ServicesDep, user: Staff) -> RoomOut:
+def add_room(facility_id: RowId, body: RoomIn, svc: ServicesDep, user: Staff) -> RoomOut:
     """Add a bookable room or court (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     return room_out(svc.facilities.add_room(facility_id, body.name, body.capacity))
 
 
 @router.get("/{facility_id}/locks")
-def list_locks(facility_id: int, svc: ServicesDep) -> list[LockOut]:
+def list_locks(facility_id: RowId, svc: ServicesDep) -> list[LockOut]:
     """The locks of one facility."""
     return _out(svc.facilities.facility(facility_id)).locks
 
 
 @router.post("/{facility_id}/locks", status_code=status.HTTP_201_CREATED)
-def add_lock(facility_id: int, body: LockIn, svc: ServicesDep, user: Staff) -> LockCreated:
+def add_lock(facility_id: RowId, body: LockIn, svc: ServicesDep, user: Staff) -> LockCreated:
     """Register a lock; the answer carries its PIN key once (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     lock, key = svc.facilities.add_lock(

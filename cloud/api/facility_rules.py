@@ -4,11 +4,10 @@ manager: of its departments' facilities only, :mod:`cloud.core.scope`)."""
 
 from __future__ import annotations
 
-from datetime import date
-
 from fastapi import APIRouter, Response, status
 
 from cloud.api.deps import ServicesDep, Staff
+from cloud.api.params import IsoDay, RowId
 from cloud.api.schemas import (
     ClosedDayIO,
     GroupIn,
@@ -58,13 +57,13 @@ def _group_out(g: GroupView) -> GroupOut:
 
 
 @router.get("/{facility_id}/rules")
-def get_rules(facility_id: int, svc: ServicesDep) -> RulesOut:
+def get_rules(facility_id: RowId, svc: ServicesDep) -> RulesOut:
     """Fee, lengths, lead time, how far ahead, hours and closed days (public)."""
     return rules_out(svc.facility_rules.rules(facility_id))
 
 
 @router.put("/{facility_id}/rules")
-def put_rules(facility_id: int, body: RulesIn, svc: ServicesDep, user: Staff) -> RulesOut:
+def put_rules(facility_id: RowId, body: RulesIn, svc: ServicesDep, user: Staff) -> RulesOut:
     """Replace the rules' numbers; new bookings follow them (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     update = RulesUpdate(
@@ -84,7 +83,7 @@ def put_rules(facility_id: int, body: RulesIn, svc: ServicesDep, user: Staff) ->
 
 
 @router.put("/{facility_id}/hours")
-def put_hours(facility_id: int, body: HoursIn, svc: ServicesDep, user: Staff) -> RulesOut:
+def put_hours(facility_id: RowId, body: HoursIn, svc: ServicesDep, user: Staff) -> RulesOut:
     """Replace the weekly opening hours; a weekday left out is closed (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     hours = [
@@ -94,35 +93,37 @@ def put_hours(facility_id: int, body: HoursIn, svc: ServicesDep, user: Staff) ->
 
 
 @router.post("/{facility_id}/closed-days", status_code=status.HTTP_201_CREATED)
-def add_closed_day(facility_id: int, body: ClosedDayIO, svc: ServicesDep, user: Staff) -> RulesOut:
+def add_closed_day(
+    facility_id: RowId, body: ClosedDayIO, svc: ServicesDep, user: Staff
+) -> RulesOut:
     """Close the facility on a day, with the reason citizens see (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     return rules_out(svc.facility_rules.add_closed_day(facility_id, body.day, body.reason))
 
 
 @router.delete("/{facility_id}/closed-days/{day}")
-def remove_closed_day(facility_id: int, day: date, svc: ServicesDep, user: Staff) -> RulesOut:
+def remove_closed_day(facility_id: RowId, day: IsoDay, svc: ServicesDep, user: Staff) -> RulesOut:
     """Open a closed day again (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     return rules_out(svc.facility_rules.remove_closed_day(facility_id, day))
 
 
 @router.get("/{facility_id}/groups")
-def list_groups(facility_id: int, svc: ServicesDep, user: Staff) -> list[GroupOut]:
+def list_groups(facility_id: RowId, svc: ServicesDep, user: Staff) -> list[GroupOut]:
     """Registered groups, whose bookings approve themselves (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     return [_group_out(g) for g in svc.facility_rules.groups(facility_id)]
 
 
 @router.post("/{facility_id}/groups", status_code=status.HTTP_201_CREATED)
-def add_group(facility_id: int, body: GroupIn, svc: ServicesDep, user: Staff) -> GroupOut:
+def add_group(facility_id: RowId, body: GroupIn, svc: ServicesDep, user: Staff) -> GroupOut:
     """Register a group by its contact email (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     return _group_out(svc.facility_rules.add_group(facility_id, body.name, body.email))
 
 
 @router.delete("/{facility_id}/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_group(facility_id: int, group_id: int, svc: ServicesDep, user: Staff) -> Response:
+def remove_group(facility_id: RowId, group_id: RowId, svc: ServicesDep, user: Staff) -> Response:
     """Forget a registered group (manager or ops)."""
     svc.scope.require_facility(user, facility_id)
     svc.facility_rules.remove_group(facility_id, group_id)

@@ -16,10 +16,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.deps import api_user
+from cloud.api.params import JSON_INTEGER, BodyId, Days, Limit, RowId, SlugPath
 from cloud.core.models import Role
 from cloud.core.views import UserView
 from cloud.fleet.commands import CommandRequest
@@ -64,7 +65,9 @@ class _In(BaseModel):
 class SiteIn(_In):
     name: str | None = Field(default=None, max_length=200)
     department: str | None = Field(default=None, max_length=40)
-    ring: int | None = Field(default=None, ge=0, le=2, description="default rollout ring")
+    ring: Annotated[int, Field(ge=0, le=2), JSON_INTEGER] | None = Field(
+        default=None, description="default rollout ring"
+    )
 
 
 class DepartmentIn(_In):
@@ -84,21 +87,23 @@ class CommandIn(_In):
     verb: str = Field(max_length=32)
     data: dict[str, Any] = Field(default_factory=dict, description="the verb's arguments")
     reason: str | None = Field(default=None, max_length=200, description="needed for unlock")
-    ttl_s: int | None = Field(default=None, ge=1, le=86400, description="default 60 s")
-    firmware_image_id: int | None = None
+    ttl_s: Annotated[int, Field(ge=1, le=86400), JSON_INTEGER] | None = Field(
+        default=None, description="default 60 s"
+    )
+    firmware_image_id: BodyId | None = None
 
 
 class RolloutIn(_In):
     kind: str = Field(description="firmware or config")
     name: str = Field(min_length=1, max_length=200)
-    firmware_image_id: int | None = None
+    firmware_image_id: BodyId | None = None
     config: dict[str, Any] | None = Field(default=None, description="agent config fields")
     rings: list[list[str]] | None = Field(
         default=None,
         description="sites of the first rings (the rest follow); null: each site's ring",
     )
-    soak_s: int | None = Field(default=None, ge=0, le=7 * 86400)
-    auto_advance: bool = True
+    soak_s: Annotated[int, Field(ge=0, le=7 * 86400), JSON_INTEGER] | None = None
+    auto_advance: StrictBool = True
 
 
 # -------------------------------------------------------------------------- sites
@@ -111,13 +116,13 @@ def sites(fleet: FleetDep, user: Reader) -> list[SiteSummary]:
 
 
 @router.get("/sites/{site}")
-def site(site: str, fleet: FleetDep, user: Reader) -> SiteDetail:
+def site(site: SlugPath, fleet: FleetDep, user: Reader) -> SiteDetail:
     """One site: its gateways, devices with their health, open alerts."""
     return fleet.sites.site(site, fleet.sites.scope(user))
 
 
 @router.put("/sites/{site}")
-def put_site(site: str, body: SiteIn, fleet: FleetDep, user: OpsUser) -> SiteSummary:
+def put_site(site: SlugPath, body: SiteIn, fleet: FleetDep, user: OpsUser) -> SiteSummary:
     """Create a site, or set its name, owning department or default rollout ring (ops)."""
     return fleet.sites.put_site(
         site, actor=user.username, name=body.name, department=body.department, ring=body.ring
@@ -125,7 +130,9 @@ def put_site(site: str, body: SiteIn, fleet: FleetDep, user: OpsUser) -> SiteSum
 
 
 @router.get("/sites/{site}/gateways/{gateway}")
-def gateway(site: str, gateway: str, fleet: FleetDep, user: Reader, days: int = 7) -> GatewayDetail:
+def gateway(
+    site: SlugPath, gateway: SlugPath, fleet: FleetDep, user: Reader, days: Days = 7
+) -> GatewayDetail:
     """A gateway: availability, health, the config twin (desired vs reported and since
     when they differ), its devices, open alerts, outbox history, recent commands."""
     return fleet.sites.gateway(site, gateway, fleet.sites.scope(user), days=days)
@@ -133,8 +140,8 @@ def gateway(site: str, gateway: str, fleet: FleetDep, user: Reader, days: int = 
 
 @router.put("/sites/{site}/gateways/{gateway}/config")
 def put_config(
-    site: str,
-    gateway: str,
+    site: SlugPath,
+    gateway: SlugPath,
     fleet: FleetDep,
     user: OpsUser,
     changes: Annotated[dict[str, Any], Body()],
@@ -145,14 +152,16 @@ def put_config(
 
 
 @router.get("/sites/{site}/devices/{device_id}")
-def device(site: str, device_id: str, fleet: FleetDep, user: Reader, days: int = 7) -> DeviceDetail:
+def device(
+    site: SlugPath, device_id: SlugPath, fleet: FleetDep, user: Reader, days: Days = 7
+) -> DeviceDetail:
     """A device: health, battery forecast, the firmware twin, open alerts, history."""
     return fleet.sites.device(site, device_id, fleet.sites.scope(user), days=days)
 
 
 @router.put("/sites/{site}/devices/{device_id}")
 def put_device(
-    site: str, device_id: str, body: DeviceIn, fleet: FleetDep, user: OpsUser
+    site: SlugPath, device_id: SlugPath, body: DeviceIn, fleet: FleetDep, user: OpsUser
 ) -> DeviceView:
     """Register a device or set its model (firmware rollouts target a model) (ops)."""
     return fleet.sites.put_device(
@@ -202,7 +211,7 @@ def alerts(
     site: str | None = None,
     kind: str | None = None,
     severity: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
 ) -> list[AlertView]:
     """The alerts inbox, newest first: ``state`` open (default), unacknowledged, resolved
     or all; filter by site, kind, severity."""
@@ -217,12 +226,12 @@ def alerts(
 
 
 @router.get("/alerts/{alert_id}")
-def alert(alert_id: int, fleet: FleetDep, user: Reader) -> AlertView:
+def alert(alert_id: RowId, fleet: FleetDep, user: Reader) -> AlertView:
     return fleet.alerts.alert(alert_id, fleet.sites.scope(user))
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(alert_id: int, fleet: FleetDep, user: Actor) -> AlertView:
+def acknowledge(alert_id: RowId, fleet: FleetDep, user: Actor) -> AlertView:
     """Someone is on it (ops, technician); it still resolves by itself."""
     return fleet.alerts.acknowledge(alert_id, user, fleet.sites.scope(user))
 
@@ -255,7 +264,7 @@ def commands(
     site: str | None = None,
     gateway: str | None = None,
     status: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
 ) -> list[CommandView]:
     """Commands, newest first."""
     return fleet.commands.commands(
@@ -313,30 +322,30 @@ def rollouts(fleet: FleetDep, _user: Actor) -> list[RolloutView]:
 
 
 @router.get("/rollouts/{rollout_id}")
-def rollout(rollout_id: int, fleet: FleetDep, _user: Actor) -> RolloutView:
+def rollout(rollout_id: RowId, fleet: FleetDep, _user: Actor) -> RolloutView:
     """A rollout with the state of every ring and target."""
     return fleet.rollouts.rollout(rollout_id)
 
 
 @router.post("/rollouts/{rollout_id}/advance")
-def advance(rollout_id: int, fleet: FleetDep, user: OpsUser) -> RolloutView:
+def advance(rollout_id: RowId, fleet: FleetDep, user: OpsUser) -> RolloutView:
     """Start the next ring once the current one passed its gate (ops)."""
     return fleet.rollouts.advance(rollout_id, user)
 
 
 @router.post("/rollouts/{rollout_id}/pause")
-def pause(rollout_id: int, fleet: FleetDep, user: OpsUser) -> RolloutView:
+def pause(rollout_id: RowId, fleet: FleetDep, user: OpsUser) -> RolloutView:
     return fleet.rollouts.pause(rollout_id, user)
 
 
 @router.post("/rollouts/{rollout_id}/resume")
-def resume(rollout_id: int, fleet: FleetDep, user: OpsUser) -> RolloutView:
+def resume(rollout_id: RowId, fleet: FleetDep, user: OpsUser) -> RolloutView:
     return fleet.rollouts.resume(rollout_id, user)
 
 
 @router.get("/audit")
 def audit_log(
-    fleet: FleetDep, _user: OpsUser, site: str | None = None, limit: int = 200
+    fleet: FleetDep, _user: OpsUser, site: str | None = None, limit: Limit = 200
 ) -> list[AuditView]:
     """The fleet audit log, newest first (ops)."""
     return fleet.audit.entries(None, site=site, limit=min(max(limit, 1), 1000))

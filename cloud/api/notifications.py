@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.deps import Manager, ServicesDep, Staff
+from cloud.api.params import IsoDay, RowId
 from cloud.errors import InvalidRequestError
 from cloud.gym.figures import FacilityFigures, figures_csv
 from cloud.gym.notifications_bulk import BulkMailDraft, BulkMailingView, BulkPreview
@@ -21,9 +22,9 @@ from protocol.clock import Clock
 router = APIRouter(prefix="/api/facilities", tags=["notifications and figures"])
 
 FromDay = Annotated[
-    date | None, Query(alias="from", description="first local day (default: 11 months ago, 1st)")
+    IsoDay | None, Query(alias="from", description="first local day (default: 11 months ago, 1st)")
 ]
-ToDay = Annotated[date | None, Query(alias="to", description="last local day (default: today)")]
+ToDay = Annotated[IsoDay | None, Query(alias="to", description="last local day (default: today)")]
 
 
 def figure_range(request: Request, from_day: date | None, to_day: date | None) -> tuple[date, date]:
@@ -42,7 +43,7 @@ def figure_range(request: Request, from_day: date | None, to_day: date | None) -
 
 @router.get("/{facility_id}/figures")
 def figures(
-    facility_id: int,
+    facility_id: RowId,
     request: Request,
     *,
     svc: ServicesDep,
@@ -58,9 +59,13 @@ def figures(
     return svc.figures.monthly(facility_id, first, last)
 
 
-@router.get("/{facility_id}/figures.csv")
+@router.get(
+    "/{facility_id}/figures.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "one line per month"}},
+)
 def figures_as_csv(
-    facility_id: int,
+    facility_id: RowId,
     request: Request,
     *,
     svc: ServicesDep,
@@ -95,13 +100,13 @@ class NoShowOut(BaseModel):
 
 @router.get("/{facility_id}/no-shows")
 def no_shows(
-    facility_id: int,
+    facility_id: RowId,
     request: Request,
     *,
     svc: ServicesDep,
     user: Staff,
-    from_day: Annotated[date | None, Query(alias="from")] = None,
-    to_day: Annotated[date | None, Query(alias="to")] = None,
+    from_day: Annotated[IsoDay | None, Query(alias="from")] = None,
+    to_day: Annotated[IsoDay | None, Query(alias="to")] = None,
 ) -> list[NoShowOut]:
     """Approved bookings whose PIN opened no door by their end (staff)."""
     svc.scope.require_facility(user, facility_id)
@@ -127,12 +132,12 @@ def no_shows(
 class BulkMailIn(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_day: date = Field(alias="from", description="first local day")
-    to_day: date = Field(alias="to", description="last local day")
+    from_day: IsoDay = Field(alias="from", description="first local day")
+    to_day: IsoDay = Field(alias="to", description="last local day")
     subject: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=5000)
 
-    def draft(self, facility_id: int) -> BulkMailDraft:
+    def draft(self, facility_id: RowId) -> BulkMailDraft:
         """The service's draft."""
         return BulkMailDraft(facility_id, self.from_day, self.to_day, self.subject, self.body)
 
@@ -157,7 +162,7 @@ class BulkPreviewOut(BaseModel):
 
 class BulkMailingOut(BaseModel):
     id: int
-    facility_id: int
+    facility_id: RowId
     from_day: date
     to_day: date
     subject: str
@@ -201,7 +206,7 @@ def mailing_out(m: BulkMailingView, settings: CloudSettings) -> BulkMailingOut:
 
 @router.post("/{facility_id}/bulk-mail/preview")
 def preview_bulk_mail(
-    facility_id: int, body: BulkMailIn, svc: ServicesDep, user: Manager
+    facility_id: RowId, body: BulkMailIn, svc: ServicesDep, user: Manager
 ) -> BulkPreviewOut:
     """Who would get this mail (everyone with a pending or approved booking at the
     facility in the days), and how the first one's mail reads; nothing is sent."""
@@ -212,7 +217,7 @@ def preview_bulk_mail(
 @router.post("/{facility_id}/bulk-mail", status_code=status.HTTP_201_CREATED)
 def send_bulk_mail(
     *,
-    facility_id: int,
+    facility_id: RowId,
     body: BulkMailIn,
     request: Request,
     response: Response,
@@ -237,7 +242,7 @@ def send_bulk_mail(
 
 @router.get("/{facility_id}/bulk-mail")
 def bulk_mail_log(
-    facility_id: int, request: Request, svc: ServicesDep, user: Manager
+    facility_id: RowId, request: Request, svc: ServicesDep, user: Manager
 ) -> list[BulkMailingOut]:
     """The facility's bulk mailings, newest first: who sent what, when, to how many."""
     svc.scope.require_facility(user, facility_id)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.api.deps import Ops, ServicesDep, Staff
+from cloud.api.params import Limit, SlugPath
 from cloud.api.schemas import AuditOut, Health, LockSyncOut, MailOut
 from cloud.localtime import format_local
 from cloud.settings import CloudSettings
@@ -34,7 +35,9 @@ def healthz(request: Request) -> JSONResponse:
 
 
 @router.get("/api/locks/{lock_id}/audit")
-def lock_audit(lock_id: str, svc: ServicesDep, user: Staff, limit: int = 200) -> list[AuditOut]:
+def lock_audit(
+    lock_id: SlugPath, svc: ServicesDep, user: Staff, limit: Limit = 200
+) -> list[AuditOut]:
     """A lock's events, newest first, with the reservation name behind each grant (a
     manager: of its departments' facilities)."""
     svc.scope.require_lock(user, lock_id)
@@ -58,7 +61,7 @@ def lock_audit(lock_id: str, svc: ServicesDep, user: Staff, limit: int = 200) ->
 
 
 @router.get("/api/locks/{lock_id}/sync")
-def lock_sync(lock_id: str, request: Request, svc: ServicesDep, user: Staff) -> LockSyncOut:
+def lock_sync(lock_id: SlugPath, request: Request, svc: ServicesDep, user: Staff) -> LockSyncOut:
     """What the site's agent last said about the lock: the snapshot version and grants it
     holds, its last and next sync, its clock drift, its revocation list (manager of its
     facility's department, or ops)."""

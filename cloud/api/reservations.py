@@ -9,7 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from cloud.api.contract import error_responses
 from cloud.api.deps import Manager, ServicesDep, api_user
+from cloud.api.params import QueryId
 from cloud.api.schemas import (
     AccessStatusOut,
     CancelIn,
@@ -231,7 +233,7 @@ def list_reservations(
     svc: ServicesDep,
     user: Manager,
     status: ReservationStatus | None = Query(default=None),  # noqa: B008 - FastAPI idiom
-    facility_id: int | None = None,
+    facility_id: QueryId | None = None,
 ) -> list[ReservationOut]:
     """Reservations, optionally of one status or facility (manager: of the facilities of
     its departments only)."""
@@ -273,7 +275,11 @@ def reject(
     return reservation_out(view, _settings(request))
 
 
-@router.post("/{reservation_id}/cancel")
+@router.post(
+    "/{reservation_id}/cancel",
+    # the citizen's token or a manager's Basic credentials: either can be wrong
+    responses=error_responses(401, 403, 429),
+)
 def cancel(
     reservation_id: str, body: CancelIn, request: Request, svc: ServicesDep
 ) -> ReservationOut:

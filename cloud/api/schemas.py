@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cloud.api.params import JSON_INTEGER, BodyId, Epoch, Integer, IsoDay
 from cloud.gym.models import PaymentState, ReservationStatus
 from protocol.messages import SLUG_PATTERN
 
@@ -29,7 +31,7 @@ class LockIn(_In):
         description="64 hex digits from the lock's pairing file; without it the lock gets "
         "no offline PINs",
     )
-    room_id: int | None = Field(
+    room_id: BodyId | None = Field(
         default=None, description="the room whose own door this is; leave out for an entrance"
     )
 
@@ -43,7 +45,9 @@ class LockOut(BaseModel):
 
 class RoomIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    capacity: int | None = Field(default=None, ge=1, description="the largest group")
+    capacity: Annotated[int, Field(ge=1, le=100_000), JSON_INTEGER] | None = Field(
+        default=None, description="the largest group"
+    )
 
 
 class RoomOut(BaseModel):
@@ -68,7 +72,7 @@ class FacilityOut(BaseModel):
 
 
 class OpeningHoursIO(_In):
-    weekday: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    weekday: Integer = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
     opens: str = Field(description="HH:MM local time", examples=["09:00"])
     closes: str = Field(description="HH:MM local time, up to 24:00", examples=["21:00"])
 
@@ -78,16 +82,18 @@ class HoursIn(_In):
 
 
 class ClosedDayIO(_In):
-    day: date
+    day: IsoDay
     reason: str = Field(min_length=1, max_length=200)
 
 
 class RulesIn(_In):
-    hourly_fee_yen: int = Field(ge=0)
-    min_booking_minutes: int = Field(ge=1)
-    max_booking_minutes: int = Field(ge=1)
-    lead_time_minutes: int = Field(ge=0, description="how long before the start one may book")
-    horizon_days: int = Field(ge=1, description="how many days ahead bookings open")
+    hourly_fee_yen: Integer = Field(ge=0, le=1_000_000)
+    min_booking_minutes: Integer = Field(ge=1, le=10_080)
+    max_booking_minutes: Integer = Field(ge=1, le=10_080)
+    lead_time_minutes: Integer = Field(
+        ge=0, le=525_600, description="how long before the start one may book"
+    )
+    horizon_days: Integer = Field(ge=1, le=730, description="how many days ahead bookings open")
     off_peak_from: str | None = Field(
         default=None, description="HH:MM; Mon-Fri bookings inside off-peak hours auto-approve"
     )
@@ -138,7 +144,7 @@ class AvailabilityOut(BaseModel):
 
 
 class ReservationIn(_In):
-    room_id: int | None = Field(default=None, description="the room to book")
+    room_id: BodyId | None = Field(default=None, description="the room to book")
     lock_id: str | None = Field(
         default=None,
         pattern=SLUG_PATTERN,
@@ -146,10 +152,10 @@ class ReservationIn(_In):
     )
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=320)
-    group_size: int = Field(default=1, ge=1, le=1000)
+    group_size: Integer = Field(default=1, ge=1, le=1000)
     purpose: str = Field(default="", max_length=500)
-    start: int | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
-    end: int | AwareDatetime
+    start: Epoch | AwareDatetime = Field(description="UTC epoch seconds or ISO 8601 with offset")
+    end: Epoch | AwareDatetime
 
 
 class ReservationCreated(BaseModel):
