@@ -67,10 +67,6 @@ class CloudSettings(BaseSettings):
     gateway_silent_after_s: int = Field(default=0, ge=0)
     timezone: str = "Asia/Tokyo"
     public_url: str = "http://127.0.0.1:8000"
-    # The peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy
-    # that terminates TLS; a JSON list): the client's address counts login failures, the
-    # scheme makes cookies Secure. From any other peer the headers are ignored.
-    trusted_proxy_ips: list[str] = Field(default_factory=list)
     secret_key: str = Field(default="", repr=False)
     dev: bool = False
     # Mail delivery over SMTP; no host: mails stay in the outbox (the demo's /mail page)
@@ -97,8 +93,9 @@ class CloudSettings(BaseSettings):
     booking_limit_per_address: int = Field(default=10, ge=1)
     booking_limit_per_facility: int = Field(default=60, ge=1)
     booking_limit_addresses: int = Field(default=10_000, ge=1)
-    # reverse proxies whose X-Forwarded-For names the client (JSON list of addresses or
-    # networks, e.g. ["10.0.0.0/8"]); empty: the TCP peer is the client
+    # reverse proxies (JSON list of addresses or networks, e.g. ["10.0.0.0/8"]) whose
+    # X-Forwarded-For names the client (login throttle, booking and check-in limits) and
+    # whose X-Forwarded-Proto makes cookies Secure; empty: the TCP peer is the client
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # Clinic (cloud/clinic): the key behind each site's daily card-tag key (empty: derived
     # from secret_key); how often announcement expiry and the day change are checked

@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
-from cloud.api.deps import Ops, api_user, services
+from cloud.api.deps import Ops, api_user, client_address, services
 from cloud.api.params import Epoch, Integer, IsoDay, RowId, SlugPath
 from cloud.clinic.announcements import AnnouncementView
 from cloud.clinic.appointments import (
@@ -300,7 +300,7 @@ def app_checkin(body: AppCheckinIn, request: Request, svc: Clinics) -> CheckinOu
     """The patient's app: check in with the card's signed QR code (today's appointment, or
     a walk-in); the number, the estimated wait and a status link. A refused card: 404, the
     same for a forged code and an unknown card; too many refusals: 429 with Retry-After."""
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     try:
         result = svc.app_checkin.check_in(
             body.site, body.qr, client=client, department=body.department

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from cloud.core import addresses
 from cloud.core.auth import check_role, user_from_basic
 from cloud.core.models import Role
 from cloud.core.views import UserView
@@ -24,31 +25,22 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def _from_trusted_proxy(request: Request) -> bool:
-    settings: CloudSettings = request.app.state.settings
-    peer = request.client.host if request.client else ""
-    return peer in settings.trusted_proxy_ips
-
-
 def client_address(request: Request) -> str:
-    """The caller's address, for counting failed logins: the peer's, or behind a trusted
-    proxy the last address that proxy appended to X-Forwarded-For (the ones before it are
-    the client's word, free to forge)."""
-    peer = request.client.host if request.client else "unknown"
-    if _from_trusted_proxy(request):
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-        return forwarded or peer
-    return peer
+    """The caller's address (:mod:`cloud.core.addresses`: behind a trusted proxy, what it
+    appended to X-Forwarded-For)."""
+    settings: CloudSettings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    return addresses.client_address(peer, forwarded, settings.trusted_proxies)
 
 
 def request_scheme(request: Request) -> str:
     """``https`` or ``http`` as the browser sees it: X-Forwarded-Proto from a trusted
     proxy, else the request's own scheme."""
-    if _from_trusted_proxy(request):
-        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        if proto in ("http", "https"):
-            return proto
-    return request.url.scheme
+    settings: CloudSettings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    proto = request.headers.get("x-forwarded-proto")
+    return addresses.client_scheme(peer, request.url.scheme, proto, settings.trusted_proxies)
 
 
 BASIC = HTTPBasic(

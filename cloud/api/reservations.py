@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from cloud.api.contract import error_responses
-from cloud.api.deps import Manager, ServicesDep, api_user
+from cloud.api.deps import Manager, ServicesDep, api_user, client_address
 from cloud.api.params import QueryId
 from cloud.api.schemas import (
     AccessStatusOut,
@@ -23,7 +23,6 @@ from cloud.api.schemas import (
     ReservationOut,
 )
 from cloud.core.models import Role
-from cloud.gym.booking_limits import client_address
 from cloud.gym.confirmations import Confirmed
 from cloud.gym.models import ReservationStatus
 from cloud.gym.reservations import BookingRequest
@@ -159,8 +158,7 @@ CHECK_MAIL = (
 
 def requester(request: Request) -> str:
     """The anonymous client's address, for the booking limits (``trusted_proxies``)."""
-    peer = request.client.host if request.client is not None else None
-    return client_address(peer, request.headers.get("x-forwarded-for"), _settings(request))
+    return client_address(request)
 
 
 def confirmed_message(done: Confirmed) -> str:

@@ -192,7 +192,9 @@ def status_page(
 ) -> HTMLResponse:
     """The citizen's status: waiting, or the PIN and its window in local time; cancel.
     The PIN is shown on every visit until its window ends (docs/reservations.md,
-    "Telling the PIN once"); the page is neither cached nor leaks its link as a referrer."""
+    "Telling the PIN once"); the page is neither cached nor leaks its link as a referrer
+    to another site (``same-origin``: ``no-referrer`` would make the browser send
+    ``Origin: null`` with the page's own forms, which the CSRF check refuses)."""
     svc = services(request)
     view = svc.reservations.for_citizen(reservation_id, token)
     clock: Clock = request.app.state.clock
@@ -213,7 +215,7 @@ def status_page(
         email=view.email,
     )
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -230,7 +232,7 @@ def _confirm_page(
         **context,
     )
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 

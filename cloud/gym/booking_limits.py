@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
-from ipaddress import ip_address
 
 from cloud.errors import TooManyAttemptsError
 from cloud.settings import CloudSettings
@@ -71,25 +70,3 @@ class BookingLimits:
             for window in (self._addresses.get(client), self._facilities.get(facility_id)):
                 if window is not None and at in window:
                     window.remove(at)
-
-
-def client_address(peer: str | None, forwarded_for: str | None, settings: CloudSettings) -> str:
-    """The booking client's address: the TCP peer, or, when the peer is one of the
-    ``trusted_proxies``, the nearest address in ``X-Forwarded-For`` that is not (a client
-    can put anything at the front of that header; only what our proxies appended counts)."""
-    trusted = settings.trusted_proxies
-    address = peer or "unknown"
-
-    def is_trusted(value: str) -> bool:
-        try:
-            ip = ip_address(value.strip())
-        except ValueError:
-            return False
-        return any(ip in network for network in trusted)
-
-    if not trusted or not forwarded_for or not is_trusted(address):
-        return address
-    for hop in reversed(forwarded_for.split(",")):
-        if not is_trusted(hop):
-            return hop.strip() or address
-    return address

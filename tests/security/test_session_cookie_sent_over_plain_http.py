@@ -17,7 +17,7 @@ PROXY = "10.0.0.2"
 
 
 async def _login_cookie(tmp_path: Path, peer: str, headers: dict[str, str]) -> str:
-    settings = settings_for(tmp_path, trusted_proxy_ips=[PROXY])
+    settings = settings_for(tmp_path, trusted_proxies=[PROXY])
     app = create_app(settings, clock=ManualClock(NOW))
     async with app.router.lifespan_context(app):
         with app.state.sessions.begin() as session:
