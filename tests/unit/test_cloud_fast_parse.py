@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cloud.mqtt_bridge import parse_payload
@@ -13,6 +13,7 @@ from protocol import messages
 from protocol.errors import MessageError
 from protocol.messages import LockEventData, LockEventKind, MessageType
 from protocol.topics import Channel
+from tests.fuzzing import fuzz_settings
 
 events = st.builds(
     LockEventData,
@@ -46,7 +47,7 @@ def _both(payload: bytes) -> tuple[object, object]:
     return slow(), fast()
 
 
-@settings(max_examples=500, deadline=None)
+@fuzz_settings(500)
 @given(events, st.sampled_from(["v", "type", "id", "ts", "data", None]), scalars)
 def test_fast_and_slow_parse_agree(event: LockEventData, field: str | None, value: object) -> None:
     raw = json.loads(messages.make(MessageType.LOCK_EVENT, event, ts=1_800_000_000))
@@ -56,7 +57,7 @@ def test_fast_and_slow_parse_agree(event: LockEventData, field: str | None, valu
     assert fast == slow
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz_settings(300)
 @given(events, st.sampled_from(["lock_id", "seq", "lock_ts", "kind", "slot", "extra"]), scalars)
 def test_fast_and_slow_parse_agree_on_bad_data(
     event: LockEventData, field: str, value: object

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import firmware_image as fi
@@ -16,13 +16,14 @@ from protocol import firmware_transfer as ft
 from protocol.errors import FrameError, LocalProtocolError
 from protocol.framing import MAX_PAYLOAD
 from tests import strategies as s
+from tests.fuzzing import fuzz_settings
 
 KEY = s.TEST_RELEASE_KEY
 TRUSTED = fi.TrustedKeys.of([KEY.public_key()])
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 MARKER = b"PAYLOAD-MARKER-\x00\xff-never-in-a-message"
 PAYLOAD = MARKER * 40
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(1500)
 
 
 def image(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_sim.display.firmware import DisplayFirmware
@@ -30,8 +30,9 @@ from protocol.lock_wire import (
 )
 from protocol.patient_card import MAX_LINE, CardLineParser, CardRead, decode_card_line
 from tests import strategies as s
+from tests.fuzzing import fuzz_settings
 
-FUZZ = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(3000)
 
 
 def _mutate(data: bytes, flips: list[tuple[int, int]]) -> bytes:

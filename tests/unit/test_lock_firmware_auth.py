@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_sim.lock import LockFirmware
@@ -20,6 +20,7 @@ from protocol.lock_wire import (
 )
 from protocol.messages import LockEventKind as K
 from protocol.pin import pin_tag
+from tests.fuzzing import fuzz_settings
 from tests.unit.test_lock_firmware_support import (
     GRANT,
     SECRETS,
@@ -190,7 +191,7 @@ chunks = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz_settings(1000)
 @given(st.lists(st.tuples(chunks, st.booleans()), max_size=30), st.booleans())
 def test_random_byte_streams_never_raise_in_authenticated_mode(
     script: list[tuple[bytes, bool]], window: bool

@@ -34,6 +34,7 @@ from protocol.offline_pin import (
     match_short_id,
     verify_offline_pin,
 )
+from tests.fuzzing import fuzz_settings
 
 SECRET = bytes([9]) * 32
 OTHER = bytes([10]) * 32
@@ -226,14 +227,14 @@ def test_free_nonce_skips_codes_already_issued_for_the_window() -> None:
 # ------------------------------------------------------------------ guessing
 
 
-@settings(max_examples=3000, deadline=None)
+@fuzz_settings(3000)
 @given(st.text(max_size=20), st.integers(0, 2**32 - 1))
 def test_verify_never_raises_on_any_text(code: str, now: int) -> None:
     check = verify_offline_pin(SECRET, code, now)
     assert check.status in OfflinePinStatus
 
 
-@settings(max_examples=3000, deadline=None)
+@fuzz_settings(3000)
 @given(
     st.text(alphabet="0123456789", min_size=OFFLINE_PIN_LEN, max_size=OFFLINE_PIN_LEN),
     st.integers(T0 - 10 * 8760 * HOUR_S, T0 + 50 * 8760 * HOUR_S),
@@ -309,7 +310,7 @@ def test_revocation_decoder_says_what_is_wrong(payload: bytes, reason: str) -> N
         decode_revocations(payload)
 
 
-@settings(max_examples=2000, deadline=None)
+@fuzz_settings(2000)
 @given(st.binary(max_size=400))
 def test_revocation_decoder_raises_only_frame_errors(raw: bytes) -> None:
     with contextlib.suppress(FrameError):
