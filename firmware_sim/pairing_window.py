@@ -71,6 +71,13 @@ class PairingWindow:
         return max(self._until - self.clock.now(), 0.0)
 
     @property
+    def waiting(self) -> bool:
+        """The window is open and nothing paired in it yet: the device shows PAIRING. Once
+        a PAIR is taken the device shows its usual face again; the window stays open, unseen,
+        only so that a second PAIR in it is caught (:meth:`admit`)."""
+        return self.remaining() > 0 and self._taken is None
+
+    @property
     def code(self) -> int | None:
         """The confirm code the display shows now, ``None`` when there is none."""
         return self._code if self.remaining() > 0 else None

@@ -441,7 +441,7 @@ class LockFirmware:
             display = "OPEN"
         elif (code := self.pairing.window.code) is not None:
             display = f"CODE {code:06d}"  # a second PAIR in this window waits for it
-        elif self.pairing.window_remaining() > 0:
+        elif self.pairing.window.waiting:
             display = "PAIRING"
         elif self._clock_offset is None:
             display = "NO TIME"

@@ -36,7 +36,7 @@ class Walkthrough:
         self.stack = stack
         users: Any = stack.seed["users"]
         self.manager = ("manager", str(users["manager"]["password"]))
-        self.ops = ("ops", str(users["ops"]["password"]))
+        self.ops = ("ops", str(users["ops"]["api_token"]))  # ops script the API with a token
         # the English lock page ("Unlocked with PIN"); without the header it is Japanese
         self.cloud = httpx.Client(
             base_url=stack.cloud_url, timeout=10, headers={"Accept-Language": "en"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tests.security.conftest import NOW, Cloud
 from tests.support.cloud import log_in, page_token
+from tests.support.confirm_mail import confirm_by_mail
 
 EVIL = "https://evil.example"
 
@@ -21,6 +22,7 @@ async def _pending_booking(cloud: Cloud) -> str:
     r = await cloud.http.post("/api/reservations", json=body)
     assert r.status_code == 201, r.text
     rid: str = r.json()["id"]
+    await confirm_by_mail(cloud.http, cloud.app.state.sessions, "taro@example.jp", rid)
     return rid
 
 

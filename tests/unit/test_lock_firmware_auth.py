@@ -79,6 +79,7 @@ def test_pair_inside_the_window_installs_keys_time_and_answers_sealed() -> None:
     agent.check(reply)
     view = fw.view()
     assert (view.paired, view.pairing_open_s, view.lock_time) == (True, 30, T0 + 1000)
+    assert view.display == "ENTER PIN"  # paired: the keypad is ready, the window unseen
     # the same PAIR again (its ACK was lost) is answered again and changes nothing
     again = send(fw, pair_frame(when=T0 + 1000))
     assert again.type is FrameType.ACK
