@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from cloud.api.contract import error_responses
 from cloud.api.deps import Ops, api_user, client_address, services
 from cloud.api.params import Epoch, Integer, IsoDay, RowId, SlugPath
 from cloud.clinic.announcements import AnnouncementView
@@ -295,7 +296,7 @@ def _checkin_out(request: Request, result: CheckinResult) -> CheckinOut:
     )
 
 
-@router.post("/checkin")
+@router.post("/checkin", responses=error_responses(429))
 def app_checkin(body: AppCheckinIn, request: Request, svc: Clinics) -> CheckinOut:
     """The patient's app: check in with the card's signed QR code (today's appointment, or
     a walk-in); the number, the estimated wait and a status link. A refused card: 404, the

@@ -62,6 +62,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _WHY[code]} for code in codes}
 
 
+def json_or_csv(description: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers JSON, or CSV with ``?format=csv``."""
+    content = {"application/json": {"schema": {"type": "object"}}, "text/csv": {}}
+    return {200: {"description": description, "content": content}}
+
+
 def install(app: FastAPI) -> None:
     """Serve ``app``'s schema with every error answer declared (once, then cached); refuse
     a query parameter the route does not take (or gets twice where it takes one value);

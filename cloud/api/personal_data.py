@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.clinic import StaffAtSite, clinic_services
+from cloud.api.contract import json_or_csv
 from cloud.api.deps import Ops, ServicesDep, api_user
 from cloud.clinic.retention import PatientErasure, PatientErasurePreview, patient_csv
 from cloud.clinic.services import ClinicServices
@@ -70,7 +71,11 @@ def _download(text: str, name: str) -> Response:
     )
 
 
-@router.post("/api/personal-data/bookings/export", response_model=None)
+@router.post(
+    "/api/personal-data/bookings/export",
+    response_model=None,
+    responses=json_or_csv("the bookings, as JSON or CSV"),
+)
 def export_bookings(
     body: EmailIn, svc: ServicesDep, user: Ops, format: Format = "json"
 ) -> Response | dict[str, Any]:
@@ -94,7 +99,11 @@ def erase_bookings(body: BookingErasureIn, svc: ServicesDep, user: Ops) -> Booki
     return svc.retention.erase(body.email, user.username, body.expected_bookings)
 
 
-@router.post("/api/clinic/sites/{site}/patients/export", response_model=None)
+@router.post(
+    "/api/clinic/sites/{site}/patients/export",
+    response_model=None,
+    responses=json_or_csv("the patient's data at the site, as JSON or CSV"),
+)
 def export_patient(
     site: str, body: CardIn, clinics: Clinics, user: StaffAtSite, format: Format = "json"
 ) -> Response | dict[str, Any]:

@@ -176,7 +176,11 @@ def confirmed_message(done: Confirmed) -> str:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(429),  # the booking limits per address and facility
+)
 def create_reservation(
     body: ReservationIn,
     request: Request,
