@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.clinic.fleet_answers import ClinicNames
+from cloud.clinic.fleet_answers import ClinicDisplays, ClinicNames
 from cloud.clinic.scope import ClinicScope
 from cloud.clinic.services import ClinicServices, build_clinic_services
 from cloud.core.api_tokens import ApiTokens
@@ -21,6 +21,7 @@ from cloud.core.throttle import LoginThrottle
 from cloud.core.users import UserService
 from cloud.core.web_sessions import WebSessions
 from cloud.fleet.enrollment import EnrollmentService
+from cloud.fleet.ownership import RefusedClaims
 from cloud.fleet.ports import FleetPorts
 from cloud.fleet.services import FleetServices, build_fleet_services
 from cloud.gym.access import AccessService
@@ -34,11 +35,10 @@ from cloud.gym.events import EventService
 from cloud.gym.facilities import FacilityService
 from cloud.gym.facility_rules import FacilityRulesService
 from cloud.gym.figures import FigureService
-from cloud.gym.fleet_answers import BookingGuard, FacilityNames
+from cloud.gym.fleet_answers import BookingGuard, FacilityLocks, FacilityNames
 from cloud.gym.lock_reports import LockReportService
 from cloud.gym.notifications import NotificationService
 from cloud.gym.notifications_bulk import BulkMailService
-from cloud.gym.ownership import RefusedClaims
 from cloud.gym.payments import CounterPayment, PaymentProvider, PaymentService
 from cloud.gym.pin_seal import PinSeal
 from cloud.gym.reservations import ReservationService
@@ -97,7 +97,7 @@ def build_services(
     """Wire every domain's services to one session factory, clock and change bus (a bus
     of their own when none is given: nobody hears of a change)."""
     changes = bus or ChangeBus()
-    refused = RefusedClaims()  # what gateways said of locks not theirs, counted
+    refused = RefusedClaims()  # what gateways said of devices not theirs, counted
     # the one payment provider today; a card provider is added to this mapping later
     counter = CounterPayment()
     providers: dict[str, PaymentProvider] = {counter.method: counter}
@@ -132,8 +132,10 @@ def build_services(
         figures=FigureService(sessions, clock, settings),
         retention=BookingRetention(sessions, clock, settings, cancellations),
         personal_data_log=PersonalDataLogService(sessions),
-        clinic=build_clinic_services(sessions, clock, settings, changes),
-        fleet=build_fleet_services(sessions, clock, settings, changes, fleet_ports(settings)),
+        clinic=build_clinic_services(sessions, clock, settings, changes, refused=refused),
+        fleet=build_fleet_services(
+            sessions, clock, settings, changes, fleet_ports(settings), refused=refused
+        ),
         mail_delivery=(
             MailDelivery(sessions, clock, settings, SmtpTransport(settings))
             if settings.smtp_host
@@ -147,8 +149,11 @@ SITE_NAMES = (FacilityNames(), ClinicNames())
 
 
 def fleet_ports(settings: CloudSettings) -> FleetPorts:
-    """The gym's and the clinic's answers to what the fleet asks (:mod:`cloud.fleet.ports`)."""
-    return FleetPorts(locks=BookingGuard(settings), names=SITE_NAMES)
+    """The gym's and the clinic's answers to what the fleet asks (:mod:`cloud.fleet.ports`):
+    lock use, site names, and the gateway their locks and displays are registered under."""
+    return FleetPorts(
+        locks=BookingGuard(settings), names=SITE_NAMES, owners=(FacilityLocks(), ClinicDisplays())
+    )
 
 
 __all__ = [

@@ -13,6 +13,12 @@ each by envelope id, in arrival order, one transaction per site and batch.
   queue refuses it (the state moved on meanwhile) the answer is ok=false with the reason,
   the action log says so, and the batch carries on: tickets are never dropped.
 
+Events speak for their topic's gateway, and only the clinic's own gateway
+(``Clinic.gateway``) speaks for its queue: another gateway's events (a second Pi enrolled
+at the same site, misconfigured or not ours) are dropped unapplied and unanswered,
+counted, logged and raised as a ``foreign_device`` fleet alert against the sender
+(:mod:`cloud.fleet.ownership`).
+
 Every request gets a row in ``clinic_requests`` (its id is the primary key: a redelivery
 is a no-op) and the clinic's ``applied_through`` moves to the newest id. Each event runs in
 a savepoint, so a refused one leaves nothing half-written.
@@ -44,6 +50,8 @@ from cloud.clinic.publish import ClinicChanged
 from cloud.clinic.staff import StaffRequest, act_on
 from cloud.core.bus import ChangeBus
 from cloud.errors import ConflictError, NotFoundError
+from cloud.fleet.ownership import RefusedClaims, refuse
+from cloud.settings import CloudSettings
 from protocol.clinic_sync import number_value
 from protocol.clock import Clock
 from protocol.errors import DenenError
@@ -54,6 +62,8 @@ from protocol.tracing import traced
 log = logging.getLogger(__name__)
 
 ClinicEvent = CheckinData | ClinicActionData
+
+CLINIC_EVENTS_WHAT = "clinic events"  # in the refused counts and the foreign_device alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +84,20 @@ class AgentSyncService:
         self,
         sessions: sessionmaker[Session],
         clock: Clock,
+        settings: CloudSettings,
         rules: CheckinRules,
         bus: ChangeBus,
+        *,
         patients: PatientNotifier,
+        refused: RefusedClaims,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._settings = settings
         self._rules = rules
         self._bus = bus
         self._patients = patients
+        self.refused = refused  # events of a gateway that is not its clinic's
 
     def apply(self, site: str, gateway: str, events: Sequence[tuple[str, ClinicEvent]]) -> int:
         """Apply ``(envelope id, data)`` in order; return how many were new."""
@@ -100,6 +115,18 @@ class AgentSyncService:
                 clinic: Clinic | None = lock_clinic(session, site)
             except NotFoundError:
                 clinic = None
+            if clinic is not None and clinic.gateway != gateway:
+                # the clinic's queue is its gateway's: the events name the clinic itself
+                refuse(
+                    session,
+                    self._settings,
+                    int(now),
+                    [(site, gateway, f"clinic {site} (its gateway is {clinic.gateway})")],
+                    what=CLINIC_EVENTS_WHAT,
+                    counter=self.refused,
+                    dropped=len(events),
+                )
+                return 0
             batch = _Batch(session, clinic)
             applied = 0
             for request_id, data in events:

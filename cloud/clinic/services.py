@@ -20,6 +20,7 @@ from cloud.clinic.retention import ClinicRetention
 from cloud.clinic.sites import ClinicSiteService
 from cloud.clinic.staff import StaffService
 from cloud.core.bus import ChangeBus
+from cloud.fleet.ownership import RefusedClaims
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 
@@ -45,10 +46,13 @@ def build_clinic_services(
     settings: CloudSettings,
     bus: ChangeBus | None = None,
     patients: PatientNotifier | None = None,
+    *,
+    refused: RefusedClaims | None = None,
 ) -> ClinicServices:
     """Wire the clinic services to one session factory, clock and change bus (a bus of
     their own when none is given); patients are told by email unless another
-    :class:`PatientNotifier` is given."""
+    :class:`PatientNotifier` is given; ``refused`` counts the events of gateways that are
+    not their clinic's (a counter of its own when none is given)."""
     changes = bus or ChangeBus()
     tell = patients or EmailNotifier()
     checkin = CheckinService(sessions, clock, settings, changes, tell)
@@ -58,7 +62,15 @@ def build_clinic_services(
         checkin=checkin,
         app_checkin=AppCheckinService(checkin, clock, settings),
         staff=StaffService(sessions, clock, changes, tell),
-        agent_sync=AgentSyncService(sessions, clock, checkin.rules, changes, tell),
+        agent_sync=AgentSyncService(
+            sessions,
+            clock,
+            settings,
+            checkin.rules,
+            changes,
+            patients=tell,
+            refused=refused or RefusedClaims(),
+        ),
         appointments=AppointmentService(sessions, clock, changes),
         announcements=AnnouncementService(sessions, clock, changes),
         figures=figures,

@@ -36,8 +36,9 @@ from cloud.fleet.alerts import (
     resolve_alert,
     seen_again,
 )
-from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind
+from cloud.fleet.kinds import AlertKind, DeviceKind, Subject, SubjectKind, gateway_subject
 from cloud.fleet.models import Alert, Device, Gateway, HealthSample
+from cloud.fleet.ownership import Claim, RefusedClaims, owner, refuse
 from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.site_rows import ensure_site
 from cloud.fleet.sites import ensure_device, ensure_devices
@@ -65,6 +66,11 @@ from protocol.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+# what a gateway said of devices not its own (cloud.fleet.ownership), as counted and alerted
+DEVICE_HEALTH_WHAT = "device health"
+LOCK_HEALTH_WHAT = "lock health"
+STATUS_WHAT = "gateway statuses"
 
 # lock events that open or close an alert (the rest only go to the audit log)
 _OPENS = {
@@ -126,10 +132,6 @@ def device_subject(d: Device) -> Subject:
     return Subject(d.site, d.gateway, SubjectKind(d.kind.value), d.device_id)
 
 
-def gateway_subject(site: str, gateway: str) -> Subject:
-    return Subject(site, gateway, SubjectKind.GATEWAY, gateway)
-
-
 class HealthService:
     """Turns reports into health and alerts; ``check`` is the periodic part."""
 
@@ -139,11 +141,13 @@ class HealthService:
         clock: Clock,
         settings: CloudSettings,
         ports: FleetPorts = NO_ANSWERS,
+        refused: RefusedClaims | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._settings = settings
         self._ports = ports
+        self.refused = refused or RefusedClaims()  # device reports of another gateway's
 
     # ------------------------------------------------------------------- ingest
 
@@ -171,21 +175,46 @@ class HealthService:
                 gateways.update(_gateways(session, list(dict.fromkeys(s for s, _g in new))))
             query = select(Device).where(Device.site.in_(sites))
             devices = {(d.site, d.device_id): d for d in session.scalars(query)}
-            first = {
-                (site, lock_id): gateway
-                for site, gateway, status in statuses
-                if status.state is GatewayState.ONLINE
-                for lock_id in status.locks
-                if (site, lock_id) not in devices
-            }
+            online = [(s, g, st) for s, g, st in statuses if st.state is GatewayState.ONLINE]
+            registered = self._ports.registered(
+                session, {(site, lock) for site, _g, status in online for lock in status.locks}
+            )
+            first: dict[tuple[str, str], str] = {}
+            for site, gateway, status in online:
+                for lock_id in status.locks:
+                    key = (site, lock_id)
+                    if key not in devices and owner(gateway, registered.get(key), None) == gateway:
+                        first.setdefault(key, gateway)
             if first:
                 ensure_devices(
                     session, [(s, g, d, DeviceKind.LOCK) for (s, d), g in first.items()], now
                 )
                 devices.update({(d.site, d.device_id): d for d in session.scalars(query)})
+            refused = {
+                (site, gateway, lock_id)
+                for site, gateway, status in online
+                for lock_id in status.locks
+                if owner(
+                    gateway,
+                    registered.get((site, lock_id)),
+                    devices[(site, lock_id)].gateway if (site, lock_id) in devices else None,
+                )
+                != gateway
+            }
+            refuse(
+                session,
+                self._settings,
+                now,
+                sorted(refused),
+                what=STATUS_WHAT,
+                counter=self.refused,
+                dropped=len({(site, gateway) for site, gateway, _lock in refused}),
+            )
             prime_open_keys(session, sites)
             for site, gateway, status in statuses:
-                self._status(session, gateways[(site, gateway)], devices, status, now)
+                self._status(
+                    session, gateways[(site, gateway)], devices, status, now, refused=refused
+                )
 
     def _status(
         self,
@@ -194,6 +223,8 @@ class HealthService:
         devices: dict[tuple[str, str], Device],
         status: StatusData,
         now: int,
+        *,
+        refused: set[Claim],
     ) -> None:
         gw.state = status.state.value
         gw.agent_version = status.agent_version
@@ -205,6 +236,8 @@ class HealthService:
                 session, now, AlertKind.GATEWAY_OFFLINE, subject, "the agent came back online"
             )
             for lock_id in status.locks:
+                if (gw.site, gw.gateway, lock_id) in refused:
+                    continue  # another gateway's lock: not moved by this one's word
                 dev = devices.get((gw.site, lock_id))
                 if dev is None:  # created by someone else meanwhile and not seen: ask
                     dev = ensure_device(
@@ -237,6 +270,15 @@ class HealthService:
         now = int(self._clock.now())
         with self._sessions.begin() as session:
             batch = self._load(session, reports, now)
+            refuse(
+                session,
+                self._settings,
+                now,
+                sorted(batch.refused),
+                what=DEVICE_HEALTH_WHAT,
+                counter=self.refused,
+                dropped=len(batch.refused),
+            )
             for site, gateway, telemetry in reports:
                 self._telemetry(batch, site, gateway, telemetry)
 
@@ -288,18 +330,25 @@ class HealthService:
         twin = report_agent(session, site, gateway, telemetry, now)
         interval = sync_interval(twin_config(twin), self._settings)
         for lock in telemetry.locks:
-            self._lock(batch, site, gateway, lock, interval)
+            if (site, gateway, lock.lock_id) not in batch.refused:
+                self._lock(batch, site, gateway, lock, interval)
         for display in telemetry.displays:
-            self._display(batch, site, gateway, display)
+            if (site, gateway, display.display_id) not in batch.refused:
+                self._display(batch, site, gateway, display)
         for reader in telemetry.card_readers:
-            self._reader(batch, site, gateway, reader)
+            if (site, gateway, reader.reader_id) not in batch.refused:
+                self._reader(batch, site, gateway, reader)
 
     def _load(
         self, session: Session, reports: Sequence[tuple[str, str, TelemetryData]], now: int
     ) -> _Batch:
         """The sites, gateways and devices of ``reports`` (created when first seen), their
         twins and open alerts, and the battery history of every lock that may take a
-        sample: a query each, whatever the number of reports."""
+        sample: a query each (the domains' registries: one each), whatever the number of
+        reports. A device reported by a
+        gateway it does not belong to (:func:`~cloud.fleet.ownership.owner`: as registered
+        by its domain, else as first heard) is neither created nor moved: its report is
+        refused."""
         sites = list(dict.fromkeys(site for site, _gw, _t in reports))
         known = set(session.scalars(select(Site.slug).where(Site.slug.in_(sites))))
         for site in sites:
@@ -312,11 +361,20 @@ class HealthService:
             gateways.update(_gateways(session, list(dict.fromkeys(site for site, _g in new))))
         query = select(Device).where(Device.site.in_(sites))
         devices = {(d.site, d.device_id): d for d in session.scalars(query)}
+        registered = self._ports.registered(
+            session,
+            {
+                (site, d)
+                for site, _g, telemetry in reports
+                for d, _k in _reported_devices(telemetry)
+            },
+        )
         first: dict[tuple[str, str], tuple[str, DeviceKind]] = {}
         for site, gateway, telemetry in reports:
             for device_id, kind in _reported_devices(telemetry):
-                if (site, device_id) not in devices:
-                    first.setdefault((site, device_id), (gateway, kind))
+                key = (site, device_id)
+                if key not in devices and owner(gateway, registered.get(key), None) == gateway:
+                    first.setdefault(key, (gateway, kind))
         if first:
             ensure_devices(session, [(s, g, d, k) for (s, d), (g, k) in first.items()], now)
             query = select(Device).where(
@@ -324,10 +382,17 @@ class HealthService:
                 Device.device_id.in_({d for _s, d in first}),
             )
             devices.update({(d.site, d.device_id): d for d in session.scalars(query)})
+        refused: set[Claim] = set()
+        for site, gateway, telemetry in reports:
+            for device_id, _kind in _reported_devices(telemetry):
+                key = (site, device_id)
+                heard = devices[key].gateway if key in devices else None
+                if owner(gateway, registered.get(key), heard) != gateway:
+                    refused.add((site, gateway, device_id))
         prime_twins(session, sites)
         prime_open_keys(session, sites)
         battery = self._battery_history(session, reports, devices, now)
-        return _Batch(session, now, gateways, devices, battery)
+        return _Batch(session, now, gateways, devices, battery, refused)
 
     def _battery_history(
         self,
@@ -389,6 +454,7 @@ class HealthService:
             # every lock of a batch moves on: its numbering is read and written as plain
             # rows (one query, one statement); a device is loaded only when it has news
             numbering = _lock_numbering(session, list(by_lock))
+            self._refuse_events(session, by_lock, numbering, now)
             missing = [key for key in by_lock if key not in numbering]
             if missing:  # a lock heard of for the first time
                 for site in dict.fromkeys(site for site, _lock in missing):
@@ -454,6 +520,37 @@ class HealthService:
                         for n in moved
                     ],
                 )
+
+    def _refuse_events(
+        self,
+        session: Session,
+        by_lock: dict[tuple[str, str], list[tuple[str, LockEventData]]],
+        numbering: dict[tuple[str, str], _Numbering],
+        now: int,
+    ) -> None:
+        """Take out of ``by_lock`` the events a gateway sent of a lock not its own
+        (:func:`~cloud.fleet.ownership.owner`), and refuse them: they neither move the lock
+        nor open or close its alerts."""
+        registered = self._ports.registered(session, set(by_lock))
+        refused: list[Claim] = []
+        for key, items in list(by_lock.items()):
+            known = numbering[key].gateway if key in numbering else None
+            own = owner(items[0][0], registered.get(key), known)
+            refused += [(key[0], gateway, key[1]) for gateway, _e in items if gateway != own]
+            kept = [(gateway, event) for gateway, event in items if gateway == own]
+            if kept:
+                by_lock[key] = kept
+            else:
+                del by_lock[key]
+        refuse(
+            session,
+            self._settings,
+            now,
+            refused,
+            what=LOCK_HEALTH_WHAT,
+            counter=self.refused,
+            dropped=len(refused),
+        )
 
     def _numbering(
         self,
@@ -843,10 +940,12 @@ class _Batch:
     gateways: dict[tuple[str, str], Gateway]
     devices: dict[tuple[str, str], Device]
     battery: _History
+    refused: set[Claim]  # devices reported by a gateway they do not belong to
 
     def device(self, site: str, gateway: str, device_id: str, kind: DeviceKind) -> Device:
-        """The device, moved to ``gateway`` if it changed gateways, as :func:`ensure_device`
-        gives it (which creates one the load did not find)."""
+        """The device, as :func:`ensure_device` gives it (which creates one the load did not
+        find); moved to ``gateway`` when its domain registered it there (a replaced Pi):
+        the load refused every other report of another gateway's device."""
         dev = self.devices.get((site, device_id))
         if dev is None:
             dev = ensure_device(self.session, site, gateway, device_id, kind=kind, now=self.now)

@@ -124,3 +124,7 @@ class TargetState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # never sent: the rollout halted first
     ROLLED_BACK = "rolled_back"  # config: the previous config was published again
+
+
+def gateway_subject(site: str, gateway: str) -> Subject:
+    return Subject(site, gateway, SubjectKind.GATEWAY, gateway)

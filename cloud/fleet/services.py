@@ -13,6 +13,7 @@ from cloud.fleet.audit import FleetAuditService
 from cloud.fleet.commands import CommandService
 from cloud.fleet.firmware import FirmwareService
 from cloud.fleet.health import HealthService
+from cloud.fleet.ownership import RefusedClaims
 from cloud.fleet.ports import NO_ANSWERS, FleetPorts
 from cloud.fleet.rollouts import RolloutService
 from cloud.fleet.sites import SiteService
@@ -39,13 +40,16 @@ def build_fleet_services(
     settings: CloudSettings,
     bus: ChangeBus | None = None,
     ports: FleetPorts = NO_ANSWERS,
+    *,
+    refused: RefusedClaims | None = None,
 ) -> FleetServices:
     """Wire the fleet services to one session factory, clock and notifier (a relay with
-    no listener when none is given: commands then wait in the table)."""
+    no listener when none is given: commands then wait in the table); ``refused`` counts
+    what gateways said of devices not theirs (a counter of its own when none is given)."""
     changes = bus or ChangeBus()
     return FleetServices(
         sites=SiteService(sessions, clock, settings, ports),
-        health=HealthService(sessions, clock, settings, ports),
+        health=HealthService(sessions, clock, settings, ports, refused),
         alerts=AlertService(sessions, clock),
         twins=TwinService(sessions, clock, changes),
         commands=CommandService(sessions, clock, settings, changes),

@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.fleet.ownership import RefusedClaims, refuse
 from cloud.gym.models import LockEvent
 from cloud.gym.offline_pins import attribute_offline_events
-from cloud.gym.ownership import RefusedClaims, foreign, refuse
+from cloud.gym.ownership import foreign
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import LockEventData

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Collection
+
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from cloud.gym.models import AccessGrant, Facility, Lock, Reservation, ReservationStatus
@@ -30,6 +32,29 @@ class FacilityNames:
     def site_name(self, session: Session, site: str) -> str | None:
         query = select(Facility.name).where(Facility.site == site).order_by(Facility.id)
         return session.scalar(query.limit(1))
+
+
+class FacilityLocks:
+    """:class:`~cloud.fleet.ports.DeviceOwners`: a lock is its facility's gateway's."""
+
+    def registered(
+        self, session: Session, devices: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        keys = list(devices)
+        out: dict[tuple[str, str], str] = {}
+        for start in range(0, len(keys), _LOCKS_PER_QUERY):  # within every database's limit
+            query = (
+                select(Facility.site, Lock.lock_id, Facility.gateway)
+                .join(Facility, Facility.id == Lock.facility_id)
+                .where(
+                    tuple_(Facility.site, Lock.lock_id).in_(keys[start : start + _LOCKS_PER_QUERY])
+                )
+            )
+            out.update({(site, lock): gw for site, lock, gw in session.execute(query)})
+        return out
+
+
+_LOCKS_PER_QUERY = 500
 
 
 def booking_in_progress(

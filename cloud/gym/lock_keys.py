@@ -28,9 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.bus import ChangeBus
+from cloud.fleet.ownership import RefusedClaims, refuse
 from cloud.gym.access import AccessChanged, bump_version
 from cloud.gym.models import Facility, Lock
-from cloud.gym.ownership import RefusedClaims, foreign, refuse
+from cloud.gym.ownership import foreign
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.errors import MessageError

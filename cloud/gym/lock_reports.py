@@ -12,8 +12,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.fleet.ownership import Claim, RefusedClaims, refuse
 from cloud.gym.models import Lock, LockSync
-from cloud.gym.ownership import Claim, RefusedClaims, foreign, refuse
+from cloud.gym.ownership import foreign
 from cloud.settings import CloudSettings
 from protocol.clock import Clock
 from protocol.messages import AccessAppliedData, TelemetryData
