@@ -52,6 +52,7 @@ LOCK_ID = "gym-a-1"
 CLINIC_SITE = "clinic-a"
 CLINIC_GATEWAY = "gw-1"
 KIOSK_ID = "clinic-a-kiosk-1"
+CLINIC_STAFF = "reception"  # the demo's one staff member on the clinic agent's staff page
 
 
 def display_id(n: int) -> str:
@@ -312,19 +313,25 @@ class LocalStack:
             toml.write("".join(parts))
 
     def _set_clinic_staff_pin(self) -> None:
-        """What the technician does on the clinic's Pi: ``denen-agent clinic set-staff-pin``.
-        The demo makes a PIN up and keeps it in ``workdir/clinic-staff-pin`` (0600)."""
+        """What the technician does on the clinic's Pi: ``denen-agent clinic set-staff-pin
+        reception``. The demo makes a PIN up and keeps it in ``workdir/clinic-staff-pin`` (0600)."""
         path = self.workdir / "clinic-staff-pin"
         if not path.exists():
             path.touch(0o600)
             path.write_text(f"{secrets.randbelow(10**6):06d}")
         self.clinic_staff_pin = path.read_text().strip()
         config = self.clinic_etc / "site.toml"
-        if "staff_pin_hash" not in config.read_text():
+        if "[clinic.staff]" not in config.read_text():
             self._run(
                 "denen-agent clinic set-staff-pin",
                 self._python(
-                    "edge.main", "clinic", "set-staff-pin", "--config", str(config), "--pin-stdin"
+                    "edge.main",
+                    "clinic",
+                    "set-staff-pin",
+                    CLINIC_STAFF,
+                    "--config",
+                    str(config),
+                    "--pin-stdin",
                 ),
                 self._env(),
                 stdin=self.clinic_staff_pin + "\n",
@@ -665,7 +672,10 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
                         token = info.get("api_token", "?")
                         print(f"    {role:8} {name} / {password}   (API token {token})")
         print("    ops and clinic enrol an authenticator app at their first login (/account)")
-        print(f"    staff PIN {stack.clinic_staff_pin} (the clinic agent's staff page)")
+        print(
+            f"    staff {CLINIC_STAFF} / PIN {stack.clinic_staff_pin} (the clinic agent's "
+            "staff page)"
+        )
         print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while all(s.running() for s in stack.services.values()):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from provisioning.local_stack import KIOSK_ID, LocalStack
+from provisioning.local_stack import CLINIC_STAFF, KIOSK_ID, LocalStack
 from tests.e2e.test_demo_clinic import eventually
 from tests.support.stack import running_stack
 
@@ -48,13 +48,16 @@ def test_reception_logs_in_with_the_staff_pin_calls_the_next_patient_and_logs_ou
     desk = new_page("reception")
     desk.goto(f"{stack.clinic_url}/staff?department=internal&room=1")
     expect(desk.get_by_test_id("staff-login")).to_contain_text("スタッフ ログイン")
+    desk.get_by_test_id("name").fill(CLINIC_STAFF)
     desk.get_by_test_id("pin").fill("000000" if stack.clinic_staff_pin != "000000" else "111111")
     desk.get_by_test_id("log-in").click()
-    expect(desk.get_by_test_id("wrong-pin")).to_contain_text("Wrong PIN. 4 more wrong PINs")
+    expect(desk.get_by_test_id("wrong-pin")).to_contain_text("Wrong name or PIN. 4 more wrong")
+    expect(desk.get_by_test_id("name")).to_have_value(CLINIC_STAFF)  # kept: only the PIN again
 
     desk.get_by_test_id("pin").fill(stack.clinic_staff_pin)
     desk.get_by_test_id("log-in").click()
     expect(desk.get_by_test_id("call-next")).to_contain_text("Call next to room 1")
+    expect(desk.get_by_test_id("staff-name")).to_have_text(CLINIC_STAFF)
     cookie = next(c for c in desk.context.cookies() if c["name"] == "denen_clinic_staff")
     assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
 

@@ -130,7 +130,7 @@ def _agent_config(
                 "port": page_port,
                 "reply_timeout_s": 5.0,
                 "housekeeping_s": 0.05,
-                "staff_pin_hash": str(PinHash.make(STAFF_PIN)),
+                "staff": {"reception": str(PinHash.make(STAFF_PIN))},
             },
             "metrics": {"host": "127.0.0.1", "port": 0},
         }
@@ -193,7 +193,7 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
             assert agent.pages is not None
             await within("the agent's pages listen", agent.pages.listening.wait())
             # reception logs in to the agent's staff page with the PIN (no cloud needed)
-            login = await pages.post("/staff/login", data={"pin": STAFF_PIN})
+            login = await pages.post("/staff/login", data={"name": "reception", "pin": STAFF_PIN})
             assert login.status_code == 303, login.text
             yield Morning(
                 clock, cloud, app, seed, agent, pages, reader, displays, line, tmp_path / "agent"
