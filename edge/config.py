@@ -68,8 +68,8 @@ port = 8080
 reply_timeout_s = 3.0          # then the kiosk says "your number appears here shortly"
 screen_hold_s = 60             # a kiosk shows a check-in this long, then "tap your card"
 # staff_pin_required = false   # only on a closed network: no PIN, anyone may call patients
-# tls_cert = "/etc/denen/gw-1.crt"  # the staff and kiosk pages over https with this
-# tls_key = "/etc/denen/gw-1.key"   #   certificate (default: [mqtt.tls] cert and key)
+tls_cert = "/etc/denen/pages.crt"  # the pages over https only, with a certificate from the
+tls_key = "/etc/denen/pages.key"   #   city's CA for the Pi's address; without: plain http
 
 # [clinic.staff]               # each staff member's PIN, as its hash: set them on the Pi with
 # tanaka = "$scrypt$…"         #   `denen-agent clinic set-staff-pin tanaka --config site.toml`;
@@ -205,8 +205,8 @@ class ClinicConfig(_Section):
     # an older site file's one shared PIN: staff member "reception" until replaced
     staff_pin_hash: str | None = None
     staff_pin_required: bool = True
-    # the pages over https with this certificate (PEM, with its chain) and key; unset: the
-    # gateway's own from enrollment ([mqtt.tls] cert and key); neither: plain http
+    # the pages over https only, with this certificate (PEM, server auth, the Pi's address
+    # as a SAN) and key; unset: plain http, and the agent warns
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -377,17 +377,6 @@ class SiteConfig(_Section):
     def has_ble_locks(self) -> bool:
         """Whether any lock is on BLE (the radio is opened only then)."""
         return any(lock.spec.kind is TransportKind.BLE for lock in self.locks)
-
-    @property
-    def pages_tls(self) -> tuple[Path, Path] | None:
-        """The certificate and key the clinic pages are served with: [clinic] tls_cert and
-        tls_key, else the gateway's own from enrollment; None: none, plain http."""
-        if self.clinic is not None and self.clinic.tls_cert and self.clinic.tls_key:
-            return self.clinic.tls_cert, self.clinic.tls_key
-        tls = self.mqtt.tls
-        if tls is not None and tls.cert is not None and tls.key is not None:
-            return tls.cert, tls.key
-        return None
 
     @property
     def client_id(self) -> str:

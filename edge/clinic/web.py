@@ -27,12 +27,17 @@ counts like one typed in the form). While the client's address waits after wrong
 route answers 403 with how to set a PIN, unless ``[clinic] staff_pin_required = false``
 opens them to anyone. Each staff action is logged with the name of who made it.
 
-The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict`` (not ``Secure``: the
-pages are plain HTTP on the clinic network). **Cross-site requests**: SameSite=Strict keeps
-the cookie off requests from other sites' pages, and every staff POST (and a login) is
-also refused (403) when its ``Origin`` header, or without one its ``Referer``, names a
-host other than the request's ``Host``. Browsers send ``Origin`` with every cross-site
-POST; a script that sends neither passes this check and still needs the cookie or the PIN.
+**TLS**: with ``[clinic] tls_cert`` and ``tls_key`` (a certificate from the city's CA for
+the Pi's address) the pages are https only: a plain-http request on the port gets no
+page, so no login form is ever shown, nor a PIN posted, in clear; the session cookie is
+then also ``Secure``. Without them the pages are plain http and the agent warns at start.
+The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict``.
+
+**Cross-site requests**: SameSite=Strict keeps the cookie off requests from other sites'
+pages, and every staff POST (and a login) is also refused (403) when its ``Origin``
+header, or without one its ``Referer``, names a host other than the request's ``Host``.
+Browsers send ``Origin`` with every cross-site POST; a script that sends neither passes
+this check and still needs the cookie or the PIN.
 
 Routes are thin: they parse, call the desk, render. Served in-process by uvicorn
 (:class:`ClinicPages`), which leaves the agent's signal handlers alone.
@@ -48,6 +53,7 @@ import logging
 import math
 import re
 import socket
+import ssl
 from collections.abc import Generator
 from datetime import datetime
 from pathlib import Path
@@ -169,10 +175,13 @@ class StaffDoor:
     """The staff side's door in HTTP terms: who is logged in, what a refused page or API
     call answers, and the PIN checks logged (never the PIN)."""
 
-    def __init__(self, gate: StaffGate, templates: Jinja2Templates, clock: Clock) -> None:
+    def __init__(
+        self, gate: StaffGate, templates: Jinja2Templates, clock: Clock, *, https: bool
+    ) -> None:
         self.gate = gate
         self.templates = templates
         self.clock = clock
+        self.https = https  # the session cookie is Secure then
 
     def logged_in(self, request: Request) -> bool:
         return self.gate.is_open or self.who(request) is not None
@@ -316,6 +325,7 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
                 path="/",
                 httponly=True,
                 samesite="strict",
+                secure=door.https,
             )
             return response
         left = gate.wrong_left(_client(request))
@@ -337,7 +347,7 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
     """The kiosk and staff pages and their API for ``desk``; ``gate`` guards the staff side."""
     app = FastAPI(title="Denen clinic desk", docs_url=None, redoc_url=None, openapi_url=None)
     templates = _templates()
-    door = StaffDoor(gate, templates, desk.clock)
+    door = StaffDoor(gate, templates, desk.clock, https=config.tls_cert is not None)
     _add_login_routes(app, door)
 
     def kiosk_or_404(kiosk_id: str) -> str:
@@ -590,6 +600,7 @@ class ClinicPages:
         backoff = Backoff(0.5, 30.0)
         while not self._stopping.is_set():
             try:
+                self._check_tls()
                 sock = self._bind()
             except PageError as exc:
                 level = logging.ERROR if backoff.attempt == 0 else logging.DEBUG
@@ -630,18 +641,46 @@ class ClinicPages:
             )
         return gate
 
+    def _check_tls(self) -> None:
+        """Refuse (:class:`PageError`, saying what to fix) a certificate or key that cannot
+        be served, before listening: never fall back to plain http."""
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None or key is None:
+            return
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise PageError(
+                f"clinic pages: cannot serve https with [clinic] tls_cert {cert} and tls_key "
+                f"{key} ({getattr(exc, 'strerror', None) or exc}): check that both exist, "
+                "are PEM, belong together and are readable by the agent's user"
+            ) from exc
+
     async def _serve(self, sock: socket.socket) -> None:
+        cert, key = self.config.tls_cert, self.config.tls_key
         config = uvicorn.Config(
             clinic_app(self.desk, self.config, self._gate()),
             lifespan="off",
             log_config=None,
             log_level="warning",
             access_log=False,
+            ssl_certfile=None if cert is None else str(cert),
+            ssl_keyfile=None if key is None else str(key),
+            # a browser's idle https connection never answers the TLS close: without a
+            # bound, asyncio waits 30 s for it and the agent's stop with it
+            timeout_graceful_shutdown=math.ceil(STOP_GRACE_S),
         )
         self._server = server = _AgentServer(config)
         server.should_exit = self._stopping.is_set()
         self.port = int(sock.getsockname()[1])
-        log.info("clinic pages on http://%s:%d/staff", self.config.host, self.port)
+        scheme = "http" if cert is None else "https"
+        log.info("clinic pages on %s://%s:%d/staff", scheme, self.config.host, self.port)
+        if cert is None:
+            log.warning(
+                "clinic pages on plain http: staff names, PINs and session cookies cross the "
+                "clinic network in clear; set [clinic] tls_cert and tls_key to a certificate "
+                "from the city's CA for this Pi's address"
+            )
         task = asyncio.create_task(server.serve(sockets=[sock]), name="clinic-pages-uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)

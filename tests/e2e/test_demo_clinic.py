@@ -35,7 +35,7 @@ def eventually(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
 def test_a_card_tapped_at_the_demo_kiosk_is_called_on_both_displays(stack: LocalStack) -> None:
     with (
         httpx.Client(base_url=stack.cloud_url, timeout=10) as cloud,
-        httpx.Client(base_url=stack.clinic_url, timeout=10) as agent,
+        httpx.Client(base_url=stack.clinic_url, verify=stack.clinic_trust(), timeout=10) as agent,
         httpx.Client(base_url=stack.reader_sim_url, timeout=10) as reader,
         httpx.Client(timeout=10) as faces,
     ):

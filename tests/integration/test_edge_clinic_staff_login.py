@@ -1,5 +1,6 @@
 """The staff names and PINs in front of the clinic agent's staff page and staff API, over real HTTP:
-the pages as the agent serves them (:class:`ClinicPages` on uvicorn, a free port), on a
+the pages as the agent serves them (:class:`ClinicPages` on uvicorn, a free port, https
+with a certificate from a CA of the test's that the clients trust), on a
 desk running today's queues by itself (no broker: the internet is down), its real SQLite
 stores and outbox, and the session secret in a real state dir. Time is a
 :class:`ManualClock` at 09:00 in Tokyo; the kiosk stays open to anyone throughout."""
@@ -31,6 +32,7 @@ from edge.outbox import Outbox
 from edge.store import Store
 from protocol.clock import ManualClock
 from tests.integration.test_edge_agent import within
+from tests.support.pages_tls import PagesCa
 from tests.unit.test_edge_clinic_desk import KIOSK, T0, clinic_state
 
 NAME = "tanaka"
@@ -49,11 +51,13 @@ class Desk:
     pages: ClinicPages
     url: str
     state_dir: Path
+    tls: PagesCa | None
 
     def client(self, address: str = "127.0.0.1", **kw: Any) -> httpx.AsyncClient:
         """A browser of its own: its own cookies, calling from ``address`` (any 127.x.y.z:
-        a machine of its own on the clinic network)."""
-        transport = httpx.AsyncHTTPTransport(local_address=address)
+        a machine of its own on the clinic network), trusting the city's CA."""
+        verify = True if self.tls is None else self.tls.trust()
+        transport = httpx.AsyncHTTPTransport(local_address=address, verify=verify)
         return httpx.AsyncClient(base_url=self.url, transport=transport, **kw)
 
     def room_1(self) -> list[str]:
@@ -63,9 +67,16 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
-    """The agent's desk with today's queue (A-001 waiting) and its pages listening."""
+async def staff_desk(
+    tmp_path: Path, *, https: bool = True, listen: bool = True, **clinic: Any
+) -> AsyncIterator[Desk]:
+    """The agent's desk with today's queue (A-001 waiting) and its pages listening (or,
+    with ``listen`` False, started without waiting for them), over https unless ``https``
+    is False."""
     state_dir = tmp_path / "state"
+    tls = PagesCa.make(tmp_path / "tls") if https else None
+    if tls is not None:
+        clinic = {"tls_cert": str(tls.cert), "tls_key": str(tls.key), **clinic}
     config = parse_config(
         {
             "site": "clinic-a",
@@ -97,8 +108,11 @@ async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
     pages = ClinicPages(desk, config.clinic)
     task = asyncio.create_task(pages.run(), name="clinic-pages-under-test")
     try:
-        await within("the clinic pages listen", pages.listening.wait())
-        yield Desk(clock, desk, outbox, pages, f"http://127.0.0.1:{pages.port}", state_dir)
+        if listen:
+            await within("the clinic pages listen", pages.listening.wait())
+        scheme = "http" if tls is None else "https"
+        url = f"{scheme}://127.0.0.1:{pages.port}"
+        yield Desk(clock, desk, outbox, pages, url, state_dir, tls)
     finally:
         pages.stop()
         await within("the pages stop", task)
@@ -179,7 +193,8 @@ async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
         right = await log_in(http)
         assert (right.status_code, right.headers["location"]) == (303, STAFF)
         cookie = right.headers["set-cookie"].lower()
-        assert all(flag in cookie for flag in ("httponly", "samesite=strict", "max-age=43200"))
+        flags = ("httponly", "samesite=strict", "max-age=43200", "secure")
+        assert all(flag in cookie for flag in flags)
         page = await http.get(STAFF)
         assert page.status_code == 200
         assert 'data-testid="waiting-A-001"' in page.text
@@ -311,7 +326,7 @@ async def test_the_staff_api_takes_a_name_and_pin_as_basic_auth(
 async def test_a_staff_form_sent_from_another_site_is_refused(tmp_path: Path) -> None:
     async with staff_desk(tmp_path, staff=STAFF_PINS) as d, d.client() as http:
         assert (await log_in(http)).status_code == 303
-        host = d.url.removeprefix("http://")
+        host = d.url.removeprefix("https://")
         for header in (
             {"Origin": "http://evil.example"},
             {"Origin": "null"},
@@ -324,7 +339,7 @@ async def test_a_staff_form_sent_from_another_site_is_refused(tmp_path: Path) ->
             login = await http.post("/staff/login", data={"name": NAME, "pin": PIN}, headers=header)
             assert login.status_code == 403, header
         assert d.room_1() == []
-        ours = await http.post("/staff", data=CALL_NEXT, headers={"Origin": f"http://{host}"})
+        ours = await http.post("/staff", data=CALL_NEXT, headers={"Origin": f"https://{host}"})
         assert ours.status_code == 303
         assert ours.headers["location"].startswith("/staff?")
         assert d.room_1() == ["A-001"]

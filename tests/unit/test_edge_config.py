@@ -188,17 +188,11 @@ def test_a_staff_name_that_cannot_be_typed_at_the_login_is_refused(
         load_config(write(tmp_path, text))
 
 
-def test_the_pages_certificate_is_the_clinics_own_or_the_gateways(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL + "[clinic]\n"))
-    assert config.pages_tls is None
-    enrolled = MINIMAL.replace(
-        "[mqtt]\n", '[mqtt]\ntls = { ca = "/e/ca.crt", cert = "/e/gw.crt", key = "/e/gw.key" }\n'
-    )
-    config = load_config(write(tmp_path, enrolled + "[clinic]\n"))
-    assert config.pages_tls == (Path("/e/gw.crt"), Path("/e/gw.key"))
+def test_the_pages_certificate_and_key_go_together(tmp_path: Path) -> None:
     own = '[clinic]\ntls_cert = "/e/pages.crt"\ntls_key = "/e/pages.key"\n'
-    config = load_config(write(tmp_path, enrolled + own))
-    assert config.pages_tls == (Path("/e/pages.crt"), Path("/e/pages.key"))
+    clinic = load_config(write(tmp_path, MINIMAL + own)).clinic
+    assert clinic is not None
+    assert (clinic.tls_cert, clinic.tls_key) == (Path("/e/pages.crt"), Path("/e/pages.key"))
     with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
         load_config(write(tmp_path, MINIMAL + '[clinic]\ntls_cert = "/e/pages.crt"\n'))
 
