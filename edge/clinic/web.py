@@ -205,7 +205,9 @@ class StaffDoor:
         who = _client(request)
         was_locked = self.gate.locked_until(who) is not None
         result = self.gate.check_pin(name, pin, who)
-        shown = name.strip()[:32]
+        # a name nobody has may be a PIN typed into the wrong field: never log it
+        shown = _name_of(name)
+        shown = shown if shown in self.gate.pins else "(a name nobody has)"
         if result is PinCheck.RIGHT:
             log.info("clinic staff %s logged in from %s", shown, who)
         elif result is PinCheck.WRONG:

@@ -190,6 +190,8 @@ async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
         assert 'value="tanaka"' in wrong.text  # the name stays, only the PIN is typed again
         assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
 
+        in_the_name_field = await log_in(http, PIN, name=PIN)  # logged without the PIN
+        assert in_the_name_field.status_code == 401
         right = await log_in(http)
         assert (right.status_code, right.headers["location"]) == (303, STAFF)
         cookie = right.headers["set-cookie"].lower()
@@ -217,6 +219,7 @@ async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
             assert (await kept.get(STAFF)).status_code == 303
     no_secrets(caplog.text, d.state_dir)
     assert "wrong clinic staff name or PIN ('tanaka')" in caplog.text
+    assert "wrong clinic staff name or PIN ('(a name nobody has)')" in caplog.text
     assert "clinic staff tanaka logged in from 127.0.0.1" in caplog.text
     assert "staff action call_next internal by tanaka: A-001" in caplog.text
 
