@@ -164,7 +164,9 @@ class Bench:
         self.stack = stack
         self.hall = hall
         self.cloud = httpx.Client(base_url=stack.cloud_url, timeout=10)
-        self.agent = httpx.Client(base_url=stack.clinic_url, timeout=10)
+        self.agent = httpx.Client(
+            base_url=stack.clinic_url, verify=stack.clinic_trust(), timeout=10
+        )
         self.site = f"/api/clinic/sites/{CLINIC_SITE}"
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge.clinic.staff_access import PinHash, StaffAccessError
+from edge.clinic.staff_access import SHARED_NAME, PinHash, StaffAccessError, staff_name
 from edge.errors import ConfigError
 from edge.transports.spec import TransportKind, TransportSpec, parse_spec
 from protocol.ids import gateway_client_id
@@ -67,10 +67,13 @@ host = "0.0.0.0"               # the clinic network; pages work with no internet
 port = 8080
 reply_timeout_s = 3.0          # then the kiosk says "your number appears here shortly"
 screen_hold_s = 60             # a kiosk shows a check-in this long, then "tap your card"
-# staff_pin_hash = "$scrypt$…"  # the staff page's PIN, as its hash: set it on the Pi with
-                               #   `denen-agent clinic set-staff-pin --config site.toml`;
-                               #   without one the staff page stays closed
 # staff_pin_required = false   # only on a closed network: no PIN, anyone may call patients
+tls_cert = "/etc/denen/pages.crt"  # the pages over https only, with a certificate from the
+tls_key = "/etc/denen/pages.key"   #   city's CA for the Pi's address; without: plain http
+
+# [clinic.staff]               # each staff member's PIN, as its hash: set them on the Pi with
+# tanaka = "$scrypt$…"         #   `denen-agent clinic set-staff-pin tanaka --config site.toml`;
+                               #   with nobody here the staff page stays closed
 
 [ble]                          # the radio every ble: lock goes through
 hci = "bleak"                  # BlueZ on the Pi; or a bumble HCI transport spec:
@@ -195,10 +198,36 @@ class ClinicConfig(_Section):
     housekeeping_s: float = Field(default=30.0, gt=0)  # checks for the end of the day
     reader_reconnect_base_s: float = Field(default=0.5, gt=0)
     reader_reconnect_cap_s: float = Field(default=30.0, gt=0)
-    # the staff side's PIN as its scrypt hash (`denen-agent clinic set-staff-pin`); None:
-    # the staff side is closed, unless staff_pin_required = false opens it to anyone
+    # each staff member's PIN as its scrypt hash, by name (`denen-agent clinic
+    # set-staff-pin NAME`); nobody: the staff side is closed, unless staff_pin_required =
+    # false opens it to anyone
+    staff: dict[str, str] = Field(default_factory=dict)
+    # an older site file's one shared PIN: staff member "reception" until replaced
     staff_pin_hash: str | None = None
     staff_pin_required: bool = True
+    # the pages over https only, with this certificate (PEM, server auth, the Pi's address
+    # as a SAN) and key; unset: plain http, and the agent warns
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ClinicConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both, or neither")
+        return self
+
+    @field_validator("staff")
+    @classmethod
+    def _check_staff(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pin_hash in value.items():
+            try:
+                folded = staff_name(name)
+                PinHash.parse(pin_hash)
+            except StaffAccessError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            if folded != name:
+                raise ValueError(f"{name}: write the staff name in lower case, as {folded}")
+        return value
 
     @field_validator("staff_pin_hash")
     @classmethod
@@ -211,9 +240,18 @@ class ClinicConfig(_Section):
         return value
 
     @property
-    def staff_pin(self) -> PinHash | None:
-        """The staff PIN's hash, parsed; None when no PIN is set."""
-        return None if self.staff_pin_hash is None else PinHash.parse(self.staff_pin_hash)
+    def staff_pins(self) -> dict[str, PinHash]:
+        """Each staff member's PIN hash by name, the shared old one as "reception" unless
+        [clinic.staff] has a reception of its own."""
+        pins = {name: PinHash.parse(text) for name, text in self.staff.items()}
+        if self.staff_pin_hash is not None:
+            pins.setdefault(SHARED_NAME, PinHash.parse(self.staff_pin_hash))
+        return pins
+
+    @property
+    def shared_pin_left(self) -> bool:
+        """An old shared staff PIN still serves as "reception": set per-staff PINs."""
+        return self.staff_pin_hash is not None and SHARED_NAME not in self.staff
 
 
 class BleConfig(_Section):

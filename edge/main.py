@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Denen site gateway agent",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run the agent:\n  denen-agent --config /etc/denen/site.toml\n"
-        "set the clinic staff page's PIN:\n"
-        "  denen-agent clinic set-staff-pin --config /etc/denen/site.toml",
+        "give a clinic staff member their own PIN for the staff page:\n"
+        "  denen-agent clinic set-staff-pin NAME --config /etc/denen/site.toml",
     )
     parser.add_argument("--config", help="path to the site TOML file (required)")
     parser.add_argument(

@@ -36,6 +36,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ LOCK_ID = "gym-a-1"
 CLINIC_SITE = "clinic-a"
 CLINIC_GATEWAY = "gw-1"
 KIOSK_ID = "clinic-a-kiosk-1"
+CLINIC_STAFF = "reception"  # the demo's one staff member on the clinic agent's staff page
 
 
 def display_id(n: int) -> str:
@@ -130,8 +132,18 @@ class LocalStack:
 
     @property
     def clinic_url(self) -> str:
-        """The clinic agent's kiosk and staff pages (on the clinic network in real life)."""
-        return f"http://127.0.0.1:{self.clinic_port}"
+        """The clinic agent's kiosk and staff pages (on the clinic network in real life),
+        https with a certificate from the demo's CA (:attr:`ca_cert` to trust)."""
+        return f"https://127.0.0.1:{self.clinic_port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The demo's CA: what the reception's browser trusts for the agent's pages."""
+        return self.ca_dir / "ca.crt"
+
+    def clinic_trust(self) -> ssl.SSLContext:
+        """A client context trusting the demo's CA, for :attr:`clinic_url`."""
+        return ssl.create_default_context(cafile=str(self.ca_cert))
 
     def display_ids(self) -> list[str]:
         return [display_id(n) for n in range(1, self.clinic_displays + 1)]
@@ -306,25 +318,57 @@ class LocalStack:
             f'transport = "serial:{self.display_link(KIOSK_ID)}"\n'
             'walk_in_department = "internal"\n'
         )
-        parts.append(f'\n[clinic]\nhost = "127.0.0.1"\nport = {self.clinic_port}\n')
+        cert, key = self._issue_clinic_pages_cert()
+        parts.append(
+            f'\n[clinic]\nhost = "127.0.0.1"\nport = {self.clinic_port}\n'
+            f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
+        )
         parts.append(f'\n[metrics]\nhost = "127.0.0.1"\nport = {self.clinic_metrics_port}\n')
         with config.open("a") as toml:
             toml.write("".join(parts))
 
+    def _issue_clinic_pages_cert(self) -> tuple[Path, Path]:
+        """What the city's CA does for a clinic's Pi: a server certificate for the address
+        the reception browses to (here 127.0.0.1 and localhost), for its pages' https."""
+        self._run(
+            "denen provision ca pages-cert",
+            self._denen(
+                "provision",
+                "ca",
+                "pages-cert",
+                "--ca-dir",
+                str(self.ca_dir),
+                "--host",
+                "localhost",
+                "--ip",
+                "127.0.0.1",
+                "--out",
+                str(self.clinic_etc),
+            ),
+            self._env(),
+        )
+        return self.clinic_etc / "pages.crt", self.clinic_etc / "pages.key"
+
     def _set_clinic_staff_pin(self) -> None:
-        """What the technician does on the clinic's Pi: ``denen-agent clinic set-staff-pin``.
-        The demo makes a PIN up and keeps it in ``workdir/clinic-staff-pin`` (0600)."""
+        """What the technician does on the clinic's Pi: ``denen-agent clinic set-staff-pin
+        reception``. The demo makes a PIN up and keeps it in ``workdir/clinic-staff-pin`` (0600)."""
         path = self.workdir / "clinic-staff-pin"
         if not path.exists():
             path.touch(0o600)
             path.write_text(f"{secrets.randbelow(10**6):06d}")
         self.clinic_staff_pin = path.read_text().strip()
         config = self.clinic_etc / "site.toml"
-        if "staff_pin_hash" not in config.read_text():
+        if "[clinic.staff]" not in config.read_text():
             self._run(
                 "denen-agent clinic set-staff-pin",
                 self._python(
-                    "edge.main", "clinic", "set-staff-pin", "--config", str(config), "--pin-stdin"
+                    "edge.main",
+                    "clinic",
+                    "set-staff-pin",
+                    CLINIC_STAFF,
+                    "--config",
+                    str(config),
+                    "--pin-stdin",
                 ),
                 self._env(),
                 stdin=self.clinic_staff_pin + "\n",
@@ -665,7 +709,10 @@ def run_demo(workdir: Path, port: int = 8000) -> int:
                         token = info.get("api_token", "?")
                         print(f"    {role:8} {name} / {password}   (API token {token})")
         print("    ops and clinic enrol an authenticator app at their first login (/account)")
-        print(f"    staff PIN {stack.clinic_staff_pin} (the clinic agent's staff page)")
+        print(
+            f"    staff {CLINIC_STAFF} / PIN {stack.clinic_staff_pin} (the clinic agent's "
+            "staff page)"
+        )
         print(f"\n  logs in {stack.workdir / 'logs'}; Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while all(s.running() for s in stack.services.values()):

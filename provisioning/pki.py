@@ -141,18 +141,15 @@ def init_ca(
 
     names = ", ".join([*hosts, *(str(ip) for ip in ips)])
     say(f"[2/4] broker server certificate for {names}")
-    server_key = certs.generate_key()
-    server = ca.issue(
-        hosts[0] if hosts else str(ips[0]),
-        server_key.public_key(),
-        not_before=now - certs.CLOCK_SKEW,
-        not_after=now + dt.timedelta(days=min(leaf_days, days)),
-        server=True,
-        dns_names=hosts,
+    issue_server_files(
+        ca,
+        files.server_cert,
+        files.server_key,
+        hosts=hosts,
         ips=ips,
+        now=now,
+        days=min(leaf_days, days),
     )
-    write_private(files.server_key, certs.key_pem(server_key))
-    write_public(files.server_cert, certs.cert_pem(server))
 
     say(f"[3/4] the cloud's MQTT client certificate (CN {certs.CLOUD_IDENTITY})")
     issue_client_files(ca, certs.CLOUD_IDENTITY, files.cloud_cert, files.cloud_key, now=now)
@@ -174,6 +171,32 @@ def load_ca(files: CaFiles) -> certs.CertificateAuthority:
             f"cannot read the CA in {files.directory}: {exc.strerror or exc}; "
             "run `denen provision ca init` first"
         ) from exc
+
+
+def issue_server_files(
+    ca: certs.CertificateAuthority,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    hosts: Sequence[str],
+    ips: Sequence[certs.IpAddress],
+    now: dt.datetime,
+    days: int = DEFAULT_LEAF_DAYS,
+) -> None:
+    """A server key (0600) and certificate for ``hosts`` and ``ips`` (its SANs; the first
+    is its CN), signed by ``ca``: the broker's, or a clinic agent's pages'."""
+    key = certs.generate_key()
+    cert = ca.issue(
+        hosts[0] if hosts else str(ips[0]),
+        key.public_key(),
+        not_before=now - certs.CLOCK_SKEW,
+        not_after=now + dt.timedelta(days=days),
+        server=True,
+        dns_names=hosts,
+        ips=ips,
+    )
+    write_private(key_path, certs.key_pem(key))
+    write_public(cert_path, certs.cert_pem(cert))
 
 
 def issue_client_files(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -21,6 +22,13 @@ example:
 writes ca.crt/ca.key, server.crt/server.key (the broker), cloud.crt/cloud.key (the
 cloud's MQTT identity, CN "cloud") and an empty crl.pem; keys are 0600, the dir 0700.
 localhost and 127.0.0.1 are always in the broker certificate unless --no-loopback.
+
+  denen provision ca pages-cert --ca-dir /etc/denen/ca --ip 192.168.10.5 \
+      --host clinic-a-gw-1.local --out ./clinic-a-gw-1
+
+writes pages.crt/pages.key: the https certificate of a clinic agent's kiosk and staff
+pages, for the addresses the reception browses to. Copy both to the Pi's /etc/denen
+(the key 0600) and set [clinic] tls_cert and tls_key in its site.toml.
 """
 
 BROKER_EPILOG = """\
@@ -72,6 +80,17 @@ def add_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     init.add_argument("--no-loopback", action="store_true", help="leave out localhost/127.0.0.1")
     init.add_argument("--days", type=int, default=pki.DEFAULT_CA_DAYS, help="CA validity")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
+    pages = ca_cmds.add_parser(
+        "pages-cert",
+        help="issue the https certificate of a clinic agent's pages",
+        description="Issue a server certificate for a clinic agent's kiosk and staff pages.",
+        epilog=CA_EPILOG,
+        formatter_class=RAW,
+    )
+    pages.add_argument("--ca-dir", type=Path, required=True, help="from `ca init`")
+    pages.add_argument("--host", action="append", default=[], help="DNS name; repeatable")
+    pages.add_argument("--ip", action="append", default=[], help="IP address; repeatable")
+    pages.add_argument("--out", type=Path, required=True, help="writes pages.crt, pages.key")
     ca.set_defaults(print_step_help=ca.print_help)
 
     bc = steps.add_parser(
@@ -130,6 +149,28 @@ def _gateways(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _pages_cert(args: argparse.Namespace) -> int:
+    if not args.host and not args.ip:
+        raise pki.PkiError(
+            "the pages certificate needs the address the reception browses to: "
+            "pass --ip (the Pi's LAN address) and/or --host"
+        )
+    cert, key = args.out / "pages.crt", args.out / "pages.key"
+    pki.issue_server_files(
+        pki.load_ca(pki.CaFiles(args.ca_dir)),
+        cert,
+        key,
+        hosts=args.host,
+        ips=pki.parse_ips(args.ip),
+        now=dt.datetime.now(dt.UTC),
+    )
+    _progress(
+        f"wrote {cert} and {key} (0600). Copy both to the Pi's /etc/denen, set [clinic] "
+        "tls_cert and tls_key in its site.toml and restart the agent."
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one of :data:`STEPS`; errors are one line on stderr and exit status 1."""
     try:
@@ -144,6 +185,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.ca_command is None:
             args.print_step_help()
             return 0
+        if args.ca_command == "pages-cert":
+            return _pages_cert(args)
         files = pki.init_ca(
             args.out,
             broker_hosts=args.broker_host,

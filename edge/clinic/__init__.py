@@ -15,7 +15,8 @@ while the internet is down.
   - :mod:`edge.clinic.local_queues` — the queue rules applied to the agent's clinic state;
 - :mod:`edge.clinic.kiosk` — a card reader's serial line to the desk;
 - :mod:`edge.clinic.web` — the kiosk screens, the staff page and their JSON API;
-- :mod:`edge.clinic.staff_access` — the staff PIN: its hash, the wrong-PIN lock, sessions;
-  :mod:`edge.clinic.staff_cli` — ``denen-agent clinic set-staff-pin``;
+- :mod:`edge.clinic.staff_access` — staff names and their PINs: hashes, the wait after
+  wrong PINs, sessions; :mod:`edge.clinic.staff_cli` — ``denen-agent clinic
+  set-staff-pin|remove-staff|list-staff``;
 - :mod:`edge.clinic.day_store` — the desk's state in SQLite, purged at the end of the day.
 """

@@ -1,38 +1,48 @@
-"""Who may use the staff side of the clinic agent's pages: a staff PIN, checked here.
+"""Who may use the staff side of the clinic agent's pages: a name and that person's PIN,
+checked here.
 
 Works with the internet down, so nothing here asks the cloud.
 
+- **Staff** are named (:data:`STAFF_NAME_RE`: a name or a staff number in lower-case
+  letters, digits, ``-`` and ``_``), each with their own PIN, so one person's PIN opens
+  only their own name and the agent can say who did what. The site config keeps only
+  each PIN's hash under ``[clinic.staff]`` (``denen-agent clinic set-staff-pin NAME``).
+  An older site file's one shared ``staff_pin_hash`` counts as the staff member
+  :data:`SHARED_NAME` until a PIN of that name replaces it.
 - **The PIN** is 6 to 12 digits (a million PINs at least, so the waits below make guessing
-  hopeless). The site config keeps only its scrypt hash,
-  ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (salt and hash base64 without padding), made by
-  ``denen-agent clinic set-staff-pin``.
+  hopeless). Its hash is scrypt, ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (salt and hash
+  base64 without padding). A name nobody has is checked against a dummy hash, so the time
+  an answer takes does not tell which names exist.
 - **Wrong PINs** are counted per client address (:data:`PIN_RULES`,
-  :mod:`protocol.guess_limits`): after :data:`MAX_WRONG` in a row that address waits
-  :data:`FIRST_WAIT_S`, doubling with each further wrong PIN up to :data:`MAX_WAIT_S`;
-  while it waits its PINs are refused unseen. Other addresses, the reception desk among
-  them, are never held up by someone else's guessing (a global lockout let anyone on the
-  clinic Wi-Fi lock the desk out). The table of addresses is bounded and lives in memory:
-  a restart of the agent forgets it.
-- **The session** is a cookie ``<expires>.<nonce>.<mac>``: HMAC-SHA256 under a key made
-  from a random secret in the agent's state dir and the PIN's hash (so a new PIN logs
-  everybody out). It ends after :data:`SESSION_S` or at the end of the Tokyo day, whichever
-  comes first. Logging out forgets the cookie's nonce until it would have expired anyway.
+  :mod:`protocol.guess_limits`), whatever name they were typed with: after
+  :data:`MAX_WRONG` in a row that address waits :data:`FIRST_WAIT_S`, doubling with each
+  further wrong PIN up to :data:`MAX_WAIT_S`; while it waits its PINs are refused unseen.
+  Other addresses, the reception desk among them, are never held up by someone else's
+  guessing (a global lockout let anyone on the clinic Wi-Fi lock the desk out). The table
+  of addresses is bounded and lives in memory: a restart of the agent forgets it.
+- **The session** is a cookie ``<name>.<expires>.<nonce>.<mac>``: HMAC-SHA256 under a key
+  made from a random secret in the agent's state dir, the name and that person's PIN hash
+  (so a new PIN, or removing the person, logs them out and nobody else). It ends after
+  :data:`SESSION_S` or at the end of the Tokyo day, whichever comes first. Logging out
+  forgets the cookie's nonce until it would have expired anyway.
 
-Nothing here logs, and nothing here keeps the PIN: only its hash and, after the first
-right PIN, an HMAC of it under the session secret (so a script sending the PIN with each
-request does not pay for scrypt each time).
+Nothing here logs, and nothing here keeps a PIN: only its hash and, after the first right
+PIN, an HMAC of it under the session secret (so a script sending the PIN with each request
+does not pay for scrypt each time).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
 import re
 import secrets
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -44,6 +54,8 @@ from protocol.guess_limits import GuessRules, GuessTable
 from protocol.queue_rules import TOKYO, tokyo_day
 
 PIN_RE = re.compile(r"[0-9]{6,12}")
+STAFF_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+SHARED_NAME = "reception"  # who an old site file's one shared staff_pin_hash belongs to
 MAX_WRONG = 5  # wrong PINs in a row from one address before it waits
 FIRST_WAIT_S = 30.0
 MAX_WAIT_S = 15 * 60.0
@@ -73,6 +85,18 @@ def check_pin_format(pin: str) -> str:
     if PIN_RE.fullmatch(pin) is None:
         raise StaffAccessError("a staff PIN is 6 to 12 digits (0-9), nothing else")
     return pin
+
+
+def staff_name(text: str) -> str:
+    """The staff name ``text`` stands for (full-width letters and capitals folded); raise
+    :class:`StaffAccessError` when it cannot be one."""
+    name = unicodedata.normalize("NFKC", text).strip().lower()
+    if STAFF_NAME_RE.fullmatch(name) is None:
+        raise StaffAccessError(
+            "a staff name is 1 to 32 letters a-z, digits, - or _ (a name or a staff "
+            "number, e.g. tanaka or s-0012), starting with a letter or a digit"
+        )
+    return name
 
 
 def _b64(data: bytes) -> str:
@@ -212,31 +236,49 @@ def load_session_secret(state_dir: Path) -> bytes:
     return data
 
 
+@functools.cache
+def _nobody() -> PinHash:
+    """The hash a PIN typed with an unknown name is checked against (and never matches)."""
+    return PinHash.make("0" * 6, salt=secrets.token_bytes(SALT_BYTES))
+
+
 class StaffGate:
-    """The staff side's door: checks PINs (counting wrong ones), issues and reads session
-    cookies. ``pin_hash`` None: no PIN set (``required`` says whether that means closed)."""
+    """The staff side's door: checks a name's PIN (counting wrong ones per address), issues
+    and reads session cookies naming who logged in. ``pins`` empty: no staff set
+    (``required`` says whether that means closed)."""
 
     def __init__(
-        self, pin_hash: PinHash | None, *, secret: bytes, clock: Clock, required: bool = True
+        self,
+        pins: Mapping[str, PinHash],
+        *,
+        secret: bytes,
+        clock: Clock,
+        required: bool = True,
     ) -> None:
-        self.pin_hash = pin_hash
+        self.pins = dict(pins)
         self.required = required
         self.clock = clock
         self.attempts = GuessTable(PIN_RULES)  # wrong PINs per client address
-        material = b"denen-clinic-staff-session\0" + str(pin_hash or "").encode()
-        self._key = hmac.new(secret, material, hashlib.sha256).digest()
-        self._known_pin: bytes | None = None  # HMAC of the last right PIN
+        self._keys = {
+            name: hmac.new(
+                secret,
+                b"denen-clinic-staff-session\0" + f"{name}\0{pin_hash}".encode(),
+                hashlib.sha256,
+            ).digest()
+            for name, pin_hash in self.pins.items()
+        }
+        self._known_pins: dict[str, bytes] = {}  # name -> HMAC of their last right PIN
         self._logged_out: dict[str, int] = {}  # nonce -> expires
 
     @property
     def is_open(self) -> bool:
-        """No PIN, and the site said none is needed: anyone may use the staff side."""
-        return self.pin_hash is None and not self.required
+        """No staff, and the site said none are needed: anyone may use the staff side."""
+        return not self.pins and not self.required
 
     @property
     def is_unset(self) -> bool:
-        """No PIN, yet one is needed: the staff side is closed until one is set."""
-        return self.pin_hash is None and self.required
+        """No staff, yet a PIN is needed: the staff side is closed until one is set."""
+        return not self.pins and self.required
 
     def locked_until(self, client: str) -> float | None:
         """Until when PINs from ``client`` (an address) are refused unseen; None: not."""
@@ -246,43 +288,57 @@ class StaffGate:
         """Wrong PINs ``client`` may still make before it waits."""
         return max(0, MAX_WRONG - self.attempts.wrong_count(client, self.clock.now()))
 
-    def check_pin(self, pin: str, client: str) -> PinCheck:
-        """Check a PIN someone typed (or sent) from ``client`` (an address), counting a
-        wrong one against that address. Full-width digits (a Japanese IME's) count as the
-        digits they are."""
+    def check_pin(self, name: str, pin: str, client: str) -> PinCheck:
+        """Check the PIN someone typed (or sent) for ``name`` from ``client`` (an address),
+        counting a wrong one, or an unknown name, against that address. Full-width digits
+        and letters (a Japanese IME's) count as the ones they are."""
         now = self.clock.now()
         pin = unicodedata.normalize("NFKC", pin).strip()
-        if self.pin_hash is None:
-            return PinCheck.WRONG
+        try:
+            name = staff_name(name)
+        except StaffAccessError:
+            name = ""
         if self.attempts.waits_until(client, now) is not None:
             return PinCheck.LOCKED
-        tag = hmac.new(self._key, pin.encode(), hashlib.sha256).digest()
-        known = self._known_pin is not None and hmac.compare_digest(tag, self._known_pin)
-        if known or self.pin_hash.matches(pin):
-            self._known_pin = tag
-            self.attempts.right(client)
-            return PinCheck.RIGHT
+        pin_hash = self.pins.get(name)
+        if pin_hash is None:
+            _nobody().matches(pin)  # as long as a known name's check takes
+        else:
+            tag = hmac.new(self._keys[name], pin.encode(), hashlib.sha256).digest()
+            known = self._known_pins.get(name)
+            if (known is not None and hmac.compare_digest(tag, known)) or pin_hash.matches(pin):
+                self._known_pins[name] = tag
+                self.attempts.right(client)
+                return PinCheck.RIGHT
         return PinCheck.LOCKED if self.attempts.wrong(client, now) else PinCheck.WRONG
 
-    def open_session(self) -> tuple[str, int]:
-        """A new session: the cookie value and its lifetime in seconds."""
+    def open_session(self, name: str) -> tuple[str, int]:
+        """A new session for staff member ``name`` (whose PIN was right): the cookie value
+        and its lifetime in seconds."""
         now = self.clock.now()
         expires = int(session_end(now))
-        return sign_session(self._key, expires, secrets.token_hex(16)), max(1, int(expires - now))
+        value = sign_session(self._keys[name], expires, secrets.token_hex(16))
+        return f"{name}.{value}", max(1, int(expires - now))
 
-    def session_valid(self, value: str | None) -> bool:
-        if not value or self.pin_hash is None:
-            return False
-        found = read_session(self._key, value, self.clock.now())
-        return found is not None and found[1] not in self._logged_out
+    def session_staff(self, value: str | None) -> str | None:
+        """Who the session cookie ``value`` belongs to; None: no valid session."""
+        found = self._read(value, self.clock.now())
+        return None if found is None or found[2] in self._logged_out else found[0]
 
     def close_session(self, value: str | None) -> None:
         """Log a session out: its cookie is refused from now on, even if a copy is kept."""
         now = self.clock.now()
         self._logged_out = {n: e for n, e in self._logged_out.items() if e > now}
-        found = None if not value else read_session(self._key, value, now)
+        found = self._read(value, now)
         if found is not None:
-            self._logged_out[found[1]] = found[0]
+            self._logged_out[found[2]] = found[1]
+
+    def _read(self, value: str | None, now: float) -> tuple[str, int, str] | None:
+        """``(name, expires, nonce)`` of a valid cookie of a staff member still set."""
+        name, _, signed = (value or "").partition(".")
+        key = self._keys.get(name)
+        found = None if key is None else read_session(key, signed, now)
+        return None if found is None else (name, *found)
 
 
 __all__ = [
@@ -291,6 +347,8 @@ __all__ = [
     "MAX_WRONG",
     "PIN_RULES",
     "SESSION_S",
+    "SHARED_NAME",
+    "STAFF_NAME_RE",
     "PinCheck",
     "PinHash",
     "StaffAccessError",
@@ -298,4 +356,5 @@ __all__ = [
     "check_pin_format",
     "load_session_secret",
     "session_end",
+    "staff_name",
 ]

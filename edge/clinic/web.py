@@ -5,8 +5,10 @@ so they work with the internet down.
     who    route
     open   GET  /                          links to every page
     open   GET  /kiosk/{kiosk}             the kiosk's screen (reloads itself)
-    open   GET  /staff/login?next=         the staff PIN form (Japanese, then English)
-    open   POST /staff/login               a PIN: the session cookie, then ``next``
+    open   GET  /staff/login?next=         the staff login form: name and PIN (Japanese,
+                                           then English)
+    open   POST /staff/login               a name and its PIN: the session cookie, then
+                                           ``next``
     staff  POST /staff/logout              ends the session, back to the PIN form
     staff  GET  /staff?department=&room=   the staff page: the queue, who runs it, buttons
     staff  POST /staff                     a button of the staff page (form), then back
@@ -16,21 +18,26 @@ so they work with the internet down.
     staff  GET  /api/queues/{department}   the queue in call order (urgent, appointments)
     staff  POST /api/actions               a staff action (JSON :class:`StaffRequest`)
 
-**Staff** routes need the staff PIN (:mod:`edge.clinic.staff_access`). A page without a
-session redirects (303) to ``/staff/login?next=…``; the API answers 401 JSON
-``{"detail": …}`` unless the request carries the session cookie or
-``Authorization: Bearer <staff PIN>`` (for scripts; a wrong PIN counts like one typed in
-the form). While the client's address waits after wrong PINs: 429 with ``Retry-After``;
-other addresses are not held up (:mod:`edge.clinic.staff_access`). With no PIN set every
-staff route answers 403 with how to set one, unless ``[clinic] staff_pin_required =
-false`` opens them to anyone.
+**Staff** routes need a staff member's name and PIN (:mod:`edge.clinic.staff_access`). A
+page without a session redirects (303) to ``/staff/login?next=…``; the API answers 401
+JSON ``{"detail": …}`` unless the request carries the session cookie or
+``Authorization: Basic <name:PIN>`` (for scripts, ``curl -u tanaka:PIN``; a wrong PIN
+counts like one typed in the form). While the client's address waits after wrong PINs:
+429 with ``Retry-After``; other addresses are not held up. With no staff set every staff
+route answers 403 with how to set a PIN, unless ``[clinic] staff_pin_required = false``
+opens them to anyone. Each staff action is logged with the name of who made it.
 
-The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict`` (not ``Secure``: the
-pages are plain HTTP on the clinic network). **Cross-site requests**: SameSite=Strict keeps
-the cookie off requests from other sites' pages, and every staff POST (and a login) is
-also refused (403) when its ``Origin`` header, or without one its ``Referer``, names a
-host other than the request's ``Host``. Browsers send ``Origin`` with every cross-site
-POST; a script that sends neither passes this check and still needs the cookie or the PIN.
+**TLS**: with ``[clinic] tls_cert`` and ``tls_key`` (a certificate from the city's CA for
+the Pi's address) the pages are https only: a plain-http request on the port gets no
+page, so no login form is ever shown, nor a PIN posted, in clear; the session cookie is
+then also ``Secure``. Without them the pages are plain http and the agent warns at start.
+The session cookie is signed, ``HttpOnly`` and ``SameSite=Strict``.
+
+**Cross-site requests**: SameSite=Strict keeps the cookie off requests from other sites'
+pages, and every staff POST (and a login) is also refused (403) when its ``Origin``
+header, or without one its ``Referer``, names a host other than the request's ``Host``.
+Browsers send ``Origin`` with every cross-site POST; a script that sends neither passes
+this check and still needs the cookie or the PIN.
 
 Routes are thin: they parse, call the desk, render. Served in-process by uvicorn
 (:class:`ClinicPages`), which leaves the agent's signal handlers alone.
@@ -39,11 +46,14 @@ Routes are thin: they parse, call the desk, render. Served in-process by uvicorn
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import math
 import re
 import socket
+import ssl
 from collections.abc import Generator
 from datetime import datetime
 from pathlib import Path
@@ -70,9 +80,12 @@ from edge.clinic.outcome import ActionResult, Running
 from edge.clinic.staff_access import (
     FIRST_WAIT_S,
     MAX_WRONG,
+    SHARED_NAME,
     PinCheck,
+    StaffAccessError,
     StaffGate,
     load_session_secret,
+    staff_name,
 )
 from edge.config import ClinicConfig
 from edge.errors import EdgeError, OutboxError, StoreError
@@ -85,13 +98,14 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 STOP_GRACE_S = 5.0
 SESSION_COOKIE = "denen_clinic_staff"
-SET_PIN_COMMAND = "sudo denen-agent clinic set-staff-pin --config /etc/denen/site.toml"
+SET_PIN_COMMAND = "sudo denen-agent clinic set-staff-pin NAME --config /etc/denen/site.toml"
 NO_PIN = (
     "The staff side is closed: no staff PIN is set on this agent. A technician sets one "
+    "per staff member "
     f"on the agent with `{SET_PIN_COMMAND}` and restarts it (`sudo systemctl restart "
     "denen-agent`)."
 )
-_BEARER = {"WWW-Authenticate": 'Bearer realm="denen clinic staff"'}
+_BASIC = {"WWW-Authenticate": 'Basic realm="denen clinic staff", charset="UTF-8"'}
 
 
 # What the kiosk says, in Japanese first (patients at a Yonago clinic read Japanese); the
@@ -161,13 +175,21 @@ class StaffDoor:
     """The staff side's door in HTTP terms: who is logged in, what a refused page or API
     call answers, and the PIN checks logged (never the PIN)."""
 
-    def __init__(self, gate: StaffGate, templates: Jinja2Templates, clock: Clock) -> None:
+    def __init__(
+        self, gate: StaffGate, templates: Jinja2Templates, clock: Clock, *, https: bool
+    ) -> None:
         self.gate = gate
         self.templates = templates
         self.clock = clock
+        self.https = https  # the session cookie is Secure then
 
     def logged_in(self, request: Request) -> bool:
-        return self.gate.is_open or self.gate.session_valid(request.cookies.get(SESSION_COOKIE))
+        return self.gate.is_open or self.who(request) is not None
+
+    def who(self, request: Request) -> str | None:
+        """The staff member whose session the request carries (or who sent their PIN)."""
+        by_pin: str | None = getattr(request.state, "staff", None)
+        return by_pin or self.gate.session_staff(request.cookies.get(SESSION_COOKIE))
 
     def locked_context(self, request: Request) -> dict[str, Any]:
         """What the login page says about the wait of the request's address
@@ -178,16 +200,24 @@ class StaffDoor:
         minutes = max(1, math.ceil((until - self.clock.now()) / 60))
         return {"locked_until": until, "locked_minutes": minutes}
 
-    def check_pin(self, request: Request, pin: str) -> PinCheck:
-        """Check a PIN (form or bearer) and log the outcome, never the PIN."""
+    def check_pin(self, request: Request, name: str, pin: str) -> PinCheck:
+        """Check a name's PIN (form or API) and log the outcome, never the PIN."""
         who = _client(request)
         was_locked = self.gate.locked_until(who) is not None
-        result = self.gate.check_pin(pin, who)
+        result = self.gate.check_pin(name, pin, who)
+        # a name nobody has may be a PIN typed into the wrong field: never log it
+        shown = _name_of(name)
+        shown = shown if shown in self.gate.pins else "(a name nobody has)"
         if result is PinCheck.RIGHT:
-            log.info("clinic staff PIN accepted from %s", who)
+            log.info("clinic staff %s logged in from %s", shown, who)
         elif result is PinCheck.WRONG:
             left = self.gate.wrong_left(who)
-            log.warning("wrong clinic staff PIN from %s (%d more before it waits)", who, left)
+            log.warning(
+                "wrong clinic staff name or PIN (%r) from %s (%d more before it waits)",
+                shown,
+                who,
+                left,
+            )
         elif not was_locked:
             log.warning(
                 "wrong clinic staff PIN from %s, %d or more in a row: PINs from there are "
@@ -216,21 +246,22 @@ class StaffDoor:
         return RedirectResponse(f"/staff/login?{urlencode({'next': target})}", status_code=303)
 
     def api_staff(self, request: Request) -> None:
-        """The staff API's door: the session cookie or ``Authorization: Bearer <PIN>``."""
+        """The staff API's door: the session cookie or ``Authorization: Basic name:PIN``."""
         if self.gate.is_unset:
             raise HTTPException(403, NO_PIN)
         if request.method == "POST" and not _from_here(request):
             raise HTTPException(403, _CROSS_SITE)
         if self.logged_in(request):
             return
-        scheme, _, pin = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not pin.strip():
+        name, pin = _basic(request.headers.get("authorization", ""))
+        if not name or not pin:
             raise HTTPException(
                 401,
-                "staff only: log in at /staff/login, or send Authorization: Bearer <staff PIN>",
-                headers=_BEARER,
+                "staff only: log in at /staff/login, or send your staff name and PIN as "
+                "Authorization: Basic (curl -u NAME:PIN)",
+                headers=_BASIC,
             )
-        result = self.check_pin(request, pin.strip())
+        result = self.check_pin(request, name, pin)
         if result is PinCheck.LOCKED:
             until = self.gate.locked_until(_client(request)) or self.clock.now()
             raise HTTPException(
@@ -240,7 +271,19 @@ class StaffDoor:
                 headers={"Retry-After": str(max(1, math.ceil(until - self.clock.now())))},
             )
         if result is PinCheck.WRONG:
-            raise HTTPException(401, "wrong staff PIN", headers=_BEARER)
+            raise HTTPException(401, "wrong staff name or PIN", headers=_BASIC)
+        request.state.staff = _name_of(name)
+
+    def log_action(self, request: Request, action: StaffRequest, result: ActionResult) -> None:
+        """Who made a staff action, in the agent's log (the event to the cloud names none)."""
+        who = "anyone (no PIN needed)" if self.gate.is_open else self.who(request)
+        log.info(
+            "staff action %s %s by %s: %s",
+            action.action.value,
+            action.number or action.department,
+            who,
+            result.message or result.number or ("done" if result.ok else "refused"),
+        )
 
 
 def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
@@ -267,14 +310,15 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
             return RedirectResponse("/staff", status_code=303)
         form = _form(await request.body())
         target = _staff_target(form.get("next"))
-        pin = form.get("pin", "").strip()
-        context: dict[str, Any] = {"next": target, "empty": not pin}
-        if not pin:
+        name, pin = form.get("name", "").strip(), form.get("pin", "").strip()
+        context: dict[str, Any] = {"next": target, "name": name, "empty": not (name and pin)}
+        if not (name and pin):
             context |= door.locked_context(request)
             return templates.TemplateResponse(request, "staff_login.html", context, 400)
-        result = door.check_pin(request, pin)
-        if result is PinCheck.RIGHT:
-            value, max_age = gate.open_session()
+        result = door.check_pin(request, name, pin)
+        staff = _name_of(name)
+        if result is PinCheck.RIGHT and staff is not None:
+            value, max_age = gate.open_session(staff)
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(
                 SESSION_COOKIE,
@@ -283,6 +327,7 @@ def _add_login_routes(app: FastAPI, door: StaffDoor) -> None:
                 path="/",
                 httponly=True,
                 samesite="strict",
+                secure=door.https,
             )
             return response
         left = gate.wrong_left(_client(request))
@@ -304,7 +349,7 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
     """The kiosk and staff pages and their API for ``desk``; ``gate`` guards the staff side."""
     app = FastAPI(title="Denen clinic desk", docs_url=None, redoc_url=None, openapi_url=None)
     templates = _templates()
-    door = StaffDoor(gate, templates, desk.clock)
+    door = StaffDoor(gate, templates, desk.clock, https=config.tls_cert is not None)
     _add_login_routes(app, door)
 
     def kiosk_or_404(kiosk_id: str) -> str:
@@ -359,6 +404,7 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
             "refresh_s": config.staff_refresh_s,
             "targets": _transfer_targets(desk),
             "open_to_all": gate.is_open,
+            "staff": door.who(request),
         }
         return templates.TemplateResponse(request, "staff.html", context)
 
@@ -374,7 +420,7 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
         if staff_request is None:
             query |= {"ok": "false", "msg": f"unknown action {form.get('action', '')!r}"}
         else:
-            result = await desk.staff_action(staff_request)
+            result = await _act(desk, door, request, staff_request)
             query["ok"] = str(result.ok).lower()
             query["msg"] = result.message or (result.number or "done")
         return RedirectResponse(f"/staff?{urlencode(query)}", status_code=303)
@@ -416,11 +462,20 @@ def clinic_app(desk: ClinicDesk, config: ClinicConfig, gate: StaffGate) -> FastA
         }
 
     @app.post("/api/actions", dependencies=[Depends(door.api_staff)])
-    async def api_action(body: StaffRequest) -> JSONResponse:
-        result = await desk.staff_action(body)
+    async def api_action(request: Request, body: StaffRequest) -> JSONResponse:
+        result = await _act(desk, door, request, body)
         return JSONResponse(result.model_dump(mode="json"), status_code=_status_code(result))
 
     return app
+
+
+async def _act(
+    desk: ClinicDesk, door: StaffDoor, request: Request, action: StaffRequest
+) -> ActionResult:
+    """A staff action on the desk, logged with who made it."""
+    result = await desk.staff_action(action)
+    door.log_action(request, action, result)
+    return result
 
 
 _CROSS_SITE = "refused: a staff form must be sent from this agent's own pages"
@@ -437,6 +492,27 @@ def _from_here(request: Request) -> bool:
     if source is None:
         return True  # not a browser's cross-site form: it cannot carry the cookie
     return urlsplit(source).netloc.lower() == request.headers.get("host", "").lower()
+
+
+def _name_of(text: str) -> str | None:
+    """The staff name ``text`` stands for; None when it cannot be one."""
+    try:
+        return staff_name(text)
+    except StaffAccessError:
+        return None
+
+
+def _basic(header: str) -> tuple[str, str]:
+    """``(name, PIN)`` of an ``Authorization: Basic`` header; empty strings when none."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    name, _, pin = decoded.partition(":")
+    return name.strip(), pin.strip()
 
 
 def _staff_target(target: str | None) -> str:
@@ -526,6 +602,7 @@ class ClinicPages:
         backoff = Backoff(0.5, 30.0)
         while not self._stopping.is_set():
             try:
+                self._check_tls()
                 sock = self._bind()
             except PageError as exc:
                 level = logging.ERROR if backoff.attempt == 0 else logging.DEBUG
@@ -542,7 +619,7 @@ class ClinicPages:
 
     def _gate(self) -> StaffGate:
         gate = StaffGate(
-            self.config.staff_pin,
+            self.config.staff_pins,
             secret=load_session_secret(self.desk.config.state_dir),
             clock=self.desk.clock,
             required=self.config.staff_pin_required,
@@ -554,20 +631,58 @@ class ClinicPages:
             )
         elif gate.is_unset:
             log.warning("clinic staff page closed: no staff PIN set: run `%s`", SET_PIN_COMMAND)
+        if self.config.shared_pin_left:
+            log.warning(
+                "clinic staff page: the old shared staff PIN is in use as staff member %r, "
+                "so nobody can tell who did what: give each staff member their own PIN "
+                "(`%s`), then remove the shared one (`denen-agent clinic remove-staff %s "
+                "--config …`)",
+                SHARED_NAME,
+                SET_PIN_COMMAND,
+                SHARED_NAME,
+            )
         return gate
 
+    def _check_tls(self) -> None:
+        """Refuse (:class:`PageError`, saying what to fix) a certificate or key that cannot
+        be served, before listening: never fall back to plain http."""
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None or key is None:
+            return
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise PageError(
+                f"clinic pages: cannot serve https with [clinic] tls_cert {cert} and tls_key "
+                f"{key} ({getattr(exc, 'strerror', None) or exc}): check that both exist, "
+                "are PEM, belong together and are readable by the agent's user"
+            ) from exc
+
     async def _serve(self, sock: socket.socket) -> None:
+        cert, key = self.config.tls_cert, self.config.tls_key
         config = uvicorn.Config(
             clinic_app(self.desk, self.config, self._gate()),
             lifespan="off",
             log_config=None,
             log_level="warning",
             access_log=False,
+            ssl_certfile=None if cert is None else str(cert),
+            ssl_keyfile=None if key is None else str(key),
+            # a browser's idle https connection never answers the TLS close: without a
+            # bound, asyncio waits 30 s for it and the agent's stop with it
+            timeout_graceful_shutdown=math.ceil(STOP_GRACE_S),
         )
         self._server = server = _AgentServer(config)
         server.should_exit = self._stopping.is_set()
         self.port = int(sock.getsockname()[1])
-        log.info("clinic pages on http://%s:%d/staff", self.config.host, self.port)
+        scheme = "http" if cert is None else "https"
+        log.info("clinic pages on %s://%s:%d/staff", scheme, self.config.host, self.port)
+        if cert is None:
+            log.warning(
+                "clinic pages on plain http: staff names, PINs and session cookies cross the "
+                "clinic network in clear; set [clinic] tls_cert and tls_key to a certificate "
+                "from the city's CA for this Pi's address"
+            )
         task = asyncio.create_task(server.serve(sockets=[sock]), name="clinic-pages-uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)

@@ -6,6 +6,7 @@ Chromium's own files (registry links, profile, dconf) go to a temp dir.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """One headless Chromium per module. Not per session: Playwright's sync API keeps an
     event loop running on the main thread while it is open, which pytest-asyncio's tests
     collected after this module cannot share."""
-    home = tmp_path_factory.mktemp("chromium")
+    with chromium(tmp_path_factory.mktemp("chromium")) as launched:
+        yield launched
+
+
+@contextlib.contextmanager
+def chromium(home: Path, *args: str) -> Iterator[Browser]:
+    """Headless Chromium with its files under ``home`` and ``args`` besides ours."""
     with pytest.MonkeyPatch.context() as env:
         # set before the Playwright driver starts: it and Chromium inherit them
         for var, sub in (
@@ -61,13 +68,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
             env.setenv(var, str(home / sub))
         with sync_playwright() as playwright:
             expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            launched = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *args]
             )
             try:
-                yield chromium
+                yield launched
             finally:
-                chromium.close()
+                launched.close()
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ from tests.support.clinic import NINE, card_qr
 from tests.support.cloud import basic
 from tests.support.displays import pair_hosted_display
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.pages_tls import PagesCa
 from tests.support.site_line import SiteLine
 
 SITE, GW = "clinic-a", "gw-1"
@@ -107,6 +108,7 @@ def _agent_config(
     displays: dict[str, DisplayPtyHost],
     reader_link: Path,
     page_port: int,
+    tls: PagesCa,
 ) -> Any:
     return parse_config(
         {
@@ -130,7 +132,9 @@ def _agent_config(
                 "port": page_port,
                 "reply_timeout_s": 5.0,
                 "housekeeping_s": 0.05,
-                "staff_pin_hash": str(PinHash.make(STAFF_PIN)),
+                "staff": {"reception": str(PinHash.make(STAFF_PIN))},
+                "tls_cert": str(tls.cert),
+                "tls_key": str(tls.key),
             },
             "metrics": {"host": "127.0.0.1", "port": 0},
         }
@@ -183,17 +187,18 @@ async def morning(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Morning]:
             CardReaderPtyHost(KIOSK, CardReaderFirmware(clock), link=reader_link)
         )
         page_port = free_port()
-        config = _agent_config(tmp_path, line, displays, reader_link, page_port)
+        tls = PagesCa.make(tmp_path / "tls")
+        config = _agent_config(tmp_path, line, displays, reader_link, page_port, tls)
         agent = await stack.enter_async_context(build_agent(config, clock))
         task = asyncio.create_task(agent.run(), name="clinic-agent")
         try:
             pages = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{page_port}")
+                httpx.AsyncClient(base_url=f"https://127.0.0.1:{page_port}", verify=tls.trust())
             )
             assert agent.pages is not None
             await within("the agent's pages listen", agent.pages.listening.wait())
             # reception logs in to the agent's staff page with the PIN (no cloud needed)
-            login = await pages.post("/staff/login", data={"pin": STAFF_PIN})
+            login = await pages.post("/staff/login", data={"name": "reception", "pin": STAFF_PIN})
             assert login.status_code == 303, login.text
             yield Morning(
                 clock, cloud, app, seed, agent, pages, reader, displays, line, tmp_path / "agent"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.local_stack import CLINIC_SITE, KIOSK_ID, LocalStack
+from provisioning.local_stack import CLINIC_SITE, CLINIC_STAFF, KIOSK_ID, LocalStack
 from tests.support.stack import running_stack
 
 
@@ -35,7 +35,7 @@ def eventually(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
 def test_a_card_tapped_at_the_demo_kiosk_is_called_on_both_displays(stack: LocalStack) -> None:
     with (
         httpx.Client(base_url=stack.cloud_url, timeout=10) as cloud,
-        httpx.Client(base_url=stack.clinic_url, timeout=10) as agent,
+        httpx.Client(base_url=stack.clinic_url, verify=stack.clinic_trust(), timeout=10) as agent,
         httpx.Client(base_url=stack.reader_sim_url, timeout=10) as reader,
         httpx.Client(timeout=10) as faces,
     ):
@@ -57,7 +57,7 @@ def _walk_through(
     # the agent's staff page wants the PIN the demo set on it (and printed)
     assert agent.get("/staff").headers["location"].startswith("/staff/login")
     assert agent.post("/api/actions", json={}).status_code == 401
-    login = agent.post("/staff/login", data={"pin": stack.clinic_staff_pin})
+    login = agent.post("/staff/login", data={"name": CLINIC_STAFF, "pin": stack.clinic_staff_pin})
     assert login.status_code == 303, login.text
     assert agent.get("/api/queues/internal").status_code == 200
     patients: Any = stack.clinic_seed["patients"]

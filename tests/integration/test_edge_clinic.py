@@ -99,7 +99,7 @@ def site_config(
                 "housekeeping_s": 0.05,
                 "reader_reconnect_base_s": 0.05,
                 "reader_reconnect_cap_s": 0.2,
-                "staff_pin_hash": STAFF_PIN_HASH,
+                "staff": {"reception": STAFF_PIN_HASH},
             },
         }
     )
@@ -168,7 +168,8 @@ async def agent_running(
 
 async def staff_log_in(http: httpx.AsyncClient, pin: str = STAFF_PIN) -> None:
     """The staff PIN typed into the login form; the client keeps the session cookie."""
-    answer = await http.post("/staff/login", data={"pin": pin, "next": "/staff"})
+    form = {"name": "reception", "pin": pin, "next": "/staff"}
+    answer = await http.post("/staff/login", data=form)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/staff"
 

@@ -1,5 +1,6 @@
-"""The staff PIN in front of the clinic agent's staff page and staff API, over real HTTP:
-the pages as the agent serves them (:class:`ClinicPages` on uvicorn, a free port), on a
+"""The staff names and PINs in front of the clinic agent's staff page and staff API, over real HTTP:
+the pages as the agent serves them (:class:`ClinicPages` on uvicorn, a free port, https
+with a certificate from a CA of the test's that the clients trust), on a
 desk running today's queues by itself (no broker: the internet is down), its real SQLite
 stores and outbox, and the session secret in a real state dir. Time is a
 :class:`ManualClock` at 09:00 in Tokyo; the kiosk stays open to anyone throughout."""
@@ -31,10 +32,13 @@ from edge.outbox import Outbox
 from edge.store import Store
 from protocol.clock import ManualClock
 from tests.integration.test_edge_agent import within
+from tests.support.pages_tls import PagesCa
 from tests.unit.test_edge_clinic_desk import KIOSK, T0, clinic_state
 
+NAME = "tanaka"
 PIN = "918273"
 PIN_HASH = str(PinHash.make(PIN))
+STAFF_PINS = {NAME: PIN_HASH}
 STAFF = "/staff?department=internal&room=1"
 CALL_NEXT = {"department": "internal", "room": "1", "action": "call_next"}
 
@@ -47,11 +51,13 @@ class Desk:
     pages: ClinicPages
     url: str
     state_dir: Path
+    tls: PagesCa | None
 
     def client(self, address: str = "127.0.0.1", **kw: Any) -> httpx.AsyncClient:
         """A browser of its own: its own cookies, calling from ``address`` (any 127.x.y.z:
-        a machine of its own on the clinic network)."""
-        transport = httpx.AsyncHTTPTransport(local_address=address)
+        a machine of its own on the clinic network), trusting the city's CA."""
+        verify = True if self.tls is None else self.tls.trust()
+        transport = httpx.AsyncHTTPTransport(local_address=address, verify=verify)
         return httpx.AsyncClient(base_url=self.url, transport=transport, **kw)
 
     def room_1(self) -> list[str]:
@@ -61,9 +67,16 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
-    """The agent's desk with today's queue (A-001 waiting) and its pages listening."""
+async def staff_desk(
+    tmp_path: Path, *, https: bool = True, listen: bool = True, **clinic: Any
+) -> AsyncIterator[Desk]:
+    """The agent's desk with today's queue (A-001 waiting) and its pages listening (or,
+    with ``listen`` False, started without waiting for them), over https unless ``https``
+    is False."""
     state_dir = tmp_path / "state"
+    tls = PagesCa.make(tmp_path / "tls") if https else None
+    if tls is not None:
+        clinic = {"tls_cert": str(tls.cert), "tls_key": str(tls.key), **clinic}
     config = parse_config(
         {
             "site": "clinic-a",
@@ -95,8 +108,11 @@ async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
     pages = ClinicPages(desk, config.clinic)
     task = asyncio.create_task(pages.run(), name="clinic-pages-under-test")
     try:
-        await within("the clinic pages listen", pages.listening.wait())
-        yield Desk(clock, desk, outbox, pages, f"http://127.0.0.1:{pages.port}", state_dir)
+        if listen:
+            await within("the clinic pages listen", pages.listening.wait())
+        scheme = "http" if tls is None else "https"
+        url = f"{scheme}://127.0.0.1:{pages.port}"
+        yield Desk(clock, desk, outbox, pages, url, state_dir, tls)
     finally:
         pages.stop()
         await within("the pages stop", task)
@@ -105,8 +121,10 @@ async def staff_desk(tmp_path: Path, **clinic: Any) -> AsyncIterator[Desk]:
         store.close()
 
 
-async def log_in(http: httpx.AsyncClient, pin: str = PIN, target: str = STAFF) -> httpx.Response:
-    return await http.post("/staff/login", data={"pin": pin, "next": target})
+async def log_in(
+    http: httpx.AsyncClient, pin: str = PIN, target: str = STAFF, name: str = NAME
+) -> httpx.Response:
+    return await http.post("/staff/login", data={"name": name, "pin": pin, "next": target})
 
 
 async def kiosk_is_open(http: httpx.AsyncClient) -> None:
@@ -134,7 +152,7 @@ def no_secrets(text: str, state_dir: Path) -> None:
 async def test_a_stranger_is_sent_to_the_login_and_the_staff_api_answers_401(
     tmp_path: Path,
 ) -> None:
-    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+    async with staff_desk(tmp_path, staff=STAFF_PINS) as d, d.client() as http:
         page = await http.get(STAFF)
         assert page.status_code == 303
         assert page.headers["location"] == f"/staff/login?next={quote(STAFF, safe='')}"
@@ -149,7 +167,7 @@ async def test_a_stranger_is_sent_to_the_login_and_the_staff_api_answers_401(
             answer = await http.request(method, path, json=body)
             assert answer.status_code == 401, path
             assert "log in at /staff/login" in answer.json()["detail"]
-            assert answer.headers["www-authenticate"].startswith("Bearer")
+            assert answer.headers["www-authenticate"].startswith("Basic")
         assert d.room_1() == []  # nobody was called
         assert d.outbox.depth() == 0
         await kiosk_is_open(http)
@@ -159,24 +177,30 @@ async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+    async with staff_desk(tmp_path, staff=STAFF_PINS) as d, d.client() as http:
         form = (await http.get(f"/staff/login?next={quote(STAFF)}")).text
         assert form.index("スタッフ ログイン") < form.index("Staff login")  # Japanese first
+        assert 'name="name"' in form
         assert 'name="pin"' in form
 
         wrong = await log_in(http, "1111")
         assert wrong.status_code == 401
-        assert "PINが違います" in wrong.text
-        assert "Wrong PIN. 4 more wrong PINs" in wrong.text
+        assert "名前またはPINが違います" in wrong.text
+        assert "Wrong name or PIN. 4 more wrong PINs" in wrong.text
+        assert 'value="tanaka"' in wrong.text  # the name stays, only the PIN is typed again
         assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
 
+        in_the_name_field = await log_in(http, PIN, name=PIN)  # logged without the PIN
+        assert in_the_name_field.status_code == 401
         right = await log_in(http)
         assert (right.status_code, right.headers["location"]) == (303, STAFF)
         cookie = right.headers["set-cookie"].lower()
-        assert all(flag in cookie for flag in ("httponly", "samesite=strict", "max-age=43200"))
+        flags = ("httponly", "samesite=strict", "max-age=43200", "secure")
+        assert all(flag in cookie for flag in flags)
         page = await http.get(STAFF)
         assert page.status_code == 200
         assert 'data-testid="waiting-A-001"' in page.text
+        assert "logged in as tanaka" in page.text
 
         called = await http.post("/staff", data=CALL_NEXT, follow_redirects=True)
         assert called.status_code == 200
@@ -194,22 +218,28 @@ async def test_a_wrong_pin_says_so_and_the_right_one_opens_the_staff_page(
         async with d.client(cookies={SESSION_COOKIE: session}) as kept:
             assert (await kept.get(STAFF)).status_code == 303
     no_secrets(caplog.text, d.state_dir)
-    assert "wrong clinic staff PIN" in caplog.text
-    assert "clinic staff PIN accepted" in caplog.text
+    assert "wrong clinic staff name or PIN ('tanaka')" in caplog.text
+    assert "wrong clinic staff name or PIN ('(a name nobody has)')" in caplog.text
+    assert "clinic staff tanaka logged in from 127.0.0.1" in caplog.text
+    assert "staff action call_next internal by tanaka: A-001" in caplog.text
 
 
 async def test_a_forged_or_expired_session_cookie_is_refused(tmp_path: Path) -> None:
-    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d:
+    async with staff_desk(tmp_path, staff=STAFF_PINS) as d:
         async with d.client() as http:
             assert (await log_in(http)).status_code == 303
             good = http.cookies[SESSION_COOKIE]
-        expires, nonce, mac = good.split(".")
+        name, expires, nonce, mac = good.split(".")
+        assert name == NAME
         later = str(int(expires) + 3600)
+        secret = (d.state_dir / KEY_FILE).read_bytes()
         forged = [
-            f"{later}.{nonce}.{mac}",  # a longer session, the old signature
-            f"{expires}.{nonce}.{'0' * len(mac)}",
-            sign_session(b"k" * 32, int(expires), nonce),  # signed with another key
-            sign_session((d.state_dir / KEY_FILE).read_bytes(), int(expires), nonce),  # raw
+            f"{name}.{later}.{nonce}.{mac}",  # a longer session, the old signature
+            f"{name}.{expires}.{nonce}.{'0' * len(mac)}",
+            f"reception.{expires}.{nonce}.{mac}",  # tanaka's session, another name
+            f"{name}." + sign_session(b"k" * 32, int(expires), nonce),  # another key
+            f"{name}." + sign_session(secret, int(expires), nonce),  # the raw secret
+            sign_session(secret, int(expires), nonce),  # no name
             "",
             "garbage",
         ]
@@ -240,18 +270,20 @@ async def test_wrong_pins_make_that_address_wait_longer_each_time(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with (
-        staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d,
+        staff_desk(tmp_path, staff=STAFF_PINS) as d,
         d.client("127.0.0.66") as stranger,
         d.client("127.0.0.66") as same_machine,
     ):
         for left in (4, 3, 2, 1):
             wrong = await log_in(stranger, "000000")
             assert wrong.status_code == 401
-            assert f"Wrong PIN. {left} more wrong PIN" in wrong.text
+            assert f"Wrong name or PIN. {left} more wrong PIN" in wrong.text
         locked = await log_in(stranger, "000000")
         assert locked.status_code == 429
         assert "09:00" in locked.text  # says when to try again (in 30 seconds)
         assert "Too many wrong PINs from this device: its PINs are refused until" in locked.text
+        # another name does not start it again: guesses are counted per address
+        assert (await log_in(stranger, "000000", name="suzuki")).status_code == 429
         assert "この端末からPINが続けて間違えられたため" in locked.text
 
         # the address waits, whatever browser or PIN it uses, and is told why
@@ -259,9 +291,7 @@ async def test_wrong_pins_make_that_address_wait_longer_each_time(
         assert refused.status_code == 429
         form = await same_machine.get("/staff/login")
         assert 'data-testid="locked"' in form.text
-        bearer = await same_machine.get(
-            "/api/queues/internal", headers={"Authorization": f"Bearer {PIN}"}
-        )
+        bearer = await same_machine.get("/api/queues/internal", auth=(NAME, PIN))
         assert bearer.status_code == 429
         assert bearer.headers["retry-after"] == "30"
 
@@ -273,31 +303,33 @@ async def test_wrong_pins_make_that_address_wait_longer_each_time(
         assert (await log_in(same_machine)).status_code == 303
         assert (await same_machine.get(STAFF)).status_code == 200
         # a right PIN starts the address again
-        assert "Wrong PIN. 4 more" in (await log_in(stranger, "000000")).text
+        assert "Wrong name or PIN. 4 more" in (await log_in(stranger, "000000")).text
     no_secrets(caplog.text, d.state_dir)
     assert "wrong clinic staff PIN from 127.0.0.66, 5 or more in a row" in caplog.text
 
 
-async def test_the_staff_api_takes_the_pin_as_a_bearer_token(tmp_path: Path) -> None:
-    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as script:
+async def test_the_staff_api_takes_a_name_and_pin_as_basic_auth(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with staff_desk(tmp_path, staff=STAFF_PINS) as d, d.client() as script:
         body = {"action": "call_next", "department": "internal", "room": "1"}
-        wrong = await script.post("/api/actions", json=body, headers={"Authorization": "Bearer 1"})
-        assert (wrong.status_code, wrong.json()["detail"]) == (401, "wrong staff PIN")
+        wrong = await script.post("/api/actions", json=body, auth=(NAME, "1"))
+        assert (wrong.status_code, wrong.json()["detail"]) == (401, "wrong staff name or PIN")
         for _ in range(2):  # the second time from the remembered PIN, same answer
-            called = await script.post(
-                "/api/actions", json=body, headers={"Authorization": f"Bearer {PIN}"}
-            )
+            called = await script.post("/api/actions", json=body, auth=(NAME, PIN))
             body = {"action": "start", "department": "internal", "number": "A-001"}
             assert called.status_code == 200, called.text
         view = d.desk.queue_view("internal")
         assert view is not None
         assert [(t.number, t.state.value) for t in view.in_rooms] == [("A-001", "in_room")]
+    assert "staff action start A-001 by tanaka" in caplog.text
 
 
 async def test_a_staff_form_sent_from_another_site_is_refused(tmp_path: Path) -> None:
-    async with staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d, d.client() as http:
+    async with staff_desk(tmp_path, staff=STAFF_PINS) as d, d.client() as http:
         assert (await log_in(http)).status_code == 303
-        host = d.url.removeprefix("http://")
+        host = d.url.removeprefix("https://")
         for header in (
             {"Origin": "http://evil.example"},
             {"Origin": "null"},
@@ -307,10 +339,10 @@ async def test_a_staff_form_sent_from_another_site_is_refused(tmp_path: Path) ->
             assert button.status_code == 403, header
             action = await http.post("/api/actions", json={**CALL_NEXT}, headers=header)
             assert action.status_code == 403, header
-            login = await http.post("/staff/login", data={"pin": PIN}, headers=header)
+            login = await http.post("/staff/login", data={"name": NAME, "pin": PIN}, headers=header)
             assert login.status_code == 403, header
         assert d.room_1() == []
-        ours = await http.post("/staff", data=CALL_NEXT, headers={"Origin": f"http://{host}"})
+        ours = await http.post("/staff", data=CALL_NEXT, headers={"Origin": f"https://{host}"})
         assert ours.status_code == 303
         assert ours.headers["location"].startswith("/staff?")
         assert d.room_1() == ["A-001"]
@@ -324,12 +356,12 @@ async def test_with_no_pin_set_the_staff_side_is_closed_and_says_how_to_set_one(
             page = await http.get(path)
             assert page.status_code == 403
             assert "スタッフ用PINが設定されていません" in page.text
-            assert "denen-agent clinic set-staff-pin --config /etc/denen/site.toml" in page.text
+            assert (
+                "denen-agent clinic set-staff-pin NAME --config /etc/denen/site.toml" in page.text
+            )
         assert (await http.post("/staff", data=CALL_NEXT)).status_code == 403
         assert (await log_in(http)).status_code == 403
-        api = await http.post(
-            "/api/actions", json=CALL_NEXT, headers={"Authorization": "Bearer 1234"}
-        )
+        api = await http.post("/api/actions", json=CALL_NEXT, auth=(NAME, PIN))
         assert api.status_code == 403
         assert "set-staff-pin" in api.json()["detail"]
         assert d.room_1() == []
@@ -372,59 +404,115 @@ port = 0
 """
 
 
-def set_pin_process(config: Path, pin: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "edge.main", "clinic", "set-staff-pin", "--config", str(config)]
-    return subprocess.run(  # the technician's command on the Pi
-        [*argv, "--pin-stdin"], input=f"{pin}\n", capture_output=True, text=True, check=False
-    )
+def agent_command(config: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``denen-agent clinic …`` as the technician runs it on the Pi."""
+    command = [sys.executable, "-m", "edge.main", "clinic", *argv, "--config", str(config)]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
 
 
-async def test_the_technicians_command_sets_the_pin_and_the_agent_takes_it(
+def set_pin_process(config: Path, name: str, pin: str) -> subprocess.CompletedProcess[str]:
+    return agent_command(config, "set-staff-pin", name, "--pin-stdin", stdin=f"{pin}\n")
+
+
+async def test_the_technicians_commands_set_each_staff_pin_and_the_agent_takes_them(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "site.toml"
+    original = SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK)
+    config.write_text(original)
+    config.chmod(0o640)
+    done = set_pin_process(config, "Tanaka", "135791")  # names are kept in lower case
+    assert done.returncode == 0, done.stderr
+    assert "Staff PIN of tanaka set" in done.stdout
+    assert "Restart the agent" in done.stdout
+    assert "135791" not in done.stdout + done.stderr
+    assert set_pin_process(config, "s-0012", "864200").returncode == 0
+    text = config.read_text()
+    assert "135791" not in text
+    assert text.startswith(original)  # the table appended, the rest as it was
+    assert text.removeprefix(original).splitlines()[:2] == ["", "[clinic.staff]"]
+    assert config.stat().st_mode & 0o777 == 0o640
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert sorted(clinic.staff_pins) == ["s-0012", "tanaka"]
+    assert clinic.staff_pins["tanaka"].matches("135791")
+    first = clinic.staff["tanaka"]
+
+    # again: the line is replaced, not added twice
+    assert set_pin_process(config, "tanaka", "246802").returncode == 0
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert clinic.staff["tanaka"] != first
+    assert config.read_text().count("tanaka = ") == 1
+    listed = agent_command(config, "list-staff")
+    assert (listed.returncode, listed.stdout) == (0, "s-0012\ntanaka\n")
+    assert "$scrypt$" not in listed.stdout
+
+    # the pages of an agent with this config take the new PIN, and only it
+    async with staff_desk(tmp_path / "agent", staff=clinic.staff) as d, d.client() as http:
+        assert (await log_in(http, "135791", name="tanaka")).status_code == 401
+        assert (await log_in(http, "246802", name="tanaka")).status_code == 303
+
+    removed = agent_command(config, "remove-staff", "s-0012")
+    assert removed.returncode == 0, removed.stderr
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert sorted(clinic.staff_pins) == ["tanaka"]
+    again = agent_command(config, "remove-staff", "s-0012")
+    assert again.returncode == staff_cli.EXIT_BAD_CONFIG
+    assert "no staff member 's-0012'" in again.stderr
+
+
+async def test_an_old_shared_pin_is_reception_until_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "site.toml"
+    shared = str(PinHash.make("111222"))
+    site = SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK)
+    config.write_text(site.replace("[clinic]\n", f'[clinic]\nstaff_pin_hash = "{shared}"\n'))
+    listed = agent_command(config, "list-staff")
+    assert listed.stdout.startswith("reception (the old shared PIN: give each person")
+    async with staff_desk(tmp_path / "agent", staff_pin_hash=shared) as d, d.client() as http:
+        assert (await log_in(http, "111222", name="reception")).status_code == 303
+        assert "logged in as reception" in (await http.get(STAFF)).text
+    assert "the old shared staff PIN is in use as staff member 'reception'" in caplog.text
+    assert "clinic remove-staff reception" in caplog.text
+
+    # its own PIN for reception replaces the shared one
+    assert set_pin_process(config, "reception", "333444").returncode == 0
+    text = config.read_text()
+    assert "staff_pin_hash" not in text
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert not clinic.shared_pin_left
+    assert clinic.staff_pins["reception"].matches("333444")
+    assert not clinic.staff_pins["reception"].matches("111222")
+    # and remove-staff reception takes an old shared PIN out too
+    config.write_text(site.replace("[clinic]\n", f'[clinic]\nstaff_pin_hash = "{shared}"\n'))
+    assert agent_command(config, "remove-staff", "reception").returncode == 0
+    clinic = load_config(config).clinic
+    assert clinic is not None
+    assert clinic.staff_pins == {}
+    assert config.read_text() == site
+
+
+def test_the_command_refuses_a_bad_pin_a_bad_name_two_different_pins_and_a_gym(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "site.toml"
     config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
-    config.chmod(0o640)
-    done = set_pin_process(config, "135791")
-    assert done.returncode == 0, done.stderr
-    assert "Restart the agent" in done.stdout
-    assert "135791" not in done.stdout + done.stderr
-    text = config.read_text()
-    assert "135791" not in text
-    added = [line for line in text.splitlines() if line.startswith("staff_pin_hash = ")]
-    assert len(added) == 1
-    assert text.replace(f"[clinic]\n{added[0]}\n", "[clinic]\n") == SITE_TOML.format(
-        state=tmp_path / "state", kiosk=KIOSK
-    )  # one line added under [clinic], the rest as it was
-    assert config.stat().st_mode & 0o777 == 0o640
-    clinic = load_config(config).clinic
-    assert clinic is not None
-    assert clinic.staff_pin is not None
-    assert clinic.staff_pin.matches("135791")
-    first = clinic.staff_pin_hash
-
-    # again: the line is replaced, not added twice
-    assert set_pin_process(config, "246802").returncode == 0
-    clinic = load_config(config).clinic
-    assert clinic is not None
-    assert clinic.staff_pin_hash != first
-    assert config.read_text().count("staff_pin_hash") == 1
-
-    # the pages of an agent with this config take the new PIN, and only it
-    hashed = clinic.staff_pin_hash
-    async with staff_desk(tmp_path / "agent", staff_pin_hash=hashed) as d, d.client() as http:
-        assert (await log_in(http, "135791")).status_code == 401
-        assert (await log_in(http, "246802")).status_code == 303
-
-
-def test_the_command_refuses_a_bad_pin_two_different_pins_and_a_gym(tmp_path: Path) -> None:
-    config = tmp_path / "site.toml"
-    config.write_text(SITE_TOML.format(state=tmp_path / "state", kiosk=KIOSK))
     before = config.read_text()
     for pin in ("12345", "12345678901234", "12a456", ""):
-        done = set_pin_process(config, pin)
+        done = set_pin_process(config, "tanaka", pin)
         assert done.returncode == staff_cli.EXIT_BAD_PIN
         assert "6 to 12 digits" in done.stderr
+    for name in ("田中", "a b", "_x", "x" * 33, "tanaka.1"):
+        done = set_pin_process(config, name, "123456")
+        assert done.returncode == staff_cli.EXIT_BAD_PIN
+        assert "a staff name is 1 to 32 letters a-z, digits, - or _" in done.stderr
+    missing = agent_command(config, "set-staff-pin", "--pin-stdin", stdin="123456\n")
+    assert missing.returncode == 2  # argparse: the name is required
+    assert "name" in missing.stderr
     args = staff_cli_args(config)
     answers = iter(["123456", "654321"])
     assert staff_cli.run(args, ask=lambda _: next(answers)) == staff_cli.EXIT_BAD_PIN
@@ -432,15 +520,17 @@ def test_the_command_refuses_a_bad_pin_two_different_pins_and_a_gym(tmp_path: Pa
 
     answers = iter(["123456", "123456"])
     assert staff_cli.run(args, ask=lambda _: next(answers)) == 0
-    assert "staff_pin_hash" in config.read_text()
+    assert "tanaka = " in config.read_text()
 
     gym = tmp_path / "gym.toml"
     gym.write_text('site = "gym-a"\ngateway = "gw-1"\nstate_dir = "/tmp/x"\n[mqtt]\nhost = "h"\n')
-    done = set_pin_process(gym, "123456")
+    done = set_pin_process(gym, "tanaka", "123456")
     assert done.returncode == staff_cli.EXIT_BAD_CONFIG
     assert "not a clinic's site file" in done.stderr
-    assert "staff_pin_hash" not in gym.read_text()
+    assert "tanaka" not in gym.read_text()
 
 
 def staff_cli_args(config: Path) -> argparse.Namespace:
-    return argparse.Namespace(config=str(config), pin_stdin=False)
+    return argparse.Namespace(
+        config=str(config), clinic_command="set-staff-pin", name="tanaka", pin_stdin=False
+    )

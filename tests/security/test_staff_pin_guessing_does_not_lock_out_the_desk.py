@@ -12,8 +12,8 @@ import pytest
 from edge.clinic.staff_access import PinHash, StaffAccessError
 from tests.integration.test_edge_clinic_staff_login import (
     CALL_NEXT,
-    PIN_HASH,
     STAFF,
+    STAFF_PINS,
     log_in,
     staff_desk,
 )
@@ -21,7 +21,7 @@ from tests.integration.test_edge_clinic_staff_login import (
 
 async def test_guessing_from_one_machine_leaves_the_desk_working(tmp_path: Path) -> None:
     async with (
-        staff_desk(tmp_path, staff_pin_hash=PIN_HASH) as d,
+        staff_desk(tmp_path, staff=STAFF_PINS) as d,
         d.client("127.0.0.66") as guesser,
         d.client("127.0.0.2") as desk,
     ):

@@ -143,20 +143,58 @@ def test_the_documented_example_has_a_clinic(tmp_path: Path) -> None:
     assert config.card_readers[0].baud == 9600
 
 
-def test_a_clinic_keeps_its_staff_pin_as_a_hash_only(tmp_path: Path) -> None:
+def test_a_clinic_keeps_each_staff_pin_as_a_hash_only(tmp_path: Path) -> None:
     clinic = MINIMAL + "[clinic]\n"
     config = load_config(write(tmp_path, clinic))
     assert config.clinic is not None
-    assert (config.clinic.staff_pin, config.clinic.staff_pin_required) == (None, True)
+    assert (config.clinic.staff_pins, config.clinic.staff_pin_required) == ({}, True)
     hashed = str(PinHash.make("471100"))
-    config = load_config(write(tmp_path, clinic + f'staff_pin_hash = "{hashed}"\n'))
+    config = load_config(write(tmp_path, clinic + f'[clinic.staff]\ntanaka = "{hashed}"\n'))
     assert config.clinic is not None
-    assert config.clinic.staff_pin is not None
-    assert config.clinic.staff_pin.matches("471100")
-    assert not config.clinic.staff_pin.matches("471101")
+    assert list(config.clinic.staff_pins) == ["tanaka"]
+    assert config.clinic.staff_pins["tanaka"].matches("471100")
+    assert not config.clinic.staff_pins["tanaka"].matches("471101")
+    assert not config.clinic.shared_pin_left
     opened = load_config(write(tmp_path, clinic + "staff_pin_required = false\n"))
     assert opened.clinic is not None
     assert opened.clinic.staff_pin_required is False
+
+
+def test_an_old_shared_staff_pin_is_reception_until_reception_has_its_own(
+    tmp_path: Path,
+) -> None:
+    shared, own = str(PinHash.make("471100")), str(PinHash.make("582211"))
+    clinic = MINIMAL + f'[clinic]\nstaff_pin_hash = "{shared}"\n'
+    config = load_config(write(tmp_path, clinic))
+    assert config.clinic is not None
+    assert str(config.clinic.staff_pins["reception"]) == shared
+    assert config.clinic.shared_pin_left
+    config = load_config(write(tmp_path, clinic + f'[clinic.staff]\nreception = "{own}"\n'))
+    assert config.clinic is not None
+    assert str(config.clinic.staff_pins["reception"]) == own
+    assert not config.clinic.shared_pin_left
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("Tanaka", "in lower case, as tanaka"), ("田中", "a staff name is 1 to 32 letters")],
+)
+def test_a_staff_name_that_cannot_be_typed_at_the_login_is_refused(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    hashed = str(PinHash.make("471100"))
+    text = MINIMAL + f'[clinic.staff]\n"{name}" = "{hashed}"\n'
+    with pytest.raises(ConfigError, match=why):
+        load_config(write(tmp_path, text))
+
+
+def test_the_pages_certificate_and_key_go_together(tmp_path: Path) -> None:
+    own = '[clinic]\ntls_cert = "/e/pages.crt"\ntls_key = "/e/pages.key"\n'
+    clinic = load_config(write(tmp_path, MINIMAL + own)).clinic
+    assert clinic is not None
+    assert (clinic.tls_cert, clinic.tls_key) == (Path("/e/pages.crt"), Path("/e/pages.key"))
+    with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
+        load_config(write(tmp_path, MINIMAL + '[clinic]\ntls_cert = "/e/pages.crt"\n'))
 
 
 @pytest.mark.parametrize(

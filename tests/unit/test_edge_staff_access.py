@@ -1,6 +1,6 @@
-"""The staff PIN's pure parts: its hash in the site file, the wait after wrong PINs (per
-client address), the session cookie, and the gate that ties them to a clock (a
-:class:`ManualClock`, no I/O)."""
+"""The staff PINs' pure parts: a PIN's hash in the site file, staff names, the wait after
+wrong PINs (per client address), the session cookie, and the gate that ties them to a
+clock (a :class:`ManualClock`, no I/O)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edge.clinic.staff_access import (
     read_session,
     session_end,
     sign_session,
+    staff_name,
 )
 from protocol.clock import ManualClock
 from tests.strategies import pin_hashes
@@ -27,6 +28,7 @@ T0 = 1_799_971_200  # 2027-01-15 09:00 Asia/Tokyo
 MIDNIGHT = T0 + 15 * 3600  # 2027-01-16 00:00 Asia/Tokyo
 SECRET = b"s" * 32
 HASHED = PinHash.make("123456")
+PINS = {"tanaka": HASHED}
 FULL_WIDTH = "\uff11\uff12\uff13\uff14\uff15\uff16"  # 123456 as a Japanese IME types it
 
 
@@ -72,50 +74,73 @@ def test_a_session_cookie_is_read_only_with_its_key_and_before_it_expires() -> N
         assert read_session(SECRET, junk, T0) is None
 
 
-def test_the_gate_checks_pins_and_keeps_sessions_apart_per_pin() -> None:
+def test_a_staff_name_is_folded_to_lower_case_ascii_or_refused() -> None:
+    assert staff_name(" Tanaka ") == "tanaka"
+    assert staff_name("\uff34\uff41\uff4e\uff41\uff4b\uff41") == "tanaka"  # full width
+    assert staff_name("s-0012") == "s-0012"
+    for bad in ("", "田中", "a b", "_x", "x" * 33, "a.b"):
+        with pytest.raises(StaffAccessError, match="a staff name is 1 to 32"):
+            staff_name(bad)
+
+
+def test_the_gate_checks_each_names_pin_and_keeps_sessions_apart_per_person() -> None:
     clock = ManualClock(T0)
-    gate = StaffGate(HASHED, secret=SECRET, clock=clock)
+    suzuki = PinHash.make("654321")
+    gate = StaffGate({**PINS, "suzuki": suzuki}, secret=SECRET, clock=clock)
     assert (gate.is_open, gate.is_unset) == (False, False)
-    assert gate.check_pin("000000", "10.0.0.9") is PinCheck.WRONG
-    assert gate.check_pin("123456", "10.0.0.9") is PinCheck.RIGHT
+    assert gate.check_pin("tanaka", "000000", "10.0.0.9") is PinCheck.WRONG
+    assert gate.check_pin("tanaka", "123456", "10.0.0.9") is PinCheck.RIGHT
     assert gate.wrong_left("10.0.0.9") == MAX_WRONG
-    assert gate.check_pin(FULL_WIDTH, "10.0.0.9") is PinCheck.RIGHT  # typed with the IME on
-    cookie, max_age = gate.open_session()
+    assert gate.check_pin("Tanaka", FULL_WIDTH, "10.0.0.9") is PinCheck.RIGHT  # IME on
+    assert gate.check_pin("suzuki", "123456", "10.0.0.9") is PinCheck.WRONG  # tanaka's PIN
+    assert gate.check_pin("nobody", "123456", "10.0.0.9") is PinCheck.WRONG
+    assert gate.check_pin("田中", "123456", "10.0.0.9") is PinCheck.WRONG
+    cookie, max_age = gate.open_session("tanaka")
     assert max_age == SESSION_S
-    assert gate.session_valid(cookie)
-    # the same secret with a new PIN: the old sessions are gone
-    renewed = StaffGate(PinHash.make("654321"), secret=SECRET, clock=clock)
-    assert not renewed.session_valid(cookie)
-    assert StaffGate(HASHED, secret=SECRET, clock=clock).session_valid(cookie)  # a restart
+    assert gate.session_staff(cookie) == "tanaka"
+    assert gate.session_staff("suzuki." + cookie.partition(".")[2]) is None
+    # the same secret with a new PIN for tanaka: tanaka's sessions are gone, suzuki's stay
+    other, _ = gate.open_session("suzuki")
+    renewed = StaffGate(
+        {"tanaka": PinHash.make("123456"), "suzuki": suzuki}, secret=SECRET, clock=clock
+    )
+    assert renewed.session_staff(cookie) is None
+    assert renewed.session_staff(other) == "suzuki"
+    assert StaffGate({"suzuki": suzuki}, secret=SECRET, clock=clock).session_staff(cookie) is None
+    assert StaffGate(PINS, secret=SECRET, clock=clock).session_staff(cookie) == "tanaka"
     gate.close_session(cookie)
-    assert not gate.session_valid(cookie)
+    assert gate.session_staff(cookie) is None
+    assert gate.session_staff(other) == "suzuki"
 
 
 def test_wrong_pins_make_only_their_address_wait_and_the_wait_doubles() -> None:
     clock = ManualClock(T0)
-    gate = StaffGate(HASHED, secret=SECRET, clock=clock)
+    gate = StaffGate(PINS, secret=SECRET, clock=clock)
     guesser, desk = "192.168.10.66", "192.168.10.2"
     for left in range(MAX_WRONG - 1, 0, -1):
-        assert gate.check_pin("000000", guesser) is PinCheck.WRONG
+        assert gate.check_pin("tanaka", "000000", guesser) is PinCheck.WRONG
         assert gate.wrong_left(guesser) == left
-    assert gate.check_pin("000000", guesser) is PinCheck.LOCKED
-    assert gate.check_pin("123456", guesser) is PinCheck.LOCKED  # the right PIN waits too
+    assert gate.check_pin("tanaka", "000000", guesser) is PinCheck.LOCKED
+    assert gate.check_pin("tanaka", "123456", guesser) is PinCheck.LOCKED  # the right PIN waits too
     assert gate.locked_until(guesser) == T0 + FIRST_WAIT_S
-    assert gate.check_pin("123456", desk) is PinCheck.RIGHT  # the desk is not held up
+    assert gate.check_pin("tanaka", "123456", desk) is PinCheck.RIGHT  # the desk is not held up
     assert gate.locked_until(desk) is None
     clock.advance(FIRST_WAIT_S)
-    assert gate.check_pin("111111", guesser) is PinCheck.LOCKED  # waits twice as long now
+    assert gate.check_pin("tanaka", "111111", guesser) is PinCheck.LOCKED  # waits twice as long now
     assert gate.locked_until(guesser) == clock.now() + 2 * FIRST_WAIT_S
     clock.advance(2 * FIRST_WAIT_S)
-    assert gate.check_pin("123456", guesser) is PinCheck.RIGHT
+    assert gate.check_pin("tanaka", "123456", guesser) is PinCheck.RIGHT
     assert gate.wrong_left(guesser) == MAX_WRONG  # a right PIN starts it again
 
 
 def test_without_a_pin_the_gate_is_closed_unless_the_site_opened_it() -> None:
     clock = ManualClock(T0)
-    closed = StaffGate(None, secret=SECRET, clock=clock)
+    closed = StaffGate({}, secret=SECRET, clock=clock)
     assert (closed.is_unset, closed.is_open) == (True, False)
-    assert closed.check_pin("123456", "10.0.0.9") is PinCheck.WRONG
-    assert not closed.session_valid(closed.open_session()[0])
-    opened = StaffGate(None, secret=SECRET, clock=clock, required=False)
+    assert closed.check_pin("tanaka", "123456", "10.0.0.9") is PinCheck.WRONG
+    assert (
+        closed.session_staff(StaffGate(PINS, secret=SECRET, clock=clock).open_session("tanaka")[0])
+        is None
+    )
+    opened = StaffGate({}, secret=SECRET, clock=clock, required=False)
     assert (opened.is_unset, opened.is_open) == (False, True)

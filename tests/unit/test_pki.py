@@ -1,4 +1,5 @@
-"""`denen provision ca init` and `broker-config`: files, modes, names, refusals."""
+"""`denen provision ca init`, `ca pages-cert` and `broker-config`: files, modes, names,
+refusals."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocol import certs
 from protocol.acl import render_acl
@@ -65,6 +67,27 @@ def test_ca_init_refuses_to_overwrite_without_force(
     assert (out / "ca.crt").read_bytes() != first
 
 
+def test_pages_cert_names_the_address_the_reception_browses_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_dir, out = tmp_path / "ca", tmp_path / "pi"
+    assert denen(["provision", "ca", "init", "--out", str(ca_dir)]) == 0
+    pages = ["provision", "ca", "pages-cert", "--ca-dir", str(ca_dir), "--out", str(out)]
+    assert denen(pages) == 1
+    assert "pass --ip (the Pi's LAN address)" in capsys.readouterr().err
+    assert not out.exists()
+    assert denen([*pages, "--ip", "192.168.10.5", "--host", "clinic-a-gw-1.local"]) == 0
+    assert "set [clinic] tls_cert and tls_key" in capsys.readouterr().out
+    assert (mode(out / "pages.key"), mode(out / "pages.crt")) == (0o600, 0o644)
+    cert = certs.load_cert((out / "pages.crt").read_bytes())
+    cert.verify_directly_issued_by(pki.load_ca(pki.CaFiles(ca_dir)).cert)
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["clinic-a-gw-1.local"]
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.168.10.5")]
+
+
 def test_no_loopback_and_a_bad_ip_are_reported(tmp_path: Path) -> None:
     with pytest.raises(pki.PkiError, match="needs a name"):
         pki.init_ca(tmp_path / "a", include_loopback=False)
@@ -73,7 +96,7 @@ def test_no_loopback_and_a_bad_ip_are_reported(tmp_path: Path) -> None:
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for step in (["ca", "init"], ["enroll"], ["broker-config"]):
+    for step in (["ca", "init"], ["ca", "pages-cert"], ["enroll"], ["broker-config"]):
         with pytest.raises(SystemExit):
             denen(["provision", *step, "--help"])
         assert "example:" in capsys.readouterr().out
