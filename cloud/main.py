@@ -139,7 +139,9 @@ def _serve(
 
     configure_logging(log_level, log_format, service="cloud")
     # uvicorn's own handlers off: its lines go through ours (JSON, with the trace id), and
-    # the access log is TracingMiddleware's one line per request
+    # the access log is TracingMiddleware's one line per request. Its proxy headers off:
+    # uvicorn would believe X-Forwarded-For from 127.0.0.1 whatever the deployment says;
+    # DENEN_CLOUD_TRUSTED_PROXIES decides, in one place (cloud/core/addresses.py)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -147,6 +149,7 @@ def _serve(
         log_level=log_level,
         log_config=None,
         access_log=False,
+        proxy_headers=False,
     )
 
 

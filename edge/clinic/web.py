@@ -666,6 +666,7 @@ class ClinicPages:
             log_config=None,
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # no proxy in front: the peer is the reception's machine
             ssl_certfile=None if cert is None else str(cert),
             ssl_keyfile=None if key is None else str(key),
             # a browser's idle https connection never answers the TLS close: without a
